@@ -1,0 +1,108 @@
+"""The run configuration: one validated object per run, written into the run's manifest.
+
+pydantic validates it (types, ranges, unknown keys are errors), which gives one-line messages for a
+bad TOML analysis plan without hand-written checks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from analysis.clinical import ResponderRule, TScoreReference
+
+__all__ = ["ResponderConfig", "TScoreConfig", "RunConfig", "ConfigError", "load_config"]
+
+
+class ConfigError(ValueError):
+    """A configuration problem, as one line."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ResponderConfig(_Strict):
+    """How responders are defined (see :class:`analysis.clinical.ResponderRule`)."""
+
+    kind: Literal["eular", "eular_good", "das28_fall"] = "eular"
+    month: float = 12
+    threshold: float = Field(1.2, gt=0)
+
+    def rule(self) -> ResponderRule:
+        return ResponderRule(kind=self.kind, month=self.month, threshold=self.threshold)
+
+
+class TScoreConfig(_Strict):
+    """Which young-adult reference derives T-scores."""
+
+    reference: str = "nhanes_hologic"
+    table: str | None = None
+    sex_specific: bool = True
+
+    def reference_object(self) -> TScoreReference:
+        return TScoreReference(name=self.reference, path=self.table, sex_specific=self.sex_specific)
+
+
+class RunConfig(_Strict):
+    """Everything that defines a run.
+
+    ``data = None`` means the embedded synthetic RAJAK twin.
+    """
+
+    data: str | None = None
+    column_map: dict[str, str] = Field(default_factory=dict)
+    encoding: str = "utf-8"
+    endpoint_month: float = Field(12, gt=0)
+    responder: ResponderConfig = Field(default_factory=ResponderConfig)
+    tscore: TScoreConfig = Field(default_factory=TScoreConfig)
+    sites: tuple[Literal["spine", "femoral_neck"], ...] = ("spine", "femoral_neck")
+    seed: int = Field(20250101, ge=0)
+    output_dir: str = "outputs"
+    run_id: str | None = None
+
+    @field_validator("sites")
+    @classmethod
+    def _sites_nonempty(cls, v):
+        if not v:
+            raise ValueError("at least one site is needed")
+        return v
+
+    def digest(self) -> str:
+        """Content hash of the analysis settings (output location excluded)."""
+        d = self.model_dump(exclude={"output_dir", "run_id"})
+        return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _first_error(err: ValidationError, source: str) -> str:
+    e = err.errors()[0]
+    loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+    msg = e["msg"]
+    if e["type"] == "extra_forbidden":
+        msg = "unknown setting"
+    return f"{source}: setting '{loc}': {msg} (value {e.get('input')!r})"
+
+
+def load_config(path: str | Path | None = None, **overrides) -> RunConfig:
+    """Read a TOML analysis plan (optional) and apply command-line overrides (``None`` ignored)."""
+    data: dict = {}
+    source = "configuration"
+    if path is not None:
+        p = Path(path)
+        source = str(p)
+        if not p.is_file():
+            raise ConfigError(f"{p}: configuration file not found")
+        try:
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+            raise ConfigError(f"{p}: not valid TOML ({err})") from None
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return RunConfig(**data)
+    except ValidationError as err:
+        raise ConfigError(_first_error(err, source)) from None

@@ -1,0 +1,52 @@
+"""Process-level runtime set-up: where PyTensor and numba keep their compile caches.
+
+The caches live in one project-local directory so that repeated runs (and CI steps within one
+run) reuse compiled models instead of recompiling. The directory is chosen, in order, from
+
+1. the ``RAJAK_CACHE_DIR`` environment variable;
+2. ``<project root>/.cache`` when running from a source checkout (a ``pyproject.toml`` next to the
+   packages);
+3. the user's cache directory (``platformdirs.user_cache_dir("rajak")``).
+
+PyTensor must be told ``base_compiledir`` (not ``compiledir``, which it derives per platform and
+Python version below the base) before it is first imported; this module therefore sets environment
+variables only and imports nothing heavy. Settings the user already made in ``PYTENSOR_FLAGS`` or
+``NUMBA_CACHE_DIR`` are respected.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = ["cache_dir", "configure_compile_cache"]
+
+_PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def cache_dir() -> Path:
+    """Return the rajak cache directory (not created)."""
+    env = os.environ.get("RAJAK_CACHE_DIR")
+    if env:
+        return Path(env).expanduser().resolve()
+    if (_PROJECT_ROOT / "pyproject.toml").is_file():
+        return _PROJECT_ROOT / ".cache"
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("rajak"))
+
+
+def configure_compile_cache() -> Path:
+    """Point PyTensor's and numba's compile caches into :func:`cache_dir`.
+
+    Returns the cache directory. Safe to call more than once; it never overrides a
+    ``base_compiledir`` or ``NUMBA_CACHE_DIR`` the user set.
+    """
+    root = cache_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    flags = os.environ.get("PYTENSOR_FLAGS", "")
+    if "base_compiledir" not in flags:
+        extra = f"base_compiledir={root / 'pytensor'}"
+        os.environ["PYTENSOR_FLAGS"] = f"{flags},{extra}" if flags else extra
+    os.environ.setdefault("NUMBA_CACHE_DIR", str(root / "numba"))
+    return root
