@@ -116,7 +116,7 @@ class ActivityParameters:
     baseline_mean: float = 0.95
     baseline_sd: float = 0.28
     improvement_responder: float = 0.55
-    improvement_nonresponder: float = -0.15
+    improvement_nonresponder: float = -0.25
     improvement_sd: float = 0.15
     response_time_months: float = 2.0
     visit_noise_sd: float = 0.08
@@ -180,7 +180,7 @@ class DropoutModel:
 def _default_spine() -> SiteParameters:
     return SiteParameters(
         baseline_mean=0.911, baseline_sd=0.143, male_effect=0.06, age_effect_per_year=-0.002,
-        bmi_effect_per_unit=0.006, slope_responder_pct=-0.3, slope_nonresponder_pct=-2.8,
+        bmi_effect_per_unit=0.006, slope_responder_pct=-0.3, slope_nonresponder_pct=-2.4,
         slope_sd_pct=1.5, precision_cv_pct=1.1, slope_per_das28_improvement_pct=0.5,
     )
 
@@ -215,7 +215,7 @@ class Design:
     n_patients: int = 46
     dxa_months: tuple[int, ...] = (0, 6, 12)
     activity_months: tuple[int, ...] = (0, 3, 6, 12)
-    responder_fraction: float = 0.65
+    responder_fraction: float = 0.68
     spine: SiteParameters = field(default_factory=_default_spine)
     femoral_neck: SiteParameters = field(default_factory=_default_femoral_neck)
     intercept_corr: float = 0.6

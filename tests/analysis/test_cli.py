@@ -1,0 +1,146 @@
+"""The rajak command: exit status 2 with one line on bad input, results on stdout, run directories."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from analysis.cli import app
+from analysis.resources import data_path
+from models.simulate import Design, simulate
+
+runner = CliRunner()
+
+
+def _invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture
+def study(tmp_path):
+    path = tmp_path / "study.csv"
+    simulate(Design(n_patients=12), seed=4).data.to_csv(path, index=False)
+    return path
+
+
+def test_help_on_every_command():
+    for cmd in ([], ["validate"], ["twin"], ["run"]):
+        res = _invoke(*cmd, "--help")
+        assert res.exit_code == 0 and "Usage" in res.output
+
+
+def test_validate_ok(study):
+    res = _invoke("validate", study)
+    assert res.exit_code == 0
+    assert "patients: 12" in res.stdout and "visits per month" in res.stdout
+
+
+def test_validate_json(study):
+    res = _invoke("validate", study, "--json")
+    assert json.loads(res.stdout)["n_patients"] == 12
+
+
+def test_validate_bad_file_real_process(tmp_path):
+    bad = tmp_path / "bad.csv"
+    df = simulate(Design(n_patients=5), seed=1).data
+    df.loc[2, "bmd_spine"] = 7.5
+    df.to_csv(bad, index=False)
+    proc = subprocess.run([sys.executable, "-m", "analysis.cli", "validate", str(bad)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("rajak: error: ") and "Traceback" not in proc.stderr
+    assert "line 4" in lines[0] and "7.5" in lines[0]
+
+
+def test_validate_all_lists_every_problem(tmp_path):
+    bad = tmp_path / "bad.csv"
+    df = simulate(Design(n_patients=5), seed=1).data
+    df.loc[2, "bmd_spine"] = 7.5
+    df.loc[3, "bmd_spine"] = 0.01
+    df.to_csv(bad, index=False)
+    res = _invoke("validate", bad, "--all")
+    assert res.exit_code == 2
+    assert len(res.stderr.strip().splitlines()) == 2
+
+
+def test_validate_bad_map(study):
+    res = _invoke("validate", study, "--map", "nonsense")
+    assert res.exit_code == 2 and "--map takes" in res.stderr
+
+
+def test_twin_report_is_labelled():
+    res = _invoke("twin", "--report")
+    assert res.exit_code == 0
+    assert "SYNTHETIC" in res.stdout and "p_spine_nonresponders" in res.stdout
+
+
+def test_twin_regenerate_byte_identical(tmp_path):
+    out = tmp_path / "twin.csv"
+    res = _invoke("twin", "--out", out)
+    assert res.exit_code == 0, res.output
+    assert out.read_bytes() == data_path("rajak_twin.csv").read_bytes()
+    assert json.loads(out.with_suffix(".json").read_text())["synthetic"] is True
+
+
+def test_twin_other_seed_differs(tmp_path):
+    out = tmp_path / "twin7.csv"
+    assert _invoke("twin", "--seed", 7, "--out", out).exit_code == 0
+    assert out.read_bytes() != data_path("rajak_twin.csv").read_bytes()
+    assert json.loads(out.with_suffix(".json").read_text())["seed"] == 7
+
+
+def test_twin_needs_an_action():
+    res = _invoke("twin")
+    assert res.exit_code == 2 and "--report" in res.stderr
+
+
+def test_run_writes_run_directory(tmp_path):
+    res = _invoke("run", "--output-dir", tmp_path, "--run-id", "r1")
+    assert res.exit_code == 0, res.output
+    run_dir = tmp_path / "r1"
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["synthetic_data"] is True and "SYNTHETIC" in manifest["data_label"]
+    assert manifest["data_sha256"] and manifest["package_versions"]["pymc"]
+    for f in manifest["files"]:
+        assert (run_dir / f).is_file(), f
+    rep = pd.read_csv(run_dir / "tables" / "replication.csv")
+    assert rep["data"].str.contains("SYNTHETIC").all()
+    assert "SYNTHETIC DATA" in (run_dir / "summary.txt").read_text()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left
+    # never overwritten without --force
+    again = _invoke("run", "--output-dir", tmp_path, "--run-id", "r1")
+    assert again.exit_code == 2 and "--force" in again.stderr
+    assert _invoke("run", "--output-dir", tmp_path, "--run-id", "r1", "--force").exit_code == 0
+
+
+def test_run_on_user_data(tmp_path, study):
+    res = _invoke("run", "--data", study, "--output-dir", tmp_path, "--run-id", "u")
+    assert res.exit_code == 0, res.output
+    manifest = json.loads((tmp_path / "u" / "manifest.json").read_text())
+    assert manifest["synthetic_data"] is False
+
+
+def test_run_bad_data_exit_2(tmp_path):
+    bad = tmp_path / "bad.txt"
+    bad.write_text("x")
+    res = _invoke("run", "--data", bad, "--output-dir", tmp_path)
+    assert res.exit_code == 2 and "unknown extension" in res.stderr
+    assert not any(tmp_path.glob("2*"))
+
+
+def test_run_interrupted_leaves_nothing(tmp_path, monkeypatch):
+    import analysis.pipeline as pl
+
+    def boom(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pl, "atomic_write_json", boom)
+    with pytest.raises(KeyboardInterrupt):
+        pl.run(pl.RunConfig(output_dir=str(tmp_path), run_id="x"))
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,42 @@
+"""The run configuration: validation and one-line errors."""
+
+import pytest
+
+from analysis.config import ConfigError, RunConfig, load_config
+
+
+def test_defaults_use_the_twin():
+    cfg = load_config()
+    assert cfg.data is None and cfg.responder.kind == "eular" and cfg.sites == ("spine", "femoral_neck")
+
+
+def test_toml_plan_and_overrides(tmp_path):
+    plan = tmp_path / "plan.toml"
+    plan.write_text('seed = 7\nsites = ["spine"]\n[responder]\nkind = "das28_fall"\nthreshold = 1.2\n')
+    cfg = load_config(plan, seed=9)
+    assert cfg.seed == 9 and cfg.sites == ("spine",) and cfg.responder.kind == "das28_fall"
+    assert "fall > 1.2" in cfg.responder.rule().describe()
+
+
+@pytest.mark.parametrize("text,fragment", [
+    ("sede = 7\n", "setting 'sede': unknown setting"),
+    ('[responder]\nkind = "magic"\n', "setting 'responder.kind'"),
+    ("seed = -1\n", "setting 'seed'"),
+    ("seed = \n", "not valid TOML"),
+])
+def test_bad_plans(tmp_path, text, fragment):
+    plan = tmp_path / "plan.toml"
+    plan.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(plan)
+    assert fragment in str(info.value) and str(plan) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_missing_plan(tmp_path):
+    with pytest.raises(ConfigError, match="configuration file not found"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_digest_ignores_output_location():
+    assert RunConfig(output_dir="a").digest() == RunConfig(output_dir="b").digest()
+    assert RunConfig(seed=1).digest() != RunConfig(seed=2).digest()
