@@ -118,7 +118,8 @@ def twin(
         ds = load_twin() if out is None else load_dataset(out, synthetic=True)
         table = replication_table(paper_analysis(derive(ds.frame)))
         typer.echo(f"SYNTHETIC RAJAK twin ({ds.source}): published figure vs the paper's analysis on the twin")
-        typer.echo(table.rename(columns={"this_analysis": "twin"}).drop(columns=["description"]).to_string(index=False))
+        typer.echo(table.rename(columns={"this_analysis": "twin"}).drop(columns=["description", "kind"])
+                   .to_string(index=False, float_format=lambda v: f"{v:.4g}"))
 
 
 @app.command()

@@ -167,5 +167,6 @@ def _summary_text(dataset: Dataset, config: RunConfig, replication: pd.DataFrame
     lines.append(dataset.report.to_text())
     lines.append("")
     lines.append("Published figures vs this analysis (completers; tests as reconstructed, see manifest):")
-    lines.append(replication.drop(columns=["data", "description"]).to_string(index=False))
+    lines.append(replication.drop(columns=["data", "description", "kind"])
+                 .to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     return "\n".join(lines) + "\n"

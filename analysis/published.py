@@ -26,7 +26,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.frequentist.rtests import wilcoxon_rank_sum, wilcoxon_signed_rank
+from analysis.estimands import difference_name, estimand_name
+from analysis.frequentist.completers import SECONDARY, completers_analysis
+from analysis.groups import UndefinedStrategy
 from analysis.resources import data_path
 
 __all__ = ["PublishedFigure", "published_figures", "paper_analysis", "replication_table", "ANALYSIS_ASSUMPTIONS"]
@@ -56,83 +58,78 @@ def published_figures() -> list[PublishedFigure]:
     return [PublishedFigure(**f) for f in raw["figures"]]
 
 
-def _paired(frame: pd.DataFrame, column: str, ids: pd.Index, month: float) -> tuple[np.ndarray, np.ndarray]:
-    wide = frame.pivot_table(index="patient_id", columns="month", values=column, aggfunc="first")
-    wide = wide.reindex(ids)
-    return wide[0.0].to_numpy(float), wide[float(month)].to_numpy(float)
-
-
-def paper_analysis(derived: pd.DataFrame, endpoint_month: float = 12) -> dict[str, Any]:
+def paper_analysis(derived: pd.DataFrame, endpoint_month: float = 12,
+                   strategy: UndefinedStrategy = "exclude", conf_int: bool = False) -> dict[str, Any]:
     """Run the reconstructed paper analysis on an analysis-ready frame (:func:`analysis.clinical.derive`).
 
-    Returns a dictionary keyed like :func:`published_figures` (plus group sizes, mean changes and the
-    responders' within-group p) with the achieved values.
+    Returns a dictionary keyed like :func:`published_figures` (plus group sizes, mean changes and
+    the responders' within-group p) with the achieved values. The numbers are read off
+    :func:`analysis.frequentist.completers.completers_analysis`, the one implementation of the
+    completers tests.
     """
-    end = derived[derived["month"] == endpoint_month]
-    comp = end[end["completer"] & end["responder_status"].isin(["responder", "non-responder"])]
-    comp = comp.drop_duplicates("patient_id")
-    nr = comp.loc[comp["responder_status"] == "non-responder"]
-    rs = comp.loc[comp["responder_status"] == "responder"]
-    ids = pd.Index(comp["patient_id"])
+    res = completers_analysis(derived, endpoint_month, sites=("spine",), measures=("pct", "tscore"),
+                              strategy=strategy, conf_int=conf_int)
+    m = endpoint_month
+
+    def get(estimand: str, test: str, what: str = "p") -> float:
+        value = res.row(estimand, test)[what]
+        return float(value) if value is not None and not pd.isna(value) else float("nan")
+
+    nr, rs = estimand_name("spine", "non-responder", "pct", m), estimand_name("spine", "responder", "pct", m)
     out: dict[str, Any] = {
         "n_recruited": int(derived["patient_id"].nunique()),
         "n_completers": int(derived.drop_duplicates("patient_id")["completer"].sum()),
-        "n_responders": int(len(rs)),
-        "n_nonresponders": int(len(nr)),
+        "n_responders": int(res.row(rs, "One Sample t-test")["n"]),
+        "n_nonresponders": int(res.row(nr, "One Sample t-test")["n"]),
+        "spine_pct_change_nonresponders": get(nr, "One Sample", "estimate"),
+        "spine_pct_change_responders": get(rs, "One Sample", "estimate"),
+        "p_spine_nonresponders": get(nr, "Wilcoxon"),
+        "p_spine_responders": get(rs, "Wilcoxon"),
+        "p_spine_between_groups": get(difference_name("spine", "pct", m), "Wilcoxon"),
+        "p_tscore_spine_between_groups": get(difference_name("spine", "tscore", m), "Wilcoxon"),
     }
-    x_nr = nr["pct_change_spine"].dropna().to_numpy()
-    x_rs = rs["pct_change_spine"].dropna().to_numpy()
-    out["spine_pct_change_nonresponders"] = float(np.mean(x_nr)) if x_nr.size else np.nan
-    out["spine_pct_change_responders"] = float(np.mean(x_rs)) if x_rs.size else np.nan
-    out["p_spine_nonresponders"] = _p(lambda: wilcoxon_signed_rank(x_nr, conf_int=False))
-    out["p_spine_responders"] = _p(lambda: wilcoxon_signed_rank(x_rs, conf_int=False))
     out["spine_responders_stable"] = out["p_spine_responders"]
-    out["p_spine_between_groups"] = _p(lambda: wilcoxon_rank_sum(x_rs, x_nr, conf_int=False))
-    t_nr = nr["tscore_change_spine"].dropna().to_numpy()
-    t_rs = rs["tscore_change_spine"].dropna().to_numpy()
-    out["p_tscore_spine_between_groups"] = _p(lambda: wilcoxon_rank_sum(t_rs, t_nr, conf_int=False))
     for key, col in (("das28_crp", "das28_crp"), ("cdai", "cdai"), ("prednisolone", "prednisolone_mg"),
                      ("alp", "alp_u_l")):
-        base, follow = _paired(derived, col, ids, endpoint_month)
-        ok = ~(np.isnan(base) | np.isnan(follow))
-        out[f"p_{key}"] = _p(lambda: wilcoxon_signed_rank(follow[ok] - base[ok], conf_int=False))
-        out[f"mean_change_{key}"] = float(np.mean(follow[ok] - base[ok])) if ok.any() else np.nan
+        name = f"{SECONDARY[col]}, all completers, change to month {m:g}"
+        if (res.table["estimand"] == name).any():
+            out[f"p_{key}"] = get(name, "Wilcoxon")
+            out[f"mean_change_{key}"] = get(name, "One Sample", "estimate")
+        else:
+            out[f"p_{key}"] = out[f"mean_change_{key}"] = float("nan")
     return out
 
 
-def _p(fn) -> float:
-    try:
-        return float(fn().p_value)
-    except ValueError:
-        return float("nan")
-
-
 def replication_table(achieved: dict[str, Any]) -> pd.DataFrame:
-    """Published figure | this analysis, one row per published figure (``close``: within a factor
-    of 2 for p-values, 0.3 points for the mean change, equal for counts)."""
+    """Published figure | this analysis | difference, one row per published figure.
+
+    ``close`` is a rough agreement flag: p-values within a factor of 2 (0.3 in log10), the mean
+    change within 0.3 points, counts equal, 'stable' meaning p >= 0.05; secondary endpoints must
+    also move in the published direction.
+    """
     rows = []
     for fig in published_figures():
         a = achieved.get(fig.key)
+        a = float("nan") if a is None else float(a)
+        detail = ""
         if fig.kind == "not_significant":
-            target = "not significant (stable)"
-            ok = a is not None and a >= 0.05
-            shown = f"p = {a:.3f}; mean {achieved.get('spine_pct_change_responders', float('nan')):+.2f}%"
+            published, close = float("nan"), a >= 0.05
+            detail = f"mean change {achieved.get('spine_pct_change_responders', float('nan')):+.2f}%"
         elif fig.kind == "p":
-            target = f"p = {fig.value:g}"
-            shown = f"p = {a:.3g}"
-            ok = abs(math.log10(a) - math.log10(fig.value)) <= 0.3
+            published = float(fig.value)
+            close = bool(np.isfinite(a) and a > 0 and abs(math.log10(a) - math.log10(published)) <= 0.3)
             change = achieved.get("mean_change_" + fig.key.removeprefix("p_"))
             if fig.direction == "decrease" and change is not None:
-                shown += f"; mean change {change:+.3g}"
-                ok = ok and change < 0
+                detail = f"mean change {change:+.3g}"
+                close = close and change < 0
         elif fig.kind == "mean":
-            target = f"{fig.value:+.2f}%"
-            shown = f"{a:+.2f}%"
-            ok = abs(a - fig.value) <= 0.3
+            published = float(fig.value)
+            close = abs(a - published) <= 0.3
+            detail = f"n = {achieved.get('n_nonresponders')}"
         else:
-            target = f"{fig.value:g}"
-            shown = f"{a:g}"
-            ok = a == fig.value
-        rows.append({"figure": fig.key, "description": fig.description, "published": target,
-                     "this_analysis": shown, "close": bool(ok)})
+            published = float(fig.value)
+            close = a == published
+        rows.append({"figure": fig.key, "description": fig.description, "kind": fig.kind,
+                     "published": published, "this_analysis": a, "difference": a - published,
+                     "detail": detail, "close": bool(close)})
     return pd.DataFrame(rows)

@@ -668,7 +668,7 @@ def _t_one(
     stderr = math.sqrt(vx / nx)
     if stderr < 10 * _DBL_EPS * abs(mx):
         raise ValueError("data are essentially constant")
-    tstat = (mx - mu) / stderr
+    tstat = _div(mx - mu, stderr)  # 0/0 -> NaN as in R
     pval, lo, hi = _t_finish(tstat, df, stderr, mu, alternative, conf_level)
     return TestResult(
         method="Paired t-test" if paired else "One Sample t-test",
@@ -811,7 +811,7 @@ def t_test_welch(
     df = _div(stderr**4, sx**4 / (nx - 1) + sy**4 / (ny - 1))
     if stderr < 10 * _DBL_EPS * max(abs(mx), abs(my)):
         raise ValueError("data are essentially constant")
-    tstat = (mx - my - mu) / stderr
+    tstat = _div(mx - my - mu, stderr)
     pval, lo, hi = _t_finish(tstat, df, stderr, mu, alternative, conf_level)
     return TestResult(
         method="Welch Two Sample t-test",

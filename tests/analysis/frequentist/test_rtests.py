@@ -317,3 +317,9 @@ def test_uniroot_matches_r_on_smooth_function():
     # same iterates give the same (inexact, tol = eps^0.25) root to the last bit
     root = rt.uniroot(lambda v: v**3 - 2, 0.0, 2.0)
     assert root == 1.2599338350608136
+
+
+def test_all_zero_sample_gives_nan_like_r():
+    # R: t.test(c(0, 0, 0)) -> t = NaN, p = NaN (stderr 0 is not < 10 eps * |0|)
+    res = t_test_one_sample([0.0, 0.0, 0.0])
+    assert np.isnan(res.statistic) and np.isnan(res.p_value) and res.estimate == 0.0
