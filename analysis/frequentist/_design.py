@@ -50,7 +50,8 @@ def prepare_design(data: pd.DataFrame, formula: str, subject: str, time: str,
     subject, time : str
         Subject identifier and time (LMM) or visit (MMRM) column.
     categorical : tuple of str
-        Columns to convert to an (observed-levels) categorical before building the design.
+        Columns to treat as factors: a pandas Categorical keeps its level order, other columns
+        get their sorted unique values as levels; unused levels are dropped.
     """
     if not isinstance(data, pd.DataFrame):
         raise TypeError(f"data must be a pandas DataFrame, got {type(data).__name__}")
@@ -77,9 +78,9 @@ def prepare_design(data: pd.DataFrame, formula: str, subject: str, time: str,
     df = df.loc[keep].copy()
     if df.empty:
         raise ValueError("no complete rows: every row misses the outcome or a covariate")
-    for col in categorical:
-        levels = sorted(df[col].unique())
-        df[col] = pd.Categorical(df[col], categories=levels)
+    for col in categorical:  # keep a Categorical's own level order, else sort the values
+        if not isinstance(df[col].dtype, pd.CategoricalDtype):
+            df[col] = pd.Categorical(df[col], categories=sorted(df[col].unique()))
     for col in df.columns:
         if isinstance(df[col].dtype, pd.CategoricalDtype):
             df[col] = df[col].cat.remove_unused_categories()

@@ -46,20 +46,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
-from scipy import stats
 
 __all__ = [
     "RemlEngine",
     "Inference",
     "complex_jacobian",
     "second_derivatives",
-    "satterthwaite_df",
-    "kenward_roger",
-    "contrast_table",
-    "f_test",
     "newton_polish",
     "single_threaded_blas",
+    "minimise_profiled",
 ]
 
 _LOG2PI = float(np.log(2.0 * np.pi))
@@ -67,7 +62,7 @@ _LOG2PI = float(np.log(2.0 * np.pi))
 
 @dataclass
 class _Eval:
-    """Quantities at one value of the covariance parameters (cached by :class:`RemlEngine`)."""
+    """Quantities of one GLS fit at given covariance parameters."""
 
     vinv: np.ndarray  # (n, m, m)
     logdet_v: float
@@ -249,6 +244,8 @@ class Inference:
     w : :math:`(-H)^{-1}`, the asymptotic covariance of :math:`\hat\omega` (``None`` if the
         Hessian is not negative definite).
     jac : :math:`\partial\Phi/\partial\omega_h`, shape (H, p, p).
+    deriv : the :meth:`RemlEngine.derivatives` dict (in :math:`\psi`).
+    j_psi, d2_psi : :math:`\partial\psi/\partial\omega` and :math:`\nabla^2\psi_k`.
     """
 
     beta: np.ndarray
@@ -292,114 +289,6 @@ class Inference:
         if self.w is None:
             return np.inf
         return float(self.grad @ self.w @ self.grad)
-
-
-# --------------------------------------------------------------------------------------------
-# degrees of freedom
-# --------------------------------------------------------------------------------------------
-def satterthwaite_df(l: np.ndarray, inf: Inference) -> float:
-    r"""Satterthwaite df of :math:`l^\top\hat\beta`: :math:`2 (l^\top\Phi l)^2 / (f^\top W f)`.
-
-    :math:`f_h = l^\top (\partial\Phi/\partial\omega_h) l` and :math:`W` the inverse observed
-    information of :math:`\omega` (Satterthwaite 1946; Kuznetsova et al. 2017, lmerTest).
-    """
-    var = float(l @ inf.vcov @ l)
-    if inf.w is None:
-        return np.nan
-    f = np.einsum("p,hpq,q->h", l, inf.jac, l)
-    denom = float(f @ inf.w @ f)
-    return 2.0 * var**2 / denom if denom > 0 else np.inf
-
-
-def kenward_roger(engine_der: dict, j: np.ndarray, d2: np.ndarray, w: np.ndarray,
-                  ) -> tuple[np.ndarray, Callable[[np.ndarray], tuple[float, float]]]:
-    r"""Kenward-Roger (1997) adjusted covariance :math:`\hat\Phi_A` and a df function.
-
-    In the parameters :math:`\omega` of ``j`` (:math:`\partial\psi/\partial\omega`) and ``d2``
-    (:math:`\nabla^2\psi`), with :math:`P_h = -X^\top \partial_h V^{-1} X`,
-    :math:`Q_{hj} = X^\top \partial_h V^{-1}\, V\, \partial_j V^{-1} X`,
-    :math:`R_{hj} = X^\top V^{-1}\partial_h\partial_j V\, V^{-1} X`,
-
-    .. math::
-
-        \hat\Phi_A = \Phi + 2\Phi\Bigl\{\sum_{h,j} W_{hj}\bigl(Q_{hj} - P_h\Phi P_j
-            - \tfrac14 R_{hj}\bigr)\Bigr\}\Phi .
-
-    Returns ``(Phi_A, df_fun)``; ``df_fun(L)`` gives ``(scale lambda, denominator df m)`` for
-    the hypothesis :math:`L\beta = 0` (formulae of Kenward & Roger 1997, as in pbkrtest).
-    """
-    phi = engine_der["phi"]
-    pk = np.einsum("kh,kpq->hpq", j, engine_der["pk"])
-    qk = np.einsum("kh,lj,klpq->hjpq", j, j, engine_der["qkl"])
-    rk = np.einsum("khj,kpq->hjpq", d2, engine_der["pk"])
-    pphip = np.einsum("hpq,qr,jrs->hjps", pk, phi, pk)
-    u = np.einsum("hj,hjpq->pq", w, qk - pphip - 0.25 * rk)
-    phi_a = phi + 2.0 * phi @ u @ phi
-    phi_a = 0.5 * (phi_a + phi_a.T)
-
-    def df_fun(lmat: np.ndarray) -> tuple[float, float]:
-        lmat = np.atleast_2d(lmat)
-        c = lmat.shape[0]
-        theta = lmat.T @ np.linalg.solve(lmat @ phi @ lmat.T, lmat)
-        mphi = [theta @ phi @ pk[h] @ phi for h in range(pk.shape[0])]
-        tr = np.array([np.trace(mm) for mm in mphi])
-        a1 = float(tr @ w @ tr)
-        a2 = float(sum(w[h, k] * np.trace(mphi[h] @ mphi[k])
-                       for h in range(len(mphi)) for k in range(len(mphi))))
-        b = (a1 + 6.0 * a2) / (2.0 * c)
-        g = ((c + 1) * a1 - (c + 4) * a2) / ((c + 2) * a2)
-        den = 3 * c + 2 * (1 - g)
-        c1, c2, c3 = g / den, (c - g) / den, (c + 2 - g) / den
-        e_star = 1.0 / (1.0 - a2 / c)
-        v_star = (2.0 / c) * (1 + c1 * b) / ((1 - c2 * b) ** 2 * (1 - c3 * b))
-        rho = v_star / (2.0 * e_star**2)
-        m = 4.0 + (c + 2.0) / (c * rho - 1.0)
-        lam = m / (e_star * (m - 2.0))
-        return float(lam), float(m)
-
-    return phi_a, df_fun
-
-
-# --------------------------------------------------------------------------------------------
-# result tables
-# --------------------------------------------------------------------------------------------
-def contrast_table(names: list[str], est: np.ndarray, se: np.ndarray, df: np.ndarray,
-                   level: float = 0.95) -> pd.DataFrame:
-    """Table of Wald t-tests: ``term, estimate, se, df, t, p, ci_low, ci_high``."""
-    est, se, df = (np.asarray(a, dtype=float) for a in (est, se, df))
-    t = est / se
-    p = 2.0 * stats.t.sf(np.abs(t), df)
-    q = stats.t.ppf(0.5 + level / 2.0, df)
-    return pd.DataFrame({"term": names, "estimate": est, "se": se, "df": df, "t": t, "p": p,
-                         "ci_low": est - q * se, "ci_high": est + q * se})
-
-
-def f_test(lmat: np.ndarray, beta: np.ndarray, inf: Inference) -> dict[str, float]:
-    r"""Satterthwaite F-test of :math:`L\beta = 0` (the method of lmerTest's ``contestMD``).
-
-    :math:`L\Phi L^\top = U D U^\top`; each of the :math:`q` independent :math:`t^2` along the
-    eigenvectors gets Satterthwaite df :math:`\nu_j`, and the F denominator df is
-    :math:`2E/(E-q)` with :math:`E = \sum_j \nu_j/(\nu_j - 2)` (2 if any :math:`\nu_j \le 2`).
-    """
-    lmat = np.atleast_2d(np.asarray(lmat, dtype=float))
-    q = lmat.shape[0]
-    vl = lmat @ inf.vcov @ lmat.T
-    d, uvec = np.linalg.eigh(vl)
-    if d.min() <= 1e-12 * d.max():
-        raise ValueError("contrast matrix L is not of full row rank")
-    ptl = uvec.T @ lmat
-    f_stat = float(((ptl @ beta) ** 2 / d).sum() / q)
-    nu = np.array([satterthwaite_df(row, inf) for row in ptl])
-    if q == 1:
-        ddf = float(nu[0])
-    elif np.all(np.abs(np.diff(nu)) < 1e-8):
-        ddf = float(nu.mean())
-    elif np.any(nu <= 2):
-        ddf = 2.0
-    else:
-        e = float((nu / (nu - 2)).sum())
-        ddf = 2 * e / (e - q)
-    return {"f": f_stat, "num_df": float(q), "den_df": ddf, "p": float(stats.f.sf(f_stat, q, ddf))}
 
 
 def newton_polish(engine: RemlEngine, psi_of: Callable[[np.ndarray], np.ndarray],
@@ -446,3 +335,43 @@ def single_threaded_blas(func: Callable) -> Callable:
             return func(*args, **kwargs)
 
     return wrapper
+
+
+def minimise_profiled(engine: RemlEngine, psi0: Callable[[np.ndarray], np.ndarray],
+                      jac0: Callable[[np.ndarray], np.ndarray], x0: np.ndarray,
+                      bounds: list | None = None) -> tuple[np.ndarray, dict]:
+    r"""Minimise the profiled REML deviance over relative parameters :math:`\phi`.
+
+    L-BFGS-B (exact gradients; ``bounds`` optional) gets close, then a trust-region Newton
+    method (``trust-exact``, Hessian by central differences of the exact gradient) finishes:
+    L-BFGS-B alone can stall on the long, curved valleys that near-singular covariance
+    matrices (correlations near 1) produce.
+    """
+    from scipy import optimize
+
+    def objective(phi):
+        dev, grad = engine.profiled(np.real(psi0(phi)))
+        if not np.isfinite(dev):
+            return 1e300, np.zeros_like(phi)
+        return dev, jac0(phi).T @ grad
+
+    def hessian(phi):
+        k = phi.size
+        hmat = np.zeros((k, k))
+        for j in range(k):
+            h = 1e-6 * max(1.0, abs(phi[j]))
+            e = np.zeros(k)
+            e[j] = h
+            hmat[:, j] = (objective(phi + e)[1] - objective(phi - e)[1]) / (2 * h)
+        return 0.5 * (hmat + hmat.T)
+
+    res1 = optimize.minimize(objective, x0, jac=True, method="L-BFGS-B", bounds=bounds,
+                             options={"maxiter": 1000, "ftol": 1e-12, "gtol": 1e-8})
+    res2 = optimize.minimize(objective, res1.x, jac=True, hess=hessian, method="trust-exact",
+                             options={"gtol": 1e-9, "maxiter": 200})
+    best = res2 if res2.fun <= res1.fun else res1
+    info = {"n_function_evals": int(res1.nfev + res2.nfev),
+            "optimizer_message": f"L-BFGS-B: {res1.message}; trust-exact: {res2.message}",
+            "optimizer_success": bool(res2.success or res1.success),
+            "deviance": float(best.fun)}
+    return best.x, info

@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 
 from analysis.frequentist._design import Design, coerce_contrast, reference_grid
-from analysis.frequentist._reml import Inference, contrast_table, f_test, satterthwaite_df
+from analysis.frequentist._ddf import contrast_table, f_test, satterthwaite_df
+from analysis.frequentist._reml import Inference
 
 __all__ = ["RemlFit", "DF_METHODS"]
 
@@ -41,7 +42,12 @@ def _jsonable(obj: Any) -> Any:
 
 
 class RemlFit:
-    """Base class of :class:`LmmResult` and :class:`MmrmResult` (not instantiated directly)."""
+    """Base class of :class:`LmmResult` and :class:`MmrmResult` (not instantiated directly).
+
+    Common attributes: ``terms`` (coefficient names), ``coef`` (Series), ``vcov``
+    (DataFrame; KR-adjusted under Kenward-Roger), ``fixed`` (Wald table), ``loglik``,
+    ``n_obs``, ``n_subjects``, ``n_excluded``, ``excluded_by``, ``df_method``, ``level``.
+    """
 
     def __init__(self, design: Design, inference: Inference, df_method: str, level: float,
                  kr: tuple | None, subject: str) -> None:
@@ -50,7 +56,7 @@ class RemlFit:
         self.df_method = df_method
         self.level = level
         self._kr = kr
-        self.formula_columns = list(design.columns)
+        self.terms = list(design.columns)
         self.n_obs = int(len(design.y))
         self.n_subjects = int(design.data[subject].nunique())
         self.n_excluded = int(design.n_excluded)
@@ -87,7 +93,7 @@ class RemlFit:
         level : float, optional
             Confidence level (default: the fit's ``level``).
         """
-        arr, rnames = coerce_contrast(lmat, self.formula_columns, names)
+        arr, rnames = coerce_contrast(lmat, self.terms, names)
         return self._wald(arr, rnames, self.level if level is None else level)
 
     def f_test(self, lmat) -> dict[str, float]:
@@ -95,7 +101,7 @@ class RemlFit:
 
         Satterthwaite: lmerTest's ``contestMD`` method; Kenward-Roger: scaled F with KR df.
         """
-        arr, _ = coerce_contrast(lmat, self.formula_columns)
+        arr, _ = coerce_contrast(lmat, self.terms)
         if self._kr is None:
             return f_test(arr, self._inf.beta, self._inf)
         from scipy import stats
@@ -163,7 +169,7 @@ class RemlFit:
             "n_obs": self.n_obs, "n_subjects": self.n_subjects, "n_excluded": self.n_excluded,
             "excluded_by": self.excluded_by, "loglik": self.loglik, "df_method": self.df_method,
             "level": self.level, "fixed": self.fixed,
-            "vcov": {"terms": self.formula_columns, "matrix": self.vcov.to_numpy()},
+            "vcov": {"terms": self.terms, "matrix": self.vcov.to_numpy()},
         }
 
     def to_dict(self) -> dict[str, Any]:

@@ -11,9 +11,9 @@ with an unstructured :math:`2\times 2` :math:`T` (or only a random intercept). A
 :math:`T = \sigma^2\Lambda\Lambda^\top` with the lower-triangular relative Cholesky factor
 :math:`\Lambda(\theta)`, :math:`\theta = (\Lambda_{11}, \Lambda_{21}, \Lambda_{22})`,
 :math:`\Lambda_{11}, \Lambda_{22} \ge 0`. The REML criterion is profiled over :math:`\beta` and
-:math:`\sigma^2` and minimised over :math:`\theta` by L-BFGS-B with exact gradients (time is
-rescaled internally to unit standard deviation for the optimiser only), then refined by Newton
-steps on the full restricted likelihood.
+:math:`\sigma^2` and minimised over :math:`\theta` (time rescaled internally to unit standard
+deviation for the optimiser only) by L-BFGS-B with exact gradients followed by a trust-region
+Newton method, then refined by Newton steps on the full restricted likelihood.
 
 Inference follows lmerTest: the variance parameters are :math:`\omega = (\theta, \sigma)`,
 :math:`W = (-\nabla^2\ell_R)^{-1}` at :math:`\hat\omega` and, for a contrast :math:`l`,
@@ -35,10 +35,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import optimize
 
 from analysis.frequentist._design import prepare_design
-from analysis.frequentist._reml import (Inference, RemlEngine, kenward_roger, newton_polish,
+from analysis.frequentist._ddf import kenward_roger
+from analysis.frequentist._reml import (Inference, RemlEngine, minimise_profiled, newton_polish,
                                          single_threaded_blas)
 from analysis.frequentist._result import DF_METHODS, RemlFit
 
@@ -63,14 +63,18 @@ class LmmResult(RemlFit):
         lme4's relative Cholesky parameters (original time units); ``sigma`` the residual SD.
     varpar, varpar_vcov : ndarray
         :math:`\omega = (\theta, \sigma)` and its asymptotic covariance :math:`W` (lmerTest's
-        ``vcov_varpar``); ``None`` when the Hessian is not positive definite.
+        ``vcov_varpar``). On a singular fit whose Hessian is not positive definite, :math:`W`
+        inverts only the block of the parameters off the boundary (those on it are treated
+        as known); ``None`` if even that fails.
     vcov : DataFrame
         Covariance of the fixed effects (KR-adjusted when ``df_method="kenward-roger"``).
     converged : bool
-        Optimiser succeeded, Newton decrement :math:`g^\top W g < 10^{-6}` and the Hessian of
-        :math:`-\ell_R` is positive definite at the optimum.
+        Newton decrement :math:`g^\top W g < 10^{-6}` and the Hessian of :math:`-\ell_R`
+        positive definite at the optimum; on a boundary, the same over the parameters off it
+        and no ascent direction into the interior (KKT conditions).
     singular : bool
-        A diagonal :math:`\theta` is < 1e-4 (on unit-SD time): a boundary fit.
+        A diagonal :math:`\theta` is < 1e-4 (on unit-SD time) and set to 0: a boundary fit
+        (lme4's ``isSingular``), e.g. a random-slope variance of 0 or a correlation of -1/1.
     n_obs, n_subjects, n_excluded : int
         Rows analysed, subjects, rows dropped for missing values (``excluded_by`` per column).
     """
@@ -158,6 +162,62 @@ def _start_theta(y, x, mask, tpad, slope: bool) -> np.ndarray:
     t0 = (v * np.maximum(w, 1e-2)) @ v.T
     lam = np.linalg.cholesky(t0)
     return np.array([lam[0, 0], lam[1, 0], lam[1, 1]]) if slope else np.array([lam[0, 0]])
+
+
+def _canonical(th: np.ndarray) -> np.ndarray:
+    """lme4's sign convention (non-negative diagonal); the likelihood is invariant to it."""
+    th = np.array(th, dtype=float)
+    if th[0] < 0:
+        th[:2] = -th[:2]
+    if len(th) == 3:
+        th[2] = abs(th[2])
+    return th
+
+
+def _finalise(engine: RemlEngine, psi0, th: np.ndarray, st: float, dof: int,
+              random_slope: bool) -> dict:
+    r"""Inference at a profiled optimum ``th`` (unit-SD time) and the convergence check.
+
+    Interior optimum: Newton-polished, converged when the Newton decrement is < 1e-6 and
+    :math:`-H` is positive definite. Boundary (a diagonal :math:`\theta` < 1e-4, set to 0):
+    the KKT conditions -- decrement and positive definiteness over the free parameters, and
+    no ascent direction into the interior for those on the bound; if :math:`-H` is singular
+    there, :math:`W` inverts only the free block (boundary parameters treated as known).
+    """
+    diag = [0, 2] if random_slope else [0]
+    active = [i for i in diag if th[i] < _SINGULAR_TOL]
+    th = th.copy()
+    th[active] = 0.0
+    ev = engine.evaluate(psi0(th))
+    sigma = np.sqrt(ev.quad / dof)
+    theta_orig = np.array([th[0], th[1] / st, th[2] / st]) if random_slope else th.copy()
+    omega = np.append(theta_orig, sigma)
+    scale = np.maximum(np.abs(omega), 1e-3 * np.abs(omega).max())
+    if not active:
+        inf = newton_polish(engine, _psi_of, omega, scale)
+        inf.omega[:] = np.append(_canonical(inf.omega[:-1]), abs(inf.omega[-1]))
+        dec = inf.newton_decrement()
+        return {"inf": inf, "singular": False, "dec": dec, "hessian_pd": inf.w is not None,
+                "converged": bool(dec < 1e-6 and inf.w is not None)}
+    inf = Inference.compute(engine, _psi_of, omega, scale)
+    free = [i for i in range(len(omega)) if i not in active]
+    hff = -inf.hess[np.ix_(free, free)]
+    try:
+        np.linalg.cholesky(hff)
+        wff = np.linalg.inv(hff)
+    except np.linalg.LinAlgError:
+        return {"inf": inf, "singular": True, "dec": np.inf, "hessian_pd": False,
+                "converged": False}
+    dec = float(inf.grad[free] @ wff @ inf.grad[free])
+    to_scaled = np.array([1.0, 1.0 / st, 1.0 / st, 1.0])[: len(omega)]
+    ascent = [inf.grad[i] * to_scaled[i] > 1e-3 for i in active]
+    hessian_pd = inf.w is not None
+    if not hessian_pd:
+        w = np.zeros_like(inf.hess)
+        w[np.ix_(free, free)] = 0.5 * (wff + wff.T)
+        inf.w = w
+    return {"inf": inf, "singular": True, "dec": dec, "hessian_pd": hessian_pd,
+            "converged": bool(dec < 1e-6 and not any(ascent))}
 
 
 @single_threaded_blas
@@ -250,56 +310,42 @@ def fit_lmm(data: pd.DataFrame, formula: str, subject: str = "patient_id", time:
         return np.array([[2 * th[0], 0, 0], [th[1] / st, th[0] / st, 0],
                          [0, 2 * th[1] / st**2, 2 * th[2] / st**2], [0, 0, 0]])
 
-    def objective(th):
-        dev, grad = engine.profiled(psi0(th))
-        if not np.isfinite(dev):
-            return 1e300, np.zeros_like(th)
-        return dev, jac0(th).T @ grad
-
     bounds = [(0, None), (None, None), (0, None)] if random_slope else [(0, None)]
     starts = [_start_theta(ypad, xpad, mask, tpad / st, random_slope),
               np.array([1.0, 0.0, 1.0]) if random_slope else np.array([1.0])]
     best = None
-    for s in starts:
-        res = optimize.minimize(objective, s, jac=True, method="L-BFGS-B", bounds=bounds,
-                                options={"maxiter": 2000, "ftol": 1e-15, "gtol": 1e-10})
-        if best is None or res.fun < best.fun - 1e-9:
-            best = res
-        if res.success and np.all(np.abs(res.jac) < 1e-4):
+    for start in starts:
+        th, info = minimise_profiled(engine, psi0, jac0, start, bounds)
+        cand = _finalise(engine, psi0, _canonical(th), st, nobs - p, random_slope)
+        cand["info"] = info
+        if best is None or cand["inf"].loglik > best["inf"].loglik + 1e-9:
+            best = cand
+        if best["converged"]:
             break
-    th = best.x
-    sing = bool(th[0] < _SINGULAR_TOL or (random_slope and th[2] < _SINGULAR_TOL))
-    ev = engine.evaluate(psi0(th))
-    sigma = np.sqrt(ev.quad / (nobs - p))
-    theta_orig = np.array([th[0], th[1] / st, th[2] / st]) if random_slope else th.copy()
-    omega = np.append(theta_orig, sigma)
-    scale = np.maximum(np.abs(omega), 1e-3 * np.abs(omega).max())
-    if sing:
-        inf = Inference.compute(engine, _psi_of, omega, scale)
-    else:
-        inf = newton_polish(engine, _psi_of, omega, scale)
-        inf.omega[[0, -1]] = np.abs(inf.omega[[0, -1]])
-        if random_slope:
-            inf.omega[2] = abs(inf.omega[2])
-    dec = inf.newton_decrement()
-    converged = bool(best.success or dec < 1e-6) and dec < 1e-6 and inf.w is not None
+    inf, sing, converged, dec = best["inf"], best["singular"], best["converged"], best["dec"]
+    info = best["info"]
     messages = []
     if sing:
-        messages.append("boundary (singular) fit: a random-effect variance is estimated at 0")
-    if inf.w is None:
-        messages.append("Hessian of the REML criterion is not positive definite")
-    if not best.success:
-        messages.append(f"optimiser: {best.message}")
+        messages.append("boundary (singular) fit: the random-effects covariance is singular "
+                        "(a variance at 0 or a correlation of +-1)")
+    if not best["hessian_pd"]:
+        messages.append("Hessian of the REML criterion is not positive definite"
+                        + (" (W uses the parameters off the boundary)" if sing else ""))
+    if not converged:
+        messages.append(f"not converged ({info['optimizer_message']}; "
+                        f"Newton decrement {dec:.3g})")
     kr = None
     if df_method == "kenward-roger":
         k = g.shape[0]
         w_exp = np.linalg.pinv(0.5 * inf.deriv["trpp"])
         kr = kenward_roger(inf.deriv, np.eye(k), np.zeros((k, k, k)), w_exp)
-    diagnostics = {"newton_decrement": dec, "n_function_evals": int(best.nfev),
-                   "optimizer_message": str(best.message),
+    diagnostics = {"newton_decrement": dec, "n_function_evals": info["n_function_evals"],
+                   "optimizer_message": info["optimizer_message"],
                    "hessian_min_eig": float(np.linalg.eigvalsh(-inf.hess).min()),
                    "gradient": inf.grad}
-    return LmmResult(design=design, inference=inf, df_method=df_method, level=level, kr=kr,
-                     subject=subject, time=time, random_slope=random_slope,
-                     theta=inf.omega[:-1], sigma=inf.omega[-1], converged=converged,
-                     singular=sing, diagnostics=diagnostics, messages=messages, formula=formula)
+    result = LmmResult(design=design, inference=inf, df_method=df_method, level=level, kr=kr,
+                       subject=subject, time=time, random_slope=random_slope,
+                       theta=inf.omega[:-1], sigma=inf.omega[-1], converged=converged,
+                       singular=sing, diagnostics=diagnostics, messages=messages, formula=formula)
+    result._engine, result._psi_of = engine, _psi_of
+    return result

@@ -17,9 +17,10 @@ all subjects. Structures (``covariance=``):
 * ``"csh"``, ``"ar1h"`` heterogeneous variants :math:`\Sigma = D R(\rho) D`,
   :math:`\omega = (\sigma_1^2, \dots, \sigma_m^2, \rho)`.
 
-The REML criterion, profiled over :math:`\beta` and a scale :math:`\sigma^2`, is minimised by
-L-BFGS-B with exact gradients over unconstrained parameters (log-Cholesky, log-SD ratios,
-transformed correlations), then refined by Newton steps in :math:`\omega`. The reported
+The REML criterion, profiled over :math:`\beta` and a scale :math:`\sigma^2`, is minimised over
+unconstrained parameters (log-Cholesky, log-SD ratios, transformed correlations) by L-BFGS-B
+with exact gradients and then a trust-region Newton method, and refined by Newton steps in
+:math:`\omega`. The reported
 log-likelihood is the restricted one of lme4/mmrm (and ``nlme::gls``):
 :math:`-\tfrac12[\sum_i\log|\Sigma_i| + \log|X^\top V^{-1}X| + r^\top V^{-1}r + (N-p)\log 2\pi]`.
 
@@ -38,11 +39,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import optimize
 
 from analysis.frequentist._design import prepare_design
-from analysis.frequentist._reml import (RemlEngine, complex_jacobian, kenward_roger, newton_polish,
-                                         single_threaded_blas)
+from analysis.frequentist._ddf import kenward_roger
+from analysis.frequentist._reml import (RemlEngine, complex_jacobian, minimise_profiled,
+                                         newton_polish, single_threaded_blas)
 from analysis.frequentist._result import DF_METHODS, RemlFit, _jsonable
 
 __all__ = ["fit_mmrm", "MmrmResult", "COVARIANCE_STRUCTURES"]
@@ -252,8 +253,9 @@ def fit_mmrm(data: pd.DataFrame, formula: str, subject: str = "patient_id", visi
         Long format, at most one row per subject and visit.
     formula : str
         Fixed part, e.g. ``"bmd ~ month * responder + age"``. The ``visit`` column is turned
-        into a factor (levels in sorted order; the first is the reference), so ``month`` above
-        means visit-specific effects.
+        into a factor, so ``month`` above means visit-specific effects. Visit order (which
+        matters for ``ar1``/``ar1h`` and sets the reference level) is the sorted order of the
+        values, or the category order if the column is a pandas Categorical.
     subject, visit : str
         Subject identifier and visit column.
     covariance : {"us", "cs", "ar1", "csh", "ar1h"}
@@ -286,7 +288,7 @@ def fit_mmrm(data: pd.DataFrame, formula: str, subject: str = "patient_id", visi
     if dup.any():
         row = df.loc[dup].iloc[0]
         raise ValueError(f"subject {row[subject]!r} has more than one row at {visit} "
-                         f"{row[visit]!r}")
+                         f"{row[visit]}")
     visits = list(df[visit].cat.categories)
     m = len(visits)
     codes, subjects = pd.factorize(df[subject], sort=True)
@@ -316,19 +318,13 @@ def fit_mmrm(data: pd.DataFrame, formula: str, subject: str = "patient_id", visi
     e = (ypad - xpad @ beta_ols) * mf
     phi_start = st.start(_empirical_cov(e, mask))
 
-    def objective(phi):
-        dev, grad = engine.profiled(np.real(st.psi0(phi)))
-        if not np.isfinite(dev):
-            return 1e300, np.zeros_like(phi)
-        return dev, complex_jacobian(st.psi0, phi).T @ grad
-
-    res = optimize.minimize(objective, phi_start, jac=True, method="L-BFGS-B",
-                            options={"maxiter": 5000, "ftol": 1e-13, "gtol": 1e-9})
-    ev = engine.evaluate(np.real(st.psi0(res.x)))
+    phi_hat, info = minimise_profiled(engine, st.psi0,
+                                      lambda phi: complex_jacobian(st.psi0, phi), phi_start)
+    ev = engine.evaluate(np.real(st.psi0(phi_hat)))
     if ev is None:
-        raise RuntimeError(f"MMRM fit ({covariance!r}) failed: {res.message}")
+        raise RuntimeError(f"MMRM fit ({covariance!r}) failed: {info['optimizer_message']}")
     s2 = ev.quad / (len(df) - p)
-    sigma_hat = s2 * np.real(st.sigma0(res.x))
+    sigma_hat = s2 * np.real(st.sigma0(phi_hat))
     omega = st.omega_from_sigma(sigma_hat)
     inf = newton_polish(engine, st.psi_of_omega, omega, st.omega_scale(omega))
     dec = inf.newton_decrement()
@@ -337,20 +333,23 @@ def fit_mmrm(data: pd.DataFrame, formula: str, subject: str = "patient_id", visi
     if inf.w is None:
         messages.append("Hessian of the REML criterion is not positive definite")
     if not converged:
-        messages.append(f"not converged (optimiser: {res.message}; Newton decrement {dec:.3g})")
+        messages.append(f"not converged ({info['optimizer_message']}; "
+                        f"Newton decrement {dec:.3g})")
     kr = None
     if df_method == "kenward-roger":
         if kr_information == "expected":
-            info = inf.j_psi.T @ (0.5 * inf.deriv["trpp"]) @ inf.j_psi
-            w = np.linalg.pinv(info)
+            info_exp = inf.j_psi.T @ (0.5 * inf.deriv["trpp"]) @ inf.j_psi
+            w = np.linalg.pinv(info_exp)
         else:
             w = inf.w if inf.w is not None else np.linalg.pinv(-inf.hess)
         kr = kenward_roger(inf.deriv, inf.j_psi, inf.d2_psi, w)
-    diagnostics = {"newton_decrement": dec, "n_function_evals": int(res.nfev),
-                   "optimizer_message": str(res.message),
+    diagnostics = {"newton_decrement": dec, "n_function_evals": info["n_function_evals"],
+                   "optimizer_message": info["optimizer_message"],
                    "hessian_min_eig": float(np.linalg.eigvalsh(-inf.hess).min()),
                    "gradient": inf.grad}
-    return MmrmResult(design=design, inference=inf, df_method=df_method, level=level, kr=kr,
-                      subject=subject, visit=visit, covariance=covariance, structure=st,
-                      visits=visits, converged=converged, diagnostics=diagnostics,
-                      messages=messages, formula=formula)
+    result = MmrmResult(design=design, inference=inf, df_method=df_method, level=level, kr=kr,
+                        subject=subject, visit=visit, covariance=covariance, structure=st,
+                        visits=visits, converged=converged, diagnostics=diagnostics,
+                        messages=messages, formula=formula)
+    result._engine, result._psi_of = engine, st.psi_of_omega
+    return result
