@@ -61,7 +61,7 @@ class RunConfig(_Strict):
     endpoint_month: float = Field(12, gt=0)
     responder: ResponderConfig = Field(default_factory=ResponderConfig)
     tscore: TScoreConfig = Field(default_factory=TScoreConfig)
-    undefined_responders: Literal["exclude", "last_observed", "unknown"] = "exclude"
+    undefined_responders: Literal["exclude", "last_observed", "unknown"] = "last_observed"
     sites: tuple[Literal["spine", "femoral_neck"], ...] = ("spine", "femoral_neck")
     seed: int = Field(20250101, ge=0)
     output_dir: str = "outputs"

@@ -144,3 +144,24 @@ def test_run_interrupted_leaves_nothing(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         pl.run(pl.RunConfig(output_dir=str(tmp_path), run_id="x"))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_frequentist_prints_replication_table():
+    res = _invoke("frequentist", "--imputations", 0)
+    assert res.exit_code == 0, res.output
+    assert "SYNTHETIC" in res.stdout and "p_spine_between_groups" in res.stdout and "MMRM (us, REML)" in res.stdout
+
+
+def test_frequentist_json():
+    res = _invoke("frequentist", "--imputations", 0, "--json", "--strategy", "exclude")
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["synthetic"] is True
+    assert {"replication", "estimands", "completers", "lmm", "mmrm"} <= set(out)
+    assert "excluded" in out["strategy"]
+    assert len(out["replication"]) == 11
+
+
+def test_frequentist_bad_strategy():
+    res = _invoke("frequentist", "--strategy", "guess", "--imputations", 0)
+    assert res.exit_code == 2 and "undefined_responders" in res.stderr
