@@ -63,6 +63,7 @@ class RunConfig(_Strict):
     tscore: TScoreConfig = Field(default_factory=TScoreConfig)
     undefined_responders: Literal["exclude", "last_observed", "unknown"] = "last_observed"
     sites: tuple[Literal["spine", "femoral_neck"], ...] = ("spine", "femoral_neck")
+    mi_imputations: int = Field(0, ge=0, le=10000)
     seed: int = Field(20250101, ge=0)
     output_dir: str = "outputs"
     run_id: str | None = None

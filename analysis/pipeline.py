@@ -25,7 +25,7 @@ from analysis.clinical import derive
 from analysis.config import RunConfig
 from analysis.data import Dataset, load_dataset, load_twin
 from analysis.io import atomic_write_json, atomic_write_text
-from analysis.frequentist.completers import completers_analysis
+from analysis.frequentist.primary import frequentist_analysis
 from analysis.plots import retention, save_figure, trajectories
 from analysis.published import ANALYSIS_ASSUMPTIONS, paper_analysis, replication_table
 from analysis.report import Report, Section, Table, render_report
@@ -109,8 +109,9 @@ def run(config: RunConfig, *, force: bool = False, log: Callable[[str], None] | 
 
     t = time.perf_counter()
     achieved = paper_analysis(derived, config.endpoint_month)
-    completers = completers_analysis(derived, config.endpoint_month, sites=config.sites,
-                                     strategy=config.undefined_responders, rule=config.responder.rule())
+    freq = frequentist_analysis(derived, config.sites, config.undefined_responders, config.responder.rule(),
+                                config.endpoint_month, mi_imputations=config.mi_imputations, seed=config.seed)
+    completers = freq.completers
     patients = derived.drop_duplicates("patient_id")[
         ["patient_id", "responder_status", "responder_source", "eular_response", "completer",
          "last_visit", "dropout_month"] + (["dropout_reason"] if "dropout_reason" in derived.columns else [])
@@ -118,11 +119,12 @@ def run(config: RunConfig, *, force: bool = False, log: Callable[[str], None] | 
     tables = {
         "replication": _label(replication_table(achieved), dataset),
         "completers_tests": _label(completers.table, dataset),
+        "frequentist_estimands": _label(freq.estimands, dataset),
         "patients": _label(patients, dataset),
         "derived_data": _label(derived, dataset),
     }
     timings["frequentist_s"] = time.perf_counter() - t
-    say("completers analysis done")
+    say("frequentist analysis done (completers tests, LMM, MMRM" + (", MI)" if config.mi_imputations else ")"))
 
     staging = out_root / f".{run_id}.partial-{os.getpid()}"
     if staging.exists():
@@ -138,7 +140,7 @@ def run(config: RunConfig, *, force: bool = False, log: Callable[[str], None] | 
             atomic_write_text(staging / "tables" / f"{name}.csv", table.to_csv(index=False, lineterminator="\n"))
         atomic_write_json(staging / "validation.json", dataset.report.to_dict())
         atomic_write_text(staging / "summary.txt", _summary_text(dataset, config, tables["replication"]))
-        report = _report(run_id, dataset, config, tables, completers.strategy)
+        report = _report(run_id, dataset, config, tables, completers.strategy, freq.notes)
         atomic_write_text(staging / "report.html", render_report(report, figs))
         timings["total_s"] = time.perf_counter() - t_all
         manifest = {
@@ -156,7 +158,7 @@ def run(config: RunConfig, *, force: bool = False, log: Callable[[str], None] | 
             "paper_analysis_assumptions": list(ANALYSIS_ASSUMPTIONS),
             "seeds": {"run": config.seed},
             "timings": {k: round(v, 4) for k, v in timings.items()},
-            "diagnostics": {"failures": []},
+            "diagnostics": {"failures": [], "notes": freq.notes},
             "package_versions": package_versions(),
             "command": " ".join(sys.argv),
             "files": sorted(str(p.relative_to(staging)) for p in staging.rglob("*") if p.is_file()) + ["manifest.json"],
@@ -190,7 +192,7 @@ def _summary_text(dataset: Dataset, config: RunConfig, replication: pd.DataFrame
 
 
 def _report(run_id: str, dataset: Dataset, config: RunConfig, tables: dict[str, pd.DataFrame],
-            strategy: str) -> Report:
+            strategy: str, notes: list[str]) -> Report:
     rep = dataset.report
     rule = config.responder.rule().describe()
     summary = [
@@ -225,6 +227,14 @@ def _report(run_id: str, dataset: Dataset, config: RunConfig, tables: dict[str, 
                 paragraphs=[f"Analysis set: completers. Undefined responder status: {strategy}."],
                 tables=[Table("Within- and between-group tests", tables["completers_tests"].drop(
                     columns=["data", "note", "statistic_name"]), "completers_tests")]),
+        Section("mixed_models", "Mixed models on all observed data (MAR)",
+                paragraphs=[f"Reference LMM (random intercept and slope, REML, Satterthwaite df), the same with "
+                            f"baseline covariates, and an MMRM (visit as a factor, unstructured covariance, "
+                            f"REML, Satterthwaite df) of the change from baseline. Undefined responder status: "
+                            f"{strategy}."] + [f"WARNING: {n}" for n in notes],
+                tables=[Table("Key estimands by method", tables["frequentist_estimands"].drop(columns=["data"]),
+                              "frequentist_estimands")],
+                status="warning" if notes else "ok"),
     ]
     methods = [
         f"Responder definition: {rule}. T-scores: {config.tscore.reference_object().describe()}.",
