@@ -182,6 +182,122 @@ def _json_default(obj):
     return str(obj)
 
 
+def _load_derived(data, config, strategy, seed, map_):
+    from analysis.clinical import derive
+    from analysis.pipeline import load_for_config
+
+    cfg = load_config(config, data=str(data) if data else None, undefined_responders=strategy, seed=seed,
+                      column_map=_parse_map(map_) or None)
+    ds = load_for_config(cfg)
+    return cfg, ds, derive(ds.frame, cfg.responder.rule(), cfg.tscore.reference_object(), cfg.endpoint_month)
+
+
+@app.command()
+def fit(
+    model: Annotated[str, typer.Option(help="lmm, mmrm, joint, activity or robust.")] = "lmm",
+    site: Annotated[str, typer.Option(help="spine or femoral_neck.")] = "spine",
+    priors: Annotated[str, typer.Option(help="Prior set: default, weakly_informative, sceptical, literature, vague.")] = "default",
+    draws: Annotated[int, typer.Option(min=1, help="Draws per chain.")] = 1000,
+    tune: Annotated[int, typer.Option(min=1, help="Tuning steps per chain.")] = 1000,
+    chains: Annotated[int, typer.Option(min=1, help="Chains.")] = 4,
+    seed: Annotated[int, typer.Option(help="Seed.")] = 1,
+    sampler: Annotated[str, typer.Option(help="nutpie (default) or pymc.")] = "nutpie",
+    target_accept: Annotated[float, typer.Option(min=0.5, max=0.999, help="Step-size adaptation target.")] = 0.9,
+    data: Annotated[Optional[Path], typer.Option(help="Your data file (default: the embedded SYNTHETIC twin).")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="TOML analysis plan.")] = None,
+    strategy: Annotated[Optional[str], typer.Option(help="Undefined responder status: exclude, last_observed or unknown.")] = None,
+    map_: Annotated[Optional[list[str]], typer.Option("--map", help="Column mapping FILE_COLUMN=CONTRACT_COLUMN.")] = None,
+    save: Annotated[Optional[Path], typer.Option(help="Save the fit (netCDF DataTree with settings and diagnostics).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Emit the estimands and diagnostics as JSON.")] = False,
+) -> None:
+    """Fit a Bayesian model and print its estimands with diagnostics."""
+    from analysis.bayes_fit import fit_bayes, model_names
+
+    if model not in model_names():
+        _err(f"unknown model {model!r}; available: {', '.join(model_names())}")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    if site not in ("spine", "femoral_neck"):
+        _err(f"unknown site {site!r}; expected spine or femoral_neck")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    try:
+        cfg, ds, derived = _load_derived(data, config, strategy, seed, map_)
+        _info(f"{ds.label}: fitting {model} at {site} ({chains} chains x {draws} draws, {sampler})")
+        res = fit_bayes(derived, model, site, priors, cfg.undefined_responders, cfg.responder.rule(),
+                        draws=draws, tune=tune, chains=chains, seed=seed, sampler=sampler,
+                        target_accept=target_accept)
+    except (DataValidationError, ConfigError, ValueError) as err:
+        _err(str(err))
+        raise typer.Exit(EXIT_BAD_INPUT)
+    if save is not None:
+        res.fit.save(save)
+        _info(f"saved fit to {save}")
+    diag = res.fit.diagnostics
+    if not diag.passed:
+        _info(f"WARNING: DIAGNOSTICS FAILED for {model} at {site}: " + "; ".join(diag.failures))
+    if as_json:
+        typer.echo(json.dumps({"data_label": ds.label, "synthetic": ds.synthetic, **res.to_dict()},
+                              indent=2, default=_json_default))
+        return
+    typer.echo(f"== {ds.label}: {model} at {site}, priors {priors} ==")
+    typer.echo(f"undefined status: {res.strategy}")
+    typer.echo(f"diagnostics: {diag}")
+    cols = ["estimand", "median", "eti_low", "eti_high", "hdi_low", "hdi_high", "p_lt_0", "p_in_rope", "bf10"]
+    typer.echo(res.table[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+
+
+@app.command()
+def compare(
+    models_: Annotated[Optional[list[str]], typer.Option("--model", help="Bayesian model(s) to compare (repeatable).")] = None,
+    sites: Annotated[Optional[list[str]], typer.Option("--site", help="Site(s) (repeatable).")] = None,
+    priors: Annotated[str, typer.Option(help="Prior set.")] = "default",
+    draws: Annotated[int, typer.Option(min=1)] = 1000,
+    tune: Annotated[int, typer.Option(min=1)] = 1000,
+    chains: Annotated[int, typer.Option(min=1)] = 4,
+    seed: Annotated[int, typer.Option()] = 1,
+    data: Annotated[Optional[Path], typer.Option(help="Your data file (default: the embedded SYNTHETIC twin).")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="TOML analysis plan.")] = None,
+    strategy: Annotated[Optional[str], typer.Option(help="Undefined responder status strategy.")] = None,
+    map_: Annotated[Optional[list[str]], typer.Option("--map", help="Column mapping FILE_COLUMN=CONTRACT_COLUMN.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Emit the table as JSON.")] = False,
+) -> None:
+    """Bayesian vs frequentist: one table per site (estimate, CI, p | median, CrI, P(direction), P(ROPE), BF)."""
+    from analysis.bayes_fit import compare as compare_fits, fit_bayes, model_names
+    from analysis.frequentist.primary import frequentist_analysis
+
+    models_ = models_ or ["lmm"]
+    sites = sites or ["spine", "femoral_neck"]
+    bad = [m for m in models_ if m not in model_names()] + [s for s in sites if s not in ("spine", "femoral_neck")]
+    if bad:
+        _err(f"unknown model or site {bad[0]!r}")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    try:
+        cfg, ds, derived = _load_derived(data, config, strategy, seed, map_)
+    except (DataValidationError, ConfigError) as err:
+        _err(str(err))
+        raise typer.Exit(EXIT_BAD_INPUT)
+    freq = frequentist_analysis(derived, sites, cfg.undefined_responders, cfg.responder.rule(), cfg.endpoint_month)
+    fits = []
+    for m in models_:
+        for s in sites:
+            _info(f"fitting {m} at {s} ...")
+            fits.append(fit_bayes(derived, m, s, priors, cfg.undefined_responders, cfg.responder.rule(),
+                                  draws=draws, tune=tune, chains=chains, seed=seed))
+    table = compare_fits(fits, freq.estimands)
+    if as_json:
+        typer.echo(json.dumps({"data_label": ds.label, "synthetic": ds.synthetic,
+                               "rows": table.replace({float("nan"): None}).to_dict(orient="records")},
+                              indent=2, default=_json_default))
+        return
+    typer.echo(f"== {ds.label}: Bayesian vs frequentist ==")
+    for s in sites:
+        typer.echo(f"\n-- {s} --")
+        typer.echo(table[table["site"] == s].drop(columns=["site"]).to_string(
+            index=False, float_format=lambda v: f"{v:.4g}"))
+    for f in fits:
+        if not f.fit.passed:
+            typer.echo(f"WARNING: {f.model} at {f.site} FAILED diagnostics: " + "; ".join(f.fit.diagnostics.failures))
+
+
 @app.command()
 def run(
     data: Annotated[Optional[Path], typer.Option(help="Your data file (default: the embedded SYNTHETIC twin).")] = None,

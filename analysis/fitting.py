@@ -14,23 +14,28 @@ Models
   ``compiled.with_data(**data_values)`` before every fit;
 - ``structure_key``: models with equal keys (and equal parameter shapes) share one compiled
   model in this process (``None``: compile per model object);
-- ``trace_vars``, ``diagnostic_vars``, ``postprocess(dt)`` and ``describe()``.
+- ``trace_vars``, ``diagnostic_vars``, ``postprocess(dt, *, seed)`` and ``describe()``.
 
 Compilation
 -----------
 nutpie's ``compile_pymc_model`` builds a numba C callback around PyTensor's logp+gradient
 function. PyTensor caches the inner function on disk, but nutpie's wrapper closes over the data
-arrays and is recompiled in every process (~6-9 s for the trajectory model). :func:`compile_model`
-builds the same :class:`nutpie.compile_pymc.CompiledPyMCModel` with a wrapper that reads the data
-through nutpie's ``user_data`` pointers only, so numba can cache it in PyTensor's cache directory
-(``models.runtime.cache_dir()/pytensor/numba``): a warm compile then takes ~1.5 s. Draws are
-bit-identical to nutpie's own compilation (tested). Set ``RAJAK_NUTPIE_CACHE=0`` (or pass
-``fast_compile=False``) to use ``nutpie.compile_pymc_model`` unchanged; any failure of the cached
-path falls back to it with a warning.
+arrays (numba: "dynamic globals") and is recompiled in every process, ``cache=True`` or not:
+6-12 s for the trajectory model. :func:`compile_model` builds the same
+:class:`nutpie.compile_pymc.CompiledPyMCModel` with a wrapper generated as source that reads the
+data only through nutpie's ``user_data`` pointers and is registered with PyTensor's numba cache
+locator (``models.runtime.cache_dir()/pytensor/numba``): a warm compile then takes ~1.8 s, most
+of it PyTensor's graph rewriting. Draws are bit-identical to nutpie's own compilation (tested).
+A cold compile (empty cache) is ~20 s, nearly all numba/LLVM. Set ``RAJAK_NUTPIE_CACHE=0`` (or
+pass ``fast_compile=False``) to use ``nutpie.compile_pymc_model`` unchanged; any failure of the
+cached path falls back to it with a warning.
 
-A compiled nutpie model has a fixed number of parameters, so a change in the number of patients
-needs a new compilation: the in-process cache key contains the lengths of every dim of the
-free and deterministic variables.
+A compiled nutpie model has a fixed number of parameters, so a model whose parameters grow with
+the data (latent patient effects) needs a new compilation for a new number of patients: the
+in-process cache key contains the lengths of every dim of the free and deterministic variables.
+Before each fit the compiled model's data are checked against the PyMC model's containers, so a
+stale compiled model (the failure mode of an incomplete ``with_data`` update: it silently refits
+the old data) raises instead.
 
 Diagnostics
 -----------
@@ -180,7 +185,9 @@ def _worst(stat: xr.Dataset, mode: Literal["max", "min"]) -> tuple[float, str]:
         label = name
         if vals.ndim:
             idx = np.unravel_index(pos, vals.shape)
-            parts = [str(da[d].values[i]) if d in da.coords else str(i) for d, i in zip(da.dims, idx)]
+            parts = [
+                str(da[d].values[i]) if d in da.coords else str(i) for d, i in zip(da.dims, idx)
+            ]
             label = f"{name}[{', '.join(parts)}]"
         if np.isnan(val):
             return np.nan, label
@@ -246,9 +253,13 @@ def diagnose(
     if not max_rhat <= thresholds.rhat_max:
         failures.append(f"rhat: max {max_rhat:.3f} > {thresholds.rhat_max} ({worst_rhat})")
     if not min_bulk >= thresholds.ess_bulk_min:
-        failures.append(f"ess_bulk: min {min_bulk:.0f} < {thresholds.ess_bulk_min:.0f} ({worst_bulk})")
+        failures.append(
+            f"ess_bulk: min {min_bulk:.0f} < {thresholds.ess_bulk_min:.0f} ({worst_bulk})"
+        )
     if not min_tail >= thresholds.ess_tail_min:
-        failures.append(f"ess_tail: min {min_tail:.0f} < {thresholds.ess_tail_min:.0f} ({worst_tail})")
+        failures.append(
+            f"ess_tail: min {min_tail:.0f} < {thresholds.ess_tail_min:.0f} ({worst_tail})"
+        )
     if n_div > thresholds.divergences_max:
         failures.append(f"divergences: {n_div} > {thresholds.divergences_max}")
     if not ebfmi or not all(e >= thresholds.ebfmi_min for e in ebfmi):
@@ -342,9 +353,8 @@ class FitResult:
             ds = dt[group].to_dataset()
             obj = [n for n, v in ds.data_vars.items() if v.dtype == object]
             if obj:
-                ds = ds.assign(
-                    {n: ds[n].copy(data=np.vectorize(lambda x: "" if x is None else str(x), otypes=[str])(ds[n].values)) for n in obj}
-                )
+                as_str = np.vectorize(lambda x: "" if x is None else str(x), otypes=[str])
+                ds = ds.assign({n: ds[n].copy(data=as_str(ds[n].values)) for n in obj})
                 dt[group] = ds
         dt.attrs = {
             **dt.attrs,
@@ -371,7 +381,7 @@ def load_fit(path: str | os.PathLike) -> FitResult:
     attrs = dict(dt.attrs)
     if "rajak_settings" not in attrs:
         raise ValueError(f"{path} is not a rajak fit (no rajak_settings attribute)")
-    for key in ("rajak_fit_format", "rajak_settings", "rajak_diagnostics", "rajak_timings", "rajak_wall_time"):
+    for key in [k for k in attrs if k.startswith("rajak_")]:
         dt.attrs.pop(key, None)
     return FitResult(
         posterior=dt,
@@ -400,7 +410,7 @@ class _BareModel:
     def data_values(self) -> dict[str, np.ndarray]:
         return {v.name: np.asarray(v.get_value()) for v in self.pymc_model.data_vars}
 
-    def postprocess(self, dt: xr.DataTree) -> xr.DataTree:
+    def postprocess(self, dt: xr.DataTree, *, seed: int = 0) -> xr.DataTree:
         return dt
 
     def describe(self) -> dict[str, Any]:
@@ -541,16 +551,22 @@ def rajak_expand_cfunc(dim, expanded, x_, out_, user_data_):
         return -2
     return 0
 """
-    t = numba.types
-    sigs = {
-        "logp": t.int64(t.uint64, t.CPointer(t.double), t.CPointer(t.double), t.CPointer(t.double), t.voidptr),
-        "expand": t.int64(t.uint64, t.uint64, t.CPointer(t.double), t.CPointer(t.double), t.voidptr),
+    t, dptr = numba.types, numba.types.CPointer(numba.types.double)
+    sigs = {  # nutpie's C signatures for the logp and expand callbacks
+        "logp": t.int64(t.uint64, dptr, dptr, dptr, t.voidptr),
+        "expand": t.int64(t.uint64, t.uint64, dptr, dptr, t.voidptr),
     }
     cfuncs = {}
     for kind, src in (("logp", logp_src), ("expand", expand_src)):
         key = hashlib.sha256(
             "\n".join(
-                [src, inner_keys[kind], str(user_data.dtype.descr), nutpie.__version__, numba.__version__]
+                [
+                    src,
+                    inner_keys[kind],
+                    str(user_data.dtype.descr),
+                    nutpie.__version__,
+                    numba.__version__,
+                ]
             ).encode()
         ).hexdigest()
         fn = compile_numba_function_src(
@@ -634,7 +650,10 @@ def _compile(fm: Any, fast_compile: bool | None) -> tuple[Any, dict[str, Any], A
         try:
             compiled, path = _cached_compile(pm_model, trace_vars), "rajak-cached-cfunc"
         except Exception as err:  # noqa: BLE001 - any failure: use nutpie's own compile
-            warnings.warn(f"cached nutpie compile failed ({err!r}); using nutpie.compile_pymc_model")
+            warnings.warn(
+                f"cached nutpie compile failed ({err!r}); using nutpie.compile_pymc_model",
+                stacklevel=3,
+            )
     if compiled is None:
         compiled = nutpie.compile_pymc_model(pm_model, var_names=trace_vars)
     entry = _CacheEntry(
@@ -680,7 +699,10 @@ def _load_data(compiled: Any, fm: Any) -> Any:
         if current is None:
             raise RuntimeError(f"cannot check data {var.name!r} of the compiled model")
         held = compiled.shared_data[key]
-        if held.shape != current.shape or not np.array_equal(held, current.astype(held.dtype)):
+        nan_ok = held.dtype.kind in "fc"
+        if held.shape != current.shape or not np.array_equal(
+            held, current.astype(held.dtype), equal_nan=nan_ok
+        ):
             raise RuntimeError(
                 f"the compiled model holds stale data for {var.name!r}; include it in data_values"
             )
@@ -764,7 +786,9 @@ def sample(
     target_accept : float
         Step-size adaptation target.
     cores : int
-        Chains run in parallel (threads for nutpie, processes for PyMC).
+        Chains run in parallel: threads for nutpie; for PyMC, ``cores > 1`` forks processes,
+        which Python warns against in a process that already runs threads (e.g. after a
+        nutpie fit), so prefer ``cores=1`` there.
     low_rank : bool
         nutpie's low-rank modified mass matrix (``adaptation="low_rank"``); nutpie only.
     thresholds : Thresholds, optional
@@ -836,7 +860,7 @@ def sample(
             )
         t_sample = time.perf_counter() - t0  # includes PyMC's own compilation
         versions = {}
-    dt = fm.postprocess(dt)
+    dt = fm.postprocess(dt, seed=seed)
     diagnostics = diagnose(dt, fm.diagnostic_vars, thresholds)
 
     import pymc
