@@ -306,6 +306,9 @@ def run(
     run_id: Annotated[Optional[str], typer.Option(help="Name of the run directory.")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed for everything random in the run.")] = None,
     map_: Annotated[Optional[list[str]], typer.Option("--map", help="Column mapping FILE_COLUMN=CONTRACT_COLUMN (repeatable).")] = None,
+    draws: Annotated[Optional[int], typer.Option(help="Posterior draws per chain.")] = None,
+    tune: Annotated[Optional[int], typer.Option(help="Tuning steps per chain.")] = None,
+    chains: Annotated[Optional[int], typer.Option(help="Chains.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing run directory.")] = False,
 ) -> None:
     """Run the analysis pipeline and write outputs/<run-id>/."""
@@ -314,7 +317,7 @@ def run(
     try:
         cfg = load_config(config, data=str(data) if data else None,
                           output_dir=str(output_dir) if output_dir else None, run_id=run_id, seed=seed,
-                          column_map=_parse_map(map_) or None)
+                          column_map=_parse_map(map_) or None, draws=draws, tune=tune, chains=chains)
         result = run_pipeline(cfg, force=force, log=_info)
     except (DataValidationError, ConfigError, RunExistsError) as err:
         _err(str(err))

@@ -64,6 +64,12 @@ class RunConfig(_Strict):
     undefined_responders: Literal["exclude", "last_observed", "unknown"] = "last_observed"
     sites: tuple[Literal["spine", "femoral_neck"], ...] = ("spine", "femoral_neck")
     mi_imputations: int = Field(0, ge=0, le=10000)
+    bayes_models: tuple[Literal["lmm", "robust", "mmrm", "joint", "activity"], ...] = ("lmm",)
+    priors: str = "default"
+    draws: int = Field(1000, ge=10)
+    tune: int = Field(1000, ge=10)
+    chains: int = Field(4, ge=1, le=16)
+    target_accept: float = Field(0.9, gt=0.5, lt=1.0)
     seed: int = Field(20250101, ge=0)
     output_dir: str = "outputs"
     run_id: str | None = None

@@ -22,7 +22,7 @@ from analysis.estimands import SITE_LABELS  # noqa: E402
 from analysis.io import atomic_write_bytes  # noqa: E402
 
 __all__ = ["PALETTE", "GROUP_COLOURS", "style", "save_figure", "figure_png_bytes", "trajectories",
-           "retention"]
+           "retention", "ppc_change", "contrast_posteriors", "forest"]
 
 # Okabe & Ito (2008) colour-blind-safe palette
 PALETTE = {"orange": "#E69F00", "sky": "#56B4E9", "green": "#009E73", "yellow": "#F0E442",
@@ -134,6 +134,95 @@ def retention(derived: pd.DataFrame, label: str | None = None, group_column: str
         ax.set_ylim(0, bottom.max() * 1.15)
         ax.set_title("Patients remaining at each visit")
         ax.legend(loc="upper right", fontsize=8)
+        _stamp(fig, label)
+        fig.tight_layout()
+    return fig
+
+
+def ppc_change(prepared, y_rep: np.ndarray, site: str, month: float = 12, n_lines: int = 60,
+               label: str | None = None, seed: int = 0) -> Figure:
+    """Posterior predictive check: the observed distribution (ECDF) of each patient's % change to
+    ``month`` against replicated data sets, per group.
+
+    ``prepared`` is the model's :class:`models.trajectory.PreparedData`; ``y_rep`` has shape
+    (chain, draw, obs).
+    """
+    rep = y_rep.reshape(-1, y_rep.shape[-1])
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(rep.shape[0], size=min(n_lines, rep.shape[0]), replace=False)
+    pid = prepared.patient_idx
+    base_rows = np.flatnonzero(prepared.months == 0)
+    end_rows = np.flatnonzero(prepared.months == month)
+    base_of = dict(zip(pid[base_rows], base_rows))
+    pairs = [(base_of[pid[e]], e) for e in end_rows if pid[e] in base_of]
+    b_idx = np.array([p[0] for p in pairs], dtype=int)
+    e_idx = np.array([p[1] for p in pairs], dtype=int)
+    grp = prepared.responder[pid[e_idx]]
+    with style():
+        fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.4), sharex=True, sharey=True)
+        for ax, (g, flag) in zip(axes, (("non-responder", 0.0), ("responder", 1.0))):
+            sel = grp == flag
+            if not sel.any():
+                ax.set_title(f"{GROUP_TITLES[g]}: no patient at month {month:g}")
+                continue
+            colour = GROUP_COLOURS[g]
+            for i in pick:
+                x = 100 * (rep[i, e_idx[sel]] - rep[i, b_idx[sel]]) / rep[i, b_idx[sel]]
+                xs = np.sort(x)
+                ax.step(xs, np.arange(1, xs.size + 1) / xs.size, color=colour, alpha=0.12, lw=0.8, where="post")
+            obs = np.sort(100 * (prepared.y[e_idx[sel]] - prepared.y[b_idx[sel]]) / prepared.y[b_idx[sel]])
+            ax.step(obs, np.arange(1, obs.size + 1) / obs.size, color=PALETTE["black"], lw=2, where="post",
+                    label="observed")
+            ax.set_title(f"{GROUP_TITLES[g]} (n = {int(sel.sum())})")
+            ax.set_xlabel(f"BMD change to month {month:g} (%)")
+        axes[0].set_ylabel("ECDF")
+        axes[0].legend(loc="upper left")
+        fig.suptitle(f"Posterior predictive check, {SITE_LABELS.get(site, site)}: observed (black) vs "
+                     f"{pick.size} replicated data sets")
+        _stamp(fig, label)
+        fig.tight_layout()
+    return fig
+
+
+def contrast_posteriors(items, label: str | None = None) -> Figure:
+    """Posterior densities of estimands (``EstimandDraws``) with their ROPE shaded and the 95% HDI."""
+    from arviz_stats.base import array_stats
+
+    n = len(items)
+    with style():
+        fig, axes = plt.subplots(n, 1, figsize=(6.0, 1.5 * n + 0.6), squeeze=False)
+        for ax, it in zip(axes[:, 0], items):
+            grid, pdf, _ = array_stats.kde(np.asarray(it.draws, dtype=float), grid_len=512)
+            ax.plot(grid, pdf, color=PALETTE["blue"], lw=1.6)
+            ax.fill_between(grid, pdf, color=PALETTE["blue"], alpha=0.15, lw=0)
+            if it.rope is not None:
+                ax.axvspan(-it.rope, it.rope, color=PALETTE["grey"], alpha=0.25, lw=0, label="ROPE")
+            lo, hi = array_stats.hdi(np.asarray(it.draws, dtype=float), 0.95)
+            ax.hlines(0, lo, hi, color=PALETTE["black"], lw=3, label="95% HDI")
+            ax.axvline(0, color=PALETTE["vermillion"], lw=0.8)
+            ax.set_yticks([])
+            ax.set_title(f"{it.estimand} [{it.model}]", fontsize=8, loc="left")
+        axes[0, 0].legend(loc="upper right", fontsize=7)
+        _stamp(fig, label)
+        fig.tight_layout()
+    return fig
+
+
+def forest(rows: pd.DataFrame, title: str, label: str | None = None) -> Figure:
+    """Forest plot: one row per analysis with ``label, estimate, low, high`` (and optional ``kind``
+    'frequentist'/'bayesian' for the marker), top to bottom in the order given."""
+    with style():
+        fig, ax = plt.subplots(figsize=(6.4, 0.38 * len(rows) + 1.2))
+        y = np.arange(len(rows))[::-1]
+        for yi, (_, r) in zip(y, rows.iterrows()):
+            freq = r.get("kind", "bayesian") == "frequentist"
+            c = PALETTE["vermillion"] if freq else PALETTE["blue"]
+            ax.hlines(yi, r["low"], r["high"], color=c, lw=2)
+            ax.plot(r["estimate"], yi, "s" if freq else "o", color=c, ms=6)
+        ax.axvline(0, color=PALETTE["black"], lw=0.8)
+        ax.set_yticks(y, rows["label"].tolist())
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("estimate with 95% interval (squares: frequentist CI; dots: Bayesian CrI)")
         _stamp(fig, label)
         fig.tight_layout()
     return fig

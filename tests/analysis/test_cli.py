@@ -14,6 +14,7 @@ from analysis.resources import data_path
 from models.simulate import Design, simulate
 
 runner = CliRunner()
+FAST = ("--draws", "150", "--tune", "150", "--chains", "2")  # small samples: these tests check plumbing
 
 
 def _invoke(*args):
@@ -101,7 +102,7 @@ def test_twin_needs_an_action():
 
 
 def test_run_writes_run_directory(tmp_path):
-    res = _invoke("run", "--output-dir", tmp_path, "--run-id", "r1")
+    res = _invoke("run", "--output-dir", tmp_path, "--run-id", "r1", *FAST)
     assert res.exit_code == 0, res.output
     run_dir = tmp_path / "r1"
     manifest = json.loads((run_dir / "manifest.json").read_text())
@@ -114,13 +115,13 @@ def test_run_writes_run_directory(tmp_path):
     assert "SYNTHETIC DATA" in (run_dir / "summary.txt").read_text()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left
     # never overwritten without --force
-    again = _invoke("run", "--output-dir", tmp_path, "--run-id", "r1")
+    again = _invoke("run", "--output-dir", tmp_path, "--run-id", "r1", *FAST)
     assert again.exit_code == 2 and "--force" in again.stderr
-    assert _invoke("run", "--output-dir", tmp_path, "--run-id", "r1", "--force").exit_code == 0
+    assert _invoke("run", "--output-dir", tmp_path, "--run-id", "r1", "--force", *FAST).exit_code == 0
 
 
 def test_run_on_user_data(tmp_path, study):
-    res = _invoke("run", "--data", study, "--output-dir", tmp_path, "--run-id", "u")
+    res = _invoke("run", "--data", study, "--output-dir", tmp_path, "--run-id", "u", *FAST)
     assert res.exit_code == 0, res.output
     manifest = json.loads((tmp_path / "u" / "manifest.json").read_text())
     assert manifest["synthetic_data"] is False
@@ -142,7 +143,7 @@ def test_run_interrupted_leaves_nothing(tmp_path, monkeypatch):
 
     monkeypatch.setattr(pl, "atomic_write_json", boom)
     with pytest.raises(KeyboardInterrupt):
-        pl.run(pl.RunConfig(output_dir=str(tmp_path), run_id="x"))
+        pl.run(pl.RunConfig(output_dir=str(tmp_path), run_id="x", bayes_models=()))
     assert list(tmp_path.iterdir()) == []
 
 

@@ -17,7 +17,7 @@ from analysis.report import Report, Section, render_report
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
-    return run(RunConfig(output_dir=str(out), run_id="rep")).run_dir
+    return run(RunConfig(output_dir=str(out), run_id="rep", draws=150, tune=150, chains=2)).run_dir
 
 
 def test_report_is_self_contained(run_dir):
@@ -31,7 +31,8 @@ def test_report_is_self_contained(run_dir):
 def test_every_referenced_figure_and_table_exists(run_dir):
     html = (run_dir / "report.html").read_text()
     figs = set(re.findall(r'data-figure="([^"]+)"', html))
-    assert {"retention", "trajectories_observed"} <= figs
+    assert {"retention", "trajectories_observed", "contrasts_spine", "forest_spine", "ppc_spine",
+            "trajectories_posterior_femoral_neck"} <= figs
     for name in figs:
         assert (run_dir / "figures" / f"{name}.png").is_file() and (run_dir / "figures" / f"{name}.svg").is_file()
     for name in re.findall(r"\(tables/([a-z_]+)\.csv\)", html):
@@ -74,3 +75,16 @@ def test_renders_in_headless_chromium(run_dir, tmp_path):
     assert shot.is_file() and shot.stat().st_size > 50_000  # a real page, not a blank one
     console = [line for line in proc.stderr.splitlines() if "CONSOLE" in line]
     assert console == []
+
+
+def test_small_samples_fail_loudly(run_dir):
+    """150 draws x 2 chains cannot reach bulk ESS 400: the failure is at the top of the report, in the
+    manifest and in summary.txt."""
+    import json
+
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["diagnostics"]["failures"]
+    html = (run_dir / "report.html").read_text()
+    assert 'id="failures"' in html and "ess_bulk" in html
+    assert (run_dir / "summary.txt").read_text().startswith("!!! DIAGNOSTICS FAILED")
+    assert (run_dir / "fits" / "lmm_spine.nc").is_file()
