@@ -63,7 +63,7 @@ class RunConfig(_Strict):
     tscore: TScoreConfig = Field(default_factory=TScoreConfig)
     undefined_responders: Literal["exclude", "last_observed", "unknown"] = "last_observed"
     sites: tuple[Literal["spine", "femoral_neck"], ...] = ("spine", "femoral_neck")
-    mi_imputations: int = Field(0, ge=0, le=10000)
+    mi_imputations: int = Field(50, ge=0, le=10000)
     bayes_models: tuple[Literal["lmm", "robust", "mmrm", "joint", "activity"], ...] = ("lmm",)
     priors: str = "default"
     draws: int = Field(1000, ge=10)

@@ -32,7 +32,7 @@ from analysis.frequentist.mmrm import MmrmResult, fit_mmrm
 from analysis.groups import UndefinedStrategy, assign_groups
 
 __all__ = ["FrequentistResult", "frequentist_analysis", "model_frame", "lmm_estimands", "mmrm_estimands",
-           "ESTIMAND_COLUMNS"]
+           "mi_estimands", "ESTIMAND_COLUMNS"]
 
 ESTIMAND_COLUMNS = ["estimand", "site", "method", "estimate", "se", "df", "ci_low", "ci_high", "p", "n"]
 
@@ -199,11 +199,44 @@ def frequentist_analysis(derived: pd.DataFrame, sites: Iterable[str] = ("spine",
                 notes.append(f"{name}: REML optimisation did not converge")
     mi_table = None
     if mi_imputations > 0:
-        from analysis.frequentist.imputation import mi_estimands
-
         mi_table = mi_estimands(derived, sites=sites, strategy=strategy, rule=rule, m=mi_imputations,
                                 seed=seed, endpoint_month=endpoint_month)
         parts.append(mi_table.reindex(columns=ESTIMAND_COLUMNS))
     estimands = pd.concat(parts, ignore_index=True)
     return FrequentistResult(completers=completers, lmm=lmm, lmm_adjusted=lmm_adj, mmrm=mmrm,
                              estimands=estimands, strategy=completers.strategy, mi=mi_table, notes=notes)
+
+
+def mi_estimands(derived: pd.DataFrame, sites: Iterable[str] = ("spine", "femoral_neck"),
+                 strategy: UndefinedStrategy = "last_observed", rule: ResponderRule | None = None, m: int = 50,
+                 seed: int = 0, endpoint_month: float = 12) -> pd.DataFrame:
+    """Multiple imputation of the % change under MAR, pooled by Rubin's rules, under the shared
+    estimand names (:mod:`analysis.frequentist.imputation`).
+
+    Responder status is a per-patient group; for patients whose status is undefined it is imputed
+    too: their month-12 DAS28-CRP is imputed and classified by the same rule (``strategy`` other than
+    ``"exclude"``), or they are excluded (``"exclude"``). The method label records which.
+    """
+    import re
+
+    from analysis.frequentist.imputation import mi_analysis, standard_analyses
+
+    sites = tuple(sites)
+    undefined = "exclude" if strategy == "exclude" else "rule"
+    pooled = mi_analysis(derived, standard_analyses(sites=sites, month=endpoint_month), m=m, seed=seed,
+                         sites=sites, undefined=undefined, rule=rule)
+    method = f"MI (m={m}, Rubin), status {'excluded' if undefined == 'exclude' else 'imputed by rule'}"
+    rows = []
+    n = int(derived["patient_id"].nunique())
+    for _, r in pooled.iterrows():
+        mean = re.match(r"(\w+) m[\d.]+ mean % change \[(.+)\]$", r["estimand"])
+        diff = re.match(r"(\w+) m[\d.]+ difference % change", r["estimand"])
+        if mean:
+            name, site = estimand_name(mean.group(1), mean.group(2), "pct", endpoint_month), mean.group(1)
+        elif diff:
+            name, site = difference_name(diff.group(1), "pct", endpoint_month), diff.group(1)
+        else:
+            continue
+        rows.append({"estimand": name, "site": site, "method": method, "estimate": r["estimate"], "se": r["se"],
+                     "df": r["df"], "ci_low": r["ci_low"], "ci_high": r["ci_high"], "p": r["p"], "n": n})
+    return pd.DataFrame(rows, columns=ESTIMAND_COLUMNS)

@@ -93,3 +93,17 @@ def test_to_dict_is_json_serialisable(twin_result):
     from analysis.cli import _json_default
 
     json.dumps(twin_result.to_dict(), default=_json_default)
+
+
+def test_mi_estimands_use_shared_names_and_are_reproducible():
+    from analysis.frequentist.primary import mi_estimands
+
+    d = derive(load_twin().frame)
+    a = mi_estimands(d, sites=("spine",), m=20, seed=5)
+    b = mi_estimands(d, sites=("spine",), m=20, seed=5)
+    pd.testing.assert_frame_equal(a, b)
+    assert set(a["estimand"]) == {estimand_name("spine", "responder", "pct"),
+                                  estimand_name("spine", "non-responder", "pct"), difference_name("spine", "pct")}
+    assert (a["method"] == "MI (m=20, Rubin), status imputed by rule").all() and (a["n"] == 46).all()
+    ex = mi_estimands(d, sites=("spine",), m=20, seed=5, strategy="exclude")
+    assert ex["method"].str.contains("status excluded").all()
