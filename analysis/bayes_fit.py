@@ -9,8 +9,10 @@ model object that :func:`analysis.fitting.sample` fits.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import pandas as pd
 
 from analysis.bayesian import bayes_table, compare_table, fit_estimands
@@ -18,7 +20,8 @@ from analysis.clinical import ResponderRule
 from analysis.groups import UndefinedStrategy, assign_groups
 from analysis.posterior import EstimandDraws
 
-__all__ = ["MODELS", "FREQUENTIST_COUNTERPART", "BayesFit", "analysis_frame", "fit_bayes", "model_names"]
+__all__ = ["MODELS", "FREQUENTIST_COUNTERPART", "BayesFit", "analysis_frame", "fit_bayes", "fit_cache_key",
+           "model_names", "compare"]
 
 
 def _trajectory(likelihood: str) -> Callable[..., Any]:
@@ -58,8 +61,6 @@ class BayesFit:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        import numpy as np
-
         return {"model": self.model, "site": self.site, "priors": self.priors, "strategy": self.strategy,
                 "diagnostics": self.fit.diagnostics.to_dict(), "settings": self.fit.settings,
                 "timings": self.fit.timings,
@@ -96,19 +97,62 @@ def _priors(name: str, site: str) -> Any:
 def fit_bayes(derived: pd.DataFrame, model: str = "lmm", site: str = "spine", priors: str = "default",
               strategy: UndefinedStrategy = "last_observed", rule: ResponderRule | None = None,
               draws: int = 1000, tune: int = 1000, chains: int = 4, seed: int = 0, sampler: str = "nutpie",
-              target_accept: float = 0.9, cores: int = 2, covariates: tuple[str, ...] = ()) -> BayesFit:
-    """Build, sample and summarise one model (see :data:`MODELS`)."""
-    from analysis.fitting import sample
+              target_accept: float = 0.9, cores: int = 2, covariates: tuple[str, ...] = (),
+              cache_dir: str | Path | None = None) -> BayesFit:
+    """Build, sample and summarise one model (see :data:`MODELS`).
+
+    With ``cache_dir``, a fit whose model, priors, data, strategy, settings and library versions are
+    unchanged is read from the content-addressed cache instead of being sampled again.
+    """
+    from analysis.fitting import load_fit, sample
 
     if model not in MODELS:
         raise ValueError(f"unknown model {model!r}; available: {', '.join(model_names())}")
     frame, text = analysis_frame(derived, strategy, rule)
-    built = MODELS[model](frame, site, _priors(priors, site), covariates=covariates)
+    prior_obj = _priors(priors, site)
+    built = MODELS[model](frame, site, prior_obj, covariates=covariates)
+    key = None
+    if cache_dir is not None:
+        key = fit_cache_key(model, site, prior_obj, frame, built, text,
+                            dict(draws=draws, tune=tune, chains=chains, seed=seed, sampler=sampler,
+                                 target_accept=target_accept, covariates=list(covariates)))
+        cached = Path(cache_dir) / f"{model}_{site}_{key}.nc"
+        if cached.is_file():
+            fit = load_fit(cached)
+            items = fit_estimands(fit, site, model)
+            return BayesFit(model=model, site=site, fit=fit, estimands=items, table=bayes_table(items),
+                            strategy=text, priors=priors, extra={"cache": "hit", "cache_key": key})
     fit = sample(built, draws=draws, tune=tune, chains=chains, seed=seed, sampler=sampler,
                  target_accept=target_accept, cores=cores)
+    if key is not None:
+        fit.save(Path(cache_dir) / f"{model}_{site}_{key}.nc")
     items = fit_estimands(fit, site, model)
     return BayesFit(model=model, site=site, fit=fit, estimands=items, table=bayes_table(items), strategy=text,
-                    priors=priors)
+                    priors=priors, extra={"cache": "miss" if key else "off", "cache_key": key})
+
+
+def fit_cache_key(model: str, site: str, priors: Any, frame: pd.DataFrame, built: Any, strategy_text: str,
+                  settings: dict[str, Any]) -> str:
+    """Content address of a fit: model and its graph version, site, priors, the exact data the model
+    sees, the strategy for undefined status, sampler settings and library versions."""
+    import dataclasses
+    import hashlib
+    import importlib.metadata as md
+    import json
+
+    data_values = getattr(built, "data_values", {}) or {}
+    h = hashlib.sha256()
+    for name in sorted(data_values):
+        h.update(name.encode())
+        h.update(np.ascontiguousarray(np.asarray(data_values[name], dtype=float)).tobytes())
+    spec = {
+        "model": model, "site": site, "structure": getattr(built, "structure_key", None),
+        "priors": dataclasses.asdict(priors) if dataclasses.is_dataclass(priors) else repr(priors),
+        "data": h.hexdigest(), "n_rows": len(frame), "strategy": strategy_text, "settings": settings,
+        "versions": {p: md.version(p) for p in ("pymc", "pytensor", "nutpie", "numpy")},
+        "rajak": md.version("rajak"),
+    }
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
 def compare(fits: list[BayesFit], frequentist_estimands: pd.DataFrame) -> pd.DataFrame:

@@ -43,8 +43,10 @@ def _bands(fit: BayesFit, months=np.linspace(0, 12, 13)) -> pd.DataFrame:
 
 
 def run_bayes_stage(derived: pd.DataFrame, config: Any, freq_estimands: pd.DataFrame, figures_dir: Path,
-                    fits_dir: Path, label: str, log: Callable[[str], None]) -> BayesStage:
-    """Fit ``config.bayes_models`` at ``config.sites`` and write figures and fits."""
+                    fits_dir: Path, label: str, log: Callable[[str], None],
+                    cache_dir: Path | None = None) -> BayesStage:
+    """Fit ``config.bayes_models`` at ``config.sites`` and write figures and fits; fits found in
+    ``cache_dir`` (content-addressed) are reused."""
     fits: list[BayesFit] = []
     failures: list[str] = []
     for model in config.bayes_models:
@@ -52,7 +54,9 @@ def run_bayes_stage(derived: pd.DataFrame, config: Any, freq_estimands: pd.DataF
             log(f"Bayesian {model} at {site} ({config.chains} chains x {config.draws} draws)")
             bf = fit_bayes(derived, model, site, config.priors, config.undefined_responders,
                            config.responder.rule(), draws=config.draws, tune=config.tune, chains=config.chains,
-                           seed=config.seed, target_accept=config.target_accept)
+                           seed=config.seed, target_accept=config.target_accept, cache_dir=cache_dir)
+            log(f"  {model} at {site}: {'read from the fit cache' if bf.extra.get('cache') == 'hit' else 'sampled'}"
+                f" ({bf.fit.diagnostics})")
             bf.fit.save(fits_dir / f"{model}_{site}.nc")
             if not bf.fit.passed:
                 failures.append(f"{model} at {site}: " + "; ".join(bf.fit.diagnostics.failures))

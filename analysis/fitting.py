@@ -342,7 +342,7 @@ class FitResult:
         return az.summary(self.posterior, var_names=names, ci_prob=ci_prob, ci_kind="eti")
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the fit as netCDF-4 (h5netcdf); settings and diagnostics go to root attrs.
+        """Write the fit atomically as netCDF-4 (h5netcdf); settings and diagnostics go to root attrs.
 
         Object-typed sampler statistics (nutpie's ``divergence_message``) are stored as strings.
         """
@@ -364,10 +364,14 @@ class FitResult:
             "rajak_timings": json.dumps(_jsonable(self.timings)),
             "rajak_wall_time": float(self.wall_time),
         }
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
         try:
-            dt.to_netcdf(path, engine="h5netcdf")
+            dt.to_netcdf(tmp, engine="h5netcdf")  # written beside the target, then renamed: atomic
+            os.replace(tmp, path)
         except ImportError as err:  # h5netcdf >= 1.8 needs h5py installed separately
             raise ImportError(f"saving fits needs h5py next to h5netcdf: {err}") from err
+        finally:
+            tmp.unlink(missing_ok=True)
         return path
 
 

@@ -140,7 +140,8 @@ def run(config: RunConfig, *, force: bool = False, log: Callable[[str], None] | 
         t = time.perf_counter()
         bayes = None
         if config.bayes_models:
-            bayes = run_bayes_stage(derived, config, freq.estimands, figs, staging / "fits", dataset.label, say)
+            bayes = run_bayes_stage(derived, config, freq.estimands, figs, staging / "fits", dataset.label, say,
+                                    cache_dir=out_root / ".fit-cache")
             tables["bayes_estimands"] = _label(bayes.estimands, dataset)
             tables["bayes_vs_frequentist"] = _label(bayes.comparison, dataset)
         timings["bayesian_s"] = time.perf_counter() - t
@@ -174,6 +175,7 @@ def run(config: RunConfig, *, force: bool = False, log: Callable[[str], None] | 
             "tscore_reference": config.tscore.reference_object().describe(),
             "paper_analysis_assumptions": list(ANALYSIS_ASSUMPTIONS),
             "seeds": {"run": config.seed, "sampler": config.seed},
+            "fit_cache": {} if bayes is None else {f"{f.model}_{f.site}": f.extra for f in bayes.fits},
             "timings": {k: round(v, 4) for k, v in timings.items()},
             "diagnostics": {
                 "failures": report.failures, "notes": freq.notes,

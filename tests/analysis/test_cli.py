@@ -113,11 +113,20 @@ def test_run_writes_run_directory(tmp_path):
     rep = pd.read_csv(run_dir / "tables" / "replication.csv")
     assert rep["data"].str.contains("SYNTHETIC").all()
     assert "SYNTHETIC DATA" in (run_dir / "summary.txt").read_text()
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".") and p.name != ".fit-cache"]  # no staging
     # never overwritten without --force
     again = _invoke("run", "--output-dir", tmp_path, "--run-id", "r1", *FAST)
     assert again.exit_code == 2 and "--force" in again.stderr
+    first = pd.read_csv(run_dir / "tables" / "bayes_estimands.csv")
+    assert manifest["fit_cache"]["lmm_spine"]["cache"] == "miss"
     assert _invoke("run", "--output-dir", tmp_path, "--run-id", "r1", "--force", *FAST).exit_code == 0
+    # unchanged model, data and configuration: the fits come from the content-addressed cache
+    manifest2 = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest2["fit_cache"]["lmm_spine"]["cache"] == "hit"
+    pd.testing.assert_frame_equal(first, pd.read_csv(run_dir / "tables" / "bayes_estimands.csv"))
+    # another seed is another fit
+    assert _invoke("run", "--output-dir", tmp_path, "--run-id", "r2", "--seed", "9", *FAST).exit_code == 0
+    assert json.loads((tmp_path / "r2" / "manifest.json").read_text())["fit_cache"]["lmm_spine"]["cache"] == "miss"
 
 
 def test_run_on_user_data(tmp_path, study):
