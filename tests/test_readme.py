@@ -1,0 +1,17 @@
+"""The README's Python blocks run, in order, as one script (so the scripting guide never goes stale)."""
+
+import re
+from pathlib import Path
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_readme_python_blocks_run(tmp_path, monkeypatch):
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    assert len(blocks) >= 5
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {"__name__": "readme"}
+    for i, code in enumerate(blocks):
+        exec(compile(code, f"README.md block {i + 1}", "exec"), namespace)
+    assert (tmp_path / "figures" / "contrasts.png").is_file()
+    assert namespace["bf"].fit.diagnostics.n_draws == 500
