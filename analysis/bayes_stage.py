@@ -14,7 +14,7 @@ import pandas as pd
 from analysis.bayes_fit import BayesFit, FREQUENTIST_COUNTERPART, analysis_frame, compare, fit_bayes, MODELS
 from analysis.estimands import SITE_LABELS, difference_name, estimand_name
 from analysis.model_compare import loo_table
-from analysis.plots import contrast_posteriors, forest, ppc_change, save_figure, trajectories
+from analysis.plots import contrast_posteriors, forest, ppc_change, rank_plot, save_figure, trajectories
 from analysis.report import Section, Table
 
 __all__ = ["BayesStage", "run_bayes_stage", "bayes_sections"]
@@ -75,6 +75,10 @@ def run_bayes_stage(derived: pd.DataFrame, config: Any, freq_estimands: pd.DataF
                     f"trajectories_posterior_{site}")
         stage.figures.append((site, f"Observed trajectories with the {lmm.model} posterior mean and 95% band per "
                                     f"group, {SITE_LABELS[site]}", f"trajectories_posterior_{site}"))
+        for f in site_fits:
+            save_figure(rank_plot(f.fit, label=label), figures_dir, f"rank_{f.model}_{site}")
+            stage.figures.append((site, f"Rank plots of {f.model} at {SITE_LABELS[site]} (diagnostics)",
+                                  f"rank_{f.model}_{site}"))
         pct_items = [it for it in lmm.estimands if it.estimand.endswith("%")]
         save_figure(contrast_posteriors(pct_items, label=label), figures_dir, f"contrasts_{site}")
         stage.figures.append((site, f"Posterior of the key % estimands with the ROPE (DXA least significant "
@@ -122,7 +126,7 @@ def bayes_sections(stage: BayesStage, config: Any) -> list[Section]:
                 tables=[Table("Posterior summaries", stage.estimands[cols], "bayes_estimands"),
                         Table("Convergence diagnostics (R-hat <= 1.01, bulk and tail ESS >= 400, no divergences, "
                               "E-BFMI >= 0.3)", diag, "bayes_diagnostics")],
-                figures=[(c, n) for s, c, n in stage.figures if n.startswith(("trajectories", "contrasts", "ppc"))],
+                figures=[(c, n) for s, c, n in stage.figures if n.startswith(("trajectories", "contrasts", "ppc", "rank"))],
                 status="fail" if stage.failures else "ok"),
         Section("compare", "Bayesian vs frequentist",
                 paragraphs=["Each Bayesian estimate next to its frequentist counterpart "

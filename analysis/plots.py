@@ -22,7 +22,7 @@ from analysis.estimands import SITE_LABELS  # noqa: E402
 from analysis.io import atomic_write_bytes  # noqa: E402
 
 __all__ = ["PALETTE", "GROUP_COLOURS", "style", "save_figure", "figure_png_bytes", "trajectories",
-           "retention", "ppc_change", "contrast_posteriors", "forest"]
+           "retention", "ppc_change", "contrast_posteriors", "forest", "rank_plot"]
 
 # Okabe & Ito (2008) colour-blind-safe palette
 PALETTE = {"orange": "#E69F00", "sky": "#56B4E9", "green": "#009E73", "yellow": "#F0E442",
@@ -225,4 +225,17 @@ def forest(rows: pd.DataFrame, title: str, label: str | None = None) -> Figure:
         ax.set_xlabel("estimate with 95% interval (squares: frequentist CI; dots: Bayesian CrI)")
         _stamp(fig, label)
         fig.tight_layout()
+    return fig
+
+
+def rank_plot(fit, var_names=("b", "sigma", "sd_patient"), label: str | None = None) -> Figure:
+    """Fractional-rank ECDF plots per chain (arviz-plots' ``plot_rank``) of the main parameters: chains
+    that mix well stay inside the simultaneous envelope."""
+    import arviz_plots as azp
+
+    names = [v for v in var_names if v in fit.posterior["posterior"].data_vars]
+    with style():
+        pc = azp.plot_rank(fit.posterior, var_names=names, backend="matplotlib")
+        fig = pc.viz.ds["figure"].item()
+        _stamp(fig, label)
     return fig
