@@ -223,7 +223,7 @@ def _finalise(engine: RemlEngine, psi0, th: np.ndarray, st: float, dof: int,
 @single_threaded_blas
 def fit_lmm(data: pd.DataFrame, formula: str, subject: str = "patient_id", time: str = "month",
             random_slope: bool = True, df_method: str = "satterthwaite",
-            level: float = 0.95) -> LmmResult:
+            level: float = 0.95, check_nobs: bool = True) -> LmmResult:
     r"""Fit ``lmer(formula + (1 + time | subject), REML = TRUE)`` with lmerTest inference.
 
     Parameters
@@ -242,6 +242,10 @@ def fit_lmm(data: pd.DataFrame, formula: str, subject: str = "patient_id", time:
         Denominator degrees of freedom (and, for KR, the adjusted fixed-effects covariance).
     level : float
         Confidence level of the intervals.
+    check_nobs : bool
+        Refuse a random-slope fit with no more observations than random effects (lme4's
+        ``check.nobs.vs.nRE = "stop"``). ``False`` is lme4's ``"ignore"``: with heavy dropout many
+        patients have a single scan, yet those with two or more still identify the slope variance.
 
     Returns
     -------
@@ -264,7 +268,7 @@ def fit_lmm(data: pd.DataFrame, formula: str, subject: str = "patient_id", time:
     q = 2 if random_slope else 1
     if n < 3:
         raise ValueError(f"need at least 3 subjects in {subject!r}, got {n}")
-    if nobs <= n * q and random_slope:
+    if check_nobs and nobs <= n * q and random_slope:
         raise ValueError(f"number of observations ({nobs}) <= number of random effects "
                          f"({n * q}) for (1 + {time} | {subject}): not identifiable")
     if nobs <= n:

@@ -102,7 +102,7 @@ def lmm_estimands(fit: LmmResult, site: str, month: float = 12, method: str = "L
     grid, lmat = fit.reference_grid(["responder"], by=["month"], at={"responder": [0.0, 1.0], "month": [0.0, month]},
                                     weights="proportional")
     rows = []
-    deltas = {}
+    deltas, pcts, grads = {}, {}, {}
     for g, flag in (("non-responder", 0.0), ("responder", 1.0)):
         sel = grid["responder"].astype(float) == flag
         l0 = lmat[(sel & (grid["month"].astype(float) == 0.0)).to_numpy()][0]
@@ -113,11 +113,15 @@ def lmm_estimands(fit: LmmResult, site: str, month: float = 12, method: str = "L
                          fit.n_subjects))
         num, den = float(deltas[g] @ b), float(l0 @ b)
         grad = 100.0 * (deltas[g] / den - l0 * num / den**2)
-        rows.append(_row(estimand_name(site, g, "pct", month), site, method, 100 * num / den,
+        pcts[g], grads[g] = 100 * num / den, grad
+        rows.append(_row(estimand_name(site, g, "pct", month), site, method, pcts[g],
                          float(np.sqrt(grad @ v @ grad)), c["df"], fit.n_subjects))
     c = fit.contrast((deltas["responder"] - deltas["non-responder"])[None, :], names=["diff"]).iloc[0]
     rows.append(_row(difference_name(site, "abs", month), site, method, c["estimate"], c["se"], c["df"],
                      fit.n_subjects))
+    g_diff = grads["responder"] - grads["non-responder"]
+    rows.append(_row(difference_name(site, "pct", month), site, method, pcts["responder"] - pcts["non-responder"],
+                     float(np.sqrt(g_diff @ v @ g_diff)), c["df"], fit.n_subjects))
     return pd.DataFrame(rows, columns=ESTIMAND_COLUMNS)
 
 
@@ -173,11 +177,18 @@ def frequentist_analysis(derived: pd.DataFrame, sites: Iterable[str] = ("spine",
     unknown = " + unknown" if strategy == "unknown" else ""
     for site in sites:
         d = model_frame(derived, site, strategy, rule)
-        lmm[site] = fit_lmm(d, f"bmd ~ month * (responder{unknown})", time="month")
+        try:
+            lmm[site] = fit_lmm(d, f"bmd ~ month * (responder{unknown})", time="month")
+        except ValueError as err:
+            if "not identifiable" not in str(err):
+                raise
+            lmm[site] = fit_lmm(d, f"bmd ~ month * (responder{unknown})", time="month", check_nobs=False)
+            notes.append(f"LMM {site}: {err}; fitted anyway (lme4's check.nobs.vs.nRE = 'ignore')")
         parts.append(lmm_estimands(lmm[site], site, endpoint_month))
         covs = [c for c in covariates if c in d.columns and d[c].notna().all()]
         if covs:
-            lmm_adj[site] = fit_lmm(d, f"bmd ~ month * (responder{unknown}) + " + " + ".join(covs), time="month")
+            lmm_adj[site] = fit_lmm(d, f"bmd ~ month * (responder{unknown}) + " + " + ".join(covs), time="month",
+                                    check_nobs=lmm[site].n_obs > 2 * lmm[site].n_subjects)
             parts.append(lmm_estimands(lmm_adj[site], site, endpoint_month,
                                        method="LMM (REML) + " + ", ".join(covs)))
         post = d[d["month"] > 0].copy()

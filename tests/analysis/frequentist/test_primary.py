@@ -22,7 +22,7 @@ def test_estimand_names_line_up_across_methods(twin_result):
     e = twin_result.estimands
     name = difference_name("spine", "pct")
     methods = set(e.loc[e["estimand"] == name, "method"])
-    assert {"completers, t-test", "MMRM (us, REML)"} <= methods
+    assert {"completers, t-test", "LMM (REML)", "MMRM (us, REML)"} <= methods
     name = estimand_name("spine", "non-responder", "pct")
     assert {"completers, t-test", "LMM (REML)", "MMRM (us, REML)"} <= set(e.loc[e["estimand"] == name, "method"])
     assert e[["estimate", "se", "df", "ci_low", "ci_high", "p"]].notna().all().all()
@@ -107,3 +107,16 @@ def test_mi_estimands_use_shared_names_and_are_reproducible():
     assert (a["method"] == "MI (m=20, Rubin), status imputed by rule").all() and (a["n"] == 46).all()
     ex = mi_estimands(d, sites=("spine",), m=20, seed=5, strategy="exclude")
     assert ex["method"].str.contains("status excluded").all()
+
+
+def test_heavy_dropout_lmm_is_fitted_with_a_note():
+    """Most patients with a single scan: lme4 would stop (nobs <= random effects); rajak fits with
+    the check off, as lme4's 'ignore', and says so."""
+    design = Design(n_patients=300, dropout=DropoutModel(mechanism="mar", visit_hazard=0.35, activity_log_odds=1.0))
+    d = derive(simulate(design, seed=4).data)
+    frame = model_frame(d, "spine", "last_observed")
+    with pytest.raises(ValueError, match="not identifiable"):
+        fit_lmm(frame, "bmd ~ month * responder", time="month")
+    res = frequentist_analysis(d, sites=("spine",), strategy="last_observed")
+    assert any("check.nobs.vs.nRE" in n for n in res.notes)
+    assert res.lmm["spine"].converged
