@@ -26,6 +26,7 @@ from analysis.config import RunConfig
 from analysis.data import Dataset, load_dataset, load_twin
 from analysis.io import atomic_write_json, atomic_write_text
 from analysis.bayes_stage import bayes_sections, run_bayes_stage
+from analysis.sensitivity.runner import forest_figure, run_sensitivity
 from analysis.frequentist.primary import frequentist_analysis
 from analysis.plots import retention, save_figure, trajectories
 from analysis.published import ANALYSIS_ASSUMPTIONS, paper_analysis, replication_table
@@ -145,7 +146,15 @@ def run(config: RunConfig, *, force: bool = False, log: Callable[[str], None] | 
             tables["bayes_estimands"] = _label(bayes.estimands, dataset)
             tables["bayes_vs_frequentist"] = _label(bayes.comparison, dataset)
         timings["bayesian_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        sens_results = [run_sensitivity(name, derived, config) for name in config.sensitivity]
+        for r in sens_results:
+            say(f"sensitivity analysis {r.name} done")
+            for fname, fig in r.figures.items():
+                save_figure(fig, figs, fname)
+        timings["sensitivity_s"] = time.perf_counter() - t
         report = _report(run_id, dataset, config, tables, completers.strategy, freq.notes)
+        report.sections += _sensitivity_sections(sens_results, freq.estimands, config, figs, dataset.label)
         if bayes is not None:
             report.sections += bayes_sections(bayes, config)
             report.failures += bayes.failures
@@ -287,3 +296,22 @@ def _bayes_methods(config: RunConfig) -> str:
 def _compact_tests(table: pd.DataFrame) -> pd.DataFrame:
     keep = table[table["measure"].isin(["pct"]) | (table["analysis"] == "secondary")]
     return keep[["estimand", "test", "n", "estimate", "ci_low", "ci_high", "statistic", "p"]]
+
+
+def _sensitivity_sections(results, freq_estimands: pd.DataFrame, config: RunConfig, figs: Path,
+                          label: str) -> list[Section]:
+    if not results:
+        return []
+    sections = []
+    for r in results:
+        sections.append(Section(f"sensitivity_{r.name}", f"Sensitivity: {r.title}", paragraphs=list(r.text),
+                                tables=[Table(r.title, r.table, f"sensitivity_{r.name}")],
+                                figures=[(name, name) for name in r.figures]))
+    figures = []
+    for site in config.sites:
+        fig, rows = forest_figure(results, freq_estimands, site, label=label)
+        save_figure(fig, figs, f"forest_sensitivity_{site}")
+        figures.append((f"Key estimands across the sensitivity analyses, {site}; the first row is the "
+                        "frequentist completers analysis as published", f"forest_sensitivity_{site}"))
+    sections.append(Section("sensitivity_forest", "Sensitivity: all analyses side by side", figures=figures))
+    return sections

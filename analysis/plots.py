@@ -211,8 +211,12 @@ def contrast_posteriors(items, label: str | None = None) -> Figure:
 def forest(rows: pd.DataFrame, title: str, label: str | None = None) -> Figure:
     """Forest plot: one row per analysis with ``label, estimate, low, high`` (and optional ``kind``
     'frequentist'/'bayesian' for the marker), top to bottom in the order given."""
+    import textwrap
+
+    longest = max((len(str(x)) for x in rows["label"]), default=10)
+    width = 4.5 + 0.075 * min(longest, 90)
     with style():
-        fig, ax = plt.subplots(figsize=(6.4, 0.38 * len(rows) + 1.2))
+        fig, ax = plt.subplots(figsize=(width, 0.38 * len(rows) + 1.4))
         y = np.arange(len(rows))[::-1]
         for yi, (_, r) in zip(y, rows.iterrows()):
             freq = r.get("kind", "bayesian") == "frequentist"
@@ -221,10 +225,11 @@ def forest(rows: pd.DataFrame, title: str, label: str | None = None) -> Figure:
             ax.plot(r["estimate"], yi, "s" if freq else "o", color=c, ms=6)
         ax.axvline(0, color=PALETTE["black"], lw=0.8)
         ax.set_yticks(y, rows["label"].tolist())
-        ax.set_title(title, fontsize=9)
+        ax.set_title("\n".join(textwrap.wrap(title, 80)), fontsize=9)
         ax.set_xlabel("estimate with 95% interval (squares: frequentist CI; dots: Bayesian CrI)")
         _stamp(fig, label)
         fig.tight_layout()
+        fig.subplots_adjust(left=max(0.1, 1 - 4.2 / width))
     return fig
 
 

@@ -47,7 +47,7 @@ def completers_vs_all(derived: pd.DataFrame, sites=("spine", "femoral_neck"),
         e = res.estimands
         sel = e[e["estimand"].isin(keys) & e["method"].isin(methods)]
         for _, r in sel.iterrows():
-            rows.append({"estimand": r["estimand"], "site": r["site"], "data": label, "method": r["method"],
+            rows.append({"estimand": r["estimand"], "site": r["site"], "analysis_set": label, "method": r["method"],
                          "estimate": r["estimate"], "ci_low": r["ci_low"], "ci_high": r["ci_high"], "p": r["p"],
                          "n": r["n"]})
     if bayes:
@@ -57,21 +57,21 @@ def completers_vs_all(derived: pd.DataFrame, sites=("spine", "femoral_neck"),
             for site in sites:
                 bf = fit_bayes(frame, "lmm", site, strategy=strategy, rule=rule, seed=seed, **bayes)
                 for _, r in bf.table[bf.table["estimand"].isin(keys)].iterrows():
-                    rows.append({"estimand": r["estimand"], "site": site, "data": label, "method": "Bayesian LMM",
+                    rows.append({"estimand": r["estimand"], "site": site, "analysis_set": label, "method": "Bayesian LMM",
                                  "estimate": r["median"], "ci_low": r["eti_low"], "ci_high": r["eti_high"],
                                  "p": float("nan"), "n": float("nan"), "diagnostics": r["diagnostics"]})
     table = pd.DataFrame(rows)
     forest = pd.DataFrame({
         "estimand": table["estimand"], "site": table["site"],
-        "analysis": table["method"] + " [" + table["data"] + "]", "estimate": table["estimate"],
+        "analysis": table["method"] + " [" + table["analysis_set"] + "]", "estimate": table["estimate"],
         "low": table["ci_low"], "high": table["ci_high"],
         "kind": ["bayesian" if m.startswith("Bayes") else "frequentist" for m in table["method"]],
     })[FOREST_COLUMNS]
     text = []
     for site in sites:
         key = difference_name(site, "pct")
-        c = table[(table["estimand"] == key) & (table["data"] == "completers") & (table["method"] == "LMM (REML)")]
-        a = table[(table["estimand"] == key) & (table["data"] != "completers") & (table["method"] == "LMM (REML)")]
+        c = table[(table["estimand"] == key) & (table["analysis_set"] == "completers") & (table["method"] == "LMM (REML)")]
+        a = table[(table["estimand"] == key) & (table["analysis_set"] != "completers") & (table["method"] == "LMM (REML)")]
         if len(c) and len(a):
             text.append(f"{key}: LMM on completers {c['estimate'].iloc[0]:.2f} "
                         f"({c['ci_low'].iloc[0]:.2f} to {c['ci_high'].iloc[0]:.2f}) vs all observed data "

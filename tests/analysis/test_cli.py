@@ -175,3 +175,13 @@ def test_frequentist_json():
 def test_frequentist_bad_strategy():
     res = _invoke("frequentist", "--strategy", "guess", "--imputations", 0)
     assert res.exit_code == 2 and "undefined_responders" in res.stderr
+
+
+def test_sensitivity_command(tmp_path):
+    res = _invoke("sensitivity", "--analysis", "completers_vs_all", "--json", "--out", tmp_path)
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["synthetic"] is True and out["results"][0]["name"] == "completers_vs_all"
+    assert (tmp_path / "sensitivity_completers_vs_all.csv").is_file()
+    bad = _invoke("sensitivity", "--analysis", "vibes")
+    assert bad.exit_code == 2 and "unknown sensitivity analysis" in bad.stderr

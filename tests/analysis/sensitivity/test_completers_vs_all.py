@@ -13,7 +13,7 @@ from models.simulate import Design, DropoutModel, simulate
 def test_twin_result_shape():
     r = completers_vs_all(derive(load_twin().frame), sites=("spine",), mi_imputations=10, seed=1)
     assert r.name == "completers_vs_all"
-    assert set(r.table["data"]) == {"completers", "all observed (MAR)"}
+    assert set(r.table["analysis_set"]) == {"completers", "all observed (MAR)"}
     assert len(r.forest_rows) == len(r.table) and r.text
 
 

@@ -1,0 +1,82 @@
+"""Run sensitivity analyses by name and draw the forest plot across them.
+
+Each analysis is a plain function ``fn(derived, config) -> SensitivityResult`` in :data:`ANALYSES`;
+the report and ``rajak sensitivity`` iterate over the registry, so a new strategy is one function.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Callable
+
+import pandas as pd
+
+from analysis.estimands import difference_name, estimand_name
+from analysis.sensitivity.result import FOREST_COLUMNS, SensitivityResult
+
+__all__ = ["ANALYSES", "available", "run_sensitivity", "forest_table", "forest_figure"]
+
+
+def _completers_vs_all(derived: pd.DataFrame, config: Any) -> SensitivityResult:
+    from analysis.sensitivity.completers_vs_all import completers_vs_all
+
+    return completers_vs_all(derived, config.sites, config.undefined_responders, config.responder.rule(),
+                             mi_imputations=max(config.mi_imputations, 2), seed=config.seed)
+
+
+def _lazy(module: str, function: str) -> Callable[[pd.DataFrame, Any], SensitivityResult]:
+    """An analysis implemented in ``analysis.sensitivity.<module>.<function>(derived, config)``."""
+
+    def run(derived: pd.DataFrame, config: Any) -> SensitivityResult:
+        mod = importlib.import_module(f"analysis.sensitivity.{module}")
+        return getattr(mod, function)(derived, config)
+
+    run.module = module  # type: ignore[attr-defined]
+    return run
+
+
+#: name -> function(derived, config) -> SensitivityResult
+ANALYSES: dict[str, Callable[[pd.DataFrame, Any], SensitivityResult]] = {
+    "completers_vs_all": _completers_vs_all,
+}
+
+
+def available() -> list[str]:
+    return list(ANALYSES)
+
+
+def run_sensitivity(name: str, derived: pd.DataFrame, config: Any) -> SensitivityResult:
+    """Run one named analysis."""
+    if name not in ANALYSES:
+        raise ValueError(f"unknown sensitivity analysis {name!r}; available: {', '.join(available())}")
+    return ANALYSES[name](derived, config)
+
+
+def forest_table(results: list[SensitivityResult], frequentist_estimands: pd.DataFrame, estimand: str) -> pd.DataFrame:
+    """Rows of one estimand across analyses, the frequentist completers result first."""
+    first = frequentist_estimands[(frequentist_estimands["estimand"] == estimand)
+                                  & (frequentist_estimands["method"] == "completers, t-test")]
+    rows = [pd.DataFrame({"estimand": estimand, "site": first["site"], "analysis": "completers t-test (as published)",
+                          "estimate": first["estimate"], "low": first["ci_low"], "high": first["ci_high"],
+                          "kind": "frequentist"})]
+    for r in results:
+        fr = r.forest_rows[r.forest_rows["estimand"] == estimand].copy()
+        fr["analysis"] = r.name + ": " + fr["analysis"].astype(str)
+        rows.append(fr)
+    return pd.concat(rows, ignore_index=True)[FOREST_COLUMNS]
+
+
+def forest_figure(results: list[SensitivityResult], frequentist_estimands: pd.DataFrame, site: str,
+                  label: str | None = None):
+    """Forest plot of the responder - non-responder difference and the non-responders' change."""
+    from analysis.plots import forest
+
+    keys = [difference_name(site, "pct"), estimand_name(site, "non-responder", "pct")]
+    frames = []
+    for k in keys:
+        t = forest_table(results, frequentist_estimands, k)
+        t["label"] = [f"{'diff' if k == keys[0] else 'NR'} | {a}" for a in t["analysis"]]
+        frames.append(t)
+    rows = pd.concat(frames, ignore_index=True)
+    return forest(rows, f"Key estimands across sensitivity analyses, {site} (diff = responders - non-responders, "
+                        "NR = non-responders; % change to month 12)", label=label), rows
