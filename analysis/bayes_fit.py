@@ -33,9 +33,16 @@ def _trajectory(likelihood: str) -> Callable[..., Any]:
     return build
 
 
+def _activity(frame: pd.DataFrame, site: str, priors: Any, covariates: tuple[str, ...] = ()) -> Any:
+    from models.activity import build_activity_model
+
+    return build_activity_model(frame, site, priors, covariates=covariates)
+
+
 MODELS: dict[str, Callable[..., Any]] = {
     "lmm": _trajectory("normal"),
     "robust": _trajectory("student_t"),
+    "activity": _activity,
 }
 
 #: Which frequentist estimate each Bayesian model is compared with.

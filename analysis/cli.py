@@ -359,6 +359,7 @@ def run(
     draws: Annotated[Optional[int], typer.Option(help="Posterior draws per chain.")] = None,
     tune: Annotated[Optional[int], typer.Option(help="Tuning steps per chain.")] = None,
     chains: Annotated[Optional[int], typer.Option(help="Chains.")] = None,
+    sensitivity_: Annotated[Optional[list[str]], typer.Option("--sensitivity", help="Sensitivity analyses to run (repeatable; default from the plan).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing run directory.")] = False,
 ) -> None:
     """Run the analysis pipeline and write outputs/<run-id>/."""
@@ -367,7 +368,8 @@ def run(
     try:
         cfg = load_config(config, data=str(data) if data else None,
                           output_dir=str(output_dir) if output_dir else None, run_id=run_id, seed=seed,
-                          column_map=_parse_map(map_) or None, draws=draws, tune=tune, chains=chains)
+                          column_map=_parse_map(map_) or None, draws=draws, tune=tune, chains=chains,
+                          sensitivity=tuple(sensitivity_) if sensitivity_ else None)
         result = run_pipeline(cfg, force=force, log=_info)
     except (DataValidationError, ConfigError, RunExistsError) as err:
         _err(str(err))

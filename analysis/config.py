@@ -64,7 +64,7 @@ class RunConfig(_Strict):
     undefined_responders: Literal["exclude", "last_observed", "unknown"] = "last_observed"
     sites: tuple[Literal["spine", "femoral_neck"], ...] = ("spine", "femoral_neck")
     mi_imputations: int = Field(50, ge=0, le=10000)
-    sensitivity: tuple[str, ...] = ("completers_vs_all",)
+    sensitivity: tuple[str, ...] = ("completers_vs_all", "priors")
     bayes_models: tuple[Literal["lmm", "robust", "mmrm", "joint", "activity"], ...] = ("lmm",)
     priors: str = "default"
     draws: int = Field(1000, ge=10)
@@ -74,6 +74,16 @@ class RunConfig(_Strict):
     seed: int = Field(20250101, ge=0)
     output_dir: str = "outputs"
     run_id: str | None = None
+
+    @field_validator("sensitivity")
+    @classmethod
+    def _known_sensitivity(cls, v):
+        from analysis.sensitivity.runner import available
+
+        bad = [n for n in v if n not in available()]
+        if bad:
+            raise ValueError(f"unknown sensitivity analysis {bad[0]!r}; available: {', '.join(available())}")
+        return v
 
     @field_validator("sites")
     @classmethod

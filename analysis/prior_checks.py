@@ -82,7 +82,9 @@ class PriorCheckResult:
     table : DataFrame
         Prior predictive summary: ``set, quantity, kind, group, unit, q025 ... q975,
         observed_low, observed_high, p_in_observed_range`` (``kind`` is ``"data"`` for
-        predicted observations, ``"parameter"`` for model quantities).
+        predicted observations, with the observed range and the prior predictive share inside
+        it; ``"parameter"`` for model quantities, where ``observed_low = observed_high`` is the
+        completers' observed mean change when there is one).
     sensitivity : DataFrame
         ``set, variable, prior, likelihood, diagnosis, posterior_median, eti_low, eti_high,
         fit`` (power-scaling sensitivity of the contrasts and their posterior under each set).
@@ -174,6 +176,8 @@ def prior_predictive(
     if draws < 10:
         raise ValueError(f"draws must be at least 10, got {draws}")
     sets = list(sets)
+    if not sets:
+        raise ValueError("sets must name at least one prior set")
     for name in sets:
         prior_set(name, site)  # validates the name
     tm = build_trajectory_model(data, site, priors=prior_set(sets[0], site),
@@ -202,6 +206,8 @@ def prior_predictive(
                          "group": grp}
 
         def add(quantity: str, kind: str, group: str, unit: str, row: dict[str, float]) -> None:
+            if kind == "parameter":  # a reference value at most, not a range to fall into
+                row["p_in_observed_range"] = np.nan
             rows.append({"set": name, "quantity": quantity, "kind": kind, "group": group,
                          "unit": unit, **row})
 

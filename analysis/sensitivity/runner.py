@@ -35,9 +35,16 @@ def _lazy(module: str, function: str) -> Callable[[pd.DataFrame, Any], Sensitivi
     return run
 
 
+def _priors(derived: pd.DataFrame, config: Any) -> SensitivityResult:
+    from analysis.sensitivity.priors import prior_sensitivity_analysis
+
+    return prior_sensitivity_analysis(derived, config)
+
+
 #: name -> function(derived, config) -> SensitivityResult
 ANALYSES: dict[str, Callable[[pd.DataFrame, Any], SensitivityResult]] = {
     "completers_vs_all": _completers_vs_all,
+    "priors": _priors,
 }
 
 

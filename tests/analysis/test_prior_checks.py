@@ -86,6 +86,10 @@ def test_prior_predictive_table_shape_and_observed_ranges(frame, predictive):
         r = _row(table, "literature", "12-month change, patient", label)
         assert r.observed_low == pytest.approx(pct[resp == flag].min())
         assert r.observed_high == pytest.approx(pct[resp == flag].max())
+    assert table.loc[table["kind"] == "parameter", "p_in_observed_range"].isna().all()
+    inside = _row(table, "literature", "baseline BMD").p_in_observed_range
+    b = samples["literature"]["baseline"]
+    assert inside == pytest.approx(np.mean((b >= base.min()) & (b <= base.max())))
     n_completers = len(pct)
     assert samples["vague"]["pct_change"].shape == (2000, n_completers)
     assert samples["vague"]["baseline"].shape == (2000, len(base))
@@ -143,6 +147,8 @@ def test_prior_predictive_rejects_bad_input(frame):
         prior_predictive(frame, site="hip", draws=20)
     with pytest.raises(ValueError, match="draws"):
         prior_predictive(frame, draws=2)
+    with pytest.raises(ValueError, match="at least one prior set"):
+        prior_predictive(frame, sets=(), draws=20)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,231 @@
+r"""Sensitivity analysis "latent_status": dropouts' undefined responder status as a latent variable.
+
+Responder status is defined from the DAS28 at month 12, so a patient who drops out before has
+none, and the primary analysis excludes such patients from the group comparison. Here each of
+them is a responder with probability :math:`\pi_i`, a logistic function of the DAS28 change from
+baseline at their last observed visit (fitted on the patients with a defined status), and
+contributes to both groups' trajectories with posterior weights (the discrete status is summed
+out; :func:`models.dropout.build_latent_status_model`):
+
+.. math::
+
+    \operatorname{logit}\pi_i = \kappa_{0,m_i} + \kappa_{1,m_i}\,\Delta\mathrm{DAS28}_i(m_i),
+    \qquad
+    P(r_i = 1 \mid y) \propto \pi_i\, p(y_i \mid r_i = 1).
+
+The result compares the month-12 changes per group and the responder difference with the
+exclude strategy (the trajectory LMM on patients with a defined status), and lists every
+undefined patient's membership probability before (:math:`\pi_i`, from the early DAS28 course
+only) and after seeing their BMD (the posterior).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analysis.estimands import SITE_LABELS, difference_name, estimand_name
+from analysis.sensitivity.result import FOREST_COLUMNS, SensitivityResult
+
+__all__ = ["ESTIMANDS", "TABLE_COLUMNS", "estimand_rows", "latent_status_analysis"]
+
+#: (posterior variable, group index or None, measure) of the reported estimands.
+ESTIMANDS: tuple[tuple[str, int | None, str], ...] = (
+    ("pct_change_12m", 0, "pct"),
+    ("pct_change_12m", 1, "pct"),
+    ("diff_pct_change_12m", None, "pct"),
+    ("change_12m", 0, "abs"),
+    ("change_12m", 1, "abs"),
+    ("diff_change_12m", None, "abs"),
+)
+_GROUPS = ("non-responder", "responder")
+
+#: Columns of the result table (``section`` is "estimand", "parameter" or "membership").
+TABLE_COLUMNS = ["section", "site", "item", "model", "mean", "sd", "low", "high", "shift",
+                 "prior_mean", "last_das28_month", "das28_change"]
+
+
+def _draws(fit: Any, var: str, group: int | None) -> np.ndarray:
+    da = fit.posterior["posterior"][var]
+    if group is not None:
+        da = da.isel(group=group)
+    return np.asarray(da.values, dtype=float).reshape(-1)
+
+
+def estimand_rows(fit: Any, site: str, model: str) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
+    """Table rows (mean, SD, 95 % equal-tailed interval) and draws of :data:`ESTIMANDS` of a fit."""
+    rows, draws = [], {}
+    for var, group, measure in ESTIMANDS:
+        name = (estimand_name(site, _GROUPS[group], measure) if group is not None
+                else difference_name(site, measure))
+        x = _draws(fit, var, group)
+        lo, hi = np.quantile(x, [0.025, 0.975])
+        rows.append({"section": "estimand", "site": site, "item": name, "model": model,
+                     "mean": float(x.mean()), "sd": float(x.std(ddof=1)), "low": float(lo),
+                     "high": float(hi)})
+        draws[f"{name} [{model}]"] = x
+    return rows, draws
+
+
+def forest_from_rows(rows: pd.DataFrame, analysis_of: dict[str, str]) -> pd.DataFrame:
+    """% estimand rows of the table in :data:`FOREST_COLUMNS` form (``analysis_of``: model -> label)."""
+    sel = rows[(rows["section"] == "estimand") & rows["item"].str.endswith("%")
+               & rows["model"].isin(list(analysis_of))]
+    out = pd.DataFrame({"estimand": sel["item"], "site": sel["site"],
+                        "analysis": sel["model"].map(analysis_of), "estimate": sel["mean"],
+                        "low": sel["low"], "high": sel["high"], "kind": "bayesian"})
+    return out.reset_index(drop=True)[FOREST_COLUMNS]
+
+
+def _membership_rows(fit: Any, model: Any, site: str, label: str) -> list[dict[str, Any]]:
+    d = model.prepared
+    post = fit.posterior["posterior"]
+    p = np.asarray(post["p_responder"].transpose("chain", "draw", "patient").values)
+    p = p.reshape(-1, p.shape[-1])
+    kappa = np.asarray(post["kappa"].transpose("chain", "draw", "pattern", "kcoef").values)
+    kappa = kappa.reshape(-1, *kappa.shape[-2:])
+    rows = []
+    for i in np.flatnonzero(d.undefined):
+        k = d.pattern_idx[i]
+        prior = 1.0 / (1.0 + np.exp(-(kappa[:, k, 0] + kappa[:, k, 1] * d.delta[i])))
+        lo, hi = np.quantile(p[:, i], [0.025, 0.975])
+        rows.append({"section": "membership", "site": site, "item": str(d.patient_ids[i]),
+                     "model": label, "mean": float(p[:, i].mean()), "sd": float(p[:, i].std(ddof=1)),
+                     "low": float(lo), "high": float(hi), "prior_mean": float(prior.mean()),
+                     "last_das28_month": float(d.patterns[k]), "das28_change": float(d.delta[i])})
+    return rows
+
+
+def _membership_figure(table: pd.DataFrame, label: str | None) -> Any:
+    import matplotlib.pyplot as plt
+
+    from analysis.plots import PALETTE, _stamp, style
+
+    mem = table[table["section"] == "membership"]
+    sites = list(dict.fromkeys(mem["site"]))
+    with style():
+        fig, axes = plt.subplots(1, max(len(sites), 1), figsize=(4.2 * max(len(sites), 1), 3.6),
+                                 squeeze=False)
+        for ax, site in zip(axes[0], sites):
+            m = mem[mem["site"] == site]
+            colours = m["last_das28_month"].rank(method="dense").astype(int)
+            cmap = [PALETTE["grey"], PALETTE["orange"], PALETTE["blue"], PALETTE["green"]]
+            for (_, r), c in zip(m.iterrows(), colours):
+                ax.plot([r["prior_mean"]] * 2, [r["low"], r["high"]], color=cmap[(c - 1) % 4], lw=0.8)
+                ax.plot(r["prior_mean"], r["mean"], "o", color=cmap[(c - 1) % 4], ms=4)
+            for month, c in zip(sorted(m["last_das28_month"].unique()), cmap):
+                ax.plot([], [], "o", color=c, label=f"last DAS28 at month {month:g}")
+            ax.plot([0, 1], [0, 1], color=PALETTE["black"], lw=0.6)
+            ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="P(responder | early DAS28)",
+                   ylabel="P(responder | DAS28, BMD)", title=SITE_LABELS.get(site, site))
+            ax.legend(fontsize=7, loc="upper left")
+        _stamp(fig, label)
+        fig.tight_layout()
+    return fig
+
+
+def latent_status_analysis(
+    derived: pd.DataFrame,
+    sites: Sequence[str] = ("spine", "femoral_neck"),
+    *,
+    priors: Any = None,
+    kappa_sd: float = 2.5,
+    response_month: float = 12,
+    draws: int = 1000,
+    tune: int = 1000,
+    chains: int = 4,
+    cores: int = 2,
+    seed: int = 0,
+    label: str | None = None,
+) -> SensitivityResult:
+    """Run the latent-status analysis on a derived frame (``analysis.clinical.derive``).
+
+    Parameters
+    ----------
+    derived : DataFrame
+        With ``responder`` (missing = undefined) and ``das28_crp``.
+    sites : sequence of str
+    priors : TrajectoryPriors, optional
+        Priors of the trajectory part (both models).
+    kappa_sd : float
+        Prior SD of the status regressions' coefficients.
+    response_month : float
+    draws, tune, chains, cores, seed
+        Sampler settings (nutpie), the same for both models.
+    label : str, optional
+        Stamp on the figures (e.g. "SYNTHETIC").
+
+    Returns
+    -------
+    SensitivityResult
+        ``name="latent_status"``; table with :data:`TABLE_COLUMNS` (estimands of both models
+        with the shift latent minus exclude, and one membership row per undefined patient).
+    """
+    from analysis.fitting import sample
+    from models.dropout import DropoutPriors, build_latent_status_model
+    from models.trajectory import build_trajectory_model
+
+    if not sites:
+        raise ValueError("sites must name at least one site")
+    dpriors = DropoutPriors(kappa_sd=kappa_sd)
+    rows: list[dict[str, Any]] = []
+    all_draws: dict[str, np.ndarray] = {}
+    diagnostics: dict[str, str] = {}
+    counts: dict[str, int] = {}
+    for k, site in enumerate(sites):
+        lm = build_latent_status_model(derived, site, priors=priors, dropout_priors=dpriors,
+                                       response_month=response_month)
+        fit = sample(lm, draws=draws, tune=tune, chains=chains, cores=cores, seed=seed + k)
+        defined = derived[derived["responder"].notna()]
+        tm = build_trajectory_model(defined, site, priors=priors)
+        fit_ex = sample(tm, draws=draws, tune=tune, chains=chains, cores=cores, seed=seed + k)
+        ex_rows, ex_draws = estimand_rows(fit_ex, site, "exclude")
+        lat_rows, lat_draws = estimand_rows(fit, site, "latent status")
+        for r_lat, r_ex in zip(lat_rows, ex_rows):
+            r_lat["shift"] = r_lat["mean"] - r_ex["mean"]
+        rows += ex_rows + lat_rows + _membership_rows(fit, lm, site, "latent status")
+        all_draws.update(ex_draws | lat_draws)
+        diagnostics[f"{site} latent status"] = str(fit.diagnostics)
+        diagnostics[f"{site} exclude"] = str(fit_ex.diagnostics)
+        counts[site] = int(lm.prepared.undefined.sum())
+    table = pd.DataFrame(rows).reindex(columns=TABLE_COLUMNS)
+
+    text = [
+        "Patients whose responder status is undefined (no DAS28-CRP at month "
+        f"{response_month:g}, i.e. dropouts) are not excluded: each is a responder with a "
+        "probability given by a logistic regression on the DAS28 change from baseline at their last "
+        "observed visit (fitted on patients with a defined status), and contributes to both groups "
+        "with posterior weights; the discrete status is summed out. This assumes that status given "
+        "the early DAS28 course is the same in dropouts and completers.",
+    ]
+    for site in sites:
+        t = table[(table["site"] == site) & (table["section"] == "estimand")]
+        diff = difference_name(site, "pct")
+        ex = t[(t["item"] == diff) & (t["model"] == "exclude")].iloc[0]
+        lat = t[(t["item"] == diff) & (t["model"] == "latent status")].iloc[0]
+        mem = table[(table["site"] == site) & (table["section"] == "membership")]
+        text.append(
+            f"{SITE_LABELS.get(site, site)}: {counts[site]} undefined patients, posterior "
+            f"P(responder) from {mem['mean'].min():.2f} to {mem['mean'].max():.2f} (expected number "
+            f"of responders among them {mem['mean'].sum():.1f}). Responders - non-responders, "
+            f"change to month 12: {lat['mean']:.2f} pp [{lat['low']:.2f}, {lat['high']:.2f}] with "
+            f"latent status vs {ex['mean']:.2f} pp [{ex['low']:.2f}, {ex['high']:.2f}] excluding "
+            f"them (shift {lat['mean'] - ex['mean']:+.2f} pp)."
+        )
+    text.append("Convergence: " + "; ".join(f"{k}: {v}" for k, v in diagnostics.items()))
+    figures = {"latent_status_membership": _membership_figure(table, label)}
+    forest_rows = forest_from_rows(table, {"exclude": "exclude undefined (MAR)",
+                                           "latent status": "latent responder status"})
+    from analysis.plots import forest
+
+    frows = forest_rows.assign(label=forest_rows["estimand"] + " | " + forest_rows["analysis"])
+    figures["latent_status_forest"] = forest(frows, "Latent responder status vs exclusion", label)
+    settings = {"sites": list(sites), "kappa_sd": kappa_sd, "response_month": response_month,
+                "draws": draws, "tune": tune, "chains": chains, "cores": cores, "seed": seed,
+                "priors": None if priors is None else repr(priors), "diagnostics": diagnostics}
+    return SensitivityResult(name="latent_status", title="Latent responder status for dropouts",
+                             table=table, text=text, figures=figures, forest_rows=forest_rows,
+                             settings=settings, draws=all_draws)

@@ -1,0 +1,207 @@
+r"""Sensitivity analysis "selection": a shared-parameter selection model for MNAR dropout.
+
+The trajectory LMM of one site is fitted jointly with a discrete-time dropout hazard at every
+post-baseline visit (:func:`models.dropout.build_selection_model`),
+
+.. math::
+
+    \operatorname{logit} h_{iv} = \alpha_v + \beta\,(\mathrm{DAS28}_{i,v^-} - 3.2)
+        + \psi\, x_{iv},
+
+with :math:`x_{iv}` the patient's current, unobserved % change of BMD from baseline at visit
+:math:`v` (default) or the patient's annual % change. :math:`\psi` is the log-odds ratio of
+dropout per 1 % of BMD change: :math:`\psi < 0` means that patients who lose bone drop out more
+often, which the MAR analysis cannot see. Undefined responder status of dropouts is latent as in
+:mod:`analysis.sensitivity.latent_status`, and with :math:`\psi = 0` the model is exactly that
+latent-status (MAR) model, which is therefore the reference: the result reports :math:`\psi` and
+how far the estimands move from the MAR values.
+
+:math:`\psi` is identified only through the model's parametric assumptions (most RAJAK dropouts
+leave before their first follow-up DXA), so its prior matters and is the knob of this analysis:
+pass several ``psi_priors`` to see the estimands under each (one compiled model serves all).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analysis.estimands import SITE_LABELS, difference_name
+from analysis.sensitivity.latent_status import TABLE_COLUMNS, estimand_rows, forest_from_rows
+from analysis.sensitivity.result import SensitivityResult
+
+__all__ = ["selection_analysis"]
+
+
+def _psi_label(prior: tuple[float, float]) -> str:
+    return f"selection, psi ~ N({prior[0]:g}, {prior[1]:g})"
+
+
+def _psi_figure(psi: dict[tuple[str, str], np.ndarray], priors: dict[str, tuple[float, float]],
+                label: str | None) -> Any:
+    import matplotlib.pyplot as plt
+    from scipy import stats
+
+    from analysis.plots import PALETTE, _stamp, style
+
+    sites = list(dict.fromkeys(s for s, _ in psi))
+    colours = [PALETTE["blue"], PALETTE["orange"], PALETTE["green"], PALETTE["purple"]]
+    with style():
+        fig, axes = plt.subplots(1, len(sites), figsize=(4.2 * len(sites), 3.2), squeeze=False)
+        for ax, site in zip(axes[0], sites):
+            for k, (model, prior) in enumerate(priors.items()):
+                x = psi[(site, model)]
+                c = colours[k % len(colours)]
+                ax.hist(x, bins=50, density=True, alpha=0.45, color=c, label=f"posterior, {model}")
+                grid = np.linspace(min(x.min(), prior[0] - 3 * prior[1]),
+                                   max(x.max(), prior[0] + 3 * prior[1]), 200)
+                ax.plot(grid, stats.norm.pdf(grid, *prior), color=c, lw=1, ls="--")
+            ax.axvline(0, color=PALETTE["black"], lw=0.8)
+            ax.set(xlabel="psi: log-odds of dropout per 1 % BMD change", ylabel="density",
+                   title=f"{SITE_LABELS.get(site, site)} (dashed: prior)")
+            ax.legend(fontsize=6)
+        _stamp(fig, label)
+        fig.tight_layout()
+    return fig
+
+
+def selection_analysis(
+    derived: pd.DataFrame,
+    sites: Sequence[str] = ("spine", "femoral_neck"),
+    *,
+    dependence: str = "current_change",
+    hazard_das28: bool = True,
+    psi_priors: Sequence[tuple[float, float]] = ((0.0, 0.5),),
+    priors: Any = None,
+    response_month: float = 12,
+    draws: int = 1000,
+    tune: int = 1000,
+    chains: int = 4,
+    cores: int = 2,
+    seed: int = 0,
+    label: str | None = None,
+) -> SensitivityResult:
+    """Run the selection-model analysis on a derived frame (``analysis.clinical.derive``).
+
+    Parameters
+    ----------
+    derived : DataFrame
+        With ``responder`` (missing = undefined) and ``das28_crp``.
+    sites : sequence of str
+    dependence : {"current_change", "slope"}
+        What the hazard depends on (see :func:`models.dropout.build_selection_model`).
+    hazard_das28 : bool
+        Include the last observed DAS28 in the hazard (the MAR part of dropout).
+    psi_priors : sequence of (mean, sd)
+        Normal priors on :math:`\\psi`; one selection fit per prior.
+    priors : TrajectoryPriors, optional
+    response_month : float
+    draws, tune, chains, cores, seed
+        Sampler settings (nutpie), the same for every fit.
+    label : str, optional
+        Stamp on the figures.
+
+    Returns
+    -------
+    SensitivityResult
+        ``name="selection"``; table with the columns of
+        :data:`analysis.sensitivity.latent_status.TABLE_COLUMNS`: the estimands of the MAR
+        (latent status) model and of each selection fit with ``shift`` = selection minus MAR,
+        and the dropout parameters (``psi``, ``beta_das28``, ``alpha[...]``).
+    """
+    from analysis.fitting import sample
+    from analysis.plots import forest
+    from models.dropout import DropoutPriors, build_latent_status_model, build_selection_model
+
+    if not sites:
+        raise ValueError("sites must name at least one site")
+    psi_priors = [tuple(map(float, p)) for p in psi_priors]
+    if not psi_priors or any(len(p) != 2 or p[1] <= 0 for p in psi_priors):
+        raise ValueError("psi_priors must be a non-empty sequence of (mean, sd > 0) pairs")
+    settings_kw = {"draws": draws, "tune": tune, "chains": chains, "cores": cores}
+    labels = {_psi_label(p): p for p in psi_priors}
+    rows: list[dict[str, Any]] = []
+    all_draws: dict[str, np.ndarray] = {}
+    psi_draws: dict[tuple[str, str], np.ndarray] = {}
+    diagnostics: dict[str, str] = {}
+    for k, site in enumerate(sites):
+        mar = build_latent_status_model(derived, site, priors=priors, response_month=response_month)
+        fit_mar = sample(mar, seed=seed + k, **settings_kw)
+        mar_rows, mar_draws = estimand_rows(fit_mar, site, "MAR (latent status)")
+        rows += mar_rows
+        all_draws.update(mar_draws)
+        diagnostics[f"{site} MAR"] = str(fit_mar.diagnostics)
+        sm = None
+        for name, prior in labels.items():
+            dpriors = DropoutPriors(psi_mu=prior[0], psi_sd=prior[1])
+            if sm is None:
+                sm = build_selection_model(derived, site, dependence=dependence,
+                                           hazard_das28=hazard_das28, priors=priors,
+                                           dropout_priors=dpriors, response_month=response_month)
+            else:
+                sm.set_data(dropout_priors=dpriors)
+            fit = sample(sm, seed=seed + k, **settings_kw)
+            sel_rows, sel_draws = estimand_rows(fit, site, name)
+            for r_sel, r_mar in zip(sel_rows, mar_rows):
+                r_sel["shift"] = r_sel["mean"] - r_mar["mean"]
+            rows += sel_rows
+            all_draws.update(sel_draws)
+            post = fit.posterior["posterior"]
+            params = {"psi": post["psi"]}
+            if "beta_das28" in post:
+                params["beta_das28"] = post["beta_das28"]
+            for v, vlabel in enumerate(post["alpha"].coords["visit"].values):
+                params[f"alpha[{vlabel}]"] = post["alpha"].isel(visit=v)
+            for pname, da in params.items():
+                x = np.asarray(da.values, dtype=float).reshape(-1)
+                lo, hi = np.quantile(x, [0.025, 0.975])
+                rows.append({"section": "parameter", "site": site, "item": pname, "model": name,
+                             "mean": float(x.mean()), "sd": float(x.std(ddof=1)), "low": float(lo),
+                             "high": float(hi), "prior_mean": prior[0] if pname == "psi" else np.nan})
+            psi_draws[(site, name)] = np.asarray(post["psi"].values, dtype=float).reshape(-1)
+            all_draws[f"{site}, psi [{name}]"] = psi_draws[(site, name)]
+            diagnostics[f"{site} {name}"] = str(fit.diagnostics)
+    table = pd.DataFrame(rows).reindex(columns=TABLE_COLUMNS)
+
+    per = "1 % current change from baseline" if dependence == "current_change" else "1 %/yr of annual change"
+    text = [
+        "Selection (shared-parameter) model: the BMD trajectories are fitted jointly with a "
+        "dropout hazard at each post-baseline visit that depends on the patient's own, unobserved "
+        f"BMD change (psi = log-odds of dropout per {per})"
+        + (" and on the last observed DAS28-CRP" if hazard_das28 else "")
+        + ". Undefined responder status of dropouts is latent. psi = 0 gives the MAR model "
+        "(latent status), the reference for the shifts. psi is identified only through the "
+        "model's assumptions (normal random slopes, linear change): read it as a sensitivity "
+        "parameter, and compare the psi priors.",
+    ]
+    for site in sites:
+        diff = difference_name(site, "pct")
+        t = table[table["site"] == site]
+        mar = t[(t["item"] == diff) & (t["model"] == "MAR (latent status)")].iloc[0]
+        for name in labels:
+            p = t[(t["item"] == "psi") & (t["model"] == name)].iloc[0]
+            s = t[(t["item"] == diff) & (t["model"] == name)].iloc[0]
+            text.append(
+                f"{SITE_LABELS.get(site, site)}, {name}: psi {p['mean']:.2f} "
+                f"[{p['low']:.2f}, {p['high']:.2f}]; responders - non-responders "
+                f"{s['mean']:.2f} pp [{s['low']:.2f}, {s['high']:.2f}] vs {mar['mean']:.2f} pp "
+                f"[{mar['low']:.2f}, {mar['high']:.2f}] under MAR (shift {s['shift']:+.2f} pp)."
+            )
+    text.append("Convergence: " + "; ".join(f"{k}: {v}" for k, v in diagnostics.items()))
+    forest_rows = forest_from_rows(
+        table, {"MAR (latent status)": "MAR (latent status)", **{n: n for n in labels}})
+    frows = forest_rows.assign(label=forest_rows["estimand"] + " | " + forest_rows["analysis"])
+    figures = {
+        "selection_psi": _psi_figure(psi_draws, labels, label),
+        "selection_forest": forest(frows, "Selection model (MNAR) vs MAR", label),
+    }
+    settings = {"sites": list(sites), "dependence": dependence, "hazard_das28": hazard_das28,
+                "psi_priors": [list(p) for p in psi_priors], "response_month": response_month,
+                **settings_kw, "seed": seed, "priors": None if priors is None else repr(priors),
+                "diagnostics": diagnostics}
+    return SensitivityResult(name="selection", title="Selection model for MNAR dropout",
+                             table=table, text=text, figures=figures, forest_rows=forest_rows,
+                             settings=settings, draws=all_draws)
