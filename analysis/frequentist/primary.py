@@ -210,9 +210,12 @@ def frequentist_analysis(derived: pd.DataFrame, sites: Iterable[str] = ("spine",
                 notes.append(f"{name}: REML optimisation did not converge")
     mi_table = None
     if mi_imputations > 0:
-        mi_table = mi_estimands(derived, sites=sites, strategy=strategy, rule=rule, m=mi_imputations,
-                                seed=seed, endpoint_month=endpoint_month)
-        parts.append(mi_table.reindex(columns=ESTIMAND_COLUMNS))
+        try:
+            mi_table = mi_estimands(derived, sites=sites, strategy=strategy, rule=rule, m=mi_imputations,
+                                    seed=seed, endpoint_month=endpoint_month)
+            parts.append(mi_table.reindex(columns=ESTIMAND_COLUMNS))
+        except ValueError as err:  # too few patients for the imputation models: said, not hidden
+            notes.append(f"multiple imputation not possible on these data: {err}")
     estimands = pd.concat(parts, ignore_index=True)
     return FrequentistResult(completers=completers, lmm=lmm, lmm_adjusted=lmm_adj, mmrm=mmrm,
                              estimands=estimands, strategy=completers.strategy, mi=mi_table, notes=notes)

@@ -43,6 +43,7 @@ from analysis.clinical import ResponderRule
 from analysis.sensitivity.reference_based import (
     DEFAULT_M,
     SiteData,
+    _CI_PHRASE,
     _check_common,
     _config_options,
     _conclusion,
@@ -250,7 +251,7 @@ def delta_analysis(derived: pd.DataFrame, scenarios: Sequence[DeltaScenario] = D
             changed = [f"{r['scenario']} ({r['estimate']:.2f}, {r['ci_low']:.2f} to {r['ci_high']:.2f})"
                        for (_, r), st in zip(sub.iterrows(), states) if st != base]
             head = (f"{sub['estimand'].iloc[0]}: under '{sub['scenario'].iloc[0]}' {sub['estimate'].iloc[0]:.2f} "
-                    f"({sub['ci_low'].iloc[0]:.2f} to {sub['ci_high'].iloc[0]:.2f}), 95% CI {base}")
+                    f"({sub['ci_low'].iloc[0]:.2f} to {sub['ci_high'].iloc[0]:.2f}), 95% CI {_CI_PHRASE[base]}")
             text.append(head + ("; the same in every scenario." if not changed else
                                 "; the conclusion changes under " + "; ".join(changed) + "."))
     text.append("Each adjustment is applied after imputation and does not feed back into the imputation of later "

@@ -223,7 +223,7 @@ def strategy_means(own: np.ndarray, reference: np.ndarray, last: np.ndarray, str
     if strategy == "CR":
         return reference.copy()
     if strategy == "CIR":
-        return np.where(post, a_d + reference - c_d, own)
+        return np.where(post, reference - c_d, own)
     return np.where(post, np.broadcast_to(a_d, own.shape), own)  # LMCF
 
 
@@ -830,6 +830,9 @@ def _interval_figure(table: pd.DataFrame, by: str, order: Sequence[str], sites: 
     return fig
 
 
+_CI_PHRASE = {"above 0": "lies above 0", "below 0": "lies below 0", "includes 0": "includes 0"}
+
+
 def _conclusion(r: pd.Series) -> str:
     if r["ci_low"] > 0:
         return "above 0"
@@ -916,7 +919,7 @@ def reference_based_analysis(derived: pd.DataFrame, sites: Sequence[str] = ("spi
             parts = [f"{r['strategy']} {r['estimate']:.2f} ({r['ci_low']:.2f} to {r['ci_high']:.2f})"
                      for _, r in sub.iterrows()]
             states = {_conclusion(r) for _, r in sub.iterrows()}
-            verdict = ("the 95% CI is " + next(iter(states)) + " under every strategy" if len(states) == 1
+            verdict = ("the 95% CI " + _CI_PHRASE[next(iter(states))] + " under every strategy" if len(states) == 1
                        else "the conclusion depends on the strategy (95% CI " + ", ".join(sorted(states)) + ")")
             text.append(f"{sub['estimand'].iloc[0]}: " + "; ".join(parts) + f" — {verdict}.")
     text.append("The imputation model is MAR given the group and the observed BMD only (not the disease-activity "

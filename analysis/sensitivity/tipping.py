@@ -57,6 +57,7 @@ from analysis.clinical import ResponderRule
 from analysis.estimands import GROUP_LABELS, SITE_LABELS
 from analysis.sensitivity.delta import UNIT_TEXT, UNITS, delta_shift
 from analysis.sensitivity.reference_based import (
+    _CI_PHRASE,
     DEFAULT_M,
     GROUPS,
     SiteData,
@@ -319,13 +320,15 @@ def _heatmap(grids: dict[str, dict[str, dict[str, np.ndarray]]], grid_nr: np.nda
                 ax.pcolormesh(ex, ey, state.T, cmap=cmap, norm=norm, shading="flat")
                 if grid_nr.size > 1 and grid_r.size > 1:
                     est = res["estimate"].T
-                    cs = ax.contour(grid_nr, grid_r, est, levels=np.arange(np.floor(np.nanmin(est)),
-                                                                          np.ceil(np.nanmax(est)) + 1.0, 1.0),
-                                    colors=PALETTE["black"], linewidths=0.5, alpha=0.6)
+                    levels = np.arange(np.floor(np.nanmin(est)), np.ceil(np.nanmax(est)) + 1.0, 1.0)
+                    cs = ax.contour(grid_nr, grid_r, est, levels=levels, colors=PALETTE["black"], linewidths=0.5,
+                                    alpha=0.6, linestyles="solid")
                     ax.clabel(cs, fmt="%g", fontsize=6)
-                    if np.unique(state).size > 1:
-                        ax.contour(grid_nr, grid_r, state.T.astype(float), levels=[-0.5, 0.5],
-                                   colors=PALETTE["black"], linewidths=1.6)
+                    for bound in ("ci_low", "ci_high"):  # exact boundaries: a CI bound equal to 0
+                        b = res[bound].T
+                        if np.nanmin(b) < 0 < np.nanmax(b):
+                            ax.contour(grid_nr, grid_r, b, levels=[0.0], colors=PALETTE["black"], linewidths=1.6,
+                                       linestyles="solid")
                 ax.plot(0.0, 0.0, "o", mfc="white", mec=PALETTE["black"], ms=7, zorder=5)
                 sub = flips[(flips["site"] == site) & (flips["group"] == key) & flips["tipping_delta"].notna()]
                 for _, f in sub.iterrows():
@@ -366,15 +369,14 @@ def _describe(flips: pd.DataFrame, site: str, key: str, unit: str, grid_text: st
     sub = flips[(flips["site"] == site) & (flips["group"] == key)]
     base = sub["from_state"].iloc[0]
     found = sub[sub["tipping_delta"].notna()]
-    name = f"{SITE_LABELS.get(site, site)} {CONCLUSIONS[key]}: 95% CI {base} under MAR"
+    name = f"{SITE_LABELS.get(site, site)}, {CONCLUSIONS[key]}: under MAR the 95% CI {_CI_PHRASE[base]}."
     if found.empty:
-        return f"{name}; no flip on any ray within {grid_text}."
-    parts = [f"{RAYS[r['ray']].split(' (')[0]}: CI {r['to_state']} from delta = {r['tipping_delta']:+.2f} "
-             f"{UNIT_TEXT[unit]}" for _, r in found.iterrows()]
-    none = sub[sub["tipping_delta"].isna()]
-    tail = "" if none.empty else "; no flip " + ", ".join(f"for {r['direction']} deltas on ray '{r['ray']}'"
-                                                          for _, r in none.iterrows())
-    return f"{name}; flips — " + "; ".join(parts) + tail + "."
+        return f"{name} It does not flip on any ray within the grid ({grid_text})."
+    who = {"non-responders": "only non-responder dropouts are shifted", "responders": "only responder dropouts are "
+           "shifted", "both": "both groups are shifted alike"}
+    parts = [f"when {who[r['ray']]}, at delta = {r['tipping_delta']:+.2f} {UNIT_TEXT[unit]} (CI then {r['to_state']})"
+             for _, r in found.iterrows()]
+    return f"{name} It flips " + "; ".join(parts) + f". No other flip within the grid ({grid_text})."
 
 
 def tipping_point_analysis(derived: pd.DataFrame, grid_non_responders: Sequence[float] = DEFAULT_GRID,

@@ -134,6 +134,8 @@ def test_run_on_user_data(tmp_path, study):
     assert res.exit_code == 0, res.output
     manifest = json.loads((tmp_path / "u" / "manifest.json").read_text())
     assert manifest["synthetic_data"] is False
+    # 12 patients are too few for the imputation models: said in the manifest, not hidden
+    assert any("multiple imputation not possible" in n for n in manifest["diagnostics"]["notes"])
 
 
 def test_run_bad_data_exit_2(tmp_path):
