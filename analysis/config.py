@@ -64,7 +64,7 @@ class RunConfig(_Strict):
     undefined_responders: Literal["exclude", "last_observed", "unknown"] = "last_observed"
     sites: tuple[Literal["spine", "femoral_neck"], ...] = ("spine", "femoral_neck")
     mi_imputations: int = Field(50, ge=0, le=10000)
-    sensitivity: tuple[str, ...] = ("completers_vs_all", "priors")
+    sensitivity: tuple[str, ...] = ("completers_vs_all", "delta", "tipping", "reference_based", "priors")
     bayes_models: tuple[Literal["lmm", "robust", "mmrm", "joint", "activity"], ...] = ("lmm",)
     priors: str = "default"
     draws: int = Field(1000, ge=10)

@@ -150,6 +150,7 @@ def run(config: RunConfig, *, force: bool = False, log: Callable[[str], None] | 
         sens_results = [run_sensitivity(name, derived, config) for name in config.sensitivity]
         for r in sens_results:
             say(f"sensitivity analysis {r.name} done")
+            tables[f"sensitivity_{r.name}"] = _label(r.table, dataset)
             for fname, fig in r.figures.items():
                 save_figure(fig, figs, fname)
         timings["sensitivity_s"] = time.perf_counter() - t
@@ -304,9 +305,13 @@ def _sensitivity_sections(results, freq_estimands: pd.DataFrame, config: RunConf
         return []
     sections = []
     for r in results:
+        if len(r.table) <= 120:
+            tables = [Table(r.title, r.table, f"sensitivity_{r.name}")]
+        else:  # e.g. the tipping grid: show the key rows, the full table is in the CSV
+            tables = [Table(f"{r.title}: key rows ({len(r.table)} rows in the CSV)", r.forest_rows,
+                            f"sensitivity_{r.name}")]
         sections.append(Section(f"sensitivity_{r.name}", f"Sensitivity: {r.title}", paragraphs=list(r.text),
-                                tables=[Table(r.title, r.table, f"sensitivity_{r.name}")],
-                                figures=[(name, name) for name in r.figures]))
+                                tables=tables, figures=[(name, name) for name in r.figures]))
     figures = []
     for site in config.sites:
         fig, rows = forest_figure(results, freq_estimands, site, label=label)

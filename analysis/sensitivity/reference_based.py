@@ -223,7 +223,7 @@ def strategy_means(own: np.ndarray, reference: np.ndarray, last: np.ndarray, str
     if strategy == "CR":
         return reference.copy()
     if strategy == "CIR":
-        return np.where(post, reference - c_d, own)
+        return np.where(post, a_d + reference - c_d, own)
     return np.where(post, np.broadcast_to(a_d, own.shape), own)  # LMCF
 
 
@@ -422,11 +422,11 @@ def site_data(derived: pd.DataFrame, site: str, undefined: str = "last_observed"
         raise ValueError("reference-based imputation needs two groups; use undefined='exclude' or "
                          "'last_observed', not 'unknown'")
     mf = model_frame(derived, site, undefined, rule)
-    no_base = mf.loc[mf["baseline"].isna(), "patient_id"].unique()
-    mf = mf[mf["baseline"].notna()]
+    mf = mf[mf["baseline"].notna()]  # no baseline BMD: no change from baseline
     all_ids = pd.unique(derived["patient_id"])
     kept = pd.unique(mf["patient_id"])
-    excluded = tuple(str(p) for p in all_ids if p not in set(kept))
+    kept_set = set(kept)
+    excluded = tuple(str(p) for p in all_ids if p not in kept_set)
     post = mf[mf["month"] > 0]
     if post.empty:
         raise ValueError(f"no post-baseline {site} BMD in the data")
@@ -438,6 +438,8 @@ def site_data(derived: pd.DataFrame, site: str, undefined: str = "last_observed"
     per_patient = mf.groupby("patient_id", sort=False).first().reindex(ids)
     covs = []
     for c in covariates:
+        if not str(c).isidentifier() or c in ("baseline", "month", "responder", "outcome_value", "patient_id"):
+            raise ValueError(f"covariate {c!r} must be a plain column name other than the model's own")
         if c not in per_patient.columns:
             raise ValueError(f"covariate {c!r} is not in the data")
         v = pd.to_numeric(per_patient[c], errors="coerce")
@@ -445,7 +447,6 @@ def site_data(derived: pd.DataFrame, site: str, undefined: str = "last_observed"
             raise ValueError(f"covariate {c!r} must be numeric and complete")
         covs.append(v.to_numpy(dtype=float))
     cov = np.column_stack(covs) if covs else np.zeros((ids.size, 0))
-    del no_base  # counted among `excluded`
     return SiteData(site=site, outcome=outcome, ids=ids, months=months, y=wide.to_numpy(dtype=float),
                     baseline=per_patient["baseline"].to_numpy(dtype=float),
                     group=per_patient["responder"].to_numpy(dtype=float).astype(int), covariates=cov,
@@ -522,7 +523,7 @@ def _sigma_of_theta(theta: np.ndarray, k: int) -> np.ndarray:
 
 
 def _sqrt_psd(v: np.ndarray) -> np.ndarray:
-    """A square root :math:`R R^\top = V`: the Cholesky factor (unique, so draws do not depend on
+    r"""A square root :math:`R R^\top = V`: the Cholesky factor (unique, so draws do not depend on
     the LAPACK build), or from the eigen-decomposition when :math:`V` is only semi-definite."""
     return _sym_cholesky(v)
 

@@ -44,6 +44,9 @@ def _priors(derived: pd.DataFrame, config: Any) -> SensitivityResult:
 #: name -> function(derived, config) -> SensitivityResult
 ANALYSES: dict[str, Callable[[pd.DataFrame, Any], SensitivityResult]] = {
     "completers_vs_all": _completers_vs_all,
+    "delta": _lazy("delta", "delta_from_config"),
+    "tipping": _lazy("tipping", "tipping_from_config"),
+    "reference_based": _lazy("reference_based", "reference_based_from_config"),
     "priors": _priors,
 }
 
