@@ -40,3 +40,14 @@ def test_missing_plan(tmp_path):
 def test_digest_ignores_output_location():
     assert RunConfig(output_dir="a").digest() == RunConfig(output_dir="b").digest()
     assert RunConfig(seed=1).digest() != RunConfig(seed=2).digest()
+
+
+def test_atomic_write_leaves_readable_file_and_no_temp(tmp_path):
+    import stat
+
+    from analysis.io import atomic_write_text
+
+    p = atomic_write_text(tmp_path / "a" / "x.txt", "hello")
+    assert p.read_text() == "hello"
+    assert stat.S_IMODE(p.stat().st_mode) == 0o644
+    assert [f.name for f in p.parent.iterdir()] == ["x.txt"]
