@@ -12,7 +12,8 @@ compares groups takes one documented strategy, recorded with its results:
 ``unknown``
     Keep them as a third group, ``"unknown"``.
 
-The dropout issue adds a latent-status model on top of these.
+:mod:`models.dropout` adds a latent-status model on top of these (``rajak sensitivity --analysis
+latent_status``): undefined patients belong to both groups with posterior weights.
 """
 
 from __future__ import annotations

@@ -41,6 +41,20 @@ def _priors(derived: pd.DataFrame, config: Any) -> SensitivityResult:
     return prior_sensitivity_analysis(derived, config)
 
 
+def _latent_status(derived: pd.DataFrame, config: Any) -> SensitivityResult:
+    from analysis.sensitivity.latent_status import latent_status_analysis
+
+    return latent_status_analysis(derived, config.sites, response_month=config.responder.month, draws=config.draws,
+                                  tune=config.tune, chains=config.chains, seed=config.seed)
+
+
+def _selection(derived: pd.DataFrame, config: Any) -> SensitivityResult:
+    from analysis.sensitivity.selection import selection_analysis
+
+    return selection_analysis(derived, config.sites, response_month=config.responder.month, draws=config.draws,
+                              tune=config.tune, chains=config.chains, seed=config.seed)
+
+
 #: name -> function(derived, config) -> SensitivityResult
 ANALYSES: dict[str, Callable[[pd.DataFrame, Any], SensitivityResult]] = {
     "completers_vs_all": _completers_vs_all,
@@ -48,6 +62,8 @@ ANALYSES: dict[str, Callable[[pd.DataFrame, Any], SensitivityResult]] = {
     "tipping": _lazy("tipping", "tipping_from_config"),
     "reference_based": _lazy("reference_based", "reference_based_from_config"),
     "priors": _priors,
+    "latent_status": _latent_status,
+    "selection": _selection,
 }
 
 
