@@ -65,7 +65,7 @@ class RunConfig(_Strict):
     sites: tuple[Literal["spine", "femoral_neck"], ...] = ("spine", "femoral_neck")
     mi_imputations: int = Field(50, ge=0, le=10000)
     sensitivity: tuple[str, ...] = ("completers_vs_all", "delta", "tipping", "reference_based", "priors")
-    bayes_models: tuple[Literal["lmm", "robust", "mmrm", "joint", "activity"], ...] = ("lmm",)
+    bayes_models: tuple[str, ...] = ("lmm",)
     priors: str = "default"
     draws: int = Field(1000, ge=10)
     tune: int = Field(1000, ge=10)
@@ -83,6 +83,16 @@ class RunConfig(_Strict):
         bad = [n for n in v if n not in available()]
         if bad:
             raise ValueError(f"unknown sensitivity analysis {bad[0]!r}; available: {', '.join(available())}")
+        return v
+
+    @field_validator("bayes_models")
+    @classmethod
+    def _known_models(cls, v):
+        from analysis.bayes_fit import model_names
+
+        bad = [m for m in v if m not in model_names()]
+        if bad:
+            raise ValueError(f"unknown Bayesian model {bad[0]!r}; available: {', '.join(model_names())}")
         return v
 
     @field_validator("sites")

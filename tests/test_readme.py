@@ -15,3 +15,14 @@ def test_readme_python_blocks_run(tmp_path, monkeypatch):
         exec(compile(code, f"README.md block {i + 1}", "exec"), namespace)
     assert (tmp_path / "figures" / "contrasts.png").is_file()
     assert namespace["bf"].fit.diagnostics.n_draws == 500
+
+
+def test_readme_toml_plan_is_a_valid_configuration():
+    import tomllib
+
+    from analysis.config import RunConfig
+
+    plan = re.findall(r"```toml\n(.*?)```", README.read_text(), flags=re.S)
+    assert plan
+    cfg = RunConfig(**tomllib.loads(plan[0]))
+    assert cfg.sites == ("spine",) and cfg.responder.kind == "das28_fall"
