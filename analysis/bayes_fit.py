@@ -39,10 +39,26 @@ def _activity(frame: pd.DataFrame, site: str, priors: Any, covariates: tuple[str
     return build_activity_model(frame, site, priors, covariates=covariates)
 
 
+def _mmrm(frame: pd.DataFrame, site: str, priors: Any, covariates: tuple[str, ...] = ()) -> Any:
+    """Bayesian MMRM of the change in g/cm^2 (its own priors, models.mmrm.MmrmPriors; no covariates)."""
+    from models.mmrm import build_mmrm_model
+
+    return build_mmrm_model(frame, site, "abs")
+
+
+def _joint(frame: pd.DataFrame, site: str, priors: Any, covariates: tuple[str, ...] = ()) -> Any:
+    """Joint spine + femoral-neck model (both sites are fitted; the site's estimands are read off)."""
+    from models.joint import build_joint_model
+
+    return build_joint_model(frame, covariates=covariates, priors=priors)
+
+
 MODELS: dict[str, Callable[..., Any]] = {
     "lmm": _trajectory("normal"),
     "robust": _trajectory("student_t"),
     "activity": _activity,
+    "mmrm": _mmrm,
+    "joint": _joint,
 }
 
 #: Which frequentist estimate each Bayesian model is compared with.

@@ -104,3 +104,18 @@ def test_cli_compare_prints_both_sides():
     res = runner.invoke(app, ["compare", "--site", "spine", "--draws", "300", "--tune", "300", "--chains", "2"])
     assert res.exit_code == 0, res.output
     assert "LMM (REML)" in res.stdout and "agree" in res.stdout
+
+
+@pytest.mark.parametrize("model", ["lmm", "robust", "mmrm", "joint", "activity"])
+def test_every_model_runs_from_the_cli_on_a_user_csv(model, tmp_path):
+    from models.simulate import Design, simulate
+
+    path = tmp_path / "user.csv"
+    simulate(Design(n_patients=40), seed=8).data.rename(columns={"bmd_spine": "LS"}).to_csv(path, index=False)
+    res = runner.invoke(app, ["fit", "--model", model, "--data", str(path), "--map", "LS=bmd_spine",
+                              "--draws", "100", "--tune", "100", "--chains", "2", "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["synthetic"] is False and out["model"] == model
+    assert any(e["estimand"].endswith("%") for e in out["estimands"])
+    assert out["diagnostics"]["passed"] is False  # 2 x 100 draws cannot pass, and it is said

@@ -1,0 +1,637 @@
+r"""Joint two-site model: spine and femoral-neck BMD trajectories with correlated patient effects.
+
+The model
+---------
+For patient :math:`i`, site :math:`s \in \{\text{spine}, \text{femoral neck}\}` and visit
+:math:`j` (time :math:`t_{isj}` in years since baseline, responder indicator :math:`r_i`,
+covariates :math:`x_{isj}`), each site follows the trajectory model of
+:mod:`models.trajectory` with its own fixed effects and residual SD,
+
+.. math::
+
+    \mathrm{bmd}_{isj} = (b_{s0} + u_{is0}) + (b_{s1} + u_{is1})\, t_{isj} + b_{s2} r_i
+        + b_{s3} r_i t_{isj} + x_{isj}^\top \gamma_s + e_{isj}, \qquad
+    e_{isj} \sim N(0, \sigma_s),
+
+and the four patient effects are correlated within *and across* sites,
+
+.. math::
+
+    u_i = (u_{i,\mathrm{sp},0},\, u_{i,\mathrm{sp},1},\, u_{i,\mathrm{fn},0},\,
+           u_{i,\mathrm{fn},1})^\top \sim \mathrm{MVN}(0, \Sigma), \qquad
+    \Sigma = \mathrm{diag}(\tau)\, \Omega\, \mathrm{diag}(\tau), \qquad
+    \Omega \sim \mathrm{LKJ}(\eta).
+
+The between-site correlations of the patients' intercepts (baseline BMD) and of their slopes
+are :math:`\Omega_{\mathrm{sp}0,\mathrm{fn}0}` and :math:`\Omega_{\mathrm{sp}1,\mathrm{fn}1}`.
+The prior SDs are :math:`\tau_{s0} \sim N^+(0, \text{sd\_intercept\_scale})`,
+:math:`\tau_{s1} \sim N^+(0, \text{sd\_slope\_scale})` (see *Covariance parameterisation*).
+
+Marginal likelihood
+-------------------
+As the trajectory model's default, the patient effects are integrated out analytically; the
+sampler sees only :math:`b, \gamma, \sigma` and the factors of :math:`\Sigma` (20 parameters
+without covariates, whatever the number of patients). Patient :math:`i`'s observations at both
+sites, :math:`y_i`, are :math:`\mathrm{MVN}(X_i b, V_i)` with :math:`V_i = R_i + Z_i \Sigma
+Z_i^\top`, :math:`R_i = \mathrm{diag}(\sigma_{s(k)}^2)` and :math:`Z_i` block diagonal (rows
+:math:`[1, t, 0, 0]` at the spine, :math:`[0, 0, 1, t]` at the femoral neck). With
+:math:`\Sigma = L L^\top`, fixed-part residuals :math:`\rho_i`,
+:math:`D_i = Z_i^\top R_i^{-1} Z_i` (block diagonal: the 2 x 2 blocks
+:math:`\sigma_s^{-2} \sum_j (1, t_{isj})^\top (1, t_{isj})`) and
+:math:`c_i = Z_i^\top R_i^{-1} \rho_i`, Sylvester's determinant identity and the Woodbury
+identity give
+
+.. math::
+
+    B_i = I_4 + L^\top D_i L, \qquad
+    \log|V_i| = \sum_s n_{is} \log\sigma_s^2 + \log|B_i|, \qquad
+    \rho_i^\top V_i^{-1} \rho_i = \sum_s \frac{\sum_j \rho_{isj}^2}{\sigma_s^2}
+        - (L^\top c_i)^\top B_i^{-1} (L^\top c_i).
+
+Only per-patient, per-site sums of :math:`1, t, t^2, \rho, t\rho, \rho^2` enter. :math:`B_i`
+has all eigenvalues :math:`\ge 1`, so no :math:`\Sigma^{-1}` is formed and the likelihood stays
+smooth as an SD goes to zero; its 4 x 4 Cholesky factorisation is unrolled elementwise over
+patients (:func:`models.mmrm.unrolled_logdet_quad`). Measured on the twin: batched
+``pt.linalg.cholesky`` + ``solve_triangular`` gave the same posterior but sampled 4-6x slower
+and compiled ~3x slower from an empty cache; forming :math:`\Sigma^{-1} + D_i` unrolled made
+PyTensor's graph rewrites take ~30 s on every (even warm-cache) compile, against ~5 s here. A
+patient observed at one site only is handled exactly (the other site's sums are zero). The
+patient effects ``u`` are drawn after sampling from their exact conditional
+:math:`N(A_i^{-1} c_i, A_i^{-1})`, :math:`A_i^{-1} = (\Sigma^{-1} + D_i)^{-1} = L B_i^{-1}
+L^\top`, given each posterior draw (:meth:`JointModel.postprocess`).
+
+Covariance parameterisation
+---------------------------
+``covariance="separate"`` (default): :math:`\tau \sim N^+(0, \text{scale})` and the Cholesky
+factor of :math:`\Omega` from ``pm.LKJCorr`` (which in PyMC 6 returns that factor), so
+:math:`L = \mathrm{diag}(\tau) L_\Omega`. ``covariance="packed"``: ``pm.LKJCholeskyCov`` with
+:math:`\mathrm{HalfNormal}(1)` SDs, each row of the factor multiplied by its prior scale. Both
+are the same prior. Measured on the twin and four twin-like simulated cohorts (see
+:data:`COVARIANCE_BENCHMARK`), both pass the convergence verdict but the packed factor has
+about half the effective sample size where an SD's posterior reaches zero (the femoral-neck
+slope SD on 30-odd patients): its off-diagonal entries are unconstrained while the row norm
+shrinks, whereas :math:`\log\tau` is a single direction in the separate form.
+
+Scaling
+-------
+Each site's outcome is centred and scaled by its own observed mean and SD, covariates are
+standardised per site, and the priors (:class:`models.trajectory.TrajectoryPriors`, on the data's
+scale in g/cm^2, the same for both sites; ``nu_*`` are unused) are divided by each site's SD.
+They are data: one compiled model serves any data set and any priors.
+
+Reported quantities (original scale, see :data:`REPORTED_VARS`)
+-----------------------------------------------------------------
+- ``b`` (dims ``site, coef``), ``gamma`` (``site, covariate``), ``sigma`` (``site``),
+  ``sd_patient`` (``site, effect``), ``corr_patient`` (``site``: intercept-slope correlation
+  within the site): as in :mod:`models.trajectory`, per site;
+- ``corr_intercepts``, ``corr_slopes``: the between-site correlations of the patients'
+  intercepts and of their slopes; ``corr_effects`` (dims ``effect_pair``): all six
+  correlations of :math:`\Omega`;
+- ``baseline_mean``, ``change_12m``, ``pct_change_12m`` (dims ``site, group``),
+  ``diff_change_12m``, ``diff_pct_change_12m`` (dims ``site``): the trajectory model's
+  estimands per site;
+- ``u`` (dims ``patient, site, effect``): the patients' effects (added by ``postprocess``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+
+from models.mmrm import unrolled_logdet_quad
+from models.trajectory import (
+    COEF_NAMES,
+    GROUP_NAMES,
+    PreparedData,
+    TrajectoryPriors,
+    prepare_trajectory_data,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    import xarray as xr
+
+__all__ = [
+    "COVARIANCES",
+    "COVARIANCE_BENCHMARK",
+    "EFFECT_NAMES",
+    "EFFECT_PAIRS",
+    "REPORTED_VARS",
+    "SITE_NAMES",
+    "JointData",
+    "JointModel",
+    "build_joint_model",
+    "prepare_joint_data",
+]
+
+#: Sites in the order of the ``site`` dim.
+SITE_NAMES: tuple[str, ...] = ("spine", "femoral_neck")
+#: Labels of the ``effect`` dim (per site).
+EFFECT_NAMES: tuple[str, ...] = ("intercept", "slope")
+#: The four patient effects in the order of :math:`\Sigma`.
+_EFFECTS4: tuple[str, ...] = tuple(f"{s}:{e}" for s in SITE_NAMES for e in EFFECT_NAMES)
+_PAIRS = tuple(zip(*np.tril_indices(4, -1)))  # (row, col), row > col
+#: Labels of ``corr_effects`` (dims ``effect_pair``): the strictly lower triangle of
+#: :math:`\Omega`, row-major, as ``"col~row"``.
+EFFECT_PAIRS: tuple[str, ...] = tuple(f"{_EFFECTS4[c]}~{_EFFECTS4[r]}" for r, c in _PAIRS)
+#: Original-scale quantities reported by the model (``gamma`` only with covariates).
+REPORTED_VARS: tuple[str, ...] = (
+    "b",
+    "gamma",
+    "sigma",
+    "sd_patient",
+    "corr_patient",
+    "corr_intercepts",
+    "corr_slopes",
+    "corr_effects",
+    "u",
+    "baseline_mean",
+    "change_12m",
+    "pct_change_12m",
+    "diff_change_12m",
+    "diff_pct_change_12m",
+)
+
+#: Parameterisations of the 4 x 4 random-effects covariance (see the module docstring).
+COVARIANCES: tuple[str, ...] = ("separate", "packed")
+#: Geometry measurement behind the default (``bench_models.py --joint-geometry --cohorts 4
+#: --seeds 2``): nutpie, 4 chains x 1000 draws after 1000 tuning, target_accept 0.9, on the
+#: twin and four cohorts from ``simulate(Design(), seed=100..103)`` (46 patients each), two
+#: sampler seeds each (10 fits). Per parameterisation: min and median over fits of the min bulk
+#: ESS, min tail ESS, max R-hat, total divergences, min E-BFMI, fits passing the verdict. The
+#: worst element is nearly always ``sd_patient[femoral_neck, slope]``. An earlier ``packed`` fit
+#: of the twin (same posterior, batched-Cholesky likelihood) reached only min bulk ESS 124 and
+#: R-hat 1.027.
+COVARIANCE_BENCHMARK: dict[str, dict[str, float]] = {
+    name: dict(zip(("min_ess_bulk", "median_min_ess_bulk", "min_ess_tail", "max_rhat",
+                    "divergences", "min_ebfmi", "passed_of_10"), values))
+    for name, values in {
+        "separate": (1194, 1434, 816, 1.006, 0, 0.72, 10),
+        "packed": (474, 782, 514, 1.008, 0, 0.76, 10),
+    }.items()
+}
+
+Covariance = Literal["separate", "packed"]
+
+_MODEL_VERSION = 1  # bump when the graph built below changes (part of the compile-cache key)
+
+
+@dataclass(frozen=True)
+class JointData:
+    """Both sites' validated data, patients indexed jointly.
+
+    Attributes
+    ----------
+    patient_ids : ndarray of str
+        Sorted ids of the patients with at least one observed value at either site.
+    responder : ndarray of float
+        0/1 per patient.
+    sites : dict of str to PreparedData
+        Each site's rows (:func:`models.trajectory.prepare_trajectory_data`; its
+        ``patient_idx`` refers to that site's own patients).
+    site_patient_idx : dict of str to ndarray of int64
+        Row -> position in ``patient_ids``, per site.
+    covariates : tuple of str
+    """
+
+    patient_ids: np.ndarray
+    responder: np.ndarray
+    sites: dict[str, PreparedData]
+    site_patient_idx: dict[str, np.ndarray]
+    covariates: tuple[str, ...]
+
+    @property
+    def n_patients(self) -> int:
+        return int(self.patient_ids.shape[0])
+
+    @property
+    def n_obs(self) -> int:
+        return int(sum(p.n_obs for p in self.sites.values()))
+
+    def n_obs_by_site(self) -> dict[str, int]:
+        return {s: p.n_obs for s, p in self.sites.items()}
+
+
+def prepare_joint_data(data: pd.DataFrame, covariates: tuple[str, ...] = ()) -> JointData:
+    """Validate long-format data and turn both sites into joint model arrays.
+
+    Parameters
+    ----------
+    data : DataFrame
+        One row per patient-visit with ``patient_id``, ``month``, ``bmd_spine``,
+        ``bmd_femoral_neck``, ``responder`` and any ``covariates`` (see
+        :func:`models.trajectory.prepare_trajectory_data`, which checks each site).
+    covariates : tuple of str
+
+    Returns
+    -------
+    JointData
+
+    Raises
+    ------
+    ValueError
+        As :func:`models.trajectory.prepare_trajectory_data` for either site.
+    """
+    covariates = tuple(covariates)
+    sites = {s: prepare_trajectory_data(data, s, covariates) for s in SITE_NAMES}
+    ids = np.unique(np.concatenate([p.patient_ids for p in sites.values()]))
+    responder = np.full(ids.shape[0], np.nan)
+    site_idx = {}
+    for s, p in sites.items():
+        pos = np.searchsorted(ids, p.patient_ids)
+        site_idx[s] = pos[p.patient_idx].astype(np.int64)
+        prev = responder[pos]
+        if np.any(np.isfinite(prev) & (prev != p.responder)):
+            raise ValueError("responder status varies within a patient")
+        responder[pos] = p.responder
+    return JointData(
+        patient_ids=ids.astype(str),
+        responder=responder,
+        sites=sites,
+        site_patient_idx=site_idx,
+        covariates=covariates,
+    )
+
+
+def _data_arrays(prep: JointData, priors: TrajectoryPriors) -> dict[str, np.ndarray]:
+    """Arrays for every ``pm.Data`` container, keyed by container name (rows stacked by site)."""
+    ys, ts, sidx, pidx, xs = [], [], [], [], []
+    for k, s in enumerate(SITE_NAMES):
+        p = prep.sites[s]
+        ys.append((p.y - p.y_loc) / p.y_scale)
+        ts.append(p.t_years)
+        sidx.append(np.full(p.n_obs, k, dtype=np.int64))
+        pidx.append(prep.site_patient_idx[s])
+        if prep.covariates:
+            xs.append((p.x - p.x_loc) / p.x_scale)
+    arrays = {
+        "y_std": np.concatenate(ys),
+        "t": np.concatenate(ts),
+        "site_idx": np.concatenate(sidx),
+        "patient_idx": np.concatenate(pidx),
+        "responder": prep.responder,
+        "y_loc": np.array([prep.sites[s].y_loc for s in SITE_NAMES]),
+        "y_scale": np.array([prep.sites[s].y_scale for s in SITE_NAMES]),
+        "prior": np.stack([priors.to_array(prep.sites[s].y_scale) for s in SITE_NAMES]),
+    }
+    if prep.covariates:
+        arrays["x_std"] = np.concatenate(xs)
+        arrays["x_scale"] = np.stack([prep.sites[s].x_scale for s in SITE_NAMES])
+    return arrays
+
+
+@dataclass
+class JointModel:
+    """A built joint two-site model plus what :func:`analysis.fitting.sample` needs to fit it.
+
+    Attributes
+    ----------
+    pymc_model : pymc.Model
+    covariates, priors, covariance
+        The specification (see :func:`build_joint_model`).
+    prepared : JointData
+        The data currently in the model.
+    data_values : dict of str to ndarray
+        Current value of every ``pm.Data`` container, by name.
+    trace_vars : None
+        Store every variable.
+    """
+
+    pymc_model: Any
+    covariates: tuple[str, ...]
+    priors: TrajectoryPriors
+    prepared: JointData
+    covariance: str = "separate"
+    data_values: dict[str, np.ndarray] = field(default_factory=dict)
+    trace_vars: list[str] | None = None
+
+    @property
+    def structure_key(self) -> str:
+        spec = {"model": "rajak.joint", "version": _MODEL_VERSION, "covariance": self.covariance,
+                "covariates": list(self.covariates)}  # priors and data are data
+        return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+    @property
+    def diagnostic_vars(self) -> list[str]:
+        names = set(self.pymc_model.named_vars) | {"u"}  # u is drawn in postprocess
+        return [v for v in REPORTED_VARS if v in names]
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-able description (stored with fits)."""
+        p = self.prepared
+        return {
+            "model": "joint_two_site_lmm",
+            "covariance": self.covariance,
+            "covariates": list(self.covariates),
+            "priors": asdict(self.priors),
+            "n_obs": p.n_obs_by_site(),
+            "n_patients": p.n_patients,
+            "y_loc": {s: p.sites[s].y_loc for s in SITE_NAMES},
+            "y_scale": {s: p.sites[s].y_scale for s in SITE_NAMES},
+        }
+
+    def set_data(
+        self, data: pd.DataFrame | None = None, priors: TrajectoryPriors | None = None
+    ) -> None:
+        """Swap in new data and/or priors without rebuilding the graph.
+
+        Parameters
+        ----------
+        data : DataFrame, optional
+            Same contract as for :func:`build_joint_model`; any number of rows and patients.
+        priors : TrajectoryPriors, optional
+        """
+        prep = prepare_joint_data(data, self.covariates) if data is not None else self.prepared
+        priors = priors if priors is not None else self.priors
+        arrays = _data_arrays(prep, priors)
+        m = self.pymc_model
+        m.set_dim("obs", prep.n_obs, coord_values=np.arange(prep.n_obs))
+        m.set_dim("patient", prep.n_patients, coord_values=prep.patient_ids)
+        for name, value in arrays.items():
+            m.set_data(name, value)
+        self.prepared, self.priors, self.data_values = prep, priors, arrays
+
+    def postprocess(self, dt: xr.DataTree, *, seed: int = 0) -> xr.DataTree:
+        r"""Add ``u`` (patient, site, effect; g/cm^2 and g/cm^2/yr), drawn from its exact
+        conditional :math:`N(A_i^{-1} c_i, A_i^{-1})` given each posterior draw, with an RNG
+        seeded by ``seed``."""
+        import xarray as xr
+
+        post = dt["posterior"].to_dataset()
+        u = _draw_effects(post, self.data_values, np.random.default_rng([seed, 11]))
+        post["u"] = xr.DataArray(
+            u,
+            dims=("chain", "draw", "patient", "site", "effect"),
+            coords={
+                "patient": self.prepared.patient_ids,
+                "site": list(SITE_NAMES),
+                "effect": list(EFFECT_NAMES),
+            },
+        )
+        dt["posterior"] = post
+        return dt
+
+
+def _sums(values: Any, pidx: Any, sidx: Any, n_patients: Any) -> Any:
+    """Per (patient, site) sums of a per-row tensor, shape (n_patients, 2)."""
+    import pytensor.tensor as pt
+
+    return pt.inc_subtensor(pt.zeros((n_patients, 2))[pidx, sidx], values)
+
+
+def _sandwich(
+    low: dict[tuple[int, int], Any], d: dict[tuple[int, int], Any], c: list[Any]
+) -> tuple[list[list[Any]], list[Any]]:
+    r"""Entries of :math:`B = I + L^\top D L` and of :math:`L^\top c`, skipping known zeros.
+
+    ``low`` holds the entries :math:`L_{ij}, j \le i` of a lower-triangular :math:`k \times k`
+    factor, ``d`` the non-zero entries of a symmetric :math:`D` (both ways round), ``c`` a
+    length-:math:`k` vector; entries broadcast over patients. Returns ``b[i][j]`` for
+    :math:`j \le i` (the upper triangle is ``None``) and the list :math:`(L^\top c)_i`.
+    """
+    k = len(c)
+    # M = D L first (each entry a short sum), then B = I + L^T M: fewer nodes for PyTensor
+    dl: dict[tuple[int, int], Any] = {}
+    for (p, q), dpq in d.items():
+        for j in range(q + 1):  # L_qj is zero for j > q
+            term = dpq * low[q, j]
+            dl[p, j] = dl[p, j] + term if (p, j) in dl else term
+    b: list[list[Any]] = [[None] * k for _ in range(k)]
+    for i in range(k):
+        for j in range(i + 1):
+            acc: Any = 1.0 if i == j else 0.0
+            for p in range(i, k):  # L_pi is zero for p < i
+                if (p, j) in dl:
+                    acc = acc + low[p, i] * dl[p, j]
+            b[i][j] = acc
+    lc = [sum(c[p] * low[p, i] for p in range(i, k)) for i in range(k)]
+    return b, lc
+
+
+def _draw_effects(post: xr.Dataset, arrays: dict[str, np.ndarray], rng: np.random.Generator
+                  ) -> np.ndarray:
+    """Draws of the patient effects (original scale) given the posterior draws.
+
+    Returns an array of shape (chain, draw, patient, site, effect).
+    """
+    y_scale = arrays["y_scale"]  # (2,)
+    beta = post["beta_std"].values  # (C, D, 2, 4)
+    sd = post["sd_patient"].values / y_scale[:, None]  # (C, D, 2, 2) standardised
+    sd4 = sd.reshape(*sd.shape[:2], 4)
+    pairs = post["corr_effects"].values  # (C, D, 6)
+    corr = np.broadcast_to(np.eye(4), (*sd.shape[:2], 4, 4)).copy()
+    for k, (r, c) in enumerate(_PAIRS):
+        corr[..., r, c] = corr[..., c, r] = pairs[..., k]
+    low = sd4[..., :, None] * np.linalg.cholesky(corr)  # Sigma = L L^T, standardised
+    sigma = post["sigma"].values / y_scale  # (C, D, 2)
+    t, pidx, sidx = arrays["t"], arrays["patient_idx"], arrays["site_idx"]
+    resp = arrays["responder"]
+    n_pat = resp.shape[0]
+    r_i = resp[pidx]
+    b = beta[..., sidx, :]  # (C, D, N, 4)
+    fixed = b[..., 0] + b[..., 1] * t + b[..., 2] * r_i + b[..., 3] * r_i * t
+    if "gamma_std" in post:
+        g = post["gamma_std"].values[..., sidx, :]  # (C, D, N, K)
+        fixed = fixed + np.einsum("cdnk,nk->cdn", g, arrays["x_std"])
+    rho = arrays["y_std"] - fixed  # (C, D, N)
+    inv_s2 = 1.0 / sigma**2  # (C, D, 2)
+    # per (patient, site) sums as a sparse (row -> patient-site cell) map
+    n_rows = t.shape[0]
+    cell = sparse.csr_matrix(
+        (np.ones(n_rows), (np.arange(n_rows), 2 * pidx + sidx)), shape=(n_rows, 2 * n_pat)
+    )
+    n, s1, s2 = ((cell.T @ v).reshape(n_pat, 2) for v in (np.ones(n_rows), t, t * t))
+    cs = beta.shape[:2]
+    r0 = (cell.T @ rho.reshape(-1, n_rows).T).T.reshape(*cs, n_pat, 2)
+    r1 = (cell.T @ (rho * t).reshape(-1, n_rows).T).T.reshape(*cs, n_pat, 2)
+    out = np.empty((*cs, n_pat, 4))
+    for ch in range(cs[0]):  # one chain at a time: (D, P, 4, 4) arrays
+        w = inv_s2[ch][:, None, :]  # (D, 1, 2)
+        d_mat = np.zeros((cs[1], n_pat, 4, 4))
+        cvec = np.empty((cs[1], n_pat, 4))
+        for k in range(2):
+            i0, i1 = 2 * k, 2 * k + 1
+            d_mat[..., i0, i0] = w[..., k] * n[:, k]
+            d_mat[..., i1, i0] = d_mat[..., i0, i1] = w[..., k] * s1[:, k]
+            d_mat[..., i1, i1] = w[..., k] * s2[:, k]
+            cvec[..., i0] = w[..., k] * r0[ch, ..., k]
+            cvec[..., i1] = w[..., k] * r1[ch, ..., k]
+        # A^-1 = (Sigma^-1 + D)^-1 = L B^-1 L^T with B = I + L^T D L (no Sigma^-1 needed)
+        lo = low[ch][:, None]  # (D, 1, 4, 4)
+        lt = np.swapaxes(lo, -1, -2)
+        b_mat = np.eye(4) + lt @ d_mat @ lo
+        chol_b = np.linalg.cholesky(b_mat)
+        v = np.linalg.solve(b_mat, (lt @ cvec[..., None]))  # B^-1 L^T c
+        eps = rng.standard_normal((cs[1], n_pat, 4, 1))
+        # chol(B)^-T eps has covariance B^-1
+        v = v + np.linalg.solve(np.swapaxes(chol_b, -1, -2), eps)
+        out[ch] = (lo @ v)[..., 0]
+    return out.reshape(*out.shape[:3], 2, 2) * y_scale[:, None]
+
+
+def build_joint_model(
+    data: pd.DataFrame,
+    *,
+    covariates: tuple[str, ...] | list[str] = (),
+    priors: TrajectoryPriors | None = None,
+    covariance: Covariance = "separate",
+) -> JointModel:
+    r"""Build the joint spine + femoral-neck model (see the module docstring).
+
+    Parameters
+    ----------
+    data : DataFrame
+        Long format, one row per patient-visit (``patient_id``, ``month``, ``bmd_spine``,
+        ``bmd_femoral_neck``, ``responder`` and the covariates). Rows with a missing value at a
+        site are dropped for that site only; a missing responder status raises.
+    covariates : sequence of str, default ()
+        Extra linear terms per site, e.g. ``("age", "sex", "bmi")``.
+    priors : TrajectoryPriors, optional
+        Defaults to ``TrajectoryPriors()``; applied to both sites (``nu_*`` unused).
+    covariance : {"separate", "packed"}
+        Parameterisation of :math:`\Sigma` (same prior; see the module docstring).
+
+    Returns
+    -------
+    JointModel
+    """
+    import pymc as pm
+    import pytensor.tensor as pt
+
+    if covariance not in COVARIANCES:
+        raise ValueError(f"covariance must be one of {COVARIANCES}, got {covariance!r}")
+
+    covariates = tuple(covariates)
+    priors = priors if priors is not None else TrajectoryPriors()
+    prep = prepare_joint_data(data, covariates)
+    arrays = _data_arrays(prep, priors)
+    coords: dict[str, Any] = {
+        "obs": np.arange(prep.n_obs),
+        "patient": prep.patient_ids,
+        "site": list(SITE_NAMES),
+        "effect": list(EFFECT_NAMES),
+        "effect_pair": list(EFFECT_PAIRS),
+        "coef": list(COEF_NAMES),
+        "group": list(GROUP_NAMES),
+        "prior_field": list(TrajectoryPriors.FIELDS),
+    }
+    if covariates:
+        coords["covariate"] = list(covariates)
+    fld = {name: k for k, name in enumerate(TrajectoryPriors.FIELDS)}
+
+    with pm.Model(coords=coords) as m:
+        y_std = pm.Data("y_std", arrays["y_std"], dims="obs")
+        t = pm.Data("t", arrays["t"], dims="obs")
+        sidx = pm.Data("site_idx", arrays["site_idx"], dims="obs")
+        pidx = pm.Data("patient_idx", arrays["patient_idx"], dims="obs")
+        resp = pm.Data("responder", arrays["responder"], dims="patient")
+        y_loc = pm.Data("y_loc", arrays["y_loc"], dims="site")
+        y_scale = pm.Data("y_scale", arrays["y_scale"], dims="site")
+        ps = pm.Data("prior", arrays["prior"], dims=("site", "prior_field"))
+
+        beta = pm.Normal("beta_std", 0.0, ps[:, :4], dims=("site", "coef"))
+        scale = ps[:, [fld["sd_intercept_scale"], fld["sd_slope_scale"]]]
+        eta = ps[0, fld["lkj_eta"]]
+        if covariance == "separate":
+            tau = pm.HalfNormal("tau_std", sigma=scale, dims=("site", "effect"))
+            chol_corr = pm.LKJCorr("chol_corr", n=4, eta=eta)
+            chol = tau.reshape((4,))[:, None] * chol_corr
+        else:
+            chol01, _, _ = pm.LKJCholeskyCov(
+                "chol_effects",
+                n=4,
+                eta=eta,
+                sd_dist=pm.HalfNormal.dist(1.0, shape=4),
+                store_in_trace=False,
+            )
+            # sd prior N+(0, scale): scale each row of the unit-scale factor
+            chol = scale.reshape((4,))[:, None] * chol01
+        sigma_std = pm.HalfNormal("sigma_std", sigma=ps[:, fld["sigma_scale"]], dims="site")
+
+        r_row = resp[pidx]
+        b_row = beta[sidx]  # (obs, 4)
+        fixed = b_row[:, 0] + b_row[:, 1] * t + b_row[:, 2] * r_row + b_row[:, 3] * r_row * t
+        if covariates:
+            x_std = pm.Data("x_std", arrays["x_std"], dims=("obs", "covariate"))
+            x_scale = pm.Data("x_scale", arrays["x_scale"], dims=("site", "covariate"))
+            gamma_std = pm.Normal(
+                "gamma_std", 0.0, ps[:, fld["covariate_sd"], None], dims=("site", "covariate")
+            )
+            fixed = fixed + pt.sum(x_std * gamma_std[sidx], axis=1)
+            pm.Deterministic(
+                "gamma", y_scale[:, None] * gamma_std / x_scale, dims=("site", "covariate")
+            )
+        rho = y_std - fixed
+
+        # ---- marginal likelihood (see the module docstring) -----------------------------
+        n_pat = resp.shape[0]
+        n = _sums(pt.ones_like(t), pidx, sidx, n_pat)
+        s1, s2 = _sums(t, pidx, sidx, n_pat), _sums(t * t, pidx, sidx, n_pat)
+        r0, r1 = _sums(rho, pidx, sidx, n_pat), _sums(t * rho, pidx, sidx, n_pat)
+        rr = _sums(rho * rho, pidx, sidx, n_pat)
+        inv_s2 = 1.0 / sigma_std**2
+        low = {(i, j): chol[i, j] for i in range(4) for j in range(i + 1)}
+        d_blocks = {}
+        for k in range(2):  # Z^T R^-1 Z: one 2 x 2 block per site
+            i0, i1 = 2 * k, 2 * k + 1
+            d_blocks[i0, i0] = inv_s2[k] * n[:, k]
+            d_blocks[i1, i0] = d_blocks[i0, i1] = inv_s2[k] * s1[:, k]
+            d_blocks[i1, i1] = inv_s2[k] * s2[:, k]
+        c = [inv_s2[0] * r0[:, 0], inv_s2[0] * r1[:, 0], inv_s2[1] * r0[:, 1], inv_s2[1] * r1[:, 1]]
+        b_mat, lc = _sandwich(low, d_blocks, c)
+        logdet_b, quad_b = unrolled_logdet_quad(b_mat, lc)
+        n_i = n.sum(axis=1)
+        per_patient = (
+            n_i * np.log(2.0 * np.pi)
+            + pt.sum(n * pt.log(sigma_std**2)[None, :], axis=1)
+            + logdet_b
+            + pt.sum(rr * inv_s2[None, :], axis=1)
+            - quad_b
+        )
+        pm.Potential("y_marginal", -0.5 * pt.sum(per_patient))
+
+        # ---- original scale -------------------------------------------------------------
+        b = pm.Deterministic(
+            "b",
+            pt.concatenate(
+                [(y_loc + y_scale * beta[:, 0])[:, None], y_scale[:, None] * beta[:, 1:]], axis=1
+            ),
+            dims=("site", "coef"),
+        )
+        pm.Deterministic("sigma", y_scale * sigma_std, dims="site")
+        cov = pt.dot(chol, chol.T)
+        sd4 = pt.sqrt(pt.diag(cov))
+        pm.Deterministic("sd_patient", y_scale[:, None] * sd4.reshape((2, 2)),
+                         dims=("site", "effect"))
+        rows, cols = (np.array(v) for v in zip(*_PAIRS))
+        corr = cov[rows, cols] / (sd4[rows] * sd4[cols])
+        pm.Deterministic("corr_effects", corr, dims="effect_pair")
+        pair = {p: k for k, p in enumerate(_PAIRS)}
+        pm.Deterministic("corr_patient", pt.stack([corr[pair[1, 0]], corr[pair[3, 2]]]),
+                         dims="site")
+        pm.Deterministic("corr_intercepts", corr[pair[2, 0]])
+        pm.Deterministic("corr_slopes", corr[pair[3, 1]])
+        g = pt.as_tensor(np.array([0.0, 1.0]))
+        base = pm.Deterministic(
+            "baseline_mean", b[:, 0, None] + b[:, 2, None] * g[None, :], dims=("site", "group")
+        )
+        change = pm.Deterministic(
+            "change_12m", b[:, 1, None] + b[:, 3, None] * g[None, :], dims=("site", "group")
+        )
+        pct = pm.Deterministic("pct_change_12m", 100.0 * change / base, dims=("site", "group"))
+        pm.Deterministic("diff_change_12m", b[:, 3], dims="site")
+        pm.Deterministic("diff_pct_change_12m", pct[:, 1] - pct[:, 0], dims="site")
+
+    return JointModel(
+        pymc_model=m,
+        covariates=covariates,
+        priors=priors,
+        prepared=prep,
+        covariance=covariance,
+        data_values=arrays,
+    )
