@@ -377,6 +377,11 @@ def run(
     typer.echo(str(result.run_dir))
 
 
+from analysis.cli_power import power as _power  # noqa: E402
+
+app.command(name="power")(_power)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -33,7 +33,7 @@ analysed site(s), the data generator, how analysis groups are formed, and a targ
 
 ``dropout`` is the expected fraction of patients **without the final visit**. For the cohort
 generator the per-visit hazard :math:`h_0` of :class:`models.simulate.DropoutModel` (MAR through
-DAS28, or MNAR through the unobserved spine change) is calibrated to it by simulating 10,000
+DAS28, or MNAR through the unobserved spine change) is calibrated to it by simulating 20,000
 patients with common random numbers and solving for :math:`h_0` (:func:`calibrate_dropout`); for
 the Gaussian generator the hazard at each of the :math:`V` post-baseline DXA visits is
 :math:`1 - (1 - \text{dropout})^{1/V}`.
@@ -133,6 +133,9 @@ from models.trajectory import TrajectoryPriors
 __all__ = [
     "ANALYSES",
     "POWER_FORMAT",
+    "RAW_COLUMNS",
+    "TIMING_COLUMNS",
+    "BayesRefit",
     "BayesRefitter",
     "DesignPrior",
     "PowerDesign",
@@ -281,7 +284,7 @@ def _logit(p: float) -> float:
 _CALIBRATION_CACHE: dict[str, Design] = {}
 
 
-def calibrate_dropout(design: Design, target: float, n_patients: int = 10_000, seed: int = 20_250_101,
+def calibrate_dropout(design: Design, target: float, n_patients: int = 20_000, seed: int = 20_250_101,
                       tol: float = 1e-4) -> Design:
     r"""The design with ``dropout.visit_hazard`` set so that a fraction ``target`` of patients miss
     the final visit.
@@ -290,7 +293,7 @@ def calibrate_dropout(design: Design, target: float, n_patients: int = 10_000, s
     increasing in the base hazard :math:`h_0` (every visit's logit hazard moves with
     :math:`\operatorname{logit} h_0`); with one seed for every evaluation (common random numbers)
     :math:`F(h_0) = \text{target}` is solved by Brent's method on ``n_patients`` simulated
-    patients (Monte-Carlo SE of :math:`F` about :math:`\sqrt{F(1-F)/n}`, 0.005 at the default).
+    patients (Monte-Carlo SE of :math:`F` about :math:`\sqrt{F(1-F)/n}`, 0.0035 at the default).
 
     Raises
     ------
@@ -925,20 +928,69 @@ class BayesRefitter:
                               compile_seconds=float(info["compile_time"]))
 
     def _diagnose(self, draws: dict[str, np.ndarray], stats: dict[str, np.ndarray]) -> Any:
-        import xarray as xr
+        return _diagnose_arrays(draws, stats, self.thresholds)
 
-        from analysis.fitting import diagnose
-        from models.trajectory import COEF_NAMES, GROUP_NAMES
 
-        extra = {"b": ("coef", list(COEF_NAMES)), "sd_patient": ("effect", ["intercept", "slope"]),
-                 "baseline_mean": ("group", list(GROUP_NAMES)), "change_12m": ("group", list(GROUP_NAMES)),
-                 "pct_change_12m": ("group", list(GROUP_NAMES))}
-        post = xr.Dataset({v: (("chain", "draw", extra[v][0]) if v in extra else ("chain", "draw"), a)
-                           for v, a in draws.items()},
-                          coords={dim: labels for dim, labels in extra.values()})
-        ss = xr.Dataset({v: (("chain", "draw"), a) for v, a in stats.items()})
-        dt = xr.DataTree.from_dict({"posterior": post, "sample_stats": ss})
-        return diagnose(dt, list(_SUMMARY_VARS), self.thresholds)
+_ELEMENT_LABELS = {"b": ("intercept", "time", "responder", "time:responder"),
+                   "sd_patient": ("intercept", "slope"), "baseline_mean": ("non-responder", "responder"),
+                   "change_12m": ("non-responder", "responder"), "pct_change_12m": ("non-responder", "responder")}
+
+
+def _diagnose_arrays(draws: dict[str, np.ndarray], stats: dict[str, np.ndarray], thresholds: Any = None) -> Any:
+    """:func:`analysis.fitting.diagnose` on plain ``(chain, draw, ...)`` arrays (same statistics,
+    labels, verdict and failure lines; one batched call per statistic instead of xarray's
+    per-variable dispatch)."""
+    import warnings
+
+    from arviz_stats.base import array_stats
+    from arviz_stats.validate import validate_ci_prob
+
+    from analysis.fitting import Diagnostics, Thresholds, _ebfmi
+
+    thresholds = thresholds if thresholds is not None else Thresholds()
+    labels: list[str] = []
+    cols = []
+    for v in _SUMMARY_VARS:
+        a = np.asarray(draws[v], dtype=float)
+        cols.append(a.reshape(a.shape[0], a.shape[1], -1))
+        labels += [f"{v}[{e}]" for e in _ELEMENT_LABELS[v]] if v in _ELEMENT_LABELS else [v]
+    arr = np.concatenate(cols, axis=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        rhat = np.asarray(array_stats.rhat(arr, chain_axis=0, draw_axis=1), dtype=float)
+        bulk = np.asarray(array_stats.ess(arr, chain_axis=0, draw_axis=1, method="bulk"), dtype=float)
+        tail = np.asarray(array_stats.ess(arr, chain_axis=0, draw_axis=1, method="tail",
+                                          prob=validate_ci_prob(None)), dtype=float)
+
+    def worst(x: np.ndarray, mode: str) -> tuple[float, str]:
+        nan = np.flatnonzero(np.isnan(x))
+        if nan.size:
+            return np.nan, labels[int(nan[0])]
+        i = int(np.argmax(x) if mode == "max" else np.argmin(x))
+        return float(x[i]), labels[i]
+
+    max_rhat, worst_rhat = worst(rhat, "max")
+    min_bulk, worst_bulk = worst(bulk, "min")
+    min_tail, worst_tail = worst(tail, "min")
+    n_div = int(np.sum(stats["diverging"]))
+    ebfmi = tuple(float(e) for e in _ebfmi(stats["energy"]))
+    failures = []
+    if not max_rhat <= thresholds.rhat_max:
+        failures.append(f"rhat: max {max_rhat:.3f} > {thresholds.rhat_max} ({worst_rhat})")
+    if not min_bulk >= thresholds.ess_bulk_min:
+        failures.append(f"ess_bulk: min {min_bulk:.0f} < {thresholds.ess_bulk_min:.0f} ({worst_bulk})")
+    if not min_tail >= thresholds.ess_tail_min:
+        failures.append(f"ess_tail: min {min_tail:.0f} < {thresholds.ess_tail_min:.0f} ({worst_tail})")
+    if n_div > thresholds.divergences_max:
+        failures.append(f"divergences: {n_div} > {thresholds.divergences_max}")
+    if not ebfmi or not all(e >= thresholds.ebfmi_min for e in ebfmi):
+        failures.append("ebfmi: " + (", ".join(f"{e:.2f}" for e in ebfmi) if ebfmi else "no energy stats")
+                        + f" (min {thresholds.ebfmi_min})")
+    return Diagnostics(max_rhat=max_rhat, min_ess_bulk=min_bulk, min_ess_tail=min_tail, worst_rhat=worst_rhat,
+                       worst_ess_bulk=worst_bulk, worst_ess_tail=worst_tail, n_divergences=n_div, ebfmi=ebfmi,
+                       n_max_treedepth=int(np.sum(stats["maxdepth_reached"])), n_draws=int(arr.shape[1]),
+                       n_chains=int(arr.shape[0]), var_names=tuple(_SUMMARY_VARS), passed=not failures,
+                       failures=tuple(failures), thresholds=thresholds)
 
 
 _REFITTERS: dict[tuple, BayesRefitter] = {}
@@ -991,7 +1043,8 @@ class _StudySpec:
 
     def key(self) -> str:
         spec = {"format": POWER_FORMAT, "simulator": SIMULATOR_VERSION, "design": self.design.key_dict(),
-                "analyses": sorted(self.analyses), "settings": self.settings.key_dict(),
+                "analyses": sorted(self.analyses),
+                "settings": self.settings.key_dict() if "bayes" in self.analyses else {},
                 "prior": None if self.prior is None else self.prior.key(), "seed": int(self.seed)}
         return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
@@ -1068,7 +1121,7 @@ def _tidy(rows: list[dict[str, Any]]) -> pd.DataFrame:
         if c in _BOOL_COLUMNS:
             df[c] = df[c].astype("boolean")
         elif c in _STR_COLUMNS:
-            df[c] = df[c].fillna("").astype(str)
+            df[c] = df[c].astype(object).where(df[c].notna(), "").astype(str)
         elif c in _INT_COLUMNS or c == "prior_draw":
             df[c] = df[c].astype("int64")
         elif c == "ok":
@@ -1186,7 +1239,7 @@ def _dask(chunks: list[_Chunk], scheduler: str, timeout: float = 30.0) -> Iterat
     try:
         futures = [client.submit(_run_chunk, c, pure=False) for c in chunks]
         owner = {f.key: c for f, c in zip(futures, chunks)}
-        for fut in as_completed(futures):
+        for fut in as_completed(futures, loop=client.loop):
             yield owner[fut.key], fut.result()
     finally:
         pending = [f for f in futures if not f.done()]
@@ -1234,7 +1287,7 @@ def run_power(design: PowerDesign, sims: int, seed: int = 0, *, analyses: Sequen
               out: str | os.PathLike | None = None, scheduler: str | None = None, workers: int | None = None,
               chunk_size: int | None = None, progress: bool | None = None,
               on_chunk: Callable[[pd.DataFrame], None] | None = None,
-              log: Callable[[str], None] | None = None) -> PowerResult:
+              log: Callable[[str], None] | None = None, target: float = 0.8) -> PowerResult:
     """Simulate ``sims`` studies at every sample size of ``design`` and analyse each one.
 
     Parameters
@@ -1263,6 +1316,8 @@ def run_power(design: PowerDesign, sims: int, seed: int = 0, *, analyses: Sequen
         Called with each finished chunk's rows (after they are saved).
     log : callable, optional
         Receives one-line messages (e.g. how many simulations were already done).
+    target : float
+        Target power for the smallest-n table written to ``out``.
 
     Returns
     -------
@@ -1352,7 +1407,7 @@ def run_power(design: PowerDesign, sims: int, seed: int = 0, *, analyses: Sequen
     result = PowerResult(raw=raw, design=design, analyses=analyses, settings=settings, prior=prior,
                          seed=int(seed), sims=sims)
     if out is not None:
-        result.save(out)
+        result.save(out, target)
     return result
 
 
@@ -1455,7 +1510,11 @@ def smallest_n(summary: pd.DataFrame, target: float = 0.8) -> pd.DataFrame:
                      "mc_se_at_n_min": float(hit["mc_se"].iloc[0]) if len(hit) else np.nan,
                      "n_min_sure": int(sure["n"].iloc[0]) if len(sure) else np.nan,
                      "max_n": int(g["n"].max()), "power_at_max_n": float(g["power"].iloc[-1])})
-    return pd.DataFrame(rows)
+    out = pd.DataFrame(rows, columns=["site", "analysis", "criterion", "target", "n_min", "power_at_n_min",
+                                      "mc_se_at_n_min", "n_min_sure", "max_n", "power_at_max_n"])
+    for c in ("n_min", "n_min_sure"):
+        out[c] = out[c].astype("Int64")
+    return out
 
 
 def _type_slopes_pct(design: Design, site: str, generator: str) -> dict[str, float]:
@@ -1551,7 +1610,8 @@ class PowerResult:
         return wide.reset_index()
 
     def figure(self, target: float = 0.8, label: str | None = None) -> Any:
-        """Power curves with Monte-Carlo 95% intervals, the closed form and the target."""
+        """Power curves with Wilson 95% Monte-Carlo intervals and the target (dotted); for the
+        Gaussian generator without dropout also the closed-form LMM power (dashed)."""
         import matplotlib.pyplot as plt
 
         from analysis.plots import PALETTE, style
@@ -1571,9 +1631,10 @@ class PowerResult:
                     ax.errorbar(g["n"], g["power"], yerr=[g["power"] - g["ci_low"], g["ci_high"] - g["power"]],
                                 color=c, marker="o", ms=3.5, lw=1.4, capsize=2, label=name)
                 cs = cf[cf["site"] == site]
-                if len(cs) and "lmm" in self.analyses and self.prior is None:
+                if (len(cs) and "lmm" in self.analyses and self.prior is None and self.design.generator == "gaussian"
+                        and not self.design.dropout):
                     ax.plot(cs["n"], cs["closed_form_power"], color=PALETTE["black"], ls="--", lw=1,
-                            label="closed form (LMM, no dropout)")
+                            label="closed form (Liu & Liang)")
                 ax.axhline(target, color=PALETTE["grey"], ls=":", lw=1)
                 ax.set_ylim(0, 1.02)
                 ax.set_xlabel("patients per study (n)")
