@@ -133,19 +133,14 @@ def frequentist(
     as_json: Annotated[bool, typer.Option("--json", help="Emit every table as JSON on stdout.")] = False,
 ) -> None:
     """The frequentist primary analysis: the replication table, completers tests, LMM, MMRM, MI."""
-    from analysis.clinical import derive
     from analysis.frequentist.primary import frequentist_analysis
-    from analysis.pipeline import load_for_config
     from analysis.published import paper_analysis, replication_table
 
     try:
-        cfg = load_config(config, data=str(data) if data else None, undefined_responders=strategy, seed=seed,
-                          column_map=_parse_map(map_) or None)
-        ds = load_for_config(cfg)
+        cfg, ds, derived = _load_derived(data, config, strategy, seed, map_)
     except (DataValidationError, ConfigError) as err:
         _err(str(err))
         raise typer.Exit(EXIT_BAD_INPUT)
-    derived = derive(ds.frame, cfg.responder.rule(), cfg.tscore.reference_object(), cfg.endpoint_month)
     _info(f"{ds.label}: fitting completers tests, LMM and MMRM per site"
           + (f", {imputations} imputations" if imputations else ""))
     res = frequentist_analysis(derived, cfg.sites, cfg.undefined_responders, cfg.responder.rule(),
