@@ -381,14 +381,14 @@ def dask_scheduler(tmp_path_factory):
                                        "--nthreads", "1", "--no-dashboard", "--death-timeout", "60",
                                        "--memory-limit", "0", "--local-directory", str(work)],
                                       stdout=log, stderr=subprocess.STDOUT, cwd=work))
-        with Client(address, timeout="60s") as client:
+        with Client(address, timeout="60s", set_as_default=False) as client:
             client.wait_for_workers(2, timeout=90)
             workers = list(client.scheduler_info()["workers"])
         assert workers and all(w.startswith("tcp://127.0.0.1:") for w in workers)
         yield address
     finally:
         try:  # a clean shutdown of scheduler and workers is quicker than signals
-            with Client(address, timeout="5s") as client:
+            with Client(address, timeout="5s", set_as_default=False) as client:
                 client.shutdown()
         except Exception:  # noqa: BLE001 - fall back to terminating the processes we started
             pass
@@ -412,6 +412,11 @@ def test_dask_cluster_equals_local(dask_scheduler):
     local = run_power(SMALL, sims=6, seed=21, analyses=analyses, workers=1)
     assert len(remote.raw) == 2 * 6 * 4
     pd.testing.assert_frame_equal(_no_timing(remote.raw), _no_timing(local.raw))
+    # a power run must not leave dask's global scheduler pointing at a closed cluster: later
+    # xarray writes (saved fits) consult it and would fail
+    import dask
+
+    assert dask.config.get("scheduler", None) not in ("dask.distributed", "distributed")
 
 
 # ---------------------------------------------------------------------------------------------
