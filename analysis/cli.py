@@ -136,11 +136,7 @@ def frequentist(
     from analysis.frequentist.primary import frequentist_analysis
     from analysis.published import paper_analysis, replication_table
 
-    try:
-        cfg, ds, derived = _load_derived(data, config, strategy, seed, map_)
-    except (DataValidationError, ConfigError) as err:
-        _err(str(err))
-        raise typer.Exit(EXIT_BAD_INPUT)
+    cfg, ds, derived = _load_derived(data, config, strategy, seed, map_)
     _info(f"{ds.label}: fitting completers tests, LMM and MMRM per site"
           + (f", {imputations} imputations" if imputations else ""))
     res = frequentist_analysis(derived, cfg.sites, cfg.undefined_responders, cfg.responder.rule(),
@@ -178,13 +174,19 @@ def _json_default(obj):
 
 
 def _load_derived(data, config, strategy, seed, map_):
+    """Configuration, dataset and derived frame; bad input ends the command with exit status 2."""
     from analysis.clinical import derive
     from analysis.pipeline import load_for_config
 
-    cfg = load_config(config, data=str(data) if data else None, undefined_responders=strategy, seed=seed,
-                      column_map=_parse_map(map_) or None)
-    ds = load_for_config(cfg)
-    return cfg, ds, derive(ds.frame, cfg.responder.rule(), cfg.tscore.reference_object(), cfg.endpoint_month)
+    try:
+        cfg = load_config(config, data=str(data) if data else None, undefined_responders=strategy, seed=seed,
+                          column_map=_parse_map(map_) or None)
+        ds = load_for_config(cfg)
+        derived = derive(ds.frame, cfg.responder.rule(), cfg.tscore.reference_object(), cfg.endpoint_month)
+    except (DataValidationError, ConfigError) as err:
+        _err(str(err))
+        raise typer.Exit(EXIT_BAD_INPUT)
+    return cfg, ds, derived
 
 
 @app.command()
@@ -214,9 +216,9 @@ def fit(
     if site not in ("spine", "femoral_neck"):
         _err(f"unknown site {site!r}; expected spine or femoral_neck")
         raise typer.Exit(EXIT_BAD_INPUT)
+    cfg, ds, derived = _load_derived(data, config, strategy, seed, map_)
+    _info(f"{ds.label}: fitting {model} at {site} ({chains} chains x {draws} draws, {sampler})")
     try:
-        cfg, ds, derived = _load_derived(data, config, strategy, seed, map_)
-        _info(f"{ds.label}: fitting {model} at {site} ({chains} chains x {draws} draws, {sampler})")
         res = fit_bayes(derived, model, site, priors, cfg.undefined_responders, cfg.responder.rule(),
                         draws=draws, tune=tune, chains=chains, seed=seed, sampler=sampler,
                         target_accept=target_accept)
@@ -265,11 +267,7 @@ def compare(
     if bad:
         _err(f"unknown model or site {bad[0]!r}")
         raise typer.Exit(EXIT_BAD_INPUT)
-    try:
-        cfg, ds, derived = _load_derived(data, config, strategy, seed, map_)
-    except (DataValidationError, ConfigError) as err:
-        _err(str(err))
-        raise typer.Exit(EXIT_BAD_INPUT)
+    cfg, ds, derived = _load_derived(data, config, strategy, seed, map_)
     freq = frequentist_analysis(derived, sites, cfg.undefined_responders, cfg.responder.rule(), cfg.endpoint_month)
     fits = []
     for m in models_:
@@ -314,11 +312,7 @@ def sensitivity(
     if bad:
         _err(f"unknown sensitivity analysis {bad[0]!r}; available: {', '.join(available())}")
         raise typer.Exit(EXIT_BAD_INPUT)
-    try:
-        cfg, ds, derived = _load_derived(data, config, strategy, seed, map_)
-    except (DataValidationError, ConfigError) as err:
-        _err(str(err))
-        raise typer.Exit(EXIT_BAD_INPUT)
+    cfg, ds, derived = _load_derived(data, config, strategy, seed, map_)
     results = []
     for name in names:
         _info(f"{ds.label}: sensitivity analysis {name} ...")
