@@ -349,6 +349,7 @@ def run(
     tune: Annotated[Optional[int], typer.Option(help="Tuning steps per chain.")] = None,
     chains: Annotated[Optional[int], typer.Option(help="Chains.")] = None,
     sensitivity_: Annotated[Optional[list[str]], typer.Option("--sensitivity", help="Sensitivity analyses to run (repeatable; default from the plan).")] = None,
+    power_sims: Annotated[Optional[int], typer.Option("--power-sims", min=0, help="Simulated studies per n in the sample-size stage (0: skip it; default from the plan).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing run directory.")] = False,
 ) -> None:
     """Run the analysis pipeline and write outputs/<run-id>/."""
@@ -358,7 +359,7 @@ def run(
         cfg = load_config(config, data=str(data) if data else None,
                           output_dir=str(output_dir) if output_dir else None, run_id=run_id, seed=seed,
                           column_map=_parse_map(map_) or None, draws=draws, tune=tune, chains=chains,
-                          sensitivity=tuple(sensitivity_) if sensitivity_ else None)
+                          sensitivity=tuple(sensitivity_) if sensitivity_ else None, power_sims=power_sims)
         result = run_pipeline(cfg, force=force, log=_info)
     except (DataValidationError, ConfigError, RunExistsError) as err:
         _err(str(err))

@@ -53,6 +53,14 @@ class RunConfig(_Strict):
     """Everything that defines a run.
 
     ``data = None`` means the embedded synthetic RAJAK twin.
+
+    The ``power_*`` fields set the sample-size stage (:mod:`analysis.power`, simulated from the
+    twin's calibrated design): total patients per simulated study (``power_ns``), simulated studies
+    per n (``power_sims``), the analyses of each (``power_analyses``), the target power for the
+    smallest n, and the expected fraction of patients without the final visit (``power_dropout``;
+    ``None`` keeps the twin's dropout model), and the local worker processes (``power_workers``;
+    default the CPU count; results do not depend on it). An empty ``power_ns`` or ``power_analyses``, or
+    ``power_sims = 0``, switches the stage off.
     """
 
     data: str | None = None
@@ -72,6 +80,12 @@ class RunConfig(_Strict):
     chains: int = Field(4, ge=1, le=16)
     target_accept: float = Field(0.9, gt=0.5, lt=1.0)
     seed: int = Field(20250101, ge=0)
+    power_ns: tuple[int, ...] = (30, 60, 90, 120)
+    power_sims: int = Field(200, ge=0, le=100_000)
+    power_analyses: tuple[str, ...] = ("lmm",)
+    power_target: float = Field(0.8, gt=0.0, lt=1.0)
+    power_dropout: float | None = Field(None, ge=0.0, lt=1.0)
+    power_workers: int | None = Field(None, ge=1, le=256)
     output_dir: str = "outputs"
     run_id: str | None = None
 
@@ -94,6 +108,30 @@ class RunConfig(_Strict):
         if bad:
             raise ValueError(f"unknown Bayesian model {bad[0]!r}; available: {', '.join(model_names())}")
         return v
+
+    @field_validator("power_ns")
+    @classmethod
+    def _power_ns(cls, v):
+        if any(n < 6 for n in v):
+            raise ValueError(f"every power sample size must be at least 6, got {min(v)}")
+        if len(set(v)) != len(v):
+            raise ValueError("power sample sizes must be distinct")
+        return tuple(sorted(v))
+
+    @field_validator("power_analyses")
+    @classmethod
+    def _power_analyses(cls, v):
+        from analysis.power import ANALYSES
+
+        bad = [a for a in v if a not in ANALYSES]
+        if bad:
+            raise ValueError(f"unknown power analysis {bad[0]!r}; available: {', '.join(ANALYSES)}")
+        return v
+
+    @property
+    def power_enabled(self) -> bool:
+        """Whether ``rajak run`` runs the sample-size stage."""
+        return bool(self.power_ns) and self.power_sims > 0 and bool(self.power_analyses)
 
     @field_validator("sites")
     @classmethod

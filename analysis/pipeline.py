@@ -4,11 +4,20 @@ The run directory ``<output_dir>/<run_id>/`` is assembled in a hidden staging di
 and renamed into place when complete, so an interrupted run leaves no half-written run directory
 (and every file inside is itself written atomically). An existing run directory is replaced only
 with ``force=True``.
+
+Stages: frequentist analysis, Bayesian models (:mod:`analysis.bayes_stage`; fits and their prior
+draws are kept in the content-addressed cache ``<output_dir>/.fit-cache``), sensitivity analyses,
+and the sample size for the next study (:func:`run_power_stage`; its simulations are cached in
+``<output_dir>/.fit-cache/power/<key>``). A rerun with unchanged model, data and configuration reads
+the fits and the simulations back, and so does a run resumed after an interruption.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import importlib.metadata as md
+import json
 import os
 import platform
 import shutil
@@ -24,6 +33,7 @@ import pandas as pd
 from analysis.clinical import derive
 from analysis.config import RunConfig
 from analysis.data import Dataset, load_dataset, load_twin
+from analysis.estimands import SITE_LABELS
 from analysis.io import atomic_write_json, atomic_write_text
 from analysis.bayes_stage import bayes_sections, run_bayes_stage
 from analysis.sensitivity.runner import forest_figure, run_sensitivity
@@ -32,7 +42,8 @@ from analysis.plots import retention, save_figure, trajectories
 from analysis.published import ANALYSIS_ASSUMPTIONS, paper_analysis, replication_table
 from analysis.report import Report, Section, Table, render_report
 
-__all__ = ["RunResult", "RunExistsError", "load_for_config", "run", "package_versions"]
+__all__ = ["RunResult", "RunExistsError", "PowerStage", "load_for_config", "run", "run_power_stage",
+           "power_design", "power_section", "package_versions"]
 
 PACKAGES = ("rajak", "numpy", "pandas", "scipy", "statsmodels", "pymc", "pytensor", "bambi", "arviz",
             "nutpie", "xarray", "pandera", "pydantic", "matplotlib")
@@ -133,6 +144,7 @@ def run(config: RunConfig, *, force: bool = False, log: Callable[[str], None] | 
         shutil.rmtree(staging)
     (staging / "tables").mkdir(parents=True)
     try:
+        atomic_write_json(staging / "validation.json", dataset.report.to_dict())
         t = time.perf_counter()
         figs = staging / "figures"
         save_figure(trajectories(derived, config.sites, label=dataset.label), figs, "trajectories_observed")
@@ -154,21 +166,30 @@ def run(config: RunConfig, *, force: bool = False, log: Callable[[str], None] | 
             for fname, fig in r.figures.items():
                 save_figure(fig, figs, fname)
         timings["sensitivity_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        power = run_power_stage(config, out_root / ".fit-cache", say) if config.power_enabled else None
+        if power is not None:
+            tables["power"] = _label(power.result.summary(), dataset)
+            tables["power_smallest_n"] = _label(power.smallest_n, dataset)
+            save_figure(power.result.figure(config.power_target, label=dataset.label), figs, "power_curve")
+        timings["power_s"] = time.perf_counter() - t
         report = _report(run_id, dataset, config, tables, completers.strategy, freq.notes)
         report.sections += _sensitivity_sections(sens_results, freq.estimands, config, figs, dataset.label)
         if bayes is not None:
             report.sections += bayes_sections(bayes, config)
             report.failures += bayes.failures
             report.methods.append(_bayes_methods(config))
+        if power is not None:
+            report.sections.append(power_section(power, dataset, config))
+            report.methods.append(_power_methods(config))
         for section in report.sections:  # every table the report names is written under tables/
             for tab in section.tables:
                 if tab.name and tab.name not in tables:
                     tables[tab.name] = _label(tab.frame, dataset)
         for name, table in tables.items():
             atomic_write_text(staging / "tables" / f"{name}.csv", table.to_csv(index=False, lineterminator="\n"))
-        atomic_write_json(staging / "validation.json", dataset.report.to_dict())
         atomic_write_text(staging / "summary.txt", _summary_text(dataset, config, tables["replication"],
-                                                                 report.failures))
+                                                                 report.failures, power))
         atomic_write_text(staging / "report.html", render_report(report, figs))
         timings["total_s"] = time.perf_counter() - t_all
         manifest = {
@@ -184,8 +205,10 @@ def run(config: RunConfig, *, force: bool = False, log: Callable[[str], None] | 
             "undefined_responder_strategy": completers.strategy,
             "tscore_reference": config.tscore.reference_object().describe(),
             "paper_analysis_assumptions": list(ANALYSIS_ASSUMPTIONS),
-            "seeds": {"run": config.seed, "sampler": config.seed},
+            "seeds": {"run": config.seed, "sampler": config.seed, "prior_draws": config.seed,
+                      **({"power": power.seed} if power is not None else {})},
             "fit_cache": {} if bayes is None else {f"{f.model}_{f.site}": f.extra for f in bayes.fits},
+            "power": None if power is None else power.manifest(),
             "timings": {k: round(v, 4) for k, v in timings.items()},
             "diagnostics": {
                 "failures": report.failures, "notes": freq.notes,
@@ -207,7 +230,7 @@ def run(config: RunConfig, *, force: bool = False, log: Callable[[str], None] | 
 
 
 def _summary_text(dataset: Dataset, config: RunConfig, replication: pd.DataFrame,
-                  failures: list[str] | None = None) -> str:
+                  failures: list[str] | None = None, power: PowerStage | None = None) -> str:
     lines = [f"!!! DIAGNOSTICS FAILED: {f}" for f in failures or []]
     if dataset.synthetic:
         lines += ["*** SYNTHETIC DATA: results below are from the RAJAK digital twin, a simulation ***",
@@ -221,6 +244,9 @@ def _summary_text(dataset: Dataset, config: RunConfig, replication: pd.DataFrame
     lines.append("Published figures vs this analysis (completers; tests as reconstructed, see manifest):")
     lines.append(replication.drop(columns=["data", "description", "kind"])
                  .to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    if power is not None:
+        lines += ["", "Sample size for the next study (simulated from the twin's design):"]
+        lines += [f"  {line}" for line in power.smallest_n_sentences()]
     return "\n".join(lines) + "\n"
 
 
@@ -320,3 +346,240 @@ def _sensitivity_sections(results, freq_estimands: pd.DataFrame, config: RunConf
                         "frequentist completers analysis as published", f"forest_sensitivity_{site}"))
     sections.append(Section("sensitivity_forest", "Sensitivity: all analyses side by side", figures=figures))
     return sections
+
+
+# ---------------------------------------------------------------------------------------------
+# sample size for the next study (analysis.power)
+# ---------------------------------------------------------------------------------------------
+
+_POWER_ANALYSIS_TEXT = {
+    "lmm": "REML linear mixed model (random intercept and slope), responder x time slope difference, "
+           "Satterthwaite t-test",
+    "mmrm": "REML MMRM (unstructured covariance), responder - non-responder change at the last visit, "
+            "Satterthwaite t-test",
+    "completers_t": "completers' % change, Welch t-test",
+    "completers_wilcoxon": "completers' % change, Wilcoxon rank-sum test",
+    "bayes": "Bayesian trajectory LMM (posterior decision rules)",
+}
+
+
+@dataclass
+class PowerStage:
+    """The sample-size stage of a run.
+
+    Attributes
+    ----------
+    result : analysis.power.PowerResult
+        Raw rows per simulated study and analysis; summaries are computed from them.
+    smallest_n : DataFrame
+        Smallest n of the grid reaching the target power, per site, analysis and rule.
+    seed : int
+        Root seed of the simulations.
+    target : float
+        Target power.
+    cache : str
+        ``"hit"`` (every simulation read from the cache), ``"partial"`` or ``"miss"``.
+    simulated : int
+        Studies simulated in this run (the rest came from the cache).
+    cache_dir : Path
+        Where the simulations are kept (resumable chunks, keyed on design, analyses and seed).
+    seconds : float
+        Wall time of the stage.
+    """
+
+    result: Any
+    smallest_n: pd.DataFrame
+    seed: int
+    target: float
+    cache: str
+    simulated: int
+    cache_dir: Path
+    seconds: float
+
+    def smallest_n_sentences(self) -> list[str]:
+        """One sentence per site and analysis: the smallest n reaching the target, or that none does."""
+        out = []
+        for _, r in self.smallest_n.iterrows():
+            what = f"{SITE_LABELS.get(r['site'], r['site'])}, {r['analysis']} ({r['criterion']})"
+            if pd.isna(r["n_min"]):
+                out.append(f"{what}: {self.target:.0%} power is not reached within n <= {int(r['max_n'])} "
+                           f"(power {r['power_at_max_n']:.2f} at n = {int(r['max_n'])}).")
+            else:
+                sure = ("not within the grid" if pd.isna(r["n_min_sure"]) else f"n = {int(r['n_min_sure'])}")
+                out.append(f"{what}: smallest n with power >= {self.target:.0%} is {int(r['n_min'])} "
+                           f"(power {r['power_at_n_min']:.2f}, Monte-Carlo SE {r['mc_se_at_n_min']:.3f}); "
+                           f"with the lower 95% Monte-Carlo limit above {self.target:.0%}: {sure}.")
+        return out
+
+    def manifest(self) -> dict[str, Any]:
+        """What the manifest records: settings, seed, cache use, timings and the smallest n."""
+        res = self.result
+        return {"seed": self.seed, "sims": res.sims, "n": list(res.design.n), "sites": list(res.design.sites),
+                "analyses": list(res.analyses), "target": self.target, "alpha": res.settings.alpha,
+                "dropout": res.design.dropout, "generator": res.design.generator,
+                "design": res.design.design.to_dict(), "cache": self.cache, "simulated": self.simulated,
+                "cache_dir": str(self.cache_dir), "seconds": round(self.seconds, 4),
+                "smallest_n": json.loads(self.smallest_n.to_json(orient="records"))}
+
+
+def power_design(config: RunConfig) -> Any:
+    """The power study a configuration asks for: the twin's calibrated design (``data/rajak_twin.json``)
+    at ``config.power_ns``, the configured sites, responder rule and dropout.
+
+    Undefined responder status is resolved as configured when the power machinery supports it
+    (``last_observed``, ``exclude``), else by ``last_observed``.
+    """
+    from analysis.power import PowerDesign
+    from analysis.twin import load_provenance
+    from models.simulate import Design
+
+    design = Design.from_dict(load_provenance()["design"])
+    strategy = config.undefined_responders if config.undefined_responders in ("last_observed", "exclude") \
+        else "last_observed"
+    return PowerDesign(design=design, n=config.power_ns, sites=config.sites, strategy=strategy,
+                       rule=config.responder.rule(), dropout=config.power_dropout)
+
+
+def _power_cache_key(design: Any, analyses: tuple[str, ...], settings: Any, seed: int) -> str:
+    from analysis.power import POWER_FORMAT
+    from models.simulate import SIMULATOR_VERSION
+
+    d = design.to_dict()
+    d.pop("n")  # per-n seeds: more sample sizes extend the same study
+    spec = {"design": d, "analyses": sorted(analyses), "settings": dataclasses.asdict(settings), "seed": int(seed),
+            "format": POWER_FORMAT, "simulator": SIMULATOR_VERSION, "rajak": package_versions().get("rajak")}
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def run_power_stage(config: RunConfig, cache_root: Path, log: Callable[[str], None] | None = None) -> PowerStage:
+    """Simulate the power study of ``config`` (:func:`power_design`) with the run's seed.
+
+    Parameters
+    ----------
+    config : RunConfig
+        ``power_ns``, ``power_sims``, ``power_analyses``, ``power_target``, ``power_dropout``,
+        ``power_workers`` (local processes; results do not depend on it) and ``seed``.
+    cache_root : Path
+        The run's content-addressed cache (``<output_dir>/.fit-cache``); simulations are kept in
+        ``power/<key>/`` (key: design, analyses, settings, seed, simulator and rajak versions) and a
+        rerun, or a run interrupted part-way, simulates only what is missing.
+    log : callable, optional
+        Receives progress messages.
+
+    Returns
+    -------
+    PowerStage
+    """
+    from analysis.power import PowerSettings, run_power
+
+    say = log or (lambda msg: None)
+    t = time.perf_counter()
+    design = power_design(config)
+    settings = PowerSettings()
+    analyses = tuple(config.power_analyses)
+    cache_dir = Path(cache_root) / "power" / _power_cache_key(design, analyses, settings, config.seed)
+    simulated: set[tuple[int, int]] = set()
+
+    def count(df: pd.DataFrame) -> None:
+        simulated.update(zip(df["n"].astype(int), df["sim"].astype(int)))
+
+    say(f"power: {config.power_sims} simulated studies at n = {', '.join(map(str, design.n))} "
+        f"({', '.join(analyses)}; seed {config.seed})")
+    result = run_power(design, config.power_sims, config.seed, analyses=analyses, settings=settings,
+                       out=cache_dir, workers=config.power_workers, progress=False, on_chunk=count,
+                       target=config.power_target)
+    total = config.power_sims * len(design.n)
+    cache = "hit" if not simulated else ("miss" if len(simulated) >= total else "partial")
+    if cache == "hit":
+        say("power: every simulated study read from the cache")
+    else:
+        say(f"power: {len(simulated)} of {total} studies simulated"
+            + (", the rest read from the cache" if cache == "partial" else ""))
+    return PowerStage(result=result, smallest_n=result.smallest_n(config.power_target), seed=config.seed,
+                      target=config.power_target, cache=cache, simulated=len(simulated), cache_dir=cache_dir,
+                      seconds=time.perf_counter() - t)
+
+
+def _design_sentences(stage: PowerStage) -> list[str]:
+    from analysis.power import disease_control_slope_pct
+
+    pdz = stage.result.design
+    d = pdz.design
+    parts = []
+    for site in pdz.sites:
+        p = d.site(site)
+        shift = disease_control_slope_pct(d, site)
+        parts.append(f"{SITE_LABELS[site]}: mean annual change {p.slope_responder_pct + shift['responder']:+.2f}% "
+                     f"(responders) vs {p.slope_nonresponder_pct + shift['non-responder']:+.2f}% (non-responders), "
+                     f"between-patient SD of the annual change {p.slope_sd_pct:g}%, DXA precision "
+                     f"{p.precision_cv_pct:g}%")
+    lost = stage.result.summary().groupby("site")["lost_fraction"].mean()
+    dm = d.dropout
+    if pdz.dropout is None:
+        drop = (f"the twin's dropout model ({dm.mechanism.upper()}: hazard {dm.visit_hazard:g} per visit, "
+                f"log-odds {dm.activity_log_odds:g} per DAS28-CRP point"
+                + (f", {dm.bmd_log_odds:g} per % of BMD change" if dm.bmd_log_odds else "") + ")")
+    else:
+        drop = (f"{dm.mechanism.upper()} dropout calibrated to {pdz.dropout:.0%} of patients without the "
+                f"final visit")
+    lost_text = ", ".join(f"{SITE_LABELS[s]} {v:.0%}" for s, v in lost.items())
+    return [
+        f"Design: each simulated study follows the RAJAK twin's calibrated design (data/rajak_twin.json; "
+        f"effect sizes, variance components, DXA at months {', '.join(map(str, d.dxa_months))}, "
+        f"responder fraction {d.responder_fraction:g}). " + "; ".join(parts) + ".",
+        f"Dropout: {drop}; simulated share of patients without the final DXA: {lost_text}. Responder groups "
+        f"are derived from the simulated DAS28-CRP as in the real analysis (undefined status: {pdz.strategy}).",
+    ]
+
+
+def power_section(stage: PowerStage, dataset: Dataset, config: RunConfig) -> Section:
+    """The report section "Sample size for the next study".
+
+    Parameters
+    ----------
+    stage : PowerStage
+        The simulated power study.
+    dataset : Dataset
+        The run's data (the text says whose effect sizes were simulated).
+    config : RunConfig
+        The run configuration.
+
+    Returns
+    -------
+    Section
+        Key ``"power"``: the design (twin-calibrated effect sizes, variance components, dropout),
+        the analysis and decision rule, the smallest n reaching the target per site and analysis,
+        the power table, the smallest-n table and the power curve.
+    """
+    res = stage.result
+    what = "; ".join(_POWER_ANALYSIS_TEXT.get(a, a) for a in
+                     dict.fromkeys(res.summary()["analysis"]))
+    paras = _design_sentences(stage) + [
+        f"Analysis of each simulated study: {what}; two-sided alpha {res.settings.alpha:g}. {res.sims} simulated "
+        f"studies per sample size (seed {stage.seed}); power is the share of studies whose decision rule "
+        f"fires (frequentist: p < alpha; Bayesian: the rule in the table), with its Monte-Carlo SE and Wilson "
+        f"95% interval.",
+        *stage.smallest_n_sentences(),
+    ]
+    if dataset.synthetic:
+        paras.append("The effect sizes come from the SYNTHETIC twin, calibrated to the published aggregates: "
+                     "they are assumptions for planning, not estimates from patient data.")
+    else:
+        paras.append(f"The effect sizes are the twin's (calibrated to the published RAJAK aggregates), not "
+                     f"estimates from {dataset.source}.")
+    cols = ["site", "analysis", "criterion", "n", "sims", "power", "mc_se", "ci_low", "ci_high", "lost_fraction"]
+    summary = res.summary()
+    return Section("power", "Sample size for the next study", paragraphs=paras,
+                   tables=[Table("Power by sample size (Monte-Carlo SE, Wilson 95% interval)", summary[cols], "power"),
+                           Table(f"Smallest n reaching {stage.target:.0%} power", stage.smallest_n,
+                                 "power_smallest_n")],
+                   figures=[(f"Power by sample size with 95% Monte-Carlo intervals; dotted: the "
+                             f"{stage.target:.0%} target", "power_curve")])
+
+
+def _power_methods(config: RunConfig) -> str:
+    return (f"Sample size: {config.power_sims} studies simulated per n in {', '.join(map(str, config.power_ns))} "
+            "with the cohort simulator (models.simulate, the model behind the twin) and the twin's calibrated "
+            f"parameters; each analysed by {', '.join(config.power_analyses)} (analysis.power). Simulation k at "
+            f"n uses SeedSequence({config.seed}, spawn_key=(k, 1, n)), so results depend only on the seed; "
+            "simulations are cached in the run's content-addressed cache.")

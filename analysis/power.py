@@ -1427,7 +1427,8 @@ def _wilson(successes: np.ndarray, k: np.ndarray, z: float = 1.959963984540054) 
     den = 1.0 + z**2 / k
     centre = (p + z**2 / (2 * k)) / den
     half = z * np.sqrt(p * (1 - p) / k + z**2 / (4 * k**2)) / den
-    return centre - half, centre + half
+    # exact bounds are 0 at p = 0 and 1 at p = 1; clip the rounding so that lo <= p <= hi holds
+    return np.clip(centre - half, 0.0, p), np.clip(centre + half, p, 1.0)
 
 
 def _successes(rows: pd.DataFrame, analysis: str, criterion: str, alpha: float, prob: float,

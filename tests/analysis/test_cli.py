@@ -14,7 +14,8 @@ from analysis.resources import data_path
 from models.simulate import Design, simulate
 
 runner = CliRunner()
-FAST = ("--draws", "150", "--tune", "150", "--chains", "2", "--sensitivity", "completers_vs_all")  # small samples: these tests check plumbing
+FAST = ("--draws", "150", "--tune", "150", "--chains", "2", "--sensitivity", "completers_vs_all",
+        "--power-sims", "10")  # small samples: these tests check plumbing
 
 
 def _invoke(*args):

@@ -51,3 +51,25 @@ def test_atomic_write_leaves_readable_file_and_no_temp(tmp_path):
     assert p.read_text() == "hello"
     assert stat.S_IMODE(p.stat().st_mode) == 0o644
     assert [f.name for f in p.parent.iterdir()] == ["x.txt"]
+
+
+@pytest.mark.parametrize("text,fragment", [
+    ("power_ns = [30, 4]\n", "at least 6"),
+    ("power_ns = [30, 30]\n", "distinct"),
+    ('power_analyses = ["lmm", "anova"]\n', "unknown power analysis 'anova'"),
+    ("power_sims = -1\n", "setting 'power_sims'"),
+    ("power_dropout = 1.0\n", "setting 'power_dropout'"),
+])
+def test_bad_power_settings(tmp_path, text, fragment):
+    plan = tmp_path / "plan.toml"
+    plan.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(plan)
+    assert fragment in str(info.value) and "\n" not in str(info.value)
+
+
+def test_power_stage_on_by_default_and_switched_off_three_ways():
+    assert RunConfig().power_enabled and RunConfig().power_ns == (30, 60, 90, 120)
+    assert RunConfig(power_ns=(90, 30)).power_ns == (30, 90)
+    for off in ({"power_sims": 0}, {"power_ns": ()}, {"power_analyses": ()}):
+        assert not RunConfig(**off).power_enabled

@@ -570,3 +570,15 @@ def test_cli_runs_and_writes_outputs(cli, tmp_path):
     assert len(raw) == 2 * 3 * 3
     table = cli("--n", "24,36", "--sims", "3", "--dropout", "0.3", "--workers", "1", "--no-progress")
     assert table.exit_code == 0 and "Smallest n reaching power 0.8" in table.stdout
+
+
+def test_wilson_interval_contains_the_estimate_at_the_edges():
+    from analysis.power import _wilson
+
+    k = np.full(5, 10.0)
+    s = np.array([0.0, 1.0, 5.0, 9.0, 10.0])
+    lo, hi = _wilson(s, k)
+    p = s / k
+    assert np.all(lo <= p) and np.all(p <= hi) and lo[0] == 0.0 and hi[-1] == 1.0
+    # textbook value: 5/10 successes, 95% Wilson interval (0.2366, 0.7634)
+    np.testing.assert_allclose([lo[2], hi[2]], [0.2366, 0.7634], atol=1e-4)

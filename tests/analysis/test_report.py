@@ -7,6 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from analysis.config import RunConfig
@@ -17,7 +18,8 @@ from analysis.report import Report, Section, render_report
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
-    return run(RunConfig(output_dir=str(out), run_id="rep", draws=150, tune=150, chains=2)).run_dir
+    return run(RunConfig(output_dir=str(out), run_id="rep", draws=150, tune=150, chains=2, power_ns=(30, 60),
+                         power_sims=10, power_workers=1)).run_dir
 
 
 def test_report_is_self_contained(run_dir):
@@ -32,7 +34,8 @@ def test_every_referenced_figure_and_table_exists(run_dir):
     html = (run_dir / "report.html").read_text()
     figs = set(re.findall(r'data-figure="([^"]+)"', html))
     assert {"retention", "trajectories_observed", "contrasts_spine", "forest_spine", "ppc_spine",
-            "trajectories_posterior_femoral_neck"} <= figs
+            "trajectories_posterior_femoral_neck", "prior_posterior_lmm_spine", "prior_posterior_lmm_femoral_neck",
+            "power_curve"} <= figs
     for name in figs:
         assert (run_dir / "figures" / f"{name}.png").is_file() and (run_dir / "figures" / f"{name}.svg").is_file()
     for name in re.findall(r"\(tables/([a-z_]+)\.csv\)", html):
@@ -88,3 +91,57 @@ def test_small_samples_fail_loudly(run_dir):
     assert 'id="failures"' in html and "ess_bulk" in html
     assert (run_dir / "summary.txt").read_text().startswith("!!! DIAGNOSTICS FAILED")
     assert (run_dir / "fits" / "lmm_spine.nc").is_file()
+
+
+def _section(html, key):
+    text = html[html.index(f'<section id="{key}"'):]
+    return text[:text.index("</section>")]
+
+
+def test_prior_vs_posterior_in_the_bayesian_sections(run_dir):
+    html = (run_dir / "report.html").read_text()
+    section = _section(html, "bayes_lmm")
+    assert 'data-figure="prior_posterior_lmm_spine"' in section and "Prior vs posterior" in section
+    tab = pd.read_csv(run_dir / "tables" / "bayes_prior_posterior_lmm.csv")
+    assert set(tab["site"]) == {"spine", "femoral_neck"} and len(tab) == 8
+    assert (tab["prior_sd"] > 3 * tab["posterior_sd"]).all()
+
+
+def test_power_section_states_design_and_smallest_n(run_dir):
+    import json
+
+    html = (run_dir / "report.html").read_text()
+    section = _section(html, "power")
+    assert "Sample size for the next study" in section and "twin&#39;s calibrated design" in section
+    assert "Dropout:" in section and "without the final DXA" in section
+    power = pd.read_csv(run_dir / "tables" / "power.csv")
+    assert set(power["n"]) == {30, 60} and set(power["site"]) == {"spine", "femoral_neck"}
+    assert power["data"].str.contains("SYNTHETIC").all()
+    smallest = pd.read_csv(run_dir / "tables" / "power_smallest_n.csv")
+    for _, r in smallest.iterrows():  # the report states the smallest n (or that the grid does not reach 80%)
+        expected = (f"smallest n with power &gt;= 80% is {int(r['n_min'])}" if pd.notna(r["n_min"])
+                    else f"power {r['power_at_max_n']:.2f} at n = 60")
+        assert expected in section
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["power"]["seed"] == manifest["seeds"]["power"] == manifest["config"]["seed"]
+    assert manifest["power"]["cache"] == "miss" and manifest["timings"]["power_s"] > 0
+    assert "Sample size for the next study" in (run_dir / "summary.txt").read_text()
+
+
+def test_every_configured_analysis_has_a_section(run_dir):
+    """The default plan's analyses, each in its own section: frequentist (with MI), each sensitivity
+    analysis (tipping heat map; prior predictive checks and power-scaling sensitivity under 'priors'),
+    the Bayesian model, PPC, LOO, Bayesian vs frequentist and the power study."""
+    import json
+
+    html = (run_dir / "report.html").read_text()
+    config = json.loads((run_dir / "manifest.json").read_text())["config"]
+    keys = re.findall(r'<section id="([a-z_]+)"', html)
+    expected = (["data", "replication", "completers", "mixed_models"]
+                + [f"sensitivity_{name}" for name in config["sensitivity"]] + ["sensitivity_forest", "bayes"]
+                + [f"bayes_{m}" for m in config["bayes_models"]] + ["ppc", "compare", "loo", "power", "methods"])
+    assert keys == expected
+    assert f"MI (m={config['mi_imputations']}" in _section(html, "mixed_models")
+    assert 'data-figure="sensitivity_tipping"' in _section(html, "sensitivity_tipping")
+    priors = _section(html, "sensitivity_priors")
+    assert 'data-figure="priors_prior_predictive_spine"' in priors and "likelihood" in priors  # psense columns
