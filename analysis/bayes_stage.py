@@ -29,7 +29,7 @@ import pandas as pd
 
 from analysis.bayes_fit import BayesFit, FREQUENTIST_COUNTERPART, analysis_frame, compare, fit_bayes, MODELS
 from analysis.estimands import SITE_LABELS, difference_name, estimand_name
-from analysis.io import atomic_write_bytes
+from analysis.io import atomic_copy, atomic_write_bytes
 from analysis.model_compare import loo_table
 from analysis.plots import (contrast_posteriors, forest, ppc_change, prior_posterior, rank_plot, save_figure,
                             trajectories)
@@ -172,9 +172,10 @@ def prior_posterior_items(bf: BayesFit, built: Any, draws: int = PRIOR_DRAWS, se
     ----------
     bf : BayesFit
         The fit (its posterior supplies the posterior draws).
-    built : model object
+    built : model object or callable
         The same model as the fit, built on the same data with the same priors (supplies the prior
-        draws, :func:`prior_draws`).
+        draws, :func:`prior_draws`), or a no-argument callable returning it: then the model is
+        built only when the prior draws are not in the cache.
     draws, seed : int
         Prior draws and their seed.
     cache_dir : path, optional
@@ -195,7 +196,8 @@ def prior_posterior_items(bf: BayesFit, built: Any, draws: int = PRIOR_DRAWS, se
             priors = {k: held[k] for k in held.files}
         bf.extra["prior_cache"] = "hit"
     if not all(f"{v}|{g or ''}" in priors for v, g, _ in wanted):
-        ds = prior_draws(built, sorted({v for v, _, _ in wanted}), draws, seed)
+        model = built() if callable(built) and not hasattr(built, "pymc_model") else built
+        ds = prior_draws(model, sorted({v for v, _, _ in wanted}), draws, seed)
         priors = {f"{v}|{g or ''}": _select(ds, v, g, bf.site) for v, g, _ in wanted if v in ds.data_vars}
         if path is not None:
             buf = io.BytesIO()
@@ -300,7 +302,11 @@ def run_bayes_stage(derived: pd.DataFrame, config: Any, freq_estimands: pd.DataF
                            seed=config.seed, target_accept=config.target_accept, cache_dir=cache_dir)
             log(f"  {model} at {site}: {'read from the fit cache' if bf.extra.get('cache') == 'hit' else 'sampled'}"
                 f" ({bf.fit.diagnostics})")
-            bf.fit.save(fits_dir / f"{model}_{site}.nc")
+            cached = bf.extra.get("cache_path")
+            if bf.extra.get("cache") == "hit" and cached and Path(cached).is_file():
+                atomic_copy(cached, fits_dir / f"{model}_{site}.nc")  # the same bytes save() wrote
+            else:
+                bf.fit.save(fits_dir / f"{model}_{site}.nc")
             if not bf.fit.passed:
                 failures.append(f"{model} at {site}: " + "; ".join(bf.fit.diagnostics.failures))
             fits.append(bf)
@@ -322,8 +328,10 @@ def run_bayes_stage(derived: pd.DataFrame, config: Any, freq_estimands: pd.DataF
             save_figure(rank_plot(f.fit, label=label), figures_dir, f"rank_{f.model}_{site}")
             stage.figures.append((site, f"Rank plots of {f.model} at {SITE_LABELS[site]} (diagnostics)",
                                   f"rank_{f.model}_{site}"))
-            built_f = MODELS[f.model](frame, site, _prior_object(config.priors, site))
-            items = prior_posterior_items(f, built_f, PRIOR_DRAWS, config.seed, cache_dir)
+            def build(f=f, site=site):
+                return MODELS[f.model](frame, site, _prior_object(config.priors, site))
+
+            items = prior_posterior_items(f, build, PRIOR_DRAWS, config.seed, cache_dir)
             if items:
                 stage.prior_posterior += items
                 save_figure(prior_posterior([(it.label, it.prior, it.posterior) for it in items],

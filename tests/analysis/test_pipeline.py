@@ -1,6 +1,8 @@
 """rajak run end to end: resuming after an interruption, the power stage, and a report section for
 every configured analysis."""
 
+from pathlib import Path
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -9,6 +11,7 @@ import pytest
 import analysis.pipeline as pl
 from analysis.config import RunConfig
 from analysis.estimands import difference_name
+from analysis.fitting import load_fit
 from analysis.power import TIMING_COLUMNS
 from analysis.resources import data_path
 from analysis.sensitivity.result import FOREST_COLUMNS, SensitivityResult
@@ -53,6 +56,11 @@ def test_interrupted_run_resumes_from_the_fit_cache(tmp_path, monkeypatch):
     table = pd.read_csv(resumed.run_dir / "tables" / "bayes_estimands.csv")
     np.testing.assert_allclose(table[NUMBERS].to_numpy(float), first.estimands[NUMBERS].to_numpy(float), rtol=1e-12)
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == [".fit-cache"]
+    # the run's fit file is the cached fit, byte for byte, and loads as that fit
+    fit_file = resumed.run_dir / "fits" / "lmm_spine.nc"
+    assert fit_file.read_bytes() == Path(entry["cache_path"]).read_bytes()
+    np.testing.assert_array_equal(load_fit(fit_file).posterior["posterior"]["b"].values,
+                                  first.fits[0].fit.posterior["posterior"]["b"].values)
 
     # other data (one scan changed): the fit is not reused
     raw = pd.read_csv(data_path("rajak_twin.csv"))
