@@ -38,6 +38,21 @@ def _analyses(values: list[str] | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(out))
 
 
+def _dropout(text: str) -> float | tuple[float, ...]:
+    """``--dropout``: one number (fraction without the final visit) or a comma-separated list (hazard
+    per scheduled post-baseline visit)."""
+    parts = [p.strip() for p in str(text).split(",")]
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        raise ValueError(f"--dropout must be a number or a comma-separated list of per-visit hazards, "
+                         f"got {text!r}") from None
+    bad = [v for v in values if not 0.0 <= v < 1.0]
+    if bad:
+        raise ValueError(f"--dropout values must be in [0, 1), got {bad[0]:g}")
+    return values[0] if len(values) == 1 else tuple(values)
+
+
 def _assurance_prior(design, prior_fit: Path | None, seed: int, log):
     """The design prior: a saved fit, or the trajectory LMM fitted to the embedded twin now."""
     from analysis.power import DesignPrior
@@ -68,7 +83,7 @@ def power(
     n: Annotated[str, typer.Option("--n", help="Sample sizes: START:STOP:STEP (stop included), N1,N2,... or N.")] = "20:200:20",
     sims: Annotated[int, typer.Option(help="Simulated studies per sample size.")] = 500,
     analysis: Annotated[Optional[list[str]], typer.Option("--analysis", help="lmm, mmrm, completers or bayes (repeatable or comma-separated).")] = None,
-    dropout: Annotated[Optional[float], typer.Option(help="Expected fraction of patients without the final visit (0 <= d < 1).")] = None,
+    dropout: Annotated[Optional[str], typer.Option(help="One number: expected fraction of patients without the final visit (0 <= d < 1). A comma-separated list (e.g. 0.1,0.15,0.2): hazard of dropout at each scheduled post-baseline visit (months 3, 6, 12 by default).")] = None,
     mechanism: Annotated[Optional[str], typer.Option(help="Dropout mechanism: mcar, mar (via DAS28) or mnar (via the unobserved spine change).")] = None,
     bmd_log_odds: Annotated[float, typer.Option(help="MNAR: log-odds of dropout per % of true spine change.")] = -0.2,
     design: Annotated[Optional[Path], typer.Option("--design", help="Power design file (JSON or TOML).")] = None,
@@ -104,9 +119,7 @@ def power(
         if generator is not None:
             updates["generator"] = generator
         if dropout is not None:
-            if not 0.0 <= dropout < 1.0:
-                raise ValueError(f"--dropout must be in [0, 1), got {dropout:g}")
-            updates["dropout"] = dropout
+            updates["dropout"] = _dropout(dropout)
         pdz = PowerDesign.from_dict({**{k: getattr(pdz, k) for k in ("design", "sites", "generator", "grouping",
                                                                       "strategy", "rule", "dropout")}, **updates})
         if mechanism is not None:
@@ -136,7 +149,11 @@ def power(
                 prior_fit = design.parent / prior_fit
         prior = _assurance_prior(pdz, prior_fit, seed, _info) if assurance else None
         if pdz.dropout is not None and pdz.generator == "cohort":
-            _info(f"calibrating the dropout hazard to {pdz.dropout:g} lost before the final visit ...")
+            if pdz.per_visit_dropout:
+                _info(f"calibrating the dropout hazards to {', '.join(f'{h:g}' for h in pdz.dropout)} "
+                      "at the post-baseline visits ...")
+            else:
+                _info(f"calibrating the dropout hazard to {pdz.dropout:g} lost before the final visit ...")
         res = run_power(pdz, sims, seed, analyses=analyses, settings=settings, prior=prior, out=out,
                         scheduler=scheduler, workers=workers, progress=progress, log=_info, target=target)
     except (ValueError, TypeError, KeyError) as err:

@@ -31,12 +31,18 @@ analysed site(s), the data generator, how analysis groups are formed, and a targ
   \varepsilon` standard normal (intercepts and slopes correlated across sites by
   ``intercept_corr``/``slope_corr``), no rounding; dropout MCAR and monotone (below).
 
-``dropout`` is the expected fraction of patients **without the final visit**. For the cohort
-generator the per-visit hazard :math:`h_0` of :class:`models.simulate.DropoutModel` (MAR through
-DAS28, or MNAR through the unobserved spine change) is calibrated to it by simulating 20,000
-patients with common random numbers and solving for :math:`h_0` (:func:`calibrate_dropout`); for
-the Gaussian generator the hazard at each of the :math:`V` post-baseline DXA visits is
-:math:`1 - (1 - \text{dropout})^{1/V}`.
+``dropout`` is either one number, the expected fraction of patients **without the final visit**,
+or one hazard per scheduled post-baseline visit (``design.activity_months[1:]``, e.g.
+``(0.1, 0.15, 0.2)`` for months 3, 6, 12): :math:`h_v = P(\text{drop out at } v \mid \text{present
+at } v)`, averaged over patients. For the cohort generator with one number the base hazard
+:math:`h_0` of :class:`models.simulate.DropoutModel` (MAR through DAS28, or MNAR through the
+unobserved spine change) is calibrated to it by simulating 20,000 patients with common random
+numbers and solving for :math:`h_0` (:func:`calibrate_dropout`); with per-visit hazards each
+visit's base hazard :math:`h_{0v}` is solved in turn so that the average hazard among the
+patients still present equals :math:`h_v` (exact, :math:`h_{0v} = h_v`, under MCAR). For the
+Gaussian generator (MCAR) one number gives the hazard :math:`1 - (1 - \text{dropout})^{1/V}` at
+each of the :math:`V` post-baseline DXA visits; per-visit hazards apply at the scheduled visits
+(a patient leaving at month 3 misses the DXA at months 6 and 12).
 
 Design prior (assurance)
 ------------------------
@@ -80,7 +86,8 @@ Analyses of each simulated study (raw result rows)
 ``completers_wilcoxon``    the same, Wilcoxon rank-sum (Mann-Whitney) test
 ``bayes``                  the trajectory LMM (:mod:`models.trajectory`, marginal
                            parameterisation) compiled once per worker process and refitted per
-                           data set; posterior of ``estimand`` (default
+                           data set (:class:`analysis.refit.Refitter`, through
+                           :class:`BayesRefitter`); posterior of ``estimand`` (default
                            ``diff_pct_change_12m``, percentage points) and convergence diagnostics
 =========================  =====================================================================
 
@@ -142,6 +149,7 @@ __all__ = [
     "PowerResult",
     "PowerSettings",
     "calibrate_dropout",
+    "calibrate_dropout_per_visit",
     "closed_form_power",
     "disease_control_slope_pct",
     "load_power_design",
@@ -195,8 +203,10 @@ class PowerDesign:
         Undefined responder status (:mod:`analysis.groups`).
     rule : ResponderRule
         Responder definition for derived groups.
-    dropout : float, optional
-        Expected fraction of patients without the final visit; ``None`` keeps
+    dropout : float or tuple of float, optional
+        One number: expected fraction of patients without the final visit. A tuple (a list is
+        accepted): hazard of dropout at each scheduled post-baseline visit,
+        ``len(design.activity_months) - 1`` values (module docstring). ``None`` keeps
         ``design.dropout.visit_hazard`` (cohort) or means no dropout (Gaussian).
     calibrated : bool
         Set by :meth:`resolved` once the cohort hazard has been calibrated to ``dropout``.
@@ -209,7 +219,7 @@ class PowerDesign:
     grouping: Literal["derived", "true"] = "derived"
     strategy: Literal["last_observed", "exclude"] = "last_observed"
     rule: ResponderRule = field(default_factory=ResponderRule)
-    dropout: float | None = None
+    dropout: float | tuple[float, ...] | None = None
     calibrated: bool = False
 
     def __post_init__(self) -> None:
@@ -228,10 +238,26 @@ class PowerDesign:
             raise ValueError(f"grouping must be 'derived' or 'true', got {self.grouping!r}")
         if self.strategy not in ("last_observed", "exclude"):
             raise ValueError(f"strategy must be 'last_observed' or 'exclude', got {self.strategy!r}")
-        if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
+        if isinstance(self.dropout, (list, tuple)) or (self.dropout is not None and np.ndim(self.dropout) > 0):
+            hz = tuple(float(v) for v in self.dropout)
+            object.__setattr__(self, "dropout", hz)
+            visits = tuple(self.design.activity_months[1:])
+            if len(hz) != len(visits):
+                raise ValueError(f"dropout has {len(hz)} per-visit hazards {list(hz)} but the design has "
+                                 f"{len(visits)} post-baseline visits (months {', '.join(map(str, visits))})")
+            bad = [v for v in hz if not 0.0 <= v < 1.0]
+            if bad:
+                raise ValueError(f"every per-visit dropout hazard must be in [0, 1), got {bad[0]:g} "
+                                 f"(one per post-baseline visit, {len(visits)} visits)")
+        elif self.dropout is not None and not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if len(self.design.dxa_months) < 2:
             raise ValueError("the design needs at least two DXA visits")
+
+    @property
+    def per_visit_dropout(self) -> bool:
+        """Whether ``dropout`` gives one hazard per post-baseline visit."""
+        return isinstance(self.dropout, tuple)
 
     @property
     def endpoint_month(self) -> float:
@@ -252,7 +278,9 @@ class PowerDesign:
         """JSON-serialisable description."""
         return {"design": self.design.to_dict(), "n": list(self.n), "sites": list(self.sites),
                 "generator": self.generator, "grouping": self.grouping, "strategy": self.strategy,
-                "rule": asdict(self.rule), "dropout": self.dropout, "calibrated": self.calibrated}
+                "rule": asdict(self.rule),
+                "dropout": list(self.dropout) if isinstance(self.dropout, tuple) else self.dropout,
+                "calibrated": self.calibrated}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PowerDesign:
@@ -284,10 +312,12 @@ def _logit(p: float) -> float:
 _CALIBRATION_CACHE: dict[str, Design] = {}
 
 
-def calibrate_dropout(design: Design, target: float, n_patients: int = 20_000, seed: int = 20_250_101,
-                      tol: float = 1e-4) -> Design:
+def calibrate_dropout(design: Design, target: float | Sequence[float], n_patients: int = 20_000,
+                      seed: int = 20_250_101, tol: float = 1e-4) -> Design:
     r"""The design with ``dropout.visit_hazard`` set so that a fraction ``target`` of patients miss
-    the final visit.
+    the final visit (one number), or so that the hazard at each post-baseline visit is ``target``
+    (one number per visit, :func:`calibrate_dropout_per_visit`). With one number, a per-visit
+    ``visit_hazard`` of ``design`` is replaced by one base hazard for every visit.
 
     The fraction :math:`F(h_0)` of simulated patients who drop out before the final visit is
     increasing in the base hazard :math:`h_0` (every visit's logit hazard moves with
@@ -304,6 +334,8 @@ def calibrate_dropout(design: Design, target: float, n_patients: int = 20_000, s
 
     from models.simulate import simulate
 
+    if isinstance(target, (list, tuple, np.ndarray)):
+        return calibrate_dropout_per_visit(design, target, n_patients=n_patients, seed=seed)
     if not 0.0 <= target < 1.0:
         raise ValueError(f"dropout target must be in [0, 1), got {target}")
     key = json.dumps([design.to_dict(), target, n_patients, seed, tol], sort_keys=True, default=str)
@@ -324,6 +356,73 @@ def calibrate_dropout(design: Design, target: float, n_patients: int = 20_000, s
         raise ValueError(f"a dropout of {target:g} cannot be reached with this dropout model")
     h = float(brentq(lost, 0.0, hi, xtol=tol))
     out = design.with_updates(**{"dropout.visit_hazard": round(h, 6)})
+    _CALIBRATION_CACHE[key] = out
+    return out
+
+
+def calibrate_dropout_per_visit(design: Design, hazards: Sequence[float], n_patients: int = 20_000,
+                                seed: int = 20_250_101, tol: float = 1e-6) -> Design:
+    r"""The design with one base hazard per post-baseline visit, ``dropout.visit_hazard =
+    (h_{01}, ..., h_{0V})``, such that the average hazard at visit :math:`v` among the patients
+    still present is ``hazards[v]``.
+
+    Under MCAR (both log-odds zero) :math:`h_{0v} = h_v` exactly. Otherwise one study of
+    ``n_patients`` is simulated without dropout; for patient :math:`i` the simulator's hazard at
+    visit :math:`v` is :math:`h_{iv} = \operatorname{expit}(\operatorname{logit} h_{0v} +
+    \alpha(\text{DAS28}_{i,v-1} - 3.2) + \delta\,g_i t_v / 12)` (:mod:`models.simulate`; :math:`g_i`
+    the true annual % spine slope), the probability of being present is
+    :math:`S_{iv} = \prod_{u<v}(1 - h_{iu})`, and :math:`\sum_i S_{iv} h_{iv} / \sum_i S_{iv} = h_v`
+    is solved for :math:`h_{0v}` one visit after the other (a smooth, increasing function: Brent's
+    method, no Monte-Carlo noise beyond the simulated covariates).
+
+    Raises
+    ------
+    ValueError
+        If the number of hazards differs from the number of post-baseline visits, a hazard is
+        outside [0, 1), or it cannot be reached.
+    """
+    from scipy.optimize import brentq
+    from scipy.special import expit, logit
+
+    from models.simulate import simulate
+
+    months = np.asarray(design.activity_months, dtype=float)
+    hz = tuple(float(h) for h in hazards)
+    if len(hz) != months.size - 1:
+        raise ValueError(f"{len(hz)} per-visit hazards {list(hz)} for {months.size - 1} post-baseline visits")
+    bad = [h for h in hz if not 0.0 <= h < 1.0]
+    if bad:
+        raise ValueError(f"every per-visit dropout hazard must be in [0, 1), got {bad[0]:g}")
+    dm = design.dropout
+    if not dm.activity_log_odds and not dm.bmd_log_odds:
+        return design.with_updates(**{"dropout.visit_hazard": hz})
+    key = json.dumps([design.to_dict(), hz, n_patients, seed, tol, "per-visit"], sort_keys=True, default=str)
+    if key in _CALIBRATION_CACHE:
+        return _CALIBRATION_CACHE[key]
+    study = simulate(design.with_updates(n_patients=n_patients, **{"dropout.visit_hazard": 0.0}), seed)
+    das = study.complete["das28_crp"].to_numpy(dtype=float).reshape(n_patients, months.size)
+    slope = study.patients["true_slope_pct_spine"].to_numpy(dtype=float)
+    present = np.ones(n_patients)
+    base: list[float] = []
+    for v in range(1, months.size):
+        shift = dm.activity_log_odds * (das[:, v - 1] - 3.2) + dm.bmd_log_odds * slope * months[v] / 12.0
+        target = hz[v - 1]
+        if target == 0.0:
+            h0 = 0.0
+        else:
+            def gap(lo: float) -> float:
+                return float(np.sum(present * expit(lo + shift)) / np.sum(present)) - target
+
+            lo, hi = -30.0, 30.0
+            if gap(hi) < 0 or gap(lo) > 0:
+                raise ValueError(f"a dropout hazard of {target:g} at month {months[v]:g} cannot be reached "
+                                 "with this dropout model")
+            h0 = float(expit(brentq(gap, lo, hi, xtol=tol)))
+            h0 = min(round(h0, 6), 0.999999)
+        base.append(h0)
+        h_i = expit(logit(h0) + shift) if h0 > 0 else np.zeros(n_patients)
+        present = present * (1.0 - h_i)
+    out = design.with_updates(**{"dropout.visit_hazard": tuple(base)})
     _CALIBRATION_CACHE[key] = out
     return out
 
@@ -610,13 +709,17 @@ def _bivariate(rng: np.random.Generator, n: int, rho: float) -> np.ndarray:
     return z
 
 
-def simulate_gaussian(design: Design, n: int, seed: int, dropout: float | None = None) -> pd.DataFrame:
+def simulate_gaussian(design: Design, n: int, seed: int,
+                      dropout: float | Sequence[float] | None = None) -> pd.DataFrame:
     r"""One study from the linear mixed model of the closed-form formulas (module docstring).
 
     Returns long data (``patient_id``, ``month``, ``bmd_spine``, ``bmd_femoral_neck``,
     ``responder``) at the DXA months; ``responder`` is the known group (exactly
-    :math:`\mathrm{round}(n\pi)` responders, randomly placed). Dropout is MCAR and monotone with
-    hazard :math:`1 - (1 - \text{dropout})^{1/V}` at each of the :math:`V` post-baseline visits.
+    :math:`\mathrm{round}(n\pi)` responders, randomly placed). Dropout is MCAR and monotone: one
+    number gives hazard :math:`1 - (1 - \text{dropout})^{1/V}` at each of the :math:`V`
+    post-baseline DXA visits; a sequence gives the hazard at each scheduled post-baseline visit
+    (``design.activity_months[1:]``), and a patient leaving at month :math:`t` has no DXA from
+    :math:`t` on.
     """
     if n < 2:
         raise ValueError(f"n must be at least 2, got {n}")
@@ -629,7 +732,9 @@ def simulate_gaussian(design: Design, n: int, seed: int, dropout: float | None =
     z = _bivariate(rng, n, design.intercept_corr)
     w = _bivariate(rng, n, design.slope_corr)
     eps = rng.standard_normal((2, n, m))
-    drop_u = rng.random((n, m))
+    per_visit = isinstance(dropout, (list, tuple, np.ndarray))
+    sched = np.asarray(design.activity_months, dtype=float)
+    drop_u = rng.random((n, sched.size if per_visit else m))
     out: dict[str, Any] = {
         "patient_id": np.repeat(np.array([f"G{i + 1:04d}" for i in range(n)]), m),
         "month": np.tile(months.astype(int), n),
@@ -644,6 +749,15 @@ def simulate_gaussian(design: Design, n: int, seed: int, dropout: float | None =
         out[f"bmd_{s}"] = y.ravel()
     out["responder"] = np.repeat(resp, m)
     frame = pd.DataFrame(out)
+    if per_visit:
+        hz = np.asarray(dropout, dtype=float)
+        if hz.shape != (sched.size - 1,) or not np.all((hz >= 0) & (hz < 1)):
+            raise ValueError(f"per-visit dropout hazards {hz.tolist()} must be {sched.size - 1} values in [0, 1)")
+        hit = np.zeros((n, sched.size), dtype=bool)
+        hit[:, 1:] = drop_u[:, 1:] < hz[None, :]
+        first = np.where(hit.any(axis=1), sched[hit.argmax(axis=1)], np.inf)  # month of leaving
+        keep = (months[None, :] < first[:, None]).ravel()
+        return frame.loc[keep].reset_index(drop=True)
     d = float(dropout or 0.0)
     if d > 0:
         h = 1.0 - (1.0 - d) ** (1.0 / (m - 1))
@@ -828,37 +942,27 @@ class BayesRefit:
         R-hat, bulk/tail ESS over the reported variables (patient effects are not drawn in power
         refits), divergences, E-BFMI and the verdict.
     seconds, compile_seconds : float
+        Wall time of the refit; compilation (zero unless this refit compiled).
+    sample_seconds : float
+        Wall time inside ``nutpie.sample``.
     """
 
     draws: dict[str, np.ndarray]
     diagnostics: Any
     seconds: float
     compile_seconds: float
-
-
-def _arrow_column(batch: Any, name: str) -> np.ndarray:
-    import pyarrow as pa
-
-    col = batch.column(name)
-    meta = col.field.metadata or {}
-    shape = [int(s) for s in meta.get(b"shape", b"").decode().split(",") if s]
-    arr = pa.array(col)
-    if hasattr(arr, "flatten") and shape:
-        return arr.flatten().to_numpy(zero_copy_only=False).reshape(len(arr), *shape)
-    return arr.to_numpy(zero_copy_only=False)
+    sample_seconds: float = float("nan")
 
 
 class BayesRefitter:
     """The trajectory LMM of one site, built and compiled once, refitted to one data set after another.
 
-    The first :meth:`fit` builds :func:`models.trajectory.build_trajectory_model` (marginal
-    parameterisation: no parameter depends on the number of patients) and compiles it with nutpie
-    (in-process cache of :func:`analysis.fitting.compile_model`); every later fit swaps the data
-    with ``set_data`` and ``with_data`` and samples the same compiled model. Sampling is
-    :func:`analysis.fitting.sample`'s (same compiled model, initial points and nutpie call, so the
-    same draws for the same seed), but the draws are read straight from nutpie's Arrow trace and
-    only the reported summary variables are kept: no conversion to an arviz ``DataTree``, no
-    patient effects, no pointwise log-likelihood.
+    A thin layer over :class:`analysis.refit.Refitter`: the first :meth:`fit` builds
+    :func:`models.trajectory.build_trajectory_model` (marginal parameterisation: no parameter
+    depends on the number of patients) and compiles it; every later fit swaps the data with the
+    model's ``set_data`` and samples the same compiled model. The draws equal
+    :func:`analysis.fitting.sample`'s for the same data and seed; only :data:`_SUMMARY_VARS` are
+    read (no arviz ``DataTree``, no patient effects, no pointwise log-likelihood).
 
     Parameters
     ----------
@@ -877,10 +981,19 @@ class BayesRefitter:
         self.target_accept, self.cores = float(target_accept), int(cores)
         self.priors = priors or TrajectoryPriors()
         self.thresholds = thresholds
-        self.model: Any = None
+        self.refitter: Any = None
         self.n_fits = 0
-        self.n_compiles = 0
         self._lock = threading.Lock()
+
+    @property
+    def model(self) -> Any:
+        """The trajectory model (``None`` before the first fit)."""
+        return None if self.refitter is None else self.refitter.model
+
+    @property
+    def n_compiles(self) -> int:
+        """Compilations so far (at most 1 for the marginal model)."""
+        return 0 if self.refitter is None else self.refitter.n_compiles
 
     def _frame(self, frame: pd.DataFrame) -> pd.DataFrame:
         col = f"bmd_{self.site}"
@@ -891,106 +1004,23 @@ class BayesRefitter:
     def fit(self, frame: pd.DataFrame, seed: int) -> BayesRefit:
         """Refit to ``frame`` (a :func:`power_frame`, or any frame with ``patient_id``, ``month``,
         ``bmd_<site>`` and a 0/1 ``responder``) with sampler seed ``seed``."""
-        import nutpie
-
-        from analysis.fitting import _compile, _initial_point_for, _load_data
+        from analysis.refit import Refitter
         from models.trajectory import build_trajectory_model
 
         with self._lock:
-            t0 = time.perf_counter()
             df = self._frame(frame)
-            if self.model is None:
-                self.model = build_trajectory_model(df, self.site, priors=self.priors)
-            else:
-                self.model.set_data(df)
-            compiled, info, owner = _compile(self.model, None)
-            self.n_compiles += int(not info["cache_hit"])
-            compiled = _load_data(compiled, self.model)
-            compiled = _initial_point_for(compiled, self.model.pymc_model, owner)
-            raw = nutpie.sample(compiled, draws=self.draws, tune=self.tune, chains=self.chains,
-                                cores=self.cores, seed=int(seed), target_accept=self.target_accept,
-                                save_warmup=False, progress_bar=False, return_raw_trace=True)
-            draw_batches, stat_batches = raw.get_arrow_trace()
-            draws: dict[str, list[np.ndarray]] = {v: [] for v in _SUMMARY_VARS}
-            stats: dict[str, list[np.ndarray]] = {"diverging": [], "energy": [], "maxdepth_reached": []}
-            for db, sb in zip(draw_batches, stat_batches):
-                tuning = _arrow_column(sb, "tuning").astype(bool)
-                keep = ~tuning
-                for v in draws:
-                    draws[v].append(_arrow_column(db, v)[keep])
-                for v in stats:
-                    stats[v].append(_arrow_column(sb, v)[keep])
-            out = {v: np.stack(a) for v, a in draws.items()}
-            st = {v: np.stack(a) for v, a in stats.items()}
-            diagnostics = self._diagnose(out, st)
+            data: Any = df
+            if self.refitter is None:
+                self.refitter = Refitter(build_trajectory_model(df, self.site, priors=self.priors), draws=self.draws,
+                                         tune=self.tune, chains=self.chains, cores=self.cores,
+                                         target_accept=self.target_accept, var_names=_SUMMARY_VARS,
+                                         thresholds=self.thresholds)
+                data = None  # built with these data
+            self.refitter.cores = self.cores
+            r = self.refitter.refit(data, seed)
             self.n_fits += 1
-            return BayesRefit(draws=out, diagnostics=diagnostics, seconds=time.perf_counter() - t0,
-                              compile_seconds=float(info["compile_time"]))
-
-    def _diagnose(self, draws: dict[str, np.ndarray], stats: dict[str, np.ndarray]) -> Any:
-        return _diagnose_arrays(draws, stats, self.thresholds)
-
-
-_ELEMENT_LABELS = {"b": ("intercept", "time", "responder", "time:responder"),
-                   "sd_patient": ("intercept", "slope"), "baseline_mean": ("non-responder", "responder"),
-                   "change_12m": ("non-responder", "responder"), "pct_change_12m": ("non-responder", "responder")}
-
-
-def _diagnose_arrays(draws: dict[str, np.ndarray], stats: dict[str, np.ndarray], thresholds: Any = None) -> Any:
-    """:func:`analysis.fitting.diagnose` on plain ``(chain, draw, ...)`` arrays (same statistics,
-    labels, verdict and failure lines; one batched call per statistic instead of xarray's
-    per-variable dispatch)."""
-    import warnings
-
-    from arviz_stats.base import array_stats
-    from arviz_stats.validate import validate_ci_prob
-
-    from analysis.fitting import Diagnostics, Thresholds, _ebfmi
-
-    thresholds = thresholds if thresholds is not None else Thresholds()
-    labels: list[str] = []
-    cols = []
-    for v in _SUMMARY_VARS:
-        a = np.asarray(draws[v], dtype=float)
-        cols.append(a.reshape(a.shape[0], a.shape[1], -1))
-        labels += [f"{v}[{e}]" for e in _ELEMENT_LABELS[v]] if v in _ELEMENT_LABELS else [v]
-    arr = np.concatenate(cols, axis=2)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        rhat = np.asarray(array_stats.rhat(arr, chain_axis=0, draw_axis=1), dtype=float)
-        bulk = np.asarray(array_stats.ess(arr, chain_axis=0, draw_axis=1, method="bulk"), dtype=float)
-        tail = np.asarray(array_stats.ess(arr, chain_axis=0, draw_axis=1, method="tail",
-                                          prob=validate_ci_prob(None)), dtype=float)
-
-    def worst(x: np.ndarray, mode: str) -> tuple[float, str]:
-        nan = np.flatnonzero(np.isnan(x))
-        if nan.size:
-            return np.nan, labels[int(nan[0])]
-        i = int(np.argmax(x) if mode == "max" else np.argmin(x))
-        return float(x[i]), labels[i]
-
-    max_rhat, worst_rhat = worst(rhat, "max")
-    min_bulk, worst_bulk = worst(bulk, "min")
-    min_tail, worst_tail = worst(tail, "min")
-    n_div = int(np.sum(stats["diverging"]))
-    ebfmi = tuple(float(e) for e in _ebfmi(stats["energy"]))
-    failures = []
-    if not max_rhat <= thresholds.rhat_max:
-        failures.append(f"rhat: max {max_rhat:.3f} > {thresholds.rhat_max} ({worst_rhat})")
-    if not min_bulk >= thresholds.ess_bulk_min:
-        failures.append(f"ess_bulk: min {min_bulk:.0f} < {thresholds.ess_bulk_min:.0f} ({worst_bulk})")
-    if not min_tail >= thresholds.ess_tail_min:
-        failures.append(f"ess_tail: min {min_tail:.0f} < {thresholds.ess_tail_min:.0f} ({worst_tail})")
-    if n_div > thresholds.divergences_max:
-        failures.append(f"divergences: {n_div} > {thresholds.divergences_max}")
-    if not ebfmi or not all(e >= thresholds.ebfmi_min for e in ebfmi):
-        failures.append("ebfmi: " + (", ".join(f"{e:.2f}" for e in ebfmi) if ebfmi else "no energy stats")
-                        + f" (min {thresholds.ebfmi_min})")
-    return Diagnostics(max_rhat=max_rhat, min_ess_bulk=min_bulk, min_ess_tail=min_tail, worst_rhat=worst_rhat,
-                       worst_ess_bulk=worst_bulk, worst_ess_tail=worst_tail, n_divergences=n_div, ebfmi=ebfmi,
-                       n_max_treedepth=int(np.sum(stats["maxdepth_reached"])), n_draws=int(arr.shape[1]),
-                       n_chains=int(arr.shape[0]), var_names=tuple(_SUMMARY_VARS), passed=not failures,
-                       failures=tuple(failures), thresholds=thresholds)
+            return BayesRefit(draws=r.draws, diagnostics=r.diagnostics, seconds=r.seconds,
+                              compile_seconds=r.compile_seconds, sample_seconds=r.sample_seconds)
 
 
 _REFITTERS: dict[tuple, BayesRefitter] = {}
@@ -1633,7 +1663,7 @@ class PowerResult:
                                 color=c, marker="o", ms=3.5, lw=1.4, capsize=2, label=name)
                 cs = cf[cf["site"] == site]
                 if (len(cs) and "lmm" in self.analyses and self.prior is None and self.design.generator == "gaussian"
-                        and not self.design.dropout):
+                        and not np.any(np.atleast_1d(self.design.dropout or 0.0))):
                     ax.plot(cs["n"], cs["closed_form_power"], color=PALETTE["black"], ls="--", lw=1,
                             label="closed form (Liu & Liang)")
                 ax.axhline(target, color=PALETTE["grey"], ls=":", lw=1)

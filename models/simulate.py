@@ -54,12 +54,15 @@ moves with disease activity: :math:`\ln \text{ALP}(t) = \ln \text{ALP}_0 + \kapp
 
 .. math::
 
-    \operatorname{logit} h_{iv} = \operatorname{logit} h_0 + \alpha\,(\text{DAS28}_{i,v^-} - 3.2)
+    \operatorname{logit} h_{iv} = \operatorname{logit} h_{0v} + \alpha\,(\text{DAS28}_{i,v^-} - 3.2)
         + \delta\,(100\,(\mu_{i,\text{spine}}(v) / b_{i,\text{spine}} - 1)),
 
 where :math:`\text{DAS28}_{i,v^-}` is the last *observed* score (MAR when :math:`\delta = 0`) and
 the last term is the patient's current, unobserved true spine change in % (MNAR when
-:math:`\delta \ne 0`). A patient who drops out at :math:`v` has no rows from :math:`v` on.
+:math:`\delta \ne 0`). The base hazard :math:`h_{0v}` is one value for every visit or one per
+visit (``DropoutModel.visit_hazard``); under MCAR (:math:`\alpha = \delta = 0`)
+:math:`P(\text{drop at } v \mid \text{present at } v) = h_{0v}`. A patient who drops out at
+:math:`v` has no rows from :math:`v` on.
 Attending patients miss an intermediate DXA with probability ``p_missed_dxa`` (intermittent).
 
 Every default is documented with its source in :data:`PARAMETER_SOURCES`.
@@ -152,29 +155,73 @@ class CovariateParameters:
 
 @dataclass(frozen=True)
 class DropoutModel:
-    """Monotone dropout at scheduled post-baseline visits.
+    r"""Monotone dropout at scheduled post-baseline visits.
 
-    ``mechanism`` is descriptive and checked against the coefficients: ``"mcar"`` needs both
-    coefficients zero, ``"mar"`` needs ``bmd_log_odds == 0``, ``"mnar"`` a non-zero
-    ``bmd_log_odds``.
+    Parameters
+    ----------
+    mechanism : {"mcar", "mar", "mnar"}
+        Descriptive and checked against the coefficients: ``"mcar"`` needs both coefficients
+        zero, ``"mar"`` needs ``bmd_log_odds == 0``, ``"mnar"`` a non-zero ``bmd_log_odds``.
+    visit_hazard : float or tuple of float
+        Base hazard :math:`h_0` (at DAS28-CRP 3.2 and no spine change; under MCAR the hazard
+        itself): one value for every scheduled post-baseline visit, or one value per visit
+        (:math:`h_{0v}`, in the order of ``Design.activity_months[1:]``; the number of values is
+        checked by :class:`Design`). Each in [0, 1); a list is stored as a tuple.
+    activity_log_odds, bmd_log_odds : float
+        :math:`\alpha` and :math:`\delta` of the module docstring.
+    p_missed_dxa : float
+        Probability that an attending patient misses an intermediate DXA.
+    p_lack_of_efficacy_if_active : float
+        Probability that a dropout with DAS28-CRP > 3.2 is recorded as lack of efficacy.
     """
 
     mechanism: Literal["mcar", "mar", "mnar"] = "mar"
-    visit_hazard: float = 0.09
+    visit_hazard: float | tuple[float, ...] = 0.09
     activity_log_odds: float = 0.5
     bmd_log_odds: float = 0.0
     p_missed_dxa: float = 0.05
     p_lack_of_efficacy_if_active: float = 0.7
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.visit_hazard < 1.0:
-            raise ValueError(f"visit_hazard must be in [0, 1), got {self.visit_hazard}")
+        h = self.visit_hazard
+        if isinstance(h, (list, tuple)) or np.ndim(h) > 0:
+            h = tuple(float(v) for v in h)
+            if not h:
+                raise ValueError("visit_hazard needs at least one value")
+            object.__setattr__(self, "visit_hazard", h)
+            for i, v in enumerate(h):
+                if not 0.0 <= v < 1.0:
+                    raise ValueError(f"visit_hazard[{i}] must be in [0, 1), got {v:g} "
+                                     f"(one hazard per post-baseline visit, {len(h)} given)")
+        elif not 0.0 <= h < 1.0:
+            raise ValueError(f"visit_hazard must be in [0, 1), got {h}")
         if self.mechanism == "mcar" and (self.activity_log_odds or self.bmd_log_odds):
             raise ValueError("mechanism 'mcar' needs activity_log_odds = bmd_log_odds = 0")
         if self.mechanism == "mar" and self.bmd_log_odds:
             raise ValueError("mechanism 'mar' needs bmd_log_odds = 0 (use 'mnar')")
         if self.mechanism == "mnar" and not self.bmd_log_odds:
             raise ValueError("mechanism 'mnar' needs a non-zero bmd_log_odds")
+
+    @property
+    def per_visit(self) -> bool:
+        """Whether ``visit_hazard`` gives one value per visit."""
+        return isinstance(self.visit_hazard, tuple)
+
+    def hazards(self, n_post_baseline: int) -> tuple[float, ...]:
+        """Base hazard at each of ``n_post_baseline`` scheduled post-baseline visits.
+
+        Raises
+        ------
+        ValueError
+            If a per-visit ``visit_hazard`` does not have ``n_post_baseline`` values.
+        """
+        if not self.per_visit:
+            return (float(self.visit_hazard),) * n_post_baseline
+        if len(self.visit_hazard) != n_post_baseline:
+            raise ValueError(f"dropout visit_hazard has {len(self.visit_hazard)} values "
+                             f"{list(self.visit_hazard)} but the schedule has {n_post_baseline} "
+                             "post-baseline visits (one hazard per visit)")
+        return tuple(self.visit_hazard)
 
 
 def _default_spine() -> SiteParameters:
@@ -239,6 +286,8 @@ class Design:
         for name in ("intercept_corr", "slope_corr"):
             if not -1.0 < getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in (-1, 1)")
+        if self.dropout.per_visit:
+            self.dropout.hazards(len(self.activity_months) - 1)  # one hazard per post-baseline visit
 
     def site(self, name: str) -> SiteParameters:
         """Parameters of site ``name`` ('spine' or 'femoral_neck')."""
@@ -452,12 +501,12 @@ def simulate(design: Design | None = None, seed: int = 0, *, patient_prefix: str
     reason_u = rng.random(n)
     other_u = rng.random(n)
     missed_u = rng.random((n, n_visits))
-    base_logit = np.log(dm.visit_hazard / (1.0 - dm.visit_hazard)) if dm.visit_hazard > 0 else -np.inf
+    base_logits = [np.log(h0 / (1.0 - h0)) if h0 > 0 else -np.inf for h0 in dm.hazards(n_visits - 1)]
     dropout_visit = np.full(n, -1)
     for v in range(1, n_visits):
         at_risk = dropout_visit < 0
         spine_change = 100.0 * (true_bmd["spine"][:, v] / baseline["spine"] - 1.0)
-        logit = base_logit + dm.activity_log_odds * (das[:, v - 1] - 3.2) + dm.bmd_log_odds * spine_change
+        logit = base_logits[v - 1] + dm.activity_log_odds * (das[:, v - 1] - 3.2) + dm.bmd_log_odds * spine_change
         h = 1.0 / (1.0 + np.exp(-logit))
         dropout_visit = np.where(at_risk & (drop_u[:, v] < h), v, dropout_visit)
     dropped = dropout_visit > 0

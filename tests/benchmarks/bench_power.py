@@ -2,10 +2,11 @@
 
 Prints
 
-1. the per-study Bayesian refit time: the trajectory LMM built and compiled once, then refitted to
-   twin-like studies (46 patients, 43% MAR dropout, groups derived from DAS28-CRP) at 4 chains x
-   1000 draws after 1000 tuning steps, 2 cores (target <= 0.25 s), with the time spent inside
-   nutpie's sampler;
+1. the per-study Bayesian refit time: the trajectory LMM built and compiled once
+   (:class:`analysis.refit.Refitter`), then refitted to twin-like studies (46 patients, 43% MAR
+   dropout, groups derived from DAS28-CRP) at 4 chains x 1000 draws after 1000 tuning steps,
+   2 cores (target <= 0.25 s), with the time spent inside nutpie's sampler, a check that the
+   estimates change between data sets, and the diagnostics of every refit;
 2. 1000 studies with the Bayesian analysis through ``run_power`` on 2 local worker processes
    (target <= 6 min) and 1000 with the frequentist LMM (target <= 60 s), wall time including
    worker start-up and compilation;
@@ -19,6 +20,7 @@ Usage::
     .venv/bin/python tests/benchmarks/bench_power.py                 # everything
     .venv/bin/python tests/benchmarks/bench_power.py --part refit --part scaling
     .venv/bin/python tests/benchmarks/bench_power.py --studies 200   # smaller part 2
+    .venv/bin/python tests/benchmarks/bench_power.py --studies 20 --reps 3 --ns 20,100   # smoke test
 """
 
 from __future__ import annotations
@@ -58,37 +60,39 @@ def part_refit(reps: int) -> None:
     t0 = time.perf_counter()
     first = r.fit(frames[0], seed=1)
     print(f"first fit (build + compile {first.compile_seconds:.2f} s + sample): {time.perf_counter() - t0:.2f} s")
-    total, cpu, sampling, sampling_cpu, passed = [], [], [], [], 0
-    import nutpie  # noqa: F401
-
+    total, cpu, sampling, estimates, post_sd, passed, failures = [], [], [], [], [], 0, []
     for i, f in enumerate(frames[1:]):
         t0, c0 = time.perf_counter(), time.process_time()
         fit = r.fit(f, seed=i + 2)
         total.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
+        sampling.append(fit.sample_seconds)
+        x = fit.draws["diff_pct_change_12m"]
+        estimates.append(float(x.mean()))
+        post_sd.append(float(x.std()))
         passed += fit.diagnostics.passed
-    # time inside nutpie.sample alone, on the last data set
-    from analysis.fitting import _compile, _load_data
-
-    compiled = _load_data(_compile(r.model, None)[0], r.model)
-    for i in range(min(reps, 10)):
-        t0, c0 = time.perf_counter(), time.process_time()
-        nutpie.sample(compiled, draws=1000, tune=1000, chains=4, cores=2, seed=i, target_accept=0.9,
-                      progress_bar=False, return_raw_trace=True)
-        sampling.append(time.perf_counter() - t0)
-        sampling_cpu.append(time.process_time() - c0)
-    med, med_cpu = statistics.median(total), statistics.median(cpu)
-    s_med, s_cpu = statistics.median(sampling), statistics.median(sampling_cpu)
-    # on two idle cores the 4 chains run 2 at a time: sampling wall ~ CPU / 2, the rest is serial
-    idle = s_cpu / 2 + (med_cpu - s_cpu)
+        if not fit.diagnostics.passed:
+            failures.append(f"data set {i + 1}: " + "; ".join(fit.diagnostics.failures))
+    med, med_cpu, s_med = statistics.median(total), statistics.median(cpu), statistics.median(sampling)
+    rest = med - s_med
+    # on two idle cores the 4 chains run 2 at a time and the sampler is CPU-bound: its wall time is
+    # about its CPU time / 2; the rest (data swap, Arrow extraction, diagnostics) is serial
+    s_cpu_est = max(med_cpu - rest, 0.0)
+    idle = s_cpu_est / 2 + rest
+    distinct = len(set(round(e, 9) for e in estimates))
     print(f"refit: wall median {med:.3f} s (mean {statistics.mean(total):.3f}, min {min(total):.3f}) over {reps} "
           f"data sets; CPU median {med_cpu:.3f} s; compiles after the first: "
-          f"{r.n_compiles - 1 if r.n_compiles else 0}; diagnostics passed {passed}/{reps}")
-    print(f"  nutpie.sample alone: wall {s_med:.3f} s, CPU {s_cpu:.3f} s; the rest (data swap, Arrow "
-          f"extraction, diagnostics): wall {med - s_med:.3f} s, CPU {med_cpu - s_cpu:.3f} s")
+          f"{r.n_compiles - 1 if r.n_compiles else 0}")
+    print(f"  inside nutpie.sample: wall median {s_med:.3f} s; the rest (data swap, cache look-up, Arrow "
+          f"extraction, diagnostics): {rest * 1000:.1f} ms")
     print(f"  estimated wall on 2 idle cores (sampling CPU / 2 + the rest): {idle:.3f} s "
           f"(target <= {TARGETS['refit_s']} s: {'PASS' if idle <= TARGETS['refit_s'] else 'MISS'}; "
           f"measured wall: {'PASS' if med <= TARGETS['refit_s'] else 'MISS'})")
+    spread = statistics.pstdev(estimates) if len(estimates) > 1 else float("nan")
+    print(f"  estimates change between data sets: {distinct} distinct posterior means of the responder - "
+          f"non-responder difference in {len(estimates)} refits (SD across data sets {spread:.2f} pp, mean "
+          f"posterior SD {statistics.mean(post_sd):.2f} pp): {'OK' if distinct == len(estimates) else 'FAIL'}")
+    print(f"  diagnostics per refit: passed {passed}/{reps}" + ("" if not failures else "; " + " | ".join(failures[:5])))
 
 
 def part_studies(studies: int) -> None:
@@ -115,9 +119,10 @@ def part_scaling(reps: int, ns: list[int]) -> None:
     design = TWIN_LIKE.resolved().design
     r = BayesRefitter("spine", draws=1000, tune=1000, chains=4, cores=1)
     r.fit(power_frame(simulate(design.with_updates(n_patients=46), 0).data, "spine"), seed=0)  # compile
-    print(f"{'n':>5} {'simulate+frame':>15} {'LMM fit':>9} {'LMM study':>10} {'Bayes refit (1 core)':>21}")
+    print(f"{'n':>5} {'simulate+frame':>15} {'LMM fit':>9} {'LMM study':>10} {'Bayes refit (1 core)':>21} "
+          f"{'of which sampling':>18}")
     for n in ns:
-        sim_t, lmm_t, bay_t = [], [], []
+        sim_t, lmm_t, bay_t, bay_s = [], [], [], []
         for i in range(reps):
             t0 = time.perf_counter()
             f = power_frame(simulate(design.with_updates(n_patients=n), 10 * n + i).data, "spine")
@@ -128,11 +133,11 @@ def part_scaling(reps: int, ns: list[int]) -> None:
             lmm_t.append(t2 - t1)
             if i < max(2, reps // 3):
                 t3 = time.perf_counter()
-                r.fit(f, seed=i)
+                bay_s.append(r.fit(f, seed=i).sample_seconds)
                 bay_t.append(time.perf_counter() - t3)
         print(f"{n:>5} {statistics.median(sim_t) * 1000:>12.1f} ms {statistics.median(lmm_t) * 1000:>6.1f} ms "
               f"{(statistics.median(sim_t) + statistics.median(lmm_t)) * 1000:>7.1f} ms "
-              f"{statistics.median(bay_t):>19.3f} s")
+              f"{statistics.median(bay_t):>19.3f} s {statistics.median(bay_s):>16.3f} s")
 
 
 def part_closed_form(sims: int) -> None:
