@@ -40,10 +40,11 @@ def _activity(frame: pd.DataFrame, site: str, priors: Any, covariates: tuple[str
 
 
 def _mmrm(frame: pd.DataFrame, site: str, priors: Any, covariates: tuple[str, ...] = ()) -> Any:
-    """Bayesian MMRM of the change in g/cm^2 (its own priors, models.mmrm.MmrmPriors; no covariates)."""
+    """Bayesian MMRM of the change in g/cm^2 (no covariates); the prior set is translated to the
+    visits (see models.mmrm, *Scaling and priors*)."""
     from models.mmrm import build_mmrm_model
 
-    return build_mmrm_model(frame, site, "abs")
+    return build_mmrm_model(frame, site, "abs", priors=priors)
 
 
 def _joint(frame: pd.DataFrame, site: str, priors: Any, covariates: tuple[str, ...] = ()) -> Any:
@@ -144,7 +145,8 @@ def fit_bayes(derived: pd.DataFrame, model: str = "lmm", site: str = "spine", pr
             fit = load_fit(cached)
             items = fit_estimands(fit, site, model)
             return BayesFit(model=model, site=site, fit=fit, estimands=items, table=bayes_table(items),
-                            strategy=text, priors=priors, extra={"cache": "hit", "cache_key": key})
+                            strategy=text, priors=priors,
+                            extra={"cache": "hit", "cache_key": key, "cache_path": str(cached)})
     fit = sample(built, draws=draws, tune=tune, chains=chains, seed=seed, sampler=sampler,
                  target_accept=target_accept, cores=cores)
     if key is not None:

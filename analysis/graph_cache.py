@@ -153,7 +153,9 @@ def rewritten_functions(
     functions : tuple
         ``(n_dim, n_expanded, logp_fn, expand_fn, initial_point_fn, shape_info, reparameterised)``
         as nutpie returns them.
-    status : {"hit", "miss", "off"}
+    status : {"hit", "miss", "off", "unpicklable"}
+        ``"unpicklable"``: the functions were built but cannot be stored (models holding an
+        ``OpFromGraph``, such as ``pm.LKJCorr``); every process rewrites them.
     """
     import nutpie.compile_pymc as ncp
 
@@ -184,8 +186,8 @@ def rewritten_functions(
         n_dim, n_expanded, logp_fn, expand_fn, _, shape_info, reparam = out
         try:
             payload = pickle.dumps((n_dim, n_expanded, logp_fn, expand_fn, shape_info, reparam), protocol=5)
-        except Exception as err:  # noqa: BLE001 - an unpicklable graph is simply not cached
-            warnings.warn(f"model functions could not be cached ({err!r})", stacklevel=3)
+        except Exception:  # noqa: BLE001 - e.g. OpFromGraph (pm.LKJCorr) does not pickle: not cached
+            status = "unpicklable"
         else:
             from analysis.io import atomic_write_bytes
 

@@ -98,13 +98,22 @@ from typing import TYPE_CHECKING, Any, Callable, Literal
 import numpy as np
 import pandas as pd
 
+from models.marginal import (
+    covariate_term,
+    data_containers,
+    draw_marginal_effects,
+    effects_dataarray,
+    lmm_parameters,
+    marginal_loglik,
+    reported_deterministics,
+    standardised_arrays,
+    update_model_data,
+)
 from models.trajectory import (
     COEF_NAMES,
     GROUP_NAMES,
     PreparedData,
     TrajectoryPriors,
-    _draw_marginal_effects,
-    _marginal_loglik,
     prepare_trajectory_data,
 )
 
@@ -268,19 +277,8 @@ def _data_arrays(
     ad: ActivityData, priors: TrajectoryPriors, activity_slope_sd: float
 ) -> dict[str, np.ndarray]:
     prep = ad.prepared
-    y_loc, y_scale = prep.y_loc, prep.y_scale
-    arrays: dict[str, np.ndarray] = {
-        "y_std": (prep.y - y_loc) / y_scale,
-        "t": prep.t_years,
-        "patient_idx": prep.patient_idx,
-        "responder": prep.responder,
-        "y_loc": np.asarray(y_loc),
-        "y_scale": np.asarray(y_scale),
-        "prior": np.append(priors.to_array(y_scale), activity_slope_sd / y_scale),
-    }
-    if prep.covariates:
-        arrays["x_std"] = (prep.x - prep.x_loc) / prep.x_scale
-        arrays["x_scale"] = prep.x_scale
+    prior = np.append(priors.to_array(prep.y_scale), activity_slope_sd / prep.y_scale)
+    arrays = standardised_arrays(prep, prior)
     if ad.activity != "none":
         arrays["activity_x"] = ad.x_activity
         arrays["activity_group_dev"] = ad.group_exposure - ad.reference
@@ -400,29 +398,16 @@ class ActivityModel:
         sd = _check_sd(activity_slope_sd if activity_slope_sd is not None
                        else self.activity_slope_sd)
         arrays = _data_arrays(ad, priors, sd)
-        m = self.pymc_model
-        m.set_dim("obs", ad.prepared.n_obs, coord_values=np.arange(ad.prepared.n_obs))
-        m.set_dim("patient", ad.prepared.n_patients, coord_values=ad.prepared.patient_ids)
-        for name, value in arrays.items():
-            m.set_data(name, value)
+        update_model_data(self.pymc_model, arrays, ad.prepared.n_obs, ad.prepared.patient_ids)
         self.data, self.priors, self.activity_slope_sd, self.data_values = ad, priors, sd, arrays
 
     def _effects_std(self, post: xr.Dataset, seed: int) -> np.ndarray:
         """Draws of the scaled random effects (chain, draw, patient, 2) from their conditional."""
-        import xarray as xr
-
-        arrays = dict(self.data_values)
-        parts = [post["gamma_std"].values] if "gamma_std" in post else []
-        cols = [arrays["x_std"]] if "x_std" in arrays else []
+        arrays = self.data_values
+        offset = None
         if "activity_x" in arrays:
-            parts.append(post["b_activity_std"].values[..., None])
-            cols.append(arrays["activity_x"][:, None])
-        like = xr.Dataset({k: post[k] for k in ("beta_std", "tau_std", "corr_beta", "sigma_std")})
-        arrays.pop("x_std", None)
-        if parts:
-            like["gamma_std"] = (("chain", "draw", "_k"), np.concatenate(parts, axis=-1))
-            arrays["x_std"] = np.column_stack(cols)
-        return _draw_marginal_effects(like, arrays, np.random.default_rng([seed, 7]))
+            offset = post["b_activity_std"].values[..., None] * arrays["activity_x"]
+        return draw_marginal_effects(post, arrays, np.random.default_rng([seed, 7]), offset=offset)
 
     def log_likelihood(self, post: xr.Dataset, u_std: np.ndarray) -> np.ndarray:
         r"""Pointwise log-likelihood (chain, draw, obs) of each observation on the original scale
@@ -450,11 +435,8 @@ class ActivityModel:
 
         post = dt["posterior"].to_dataset()
         u = self._effects_std(post, seed)
-        post["u"] = xr.DataArray(
-            u * float(self.data_values["y_scale"]),
-            dims=("chain", "draw", "patient", "effect"),
-            coords={"patient": self.prepared.patient_ids, "effect": ["intercept", "slope"]},
-        )
+        post["u"] = effects_dataarray(u * float(self.data_values["y_scale"]),
+                                      self.prepared.patient_ids)
         dt["posterior"] = post
         ll = self.log_likelihood(post, u)
         dt["log_likelihood"] = xr.Dataset({"bmd": (("chain", "draw", "obs"), ll)})
@@ -500,7 +482,6 @@ def build_activity_model(
     ActivityModel
     """
     import pymc as pm
-    import pytensor.tensor as pt
 
     priors = priors if priors is not None else TrajectoryPriors()
     sd = _check_sd(activity_slope_sd)
@@ -520,28 +501,17 @@ def build_activity_model(
         coords["covariate"] = list(covariates)
 
     with pm.Model(coords=coords) as m:
-        y_std = pm.Data("y_std", arrays["y_std"], dims="obs")
-        t = pm.Data("t", arrays["t"], dims="obs")
-        pidx = pm.Data("patient_idx", arrays["patient_idx"], dims="obs")
-        resp = pm.Data("responder", arrays["responder"], dims="patient")
-        y_loc = pm.Data("y_loc", arrays["y_loc"])
-        y_scale = pm.Data("y_scale", arrays["y_scale"])
-        ps = pm.Data("prior", arrays["prior"], dims="prior_field")
+        db = data_containers(arrays)
+        y_std, t, pidx, resp = db["y_std"], db["t"], db["patient_idx"], db["responder"]
+        y_scale, ps = db["y_scale"], db["prior"]
 
-        beta = pm.Normal("beta_std", mu=0.0, sigma=ps[:4], dims="coef")
-        tau = pm.HalfNormal("tau_std", sigma=ps[5:7], dims="effect")
-        w = pm.Beta("corr_beta", alpha=ps[8], beta=ps[8])  # LKJ(eta) for 2 x 2, see trajectory
-        rho = 2.0 * w - 1.0
-        l00, l10, l11 = tau[0], tau[1] * rho, tau[1] * pt.sqrt(1.0 - rho**2)
+        c = lmm_parameters(ps)  # as the trajectory model's
+        beta = c["beta"]
         m0 = beta[0] + beta[2] * resp
         m1 = beta[1] + beta[3] * resp
         fixed = m0[pidx] + m1[pidx] * t
         if covariates:
-            x_std = pm.Data("x_std", arrays["x_std"], dims=("obs", "covariate"))
-            x_scale = pm.Data("x_scale", arrays["x_scale"], dims="covariate")
-            gamma_std = pm.Normal("gamma_std", 0.0, ps[4], dims="covariate")
-            fixed = fixed + pt.dot(x_std, gamma_std)
-            pm.Deterministic("gamma", y_scale * gamma_std / x_scale, dims="covariate")
+            fixed = fixed + covariate_term(arrays, ps, y_scale)
         if activity != "none":
             ax = pm.Data("activity_x", arrays["activity_x"], dims="obs")
             dev = pm.Data("activity_group_dev", arrays["activity_group_dev"], dims="group")
@@ -550,24 +520,13 @@ def build_activity_model(
         sigma_std = pm.HalfNormal("sigma_std", sigma=ps[7])
         pm.Potential(
             "y_marginal",
-            _marginal_loglik(y_std - fixed, t, pidx, resp.shape[0], l00, l10, l11, sigma_std),
+            marginal_loglik(y_std - fixed, t, pidx, resp.shape[0], c["l00"], c["l10"], c["l11"],
+                            sigma_std),
         )
 
         # ---- original scale -------------------------------------------------------------
-        b = pm.Deterministic(
-            "b",
-            pt.stack([y_loc + y_scale * beta[0], *(y_scale * beta[k] for k in (1, 2, 3))]),
-            dims="coef",
-        )
-        pm.Deterministic("sd_patient", y_scale * tau, dims="effect")
-        pm.Deterministic("corr_patient", rho)
-        pm.Deterministic("sigma", y_scale * sigma_std)
-        g = pt.as_tensor(np.array([0.0, 1.0]))
-        base = pm.Deterministic("baseline_mean", b[0] + b[2] * g, dims="group")
-        change = pm.Deterministic("change_12m", b[1] + b[3] * g, dims="group")
-        pct = pm.Deterministic("pct_change_12m", 100.0 * change / base, dims="group")
-        pm.Deterministic("diff_change_12m", b[3])
-        pm.Deterministic("diff_pct_change_12m", pct[1] - pct[0])
+        rep = reported_deterministics(beta, c["tau"], c["rho"], sigma_std, db["y_loc"], y_scale)
+        base, change = rep["baseline_mean"], rep["change_12m"]
         if activity != "none":
             b_act = pm.Deterministic("b_activity", y_scale * b_act_std)
             total = pm.Deterministic("change_12m_total", change + b_act * dev, dims="group")

@@ -111,6 +111,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
+from models.marginal import lmm_parameters, marginal_loglik_per_patient, reported_deterministics
 from models.trajectory import COEF_NAMES, GROUP_NAMES, SITES, TrajectoryPriors
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -438,24 +439,13 @@ def _log_sigmoid(x: Any) -> Any:
 
 
 def _common_parameters(ps: Any) -> dict[str, Any]:
-    """The LMM's fixed effects and covariance factor (scaled units), as in models.trajectory."""
+    """The LMM's fixed effects, covariance factor and residual SD (scaled units), as in
+    models.trajectory (:func:`models.marginal.lmm_parameters`)."""
     import pymc as pm
-    import pytensor.tensor as pt
 
-    beta = pm.Normal("beta_std", mu=0.0, sigma=ps[:4], dims="coef")
-    tau = pm.HalfNormal("tau_std", sigma=ps[5:7], dims="effect")
-    w = pm.Beta("corr_beta", alpha=ps[8], beta=ps[8])
-    rho = 2.0 * w - 1.0
-    sigma_std = pm.HalfNormal("sigma_std", sigma=ps[7])
-    return {
-        "beta": beta,
-        "tau": tau,
-        "rho": rho,
-        "sigma": sigma_std,
-        "l00": tau[0],
-        "l10": tau[1] * rho,
-        "l11": tau[1] * pt.sqrt(1.0 - rho**2),
-    }
+    c = lmm_parameters(ps)
+    c["sigma"] = pm.HalfNormal("sigma_std", sigma=ps[7])
+    return c
 
 
 def _status_part(dps: Any, arrays: dict[str, np.ndarray]) -> tuple[Any, Any]:
@@ -493,48 +483,9 @@ def _mixture(lp0: Any, lp1: Any, logit_pi: Any) -> Any:
 def _reported(beta: Any, tau: Any, rho: Any, sigma_std: Any) -> None:
     """Original-scale deterministics, as in models.trajectory."""
     import pymc as pm
-    import pytensor.tensor as pt
 
     m = pm.modelcontext(None)
-    y_loc, y_scale = m["y_loc"], m["y_scale"]
-    b = pm.Deterministic(
-        "b",
-        pt.stack([y_loc + y_scale * beta[0], *(y_scale * beta[k] for k in (1, 2, 3))]),
-        dims="coef",
-    )
-    pm.Deterministic("sd_patient", y_scale * tau, dims="effect")
-    pm.Deterministic("corr_patient", rho)
-    pm.Deterministic("sigma", y_scale * sigma_std)
-    g = pt.as_tensor(np.array([0.0, 1.0]))
-    base = pm.Deterministic("baseline_mean", b[0] + b[2] * g, dims="group")
-    change = pm.Deterministic("change_12m", b[1] + b[3] * g, dims="group")
-    pct = pm.Deterministic("pct_change_12m", 100.0 * change / base, dims="group")
-    pm.Deterministic("diff_change_12m", b[3])
-    pm.Deterministic("diff_pct_change_12m", pct[1] - pct[0])
-
-
-def _marginal_loglik_per_patient(
-    resid: Any, t: Any, pidx: Any, n: Any, l00: Any, l10: Any, l11: Any, sigma: Any
-) -> Any:
-    r"""Per-patient :math:`\log \mathrm{MVN}(r_i; 0, \sigma^2 I + Z_i \Sigma Z_i^\top)`.
-
-    The determinant lemma and Woodbury identity of
-    :func:`models.trajectory._marginal_loglik`, without the sum over patients.
-    """
-    import pytensor.tensor as pt
-
-    nn, s1, s2 = (_per_patient(v, pidx, n) for v in (pt.ones_like(t), t, t * t))
-    r0, r1, rr = (_per_patient(v, pidx, n) for v in (resid, t * resid, resid * resid))
-    s00, s01, s11 = l00**2, l00 * l10, l10**2 + l11**2
-    det_sigma = (l00 * l11) ** 2
-    inv_s2 = 1.0 / sigma**2
-    a = s11 / det_sigma + inv_s2 * nn
-    b = -s01 / det_sigma + inv_s2 * s1
-    c = s00 / det_sigma + inv_s2 * s2
-    det_a = a * c - b * b
-    quad = inv_s2 * rr - inv_s2**2 * (c * r0**2 - 2.0 * b * r0 * r1 + a * r1**2) / det_a
-    logdet = nn * pt.log(sigma**2) + pt.log(det_sigma) + pt.log(det_a)
-    return -0.5 * (nn * np.log(2.0 * np.pi) + logdet + quad)
+    reported_deterministics(beta, tau, rho, sigma_std, m["y_loc"], m["y_scale"])
 
 
 @dataclass
@@ -703,7 +654,7 @@ def build_latent_status_model(
         lps = []
         for r in (0.0, 1.0):
             mu = beta[0] + beta[2] * r + (beta[1] + beta[3] * r) * t
-            lps.append(_marginal_loglik_per_patient(
+            lps.append(marginal_loglik_per_patient(
                 db["y_std"] - mu, t, pidx, n, c["l00"], c["l10"], c["l11"], c["sigma"]))
         pm.Potential("status_regression", status_ll)
         pm.Potential("y_marginal_mixture", _mixture(lps[0], lps[1], logit_pi))

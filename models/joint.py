@@ -79,6 +79,21 @@ standardised per site, and the priors (:class:`models.trajectory.TrajectoryPrior
 scale in g/cm^2, the same for both sites; ``nu_*`` are unused) are divided by each site's SD.
 They are data: one compiled model serves any data set and any priors.
 
+Reproducibility
+---------------
+The same data, seed and settings give bit-identical draws within a process and between fresh
+processes, whether the compile cache was cold or warm (``tests/models/test_joint.py``). This holds
+because :mod:`models.runtime` compiles with PyTensor's ``numba__fastmath=False``. With fast-math
+on (PyTensor's default) the first fit after a cold compile did not match later ones: the rewritten
+graph was the same (identical ``debugprint``), but the numba-compiled log density and gradient,
+called at fixed points, differed in the last bit (3 of 5 points) between a process that compiled
+the code and one that loaded it from numba's disk cache (LLVM may reassociate and contract
+floating-point operations under fast-math, and the two ended up optimised differently), and NUTS
+amplified that (relative difference ~1e-11 after 30 tuning steps, unrelated draws soon after).
+Turning fast-math off did not slow the joint model's sampling on the twin. This model's
+functions do not go into the graph cache (:mod:`analysis.graph_cache`): ``pm.LKJCorr`` is an
+``OpFromGraph``, which does not pickle, so every process rewrites the graph.
+
 Reported quantities (original scale, see :data:`REPORTED_VARS`)
 -----------------------------------------------------------------
 - ``b`` (dims ``site, coef``), ``gamma`` (``site, covariate``), ``sigma`` (``site``),
@@ -104,6 +119,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
+from models.marginal import standardised_arrays, update_model_data
 from models.mmrm import unrolled_logdet_quad
 from models.trajectory import (
     COEF_NAMES,
@@ -259,29 +275,27 @@ def prepare_joint_data(data: pd.DataFrame, covariates: tuple[str, ...] = ()) -> 
 
 
 def _data_arrays(prep: JointData, priors: TrajectoryPriors) -> dict[str, np.ndarray]:
-    """Arrays for every ``pm.Data`` container, keyed by container name (rows stacked by site)."""
-    ys, ts, sidx, pidx, xs = [], [], [], [], []
-    for k, s in enumerate(SITE_NAMES):
-        p = prep.sites[s]
-        ys.append((p.y - p.y_loc) / p.y_scale)
-        ts.append(p.t_years)
-        sidx.append(np.full(p.n_obs, k, dtype=np.int64))
-        pidx.append(prep.site_patient_idx[s])
-        if prep.covariates:
-            xs.append((p.x - p.x_loc) / p.x_scale)
+    """Arrays for every ``pm.Data`` container, keyed by container name (rows stacked by site;
+    each site standardised as in the single-site models, :func:`models.marginal.standardised_arrays`)."""
+    per_site = [
+        standardised_arrays(prep.sites[s], priors.to_array(prep.sites[s].y_scale))
+        for s in SITE_NAMES
+    ]
     arrays = {
-        "y_std": np.concatenate(ys),
-        "t": np.concatenate(ts),
-        "site_idx": np.concatenate(sidx),
-        "patient_idx": np.concatenate(pidx),
+        "y_std": np.concatenate([a["y_std"] for a in per_site]),
+        "t": np.concatenate([a["t"] for a in per_site]),
+        "site_idx": np.concatenate(
+            [np.full(a["t"].shape[0], k, dtype=np.int64) for k, a in enumerate(per_site)]
+        ),
+        "patient_idx": np.concatenate([prep.site_patient_idx[s] for s in SITE_NAMES]),
         "responder": prep.responder,
-        "y_loc": np.array([prep.sites[s].y_loc for s in SITE_NAMES]),
-        "y_scale": np.array([prep.sites[s].y_scale for s in SITE_NAMES]),
-        "prior": np.stack([priors.to_array(prep.sites[s].y_scale) for s in SITE_NAMES]),
+        "y_loc": np.array([float(a["y_loc"]) for a in per_site]),
+        "y_scale": np.array([float(a["y_scale"]) for a in per_site]),
+        "prior": np.stack([a["prior"] for a in per_site]),
     }
     if prep.covariates:
-        arrays["x_std"] = np.concatenate(xs)
-        arrays["x_scale"] = np.stack([prep.sites[s].x_scale for s in SITE_NAMES])
+        arrays["x_std"] = np.concatenate([a["x_std"] for a in per_site])
+        arrays["x_scale"] = np.stack([a["x_scale"] for a in per_site])
     return arrays
 
 
@@ -349,11 +363,7 @@ class JointModel:
         prep = prepare_joint_data(data, self.covariates) if data is not None else self.prepared
         priors = priors if priors is not None else self.priors
         arrays = _data_arrays(prep, priors)
-        m = self.pymc_model
-        m.set_dim("obs", prep.n_obs, coord_values=np.arange(prep.n_obs))
-        m.set_dim("patient", prep.n_patients, coord_values=prep.patient_ids)
-        for name, value in arrays.items():
-            m.set_data(name, value)
+        update_model_data(self.pymc_model, arrays, prep.n_obs, prep.patient_ids)
         self.prepared, self.priors, self.data_values = prep, priors, arrays
 
     def postprocess(self, dt: xr.DataTree, *, seed: int = 0) -> xr.DataTree:

@@ -17,18 +17,21 @@ in % of the patient's baseline (``measure="pct"``):
     e_{i, S_i} \sim \mathrm{MVN}\bigl(0, \Sigma_{S_i S_i}\bigr),
 
     \Sigma = \mathrm{diag}(\sigma)\, \Omega\, \mathrm{diag}(\sigma), \qquad
-    \Omega \sim \mathrm{LKJ}(\eta), \qquad \sigma_v \sim N^+(0, s_\sigma),
+    \Omega \sim \mathrm{LKJ}(\eta),
 
-    \alpha_v \sim N(\bar y, s_\alpha), \quad \gamma_v \sim N(0, s_\gamma), \quad
-    \beta \sim N(0, s_\beta).
+    \alpha_v \sim N(m_{\alpha}, s_{\alpha v}), \quad \gamma_v \sim N(0, s_{\gamma v}), \quad
+    \beta \sim N(0, s_\beta), \qquad \sigma_v \sim N^+(0, s_{\sigma v}),
+
+with the prior constants of *Scaling and priors* below.
 
 The visit-by-responder cell means span the same space as R's ``month * responder`` (intercept,
 ``m - 1`` visit contrasts, responder, ``m - 1`` interactions); :math:`\bar x` is the mean
 baseline over the analysed *rows* (emmeans' reference grid puts numeric covariates there), so
 the LS-mean of group :math:`g` at visit :math:`v` is simply :math:`\alpha_v + \gamma_v g`.
 :math:`\Sigma` comes from ``pm.LKJCholeskyCov`` (packed Cholesky factor, standard deviations
-:math:`\mathrm{HalfNormal}(1)` multiplied by the prior scale, so the prior on each
-:math:`\sigma_v` is :math:`N^+(0, s_\sigma)`).
+:math:`\mathrm{HalfNormal}(1)`, row :math:`v` of the factor multiplied by the prior scale
+:math:`s_{\sigma v}`, so the prior on each :math:`\sigma_v` is :math:`N^+(0, s_{\sigma v})`
+and the correlation's is :math:`\mathrm{LKJ}(\eta)` whatever the scales).
 
 Missing visits
 --------------
@@ -56,11 +59,43 @@ are not analysed (as in the REML fit, whose rows need ``baseline``).
 Scaling and priors
 ------------------
 Internally the outcome is centred and scaled, :math:`y^* = (y - \bar y) / s_y` over the
-observed values, and the baseline is :math:`x^* = (x - \bar x) / s_x`. The priors of
-:class:`MmrmPriors` are stated on the data's scale in g/cm^2 (``baseline_coef_sd`` in g/cm^2
-of change per g/cm^2 of baseline) and divided by :math:`s_y` inside the model (they are data:
-no recompilation). For ``measure="pct"`` the g/cm^2 scales are first converted to % at the mean
-baseline (times :math:`100 / \bar x`).
+observed values, and the baseline is :math:`x^* = (x - \bar x) / s_x`. All prior scales are
+stated on the data's scale in g/cm^2, divided by :math:`s_y` inside the model and held in the
+``prior`` / ``prior_visit`` containers (data: new priors need no recompilation; see
+:func:`prior_arrays`). For ``measure="pct"`` the g/cm^2 scales are first converted to % at the
+mean baseline (times :math:`100 / \bar x`). Two kinds of priors are accepted:
+
+:class:`MmrmPriors` (the default of :func:`build_mmrm_model`)
+    The same scale at every visit: :math:`m_\alpha = \bar y` (the mean observed change),
+    :math:`s_{\alpha v}` = ``intercept_sd``, :math:`s_{\gamma v}` = ``responder_sd``,
+    :math:`s_{\sigma v}` = ``sd_scale``, :math:`s_\beta` = ``baseline_coef_sd`` (g/cm^2 of
+    change per g/cm^2 of baseline), :math:`\eta` = ``lkj_eta``.
+
+A named prior set (:class:`models.trajectory.TrajectoryPriors`, :func:`models.priors.prior_set`)
+    What ``rajak fit --model mmrm --priors NAME`` uses: the trajectory model's priors translated
+    to the visits (:math:`t_v` = month / 12, in years), so every model states the same belief
+    about the same quantity. The trajectory model's month-:math:`12 t_v` change is
+    :math:`b_1 t_v` for non-responders and its responder contrast :math:`b_3 t_v`, hence
+
+    .. math::
+
+        \alpha_v \sim N(0, \text{slope\_sd}\; t_v), \qquad
+        \gamma_v \sim N(0, \text{responder\_slope\_sd}\; t_v),
+
+    centred on no change (the set's slope prior is centred on 0). A change from baseline holds
+    two DXA errors and the patient's own slope deviation, so its SD has the prior scale
+
+    .. math::
+
+        s_{\sigma v} = \sqrt{2\,\text{sigma\_scale}^2 + (\text{sd\_slope\_scale}\; t_v)^2}
+        \quad (\sigma_v \sim N^+(0, s_{\sigma v})),
+
+    :math:`\Omega \sim \mathrm{LKJ}(\text{lkj\_eta})` (the set's :math:`\eta`: 2 except
+    ``vague``, 1 = uniform over correlation matrices), and baseline BMD is a covariate like any
+    other, :math:`\beta\, s_x \sim N(0, \text{covariate\_sd})` (change per SD of baseline).
+    For the 12-month visit of the ``sceptical`` set :math:`P(|\gamma_{12}| \ge 2\%` of the
+    reference BMD) = 5%, as for :math:`b_3` (tested by prior predictive sampling), and with the
+    ``vague`` set the posterior means agree with the REML fit (tested).
 
 Reported quantities (original scale, see :data:`REPORTED_VARS`)
 -----------------------------------------------------------------
@@ -80,8 +115,8 @@ Reported quantities (original scale, see :data:`REPORTED_VARS`)
   the LS-means are taken (a constant, kept for consumers that scale by a baseline mean, e.g.
   a ROPE in g/cm^2; not among the diagnostic variables).
 
-With vague priors (:meth:`MmrmPriors.vague`) the posterior means of the LS-means agree with the
-REML estimates (tested).
+With vague priors (:meth:`MmrmPriors.vague` or the ``vague`` prior set) the posterior means of
+the LS-means agree with the REML estimates (tested).
 """
 
 from __future__ import annotations
@@ -94,6 +129,9 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
+from models.marginal import as_bool_responder
+from models.trajectory import TrajectoryPriors
+
 if TYPE_CHECKING:  # pragma: no cover
     import xarray as xr
 
@@ -105,7 +143,10 @@ __all__ = [
     "MmrmData",
     "MmrmModel",
     "MmrmPriors",
+    "PRIOR_FIELDS",
+    "PRIOR_VISIT_FIELDS",
     "build_mmrm_model",
+    "prior_arrays",
     "mmrm_frame",
     "prepare_mmrm_data",
     "unrolled_logdet_quad",
@@ -130,8 +171,12 @@ REPORTED_VARS: tuple[str, ...] = (
 )
 
 Measure = Literal["abs", "pct"]
+#: Fields of the ``prior`` container (standardised units; the LKJ shape as is).
+PRIOR_FIELDS: tuple[str, ...] = ("baseline_coef_sd", "lkj_eta")
+#: Rows of the ``prior_visit`` container (dims ``prior_visit_field, visit``; standardised units).
+PRIOR_VISIT_FIELDS: tuple[str, ...] = ("alpha_loc", "alpha_sd", "gamma_sd", "sd_scale")
 
-_MODEL_VERSION = 1  # bump when the graph built below changes (part of the compile-cache key)
+_MODEL_VERSION = 2  # bump when the graph built below changes (part of the compile-cache key)
 
 
 @dataclass(frozen=True)
@@ -161,7 +206,7 @@ class MmrmPriors:
     sd_scale: float = 0.1
     lkj_eta: float = 2.0
 
-    #: Order of the fields in the ``prior`` data container.
+    #: Order of the fields in :meth:`to_array` (the model's containers: :func:`prior_arrays`).
     FIELDS = ("intercept_sd", "responder_sd", "baseline_coef_sd", "sd_scale", "lkj_eta")
 
     def __post_init__(self) -> None:
@@ -261,17 +306,6 @@ class MmrmData:
         return dict(pd.Series(labels).value_counts().sort_index())
 
 
-def _as_bool_responder(values: pd.Series) -> np.ndarray:
-    if values.isna().any():
-        raise ValueError("responder is missing for some rows; resolve it before modelling")
-    if values.dtype == bool:
-        return values.to_numpy()
-    uniq = set(pd.unique(values))
-    if uniq <= {0, 1, True, False}:
-        return values.astype(bool).to_numpy()
-    raise ValueError(f"responder must be boolean (or 0/1), got values {sorted(map(str, uniq))}")
-
-
 def mmrm_frame(data: pd.DataFrame, site: str = "spine", baseline_month: float = 0) -> pd.DataFrame:
     """Post-baseline rows with ``baseline``, ``change`` (g/cm^2) and ``pct`` columns.
 
@@ -309,7 +343,7 @@ def mmrm_frame(data: pd.DataFrame, site: str = "spine", baseline_month: float = 
         raise ValueError("month is missing for rows with an observed outcome")
     df["patient_id"] = df["patient_id"].astype(str)
     df["month"] = df["month"].astype(float)
-    df["responder"] = _as_bool_responder(df["responder"]).astype(float)
+    df["responder"] = as_bool_responder(df["responder"]).astype(float)
     if (df.groupby("patient_id")["responder"].nunique() > 1).any():
         raise ValueError("responder status varies within a patient")
     dup = df.duplicated(["patient_id", "month"])
@@ -390,12 +424,59 @@ def prepare_mmrm_data(
     )
 
 
+def prior_arrays(
+    priors: MmrmPriors | TrajectoryPriors, prep: MmrmData
+) -> tuple[np.ndarray, np.ndarray]:
+    r"""The model's prior containers for ``priors`` on the data ``prep`` (see the module doc).
+
+    Parameters
+    ----------
+    priors : MmrmPriors or TrajectoryPriors
+        The MMRM's own scales, or a named prior set (:func:`models.priors.prior_set`),
+        translated per visit at :math:`t_v` = month / 12 years.
+    prep : MmrmData
+
+    Returns
+    -------
+    prior : ndarray, shape (2,)
+        :data:`PRIOR_FIELDS`: the baseline coefficient's prior SD and the LKJ shape.
+    prior_visit : ndarray, shape (4, n_visits)
+        :data:`PRIOR_VISIT_FIELDS`: prior mean and SD of :math:`\alpha_v`, SD of
+        :math:`\gamma_v` and scale of :math:`\sigma_v`, standardised (divided by
+        :math:`s_y`; the location also shifted by :math:`\bar y`).
+    """
+    unit = 1.0 if prep.measure == "abs" else 100.0 / prep.x_ref
+    m = len(prep.visits)
+    ys = prep.y_scale
+    if isinstance(priors, MmrmPriors):
+        loc = np.zeros(m)  # alpha_v ~ N(mean observed change, intercept_sd)
+        alpha_sd = np.full(m, priors.intercept_sd)
+        gamma_sd = np.full(m, priors.responder_sd)
+        sd_scale = np.full(m, priors.sd_scale)
+        beta_sd = priors.baseline_coef_sd * prep.x_scale  # per g/cm^2 of baseline
+        eta = priors.lkj_eta
+    elif isinstance(priors, TrajectoryPriors):
+        t = np.asarray(prep.visits, dtype=float) / 12.0
+        loc = np.full(m, -prep.y_loc / ys)  # alpha_v ~ N(0, slope_sd t_v): no change
+        alpha_sd = priors.slope_sd * t
+        gamma_sd = priors.responder_slope_sd * t
+        sd_scale = np.sqrt(2.0 * priors.sigma_scale**2 + (priors.sd_slope_scale * t) ** 2)
+        beta_sd = priors.covariate_sd  # per SD of baseline, as every covariate
+        eta = priors.lkj_eta
+    else:
+        raise TypeError(f"priors must be MmrmPriors or TrajectoryPriors, got {type(priors).__name__}")
+    prior = np.array([beta_sd * unit / ys, eta])
+    prior_visit = np.stack([loc, alpha_sd * unit / ys, gamma_sd * unit / ys,
+                            sd_scale * unit / ys])
+    return prior, prior_visit
+
+
 def _data_arrays(
-    prep: MmrmData, priors: MmrmPriors, endpoint_month: float
+    prep: MmrmData, priors: MmrmPriors | TrajectoryPriors, endpoint_month: float
 ) -> dict[str, np.ndarray]:
     """Arrays for every ``pm.Data`` container, keyed by container name."""
     x_ref = prep.x_ref
-    unit = 1.0 if prep.measure == "abs" else 100.0 / x_ref
+    prior, prior_visit = prior_arrays(priors, prep)
     mask = prep.mask
     y_std = np.where(mask, (np.nan_to_num(prep.y) - prep.y_loc) / prep.y_scale, 0.0)
     return {
@@ -407,7 +488,8 @@ def _data_arrays(
         "y_scale": np.asarray(prep.y_scale),
         "x_ref": np.asarray(x_ref),
         "x_scale": np.asarray(prep.x_scale),
-        "prior": priors.to_array(prep.y_scale, prep.x_scale, unit),
+        "prior": prior,
+        "prior_visit": prior_visit,
         "endpoint": (np.asarray(prep.visits) == float(endpoint_month)).astype(float),
         "is_pct": np.asarray(float(prep.measure == "pct")),
     }
@@ -487,7 +569,7 @@ class MmrmModel:
     site: str
     measure: str
     endpoint_month: float
-    priors: MmrmPriors
+    priors: MmrmPriors | TrajectoryPriors
     prepared: MmrmData
     data_values: dict[str, np.ndarray] = field(default_factory=dict)
     trace_vars: list[str] | None = None
@@ -518,6 +600,7 @@ class MmrmModel:
             "visits": list(self.visits),
             "endpoint_month": self.endpoint_month,
             "priors": asdict(self.priors),
+            "prior_kind": "mmrm" if isinstance(self.priors, MmrmPriors) else "prior_set",
             "n_obs": p.n_obs,
             "n_patients": p.n_patients,
             "patterns": {k: int(v) for k, v in p.patterns().items()},
@@ -526,7 +609,11 @@ class MmrmModel:
             "y_scale": p.y_scale,
         }
 
-    def set_data(self, data: pd.DataFrame | None = None, priors: MmrmPriors | None = None) -> None:
+    def set_data(
+        self,
+        data: pd.DataFrame | None = None,
+        priors: MmrmPriors | TrajectoryPriors | None = None,
+    ) -> None:
         """Swap in new data and/or priors without rebuilding the graph.
 
         Parameters
@@ -534,7 +621,8 @@ class MmrmModel:
         data : DataFrame, optional
             Same contract as for :func:`build_mmrm_model`, with the same post-baseline visits;
             any number of patients and any missingness patterns.
-        priors : MmrmPriors, optional
+        priors : MmrmPriors or TrajectoryPriors, optional
+            See :func:`build_mmrm_model`; priors are data (no recompilation).
         """
         prep = (
             prepare_mmrm_data(data, self.site, self.measure, visits=self.visits)
@@ -559,7 +647,7 @@ def build_mmrm_model(
     site: str = "spine",
     measure: Measure = "abs",
     *,
-    priors: MmrmPriors | None = None,
+    priors: MmrmPriors | TrajectoryPriors | None = None,
     endpoint_month: float = 12,
 ) -> MmrmModel:
     r"""Build the Bayesian MMRM for one site (see the module docstring).
@@ -573,8 +661,10 @@ def build_mmrm_model(
     site : {"spine", "femoral_neck"}
     measure : {"abs", "pct"}
         Outcome: change from baseline in g/cm^2 or in %.
-    priors : MmrmPriors, optional
-        Defaults to ``MmrmPriors()``; ``MmrmPriors.vague()`` for a data-driven posterior.
+    priors : MmrmPriors or TrajectoryPriors, optional
+        Defaults to ``MmrmPriors()``; ``MmrmPriors.vague()`` for a data-driven posterior. A
+        named prior set (``models.priors.prior_set(name, site)``, what ``rajak fit --priors``
+        passes) is translated per visit as described under *Prior sets* in the module doc.
     endpoint_month : float
         The visit of ``change_12m`` and friends; must be a post-baseline visit.
 
@@ -598,7 +688,8 @@ def build_mmrm_model(
         "visit": visit_labels,
         "visit_pair": _pair_labels(visit_labels),
         "group": list(GROUP_NAMES),
-        "prior_field": list(MmrmPriors.FIELDS),
+        "prior_field": list(PRIOR_FIELDS),
+        "prior_visit_field": list(PRIOR_VISIT_FIELDS),
     }
     with pm.Model(coords=coords) as model:
         y_std = pm.Data("y_std", arrays["y_std"], dims=("patient", "visit"))
@@ -610,20 +701,23 @@ def build_mmrm_model(
         x_ref = pm.Data("x_ref", arrays["x_ref"])
         x_scale = pm.Data("x_scale", arrays["x_scale"])
         ps = pm.Data("prior", arrays["prior"], dims="prior_field")
+        pv = pm.Data("prior_visit", arrays["prior_visit"], dims=("prior_visit_field", "visit"))
         endpoint = pm.Data("endpoint", arrays["endpoint"], dims="visit")
         is_pct = pm.Data("is_pct", arrays["is_pct"])
 
-        alpha = pm.Normal("alpha_std", 0.0, ps[0], dims="visit")
-        gamma = pm.Normal("gamma_std", 0.0, ps[1], dims="visit")
-        beta = pm.Normal("beta_std", 0.0, ps[2])
+        alpha = pm.Normal("alpha_std", pv[0], pv[1], dims="visit")
+        gamma = pm.Normal("gamma_std", 0.0, pv[2], dims="visit")
+        beta = pm.Normal("beta_std", 0.0, ps[0])
         chol01, _, _ = pm.LKJCholeskyCov(
             "chol_visit",
             n=m_vis,
-            eta=ps[4],
+            eta=ps[1],
             sd_dist=pm.HalfNormal.dist(1.0, shape=m_vis),
             store_in_trace=False,
         )
-        chol = ps[3] * chol01  # sd prior N+(0, sd_scale); the correlation is scale-free
+        # sd prior N+(0, sd_scale_v): scale row v of the unit-scale factor (the correlation is
+        # scale-free)
+        chol = pv[3][:, None] * chol01
         cov = pt.dot(chol, chol.T)
 
         mu = alpha[None, :] + gamma[None, :] * resp[:, None] + beta * x_std[:, None]

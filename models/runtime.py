@@ -10,7 +10,9 @@ run) reuse compiled models instead of recompiling. The directory is chosen, in o
 
 PyTensor must be told ``base_compiledir`` (not ``compiledir``, which it derives per platform and
 Python version below the base) before it is first imported; this module therefore sets environment
-variables only and imports nothing heavy. Settings the user already made in ``PYTENSOR_FLAGS`` or
+variables only and imports nothing heavy. It also turns PyTensor's numba fast-math off
+(``numba__fastmath=False``) so that draws do not depend on whether a model was compiled in the
+process or loaded from the disk cache. Settings the user already made in ``PYTENSOR_FLAGS`` or
 ``NUMBA_CACHE_DIR`` are respected.
 """
 
@@ -45,8 +47,16 @@ def configure_compile_cache() -> Path:
     root = cache_dir()
     root.mkdir(parents=True, exist_ok=True)
     flags = os.environ.get("PYTENSOR_FLAGS", "")
+    extras = []
     if "base_compiledir" not in flags:
-        extra = f"base_compiledir={root / 'pytensor'}"
-        os.environ["PYTENSOR_FLAGS"] = f"{flags},{extra}" if flags else extra
+        extras.append(f"base_compiledir={root / 'pytensor'}")
+    if "numba__fastmath" not in flags:
+        # fast-math lets LLVM reassociate floating point: code compiled in this process and code
+        # loaded from numba's disk cache then differ in the last bit of the gradient, and NUTS
+        # turns that into different draws (seen with the joint model). Off: the same data, seed and
+        # configuration give the same draws whether the cache was cold or warm.
+        extras.append("numba__fastmath=False")
+    if extras:
+        os.environ["PYTENSOR_FLAGS"] = ",".join([flags, *extras] if flags else extras)
     os.environ.setdefault("NUMBA_CACHE_DIR", str(root / "numba"))
     return root

@@ -109,3 +109,13 @@ def test_damaged_entry_is_rebuilt(cache):
     assert entry.read_bytes()[:1] == b"\x80"  # rewritten as a pickle
     fit = sample(m, seed=1, **FAST)
     assert np.isfinite(fit.posterior["posterior"]["mu"].values).all()
+
+
+def test_unpicklable_functions_are_built_and_not_stored(cache):
+    with pm.Model() as m:
+        corr = pm.LKJCorr("corr", n=3, eta=2.0)  # an OpFromGraph: PyTensor cannot pickle it
+        pm.Normal("x", corr.sum(), 1.0)
+    _, info = compile_model(m)
+    assert info["graph_cache"] == "unpicklable" and not list(cache.glob("*.pkl"))
+    fit = sample(m, seed=1, **FAST)
+    assert np.isfinite(fit.posterior["posterior"]["x"].values).all()

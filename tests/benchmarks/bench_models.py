@@ -1,27 +1,36 @@
-"""Benchmark of the Bayesian MMRM and the joint two-site model on the twin (a script, not a test).
+"""Benchmark of models 2-5 (Bayesian MMRM, joint two-site, activity, robust) on the twin (a
+script, not a test).
 
-Data: the RAJAK twin (``analysis.data.load_twin``), responder status from
-``analysis.groups.assign_groups(derive(frame), "last_observed")`` (patients left undefined are
-dropped). Fits: nutpie, 4 chains x 1000 draws after 1000 tuning, 2 cores, target_accept 0.9.
+Data: the RAJAK twin (``analysis.data.load_twin``) as ``rajak fit`` sees it
+(``analysis.bayes_fit.analysis_frame``: ``last_observed`` strategy, undefined patients dropped),
+each model built by the registry (``analysis.bayes_fit.MODELS``, default prior set, spine).
+Fits: nutpie, 4 chains x 1000 draws after 1000 tuning, 2 cores, target_accept 0.9.
 
 Prints
 
-1. per model (MMRM spine and femoral neck, change in g/cm^2; joint model): the wall time of a
-   fresh process (interpreter start to fitted result and diagnostics) with a warm compile cache,
-   the fit's own timings (compile / sampling / total), min bulk and tail ESS, max R-hat,
-   divergences, min E-BFMI and the verdict, for several sampler seeds;
+1. per model (``mmrm``, ``joint``, ``activity``, ``robust``), like ``bench_lmm.py`` does for the
+   LMM: the wall time of a fresh process (interpreter start to fitted result and diagnostics)
+   with a warm compile cache (median of several sampler seeds) and with an empty one (a
+   temporary ``RAJAK_CACHE_DIR``), the fit's own timings (compile / sampling), min bulk and
+   tail ESS, max R-hat, divergences, min E-BFMI, the verdict and the process's peak memory
+   (``resource.getrusage``);
 2. with ``--joint-geometry``: the joint model's two covariance parameterisations (``separate``
    = HalfNormal SDs x ``pm.LKJCorr`` factor, ``packed`` = ``pm.LKJCholeskyCov``) on the twin and
    on twin-like cohorts from ``models.simulate`` (46 patients, default design), the figures
-   behind ``models.joint.COVARIANCE_BENCHMARK``.
+   behind ``models.joint.COVARIANCE_BENCHMARK``;
+3. with ``--robust-geometry``: the robust model's parameterisations (latent patient effects,
+   with and without nutpie's low-rank mass matrix, and the default non-centred scale mixture)
+   on the twin at both sites, the figures behind ``models.trajectory.ROBUST_BENCHMARK``.
 
 The figures depend on the machine and on its load; run it on an idle machine.
 
 Usage::
 
     .venv/bin/python tests/benchmarks/bench_models.py                    # part 1, seeds 0-2
-    .venv/bin/python tests/benchmarks/bench_models.py --seeds 5
+    .venv/bin/python tests/benchmarks/bench_models.py --seeds 5 --models robust joint
+    .venv/bin/python tests/benchmarks/bench_models.py --no-cold          # warm cache only
     .venv/bin/python tests/benchmarks/bench_models.py --joint-geometry --cohorts 4
+    .venv/bin/python tests/benchmarks/bench_models.py --robust-geometry --seeds 5
 """
 
 from __future__ import annotations
@@ -32,12 +41,13 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 SETTINGS = {"draws": 1000, "tune": 1000, "chains": 4, "cores": 2}
-MODELS = ("mmrm_spine", "mmrm_femoral_neck", "joint")
+MODELS = ("mmrm", "joint", "activity", "robust")
 
 
 def _twin_frame(study_data=None):
@@ -54,10 +64,6 @@ def _twin_frame(study_data=None):
 
 
 def _build(name: str, frame, covariance: str = "separate"):
-    if name.startswith("mmrm_"):
-        from models.mmrm import build_mmrm_model
-
-        return build_mmrm_model(frame, name.removeprefix("mmrm_"), "abs")
     from models.joint import build_joint_model
 
     return build_joint_model(frame, covariance=covariance)
@@ -70,6 +76,7 @@ def _summary(fit) -> dict:
         "sample_s": fit.timings["sample"],
         "fit_total_s": fit.timings["total"],
         "cache_hit": fit.settings["compile_cache_hit"],
+        "compile_path": fit.settings["compile_path"],
         "min_ess_bulk": d.min_ess_bulk,
         "worst_ess_bulk": d.worst_ess_bulk,
         "min_ess_tail": d.min_ess_tail,
@@ -82,20 +89,36 @@ def _summary(fit) -> dict:
 
 
 def _child_fit(name: str, seed: int) -> None:
-    """One fit in this (fresh) process; prints a JSON line."""
+    """One fit of a registry model in this (fresh) process; prints a JSON line."""
+    import resource
+
     import models  # noqa: F401  (compile caches first)
+    from analysis.bayes_fit import MODELS as REGISTRY
+    from analysis.bayes_fit import analysis_frame
+    from analysis.clinical import derive
+    from analysis.data import load_twin
     from analysis.fitting import sample
+    from models.priors import prior_set
 
-    fit = sample(_build(name, _twin_frame()), seed=seed, **SETTINGS)
-    print("RESULT " + json.dumps(_summary(fit)), flush=True)
+    frame, _ = analysis_frame(derive(load_twin().frame))
+    built = REGISTRY[name](frame, "spine", prior_set("weakly_informative", "spine"))
+    fit = sample(built, seed=seed, **SETTINGS)
+    out = _summary(fit)
+    out["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print("RESULT " + json.dumps(out), flush=True)
 
 
-def _run_child(name: str, seed: int) -> tuple[float, dict]:
+def _run_child(name: str, seed: int, cache_dir: str | None = None) -> tuple[float, dict]:
+    env = dict(os.environ)
+    if cache_dir is not None:
+        env["RAJAK_CACHE_DIR"] = cache_dir
+        env.pop("PYTENSOR_FLAGS", None)  # models.runtime derives it from RAJAK_CACHE_DIR
+        env.pop("NUMBA_CACHE_DIR", None)
     t0 = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, __file__, "--child-fit", name, "--seed", str(seed)],
         cwd=ROOT,
-        env=dict(os.environ),
+        env=env,
         capture_output=True,
         text=True,
         check=False,
@@ -107,31 +130,54 @@ def _run_child(name: str, seed: int) -> tuple[float, dict]:
     return wall, json.loads(lines[-1][7:])
 
 
-def timing(seeds: int) -> dict[str, list[dict]]:
-    print("== 1. twin, fresh process per fit, warm compile cache, 4 x 1000 after 1000 ==")
-    print(
-        f"{'model':<20}{'seed':>5}{'wall s':>8}{'compile':>8}{'sample':>8}{'fit s':>7}"
-        f"{'min bulk':>9}{'min tail':>9}{'max R-hat':>10}{'div':>5}{'BFMI':>6}  verdict / worst"
+def _row(label: str, wall: float, r: dict) -> str:
+    return (
+        f"{label:<16}{wall:>8.2f}{r['compile_s']:>8.2f}{r['sample_s']:>8.2f}"
+        f"{r['min_ess_bulk']:>9.0f}{r['min_ess_tail']:>9.0f}{r['max_rhat']:>10.3f}"
+        f"{r['divergences']:>5}{r['ebfmi_min']:>6.2f}{r['peak_mb']:>8.0f}  "
+        f"{'PASS' if r['passed'] else 'FAIL'} ({r['worst_ess_bulk']}, {r['worst_rhat']})"
     )
-    out: dict[str, list[dict]] = {}
-    for name in MODELS:
-        _run_child(name, 0)  # warm the compile cache (and the OS file cache)
-        rows = []
+
+
+def timing(models: tuple[str, ...], seeds: int, cold: bool = True) -> dict[str, dict]:
+    print("== 1. twin (spine), fresh process per fit, 4 x 1000 after 1000 ==")
+    print(
+        f"{'model / run':<16}{'wall s':>8}{'compile':>8}{'sample':>8}{'min bulk':>9}"
+        f"{'min tail':>9}{'max R-hat':>10}{'div':>5}{'BFMI':>6}{'peak MB':>8}  verdict (worst)"
+    )
+    out: dict[str, dict] = {}
+    for name in models:
+        rows: dict[str, list] = {"warm": []}
+        if cold:
+            with tempfile.TemporaryDirectory(prefix="rajak-cold-") as tmp:
+                wall, r = _run_child(name, 0, tmp)
+            r["wall_s"] = wall
+            rows["cold"] = [r]
+            print(_row(f"{name} cold", wall, r), flush=True)
+        _run_child(name, 0)  # warm the project cache (and the OS file cache)
         for seed in range(seeds):
             wall, r = _run_child(name, seed)
             r["wall_s"] = wall
-            rows.append(r)
-            print(
-                f"{name:<20}{seed:>5}{wall:>8.2f}{r['compile_s']:>8.2f}{r['sample_s']:>8.2f}"
-                f"{r['fit_total_s']:>7.2f}{r['min_ess_bulk']:>9.0f}{r['min_ess_tail']:>9.0f}"
-                f"{r['max_rhat']:>10.3f}{r['divergences']:>5}{r['ebfmi_min']:>6.2f}  "
-                f"{'PASS' if r['passed'] else 'FAIL'} ({r['worst_ess_bulk']}, {r['worst_rhat']})",
-                flush=True,
-            )
-        out[name] = rows
+            rows["warm"].append(r)
+            print(_row(f"{name} warm s{seed}", wall, r), flush=True)
+        warm = rows["warm"]
+        summary = {
+            "warm_wall_s": statistics.median(r["wall_s"] for r in warm),
+            "cold_wall_s": rows["cold"][0]["wall_s"] if cold else None,
+            "min_ess_bulk": min(r["min_ess_bulk"] for r in warm),
+            "max_rhat": max(r["max_rhat"] for r in warm),
+            "divergences": sum(r["divergences"] for r in warm),
+            "peak_mb": max(r["peak_mb"] for rs in rows.values() for r in rs),
+            "passed": sum(r["passed"] for r in warm),
+        }
+        out[name] = {"summary": summary, "runs": rows}
         print(
-            f"{name:<20}{'med':>5}{statistics.median(r['wall_s'] for r in rows):>8.2f}"
-            f"{'':>24}{statistics.median(r['min_ess_bulk'] for r in rows):>9.0f}"
+            f"{name}: warm wall {summary['warm_wall_s']:.2f} s (median of {seeds}), cold wall "
+            + (f"{summary['cold_wall_s']:.2f} s" if cold else "not run")
+            + f"; min bulk ESS {summary['min_ess_bulk']:.0f}, max R-hat {summary['max_rhat']:.3f}, "
+            f"{summary['divergences']} divergences, {summary['passed']}/{seeds} passed, "
+            f"peak RSS {summary['peak_mb']:.0f} MB",
+            flush=True,
         )
     return out
 
@@ -181,12 +227,69 @@ def joint_geometry(cohorts: int, seeds: int) -> dict[str, dict[str, float]]:
     return table
 
 
+ROBUST_CONFIGS = (
+    ("centred_intercept", False),
+    ("centred_intercept", True),
+    ("marginal", False),
+)
+
+
+def robust_geometry(seeds: int) -> dict[str, dict[str, float]]:
+    import models  # noqa: F401
+    from analysis.bayes_fit import analysis_frame
+    from analysis.clinical import derive
+    from analysis.data import load_twin
+    from analysis.fitting import sample
+    from models.trajectory import build_trajectory_model
+
+    print(f"\n== 3. robust (Student-t) model on the twin, spine and femoral neck, sampler seeds "
+          f"0-{seeds - 1}, 4 x 1000 after 1000 ==")
+    print(f"{'parameterisation':<30}{'min bulk':>9}{'max bulk':>9}{'max R-hat':>10}{'div':>5}"
+          f"{'min BFMI':>9}{'pass':>8}{'sample s':>9}")
+    frame, _ = analysis_frame(derive(load_twin().frame))
+    table = {}
+    for param, low_rank in ROBUST_CONFIGS:
+        rows = []
+        for site in ("spine", "femoral_neck"):
+            model = build_trajectory_model(frame, site, likelihood="student_t",
+                                           parameterisation=param)
+            for seed in range(seeds):
+                fit = sample(model, seed=seed, low_rank=low_rank, **SETTINGS)
+                rows.append((fit.diagnostics, fit.timings["sample"]))
+        d = [r[0] for r in rows]
+        name = param + (" + low_rank" if low_rank else "")
+        summary = {
+            "min_ess_bulk": min(x.min_ess_bulk for x in d),
+            "max_min_ess_bulk": max(x.min_ess_bulk for x in d),
+            "max_rhat": max(x.max_rhat for x in d),
+            "divergences": sum(x.n_divergences for x in d),
+            "min_ebfmi": min(min(x.ebfmi) for x in d),
+            "passed": sum(x.passed for x in d),
+            "fits": len(d),
+            "sample_s": statistics.median(r[1] for r in rows),
+        }
+        table[name] = summary
+        print(
+            f"{name:<30}{summary['min_ess_bulk']:>9.0f}{summary['max_min_ess_bulk']:>9.0f}"
+            f"{summary['max_rhat']:>10.3f}{summary['divergences']:>5}{summary['min_ebfmi']:>9.2f}"
+            f"{summary['passed']:>5}/{len(d):<2}{summary['sample_s']:>9.2f}",
+            flush=True,
+        )
+    print("(ESS / R-hat over the reported variables incl. the patient effects u)")
+    return table
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--seeds", type=int, default=3, help="sampler seeds per model")
+    parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS),
+                        help="models of part 1")
+    parser.add_argument("--no-cold", action="store_true", help="skip the empty-cache runs")
     parser.add_argument("--joint-geometry", action="store_true",
                         help="covariance parameterisation comparison of the joint model only")
+    parser.add_argument("--robust-geometry", action="store_true",
+                        help="parameterisation comparison of the robust model only")
     parser.add_argument("--cohorts", type=int, default=4, help="simulated cohorts (geometry)")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
@@ -195,11 +298,12 @@ def main() -> None:
     if args.child_fit:
         _child_fit(args.child_fit, args.seed)
         return
-    result = (
-        {"joint_geometry": joint_geometry(args.cohorts, args.seeds)}
-        if args.joint_geometry
-        else {"timing": timing(args.seeds)}
-    )
+    if args.joint_geometry:
+        result = {"joint_geometry": joint_geometry(args.cohorts, args.seeds)}
+    elif args.robust_geometry:
+        result = {"robust_geometry": robust_geometry(args.seeds)}
+    else:
+        result = {"timing": timing(tuple(args.models), args.seeds, cold=not args.no_cold)}
     if args.json:
         args.json.write_text(json.dumps(result, indent=2, default=str))
 

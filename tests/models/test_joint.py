@@ -19,7 +19,12 @@ One compiled model serves every fit (``JointModel.set_data``).
 
 from __future__ import annotations
 
+import hashlib
+import os
+import subprocess
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -354,3 +359,61 @@ def test_runs_on_the_twin(model):
     # plausible: baselines near the cohort means, spine and hip BMD correlated between patients
     assert np.all(np.abs(b[:, :, 0].mean(axis=0) - [0.91, 0.80]) < 0.1)
     assert _stacked(fit, "corr_intercepts").mean() > 0.2
+
+
+# ---------------------------------------------------------------------------------------------
+# reproducibility: cold vs warm compile caches
+# ---------------------------------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+_REPRO = {"seed": 11, "draws": 20, "tune": 30, "chains": 2, "cores": 1}
+
+
+def _digest(fit) -> str:
+    """SHA-256 over every posterior variable's draws (bit-exact comparison)."""
+    post = fit.posterior["posterior"]
+    h = hashlib.sha256()
+    for name in sorted(post.data_vars):
+        h.update(name.encode())
+        h.update(np.ascontiguousarray(post[name].values).tobytes())
+    return h.hexdigest()
+
+
+_CHILD = """
+import models
+from analysis.fitting import sample
+from models.joint import build_joint_model
+from tests.models.test_joint import _REPRO, _digest, simulate_joint
+fit = sample(build_joint_model(simulate_joint(50, seed=1)), **_REPRO)
+print("DIGEST", _digest(fit), fit.settings["compile_path"])
+"""
+
+
+def _child_digest(cache: Path) -> str:
+    """A fit in a fresh process with rajak's own compile settings (``models.runtime``)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTENSOR_FLAGS", "NUMBA_CACHE_DIR")}
+    env["RAJAK_CACHE_DIR"] = str(cache)
+    out = subprocess.run([sys.executable, "-c", _CHILD], cwd=ROOT, env=env, capture_output=True,
+                         text=True, check=False)
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("DIGEST ")]
+    assert out.returncode == 0 and lines, out.stderr[-3000:]
+    return lines[-1].split()[1]
+
+
+def test_same_seed_same_draws_in_one_process(sim, model):
+    model.set_data(sim)
+    first, second = (_digest(sample(model, **_REPRO)) for _ in range(2))
+    assert first == second
+    other = _digest(sample(model, **{**_REPRO, "seed": 12}))
+    assert other != first
+
+
+@pytest.mark.slow
+def test_cold_and_warm_compile_caches_give_the_same_draws(tmp_path):
+    """The same data and seed in a fresh process with an empty RAJAK_CACHE_DIR (cold compile)
+    and again in a fresh process with that cache filled (warm). With numba's fast-math on
+    (PyTensor's default) the two differed in the last bit of the gradient and then in the draws;
+    ``models.runtime`` turns it off."""
+    cold = _child_digest(tmp_path)
+    warm = _child_digest(tmp_path)
+    assert cold == warm

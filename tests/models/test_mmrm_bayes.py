@@ -23,13 +23,16 @@ import models  # noqa: F401  (compile caches before pymc)
 from analysis.fitting import sample
 from analysis.frequentist.mmrm import fit_mmrm
 from models.mmrm import (
+    PRIOR_VISIT_FIELDS,
     MmrmModel,
     MmrmPriors,
     build_mmrm_model,
     mmrm_frame,
     prepare_mmrm_data,
+    prior_arrays,
     unrolled_logdet_quad,
 )
+from models.priors import PRIOR_SET_NAMES, prior_set
 
 FAST = {"draws": 400, "tune": 400, "chains": 2, "cores": 2}
 
@@ -194,6 +197,83 @@ def test_priors_are_scaled_to_the_outcome():
     assert MmrmPriors.vague().sd_scale > 50 * p.sd_scale
 
 
+def test_mmrm_priors_keep_their_meaning(sim):
+    """The MMRM's own priors give the containers the old scalar layout gave (same model)."""
+    prep = prepare_mmrm_data(sim, "spine", "pct")
+    p = MmrmPriors()
+    old = p.to_array(prep.y_scale, prep.x_scale, 100.0 / prep.x_ref)
+    prior, visit = prior_arrays(p, prep)
+    row = {f: k for k, f in enumerate(PRIOR_VISIT_FIELDS)}
+    np.testing.assert_array_equal(visit[row["alpha_loc"]], 0.0)
+    np.testing.assert_allclose(visit[row["alpha_sd"]], old[0], rtol=1e-15)
+    np.testing.assert_allclose(visit[row["gamma_sd"]], old[1], rtol=1e-15)
+    np.testing.assert_allclose(visit[row["sd_scale"]], old[3], rtol=1e-15)
+    np.testing.assert_allclose(prior, old[[2, 4]], rtol=1e-15)
+
+
+_PRIOR_FNS: dict[int, object] = {}
+
+
+def _prior_draws(mm: MmrmModel, seed: int = 1, draws: int = 4000) -> dict[str, np.ndarray]:
+    """Forward draws from the model's prior (the likelihood potential is not involved); one
+    compiled function per model object, the priors being data."""
+    from pymc.pytensorf import compile as pm_compile
+
+    names = ("ls_mean", "diff_change_12m", "sd_visit")
+    m = mm.pymc_model
+    key = id(m)
+    if key not in _PRIOR_FNS:
+        _PRIOR_FNS[key] = (m, pm_compile([], [m[n] for n in names], random_seed=seed))
+    fn = _PRIOR_FNS[key][1]
+    out = [fn() for _ in range(draws)]
+    return {n: np.stack([o[k] for o in out]) for k, n in enumerate(names)}
+
+
+def test_prior_sets_set_the_prior_on_the_visits(model, sim):
+    """Each named set's prior, drawn by prior predictive sampling from the built model (one
+    graph: the priors are data), has the spreads the set implies on the data's scale: the
+    non-responders' change at visit v ~ N(0, slope_sd t_v), the responder contrast
+    ~ N(0, responder_slope_sd t_v), sigma_v ~ N+(0, sqrt(2 sigma_scale^2 + (sd_slope_scale
+    t_v)^2)); the sets' spreads differ in the documented order."""
+    t = np.array([0.5, 1.0])  # months 6 and 12
+    spread = {}
+    for name in PRIOR_SET_NAMES:
+        p = prior_set(name, "spine")
+        model.set_data(sim, priors=p)
+        d = _prior_draws(model)
+        ls = d["ls_mean"]  # (draw, visit, group)
+        # 4000 draws: the SD of an SD estimate is ~1.1%, of a median ~2%
+        np.testing.assert_allclose(ls[:, :, 0].std(axis=0), p.slope_sd * t, rtol=0.05)
+        np.testing.assert_allclose(np.abs(ls[:, :, 0].mean(axis=0)), 0.0,
+                                   atol=0.05 * p.slope_sd)
+        np.testing.assert_allclose(d["diff_change_12m"].std(), p.responder_slope_sd, rtol=0.05)
+        scale = np.sqrt(2 * p.sigma_scale**2 + (p.sd_slope_scale * t) ** 2)
+        np.testing.assert_allclose(np.median(d["sd_visit"], axis=0), 0.6745 * scale, rtol=0.06)
+        spread[name] = d["diff_change_12m"].std()
+    model.set_data(sim, priors=MmrmPriors())
+    # sceptical: P(|responder contrast at 12 months| >= 2% of the reference BMD) = 5%
+    model.set_data(sim, priors=prior_set("sceptical", "spine"))
+    diff = _prior_draws(model, seed=2, draws=20000)["diff_change_12m"]
+    assert np.mean(np.abs(diff) >= 0.02 * 0.911) == pytest.approx(0.05, abs=0.006)
+    model.set_data(sim, priors=MmrmPriors())
+    assert spread["sceptical"] < spread["literature"] < spread["weakly_informative"] < spread["vague"]
+    assert spread["vague"] > 100 * spread["weakly_informative"]
+
+
+def test_registry_passes_the_prior_set(sim):
+    """``rajak fit --model mmrm --priors NAME`` builds the model with that set's prior."""
+    from analysis.bayes_fit import MODELS
+
+    arrays = {name: MODELS["mmrm"](sim, "spine", prior_set(name, "spine")).data_values
+              for name in ("weakly_informative", "sceptical", "vague")}
+    gamma = PRIOR_VISIT_FIELDS.index("gamma_sd")
+    g = {k: v["prior_visit"][gamma] for k, v in arrays.items()}
+    assert np.all(g["sceptical"] < g["weakly_informative"])
+    assert np.all(g["weakly_informative"] < g["vague"])
+    np.testing.assert_array_equal(arrays["sceptical"]["prior_visit"][:gamma],
+                                  arrays["weakly_informative"]["prior_visit"][:gamma])
+
+
 # ---------------------------------------------------------------------------------------------
 # the likelihood
 # ---------------------------------------------------------------------------------------------
@@ -265,37 +345,52 @@ def _reml(frame: pd.DataFrame, col: str):
     return fit, est, se, diff
 
 
-def test_agrees_with_reml_under_vague_priors(model):
+def _check_reml_agreement(mm: MmrmModel, fit, measure: str) -> None:
     """Posterior means = REML estimates within Monte-Carlo error (plus 10% of an SE for the
     small difference between a posterior mean and a REML point estimate); posterior SDs =
-    REML standard errors within 20%. Both measures, one compiled model."""
+    REML standard errors within 20%."""
+    col = "change" if measure == "abs" else "pct"
+    assert fit.diagnostics.n_divergences == 0 and fit.diagnostics.max_rhat < 1.02
+    reml, est, se, diff = _reml(mm.prepared.frame, col)
+    summ = fit.summary(["ls_mean", "baseline_coef", "diff_change_12m", "diff_pct_change_12m"])
+    ls = _stacked(fit, "ls_mean")
+    mcse = summ.filter(like="ls_mean", axis=0)["mcse_mean"].to_numpy(float).reshape(2, 2)
+    gap = np.abs(ls.mean(axis=0) - est)
+    assert np.all(gap < 4 * mcse + 0.1 * se), (measure, gap, mcse, se)
+    ratio = ls.std(axis=0) / se
+    assert np.all((ratio > 0.8) & (ratio < 1.2)), (measure, ratio)
+    dname = "diff_change_12m" if measure == "abs" else "diff_pct_change_12m"
+    d = _stacked(fit, dname)
+    d_mcse = float(summ.loc[dname, "mcse_mean"])
+    assert abs(d.mean() - diff["estimate"]) < 4 * d_mcse + 0.1 * diff["se"]
+    assert 0.8 < d.std() / diff["se"] < 1.2
+    b = _stacked(fit, "baseline_coef")
+    b_se = float(reml.fixed.set_index("term").loc["baseline", "se"])
+    assert abs(b.mean() - reml.coef["baseline"]) < 4 * float(
+        summ.loc["baseline_coef", "mcse_mean"]) + 0.1 * b_se
+    # the covariance: posterior SDs of the visits near the REML ones
+    sd_reml = np.sqrt(np.diag(reml.covariance.to_numpy()))
+    assert np.all(np.abs(_stacked(fit, "sd_visit").mean(axis=0) / sd_reml - 1) < 0.1)
+
+
+def test_agrees_with_reml_under_vague_priors(model):
+    """MmrmPriors.vague(), both measures, one compiled model."""
     df = simulate_mmrm(200, seed=7)
-    for measure, col in (("abs", "change"), ("pct", "pct")):
+    for measure in ("abs", "pct"):
         mm = build_mmrm_model(df, measure=measure, priors=MmrmPriors.vague())
         fit = sample(mm, seed=3, draws=1500, tune=600, chains=2, cores=2)
         if measure == "pct":
             assert fit.settings["compile_cache_hit"]  # measure is data: same compiled model
-        assert fit.diagnostics.n_divergences == 0 and fit.diagnostics.max_rhat < 1.02
-        reml, est, se, diff = _reml(mm.prepared.frame, col)
-        summ = fit.summary(["ls_mean", "baseline_coef", "diff_change_12m", "diff_pct_change_12m"])
-        ls = _stacked(fit, "ls_mean")
-        mcse = summ.filter(like="ls_mean", axis=0)["mcse_mean"].to_numpy(float).reshape(2, 2)
-        gap = np.abs(ls.mean(axis=0) - est)
-        assert np.all(gap < 4 * mcse + 0.1 * se), (measure, gap, mcse, se)
-        ratio = ls.std(axis=0) / se
-        assert np.all((ratio > 0.8) & (ratio < 1.2)), (measure, ratio)
-        dname = "diff_change_12m" if measure == "abs" else "diff_pct_change_12m"
-        d = _stacked(fit, dname)
-        d_mcse = float(summ.loc[dname, "mcse_mean"])
-        assert abs(d.mean() - diff["estimate"]) < 4 * d_mcse + 0.1 * diff["se"]
-        assert 0.8 < d.std() / diff["se"] < 1.2
-        b = _stacked(fit, "baseline_coef")
-        b_se = float(reml.fixed.set_index("term").loc["baseline", "se"])
-        assert abs(b.mean() - reml.coef["baseline"]) < 4 * float(
-            summ.loc["baseline_coef", "mcse_mean"]) + 0.1 * b_se
-        # the covariance: posterior SDs of the visits near the REML ones
-        sd_reml = np.sqrt(np.diag(reml.covariance.to_numpy()))
-        assert np.all(np.abs(_stacked(fit, "sd_visit").mean(axis=0) / sd_reml - 1) < 0.1)
+        _check_reml_agreement(mm, fit, measure)
+
+
+def test_agrees_with_reml_under_the_vague_prior_set(model):
+    """The named ``vague`` set (as ``rajak fit --model mmrm --priors vague`` uses it)."""
+    df = simulate_mmrm(200, seed=8)
+    mm = build_mmrm_model(df, measure="abs", priors=prior_set("vague", "spine"))
+    fit = sample(mm, seed=4, draws=1500, tune=600, chains=2, cores=2)
+    assert fit.settings["model"]["prior_kind"] == "prior_set"
+    _check_reml_agreement(mm, fit, "abs")
 
 
 def test_95pct_intervals_cover_the_truth(model):
