@@ -8,6 +8,7 @@ errors. Messages and progress go to stderr; results to stdout. Bad input ends wi
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -373,8 +374,51 @@ app.command(name="power")(_power)
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point.
+
+    After a command finishes, the process flushes its output, waits for its non-daemon threads,
+    runs the ``atexit`` handlers (which stop worker processes and flush logging) and then leaves
+    through ``os._exit`` with the command's exit status. What that skips is Python's final
+    deallocation of the PyMC/PyTensor/numba object graphs, 1-1.5 s per command with nothing left
+    to write (every output file is written atomically and closed before). ``RAJAK_FAST_EXIT=0``
+    restores the normal interpreter shutdown.
+    """
+    try:
+        app()
+    except SystemExit as exc:
+        code = exc.code
+    else:
+        code = 0
+    if os.environ.get("RAJAK_FAST_EXIT", "1") == "0":
+        sys.exit(code)
+    if code is None:
+        code = 0
+    elif not isinstance(code, int):
+        print(code, file=sys.stderr)
+        code = 1
+    _fast_exit(code)
+
+
+def _fast_exit(code: int) -> None:
+    import atexit
+    import threading
+
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # closed pipe: nothing left to flush
+            pass
+    main_thread = threading.main_thread()
+    for thread in threading.enumerate():
+        if thread is not main_thread and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover

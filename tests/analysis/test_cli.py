@@ -1,6 +1,7 @@
 """The rajak command: exit status 2 with one line on bad input, results on stdout, run directories."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -58,6 +59,27 @@ def test_validate_bad_file_real_process(tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("rajak: error: ") and "Traceback" not in proc.stderr
     assert "line 4" in lines[0] and "7.5" in lines[0]
+
+
+def test_fast_exit_keeps_output_and_status(tmp_path):
+    """The console entry point leaves through os._exit after flushing; the output (a large JSON
+    document through a pipe) and the exit status must equal those of a normal shutdown, and
+    atexit handlers must still run."""
+    study = tmp_path / "study.csv"
+    simulate(Design(n_patients=30), seed=2).data.to_csv(study, index=False)
+    marker = tmp_path / "atexit-ran"
+    code = ("import atexit, pathlib, sys; from analysis.cli import main; "
+            f"atexit.register(pathlib.Path({str(marker)!r}).touch); "
+            "sys.argv = ['rajak', 'validate', sys.argv[1], '--json']; main()")
+    runs = {}
+    for fast in ("1", "0"):
+        env = dict(os.environ, RAJAK_FAST_EXIT=fast)
+        runs[fast] = subprocess.run([sys.executable, "-c", code, str(study)], capture_output=True, text=True,
+                                    env=env)
+        assert runs[fast].returncode == 0, runs[fast].stderr
+        assert marker.is_file()
+        marker.unlink()
+    assert runs["1"].stdout == runs["0"].stdout and json.loads(runs["1"].stdout)["n_patients"] == 30
 
 
 def test_validate_all_lists_every_problem(tmp_path):

@@ -112,6 +112,17 @@ def timing(repeats: int = 3) -> None:
         f"             import {res['import_s']:.2f} s, compile {res['compile_s']:.2f} s, "
         f"sampling {res['sample_s']:.2f} s ({res['compile_path']})"
     )
+    rajak = Path(sys.executable).parent / "rajak"
+    if rajak.is_file():  # the user's path: the console script, which also loads, summarises, prints
+        cli = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            subprocess.run([str(rajak), "fit", "--model", "lmm", "--site", "spine", "--seed", "0"], cwd=ROOT,
+                           capture_output=True, check=True)
+            cli.append(time.perf_counter() - t0)
+        c_med = statistics.median(cli)
+        print(f"rajak fit  : wall {c_med:.2f} s median of {repeats} ({', '.join(f'{w:.2f}' for w in cli)})"
+              f"  [target <= {TARGETS['warm_s']} s: {_fmt(c_med <= TARGETS['warm_s'])}]")
     with tempfile.TemporaryDirectory(prefix="rajak-cold-") as tmp:
         c_wall, cold = _run_child(0, tmp)
     print(
