@@ -159,7 +159,7 @@ def run(config: RunConfig, *, force: bool = False, log: Callable[[str], None] | 
             tables["bayes_vs_frequentist"] = _label(bayes.comparison, dataset)
         timings["bayesian_s"] = time.perf_counter() - t
         t = time.perf_counter()
-        sens_results = [run_sensitivity(name, derived, config) for name in config.sensitivity]
+        sens_results = [run_sensitivity(name, derived, config, cache_dir=out_root / ".fit-cache") for name in config.sensitivity]
         for r in sens_results:
             say(f"sensitivity analysis {r.name} done")
             tables[f"sensitivity_{r.name}"] = _label(r.table, dataset)

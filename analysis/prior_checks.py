@@ -44,7 +44,7 @@ import contextlib
 import logging
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import models  # noqa: F401  (compile caches before pytensor is imported)
 import numpy as np
@@ -469,6 +469,7 @@ def prior_checks(
     cores: int = 2,
     seed: int = 0,
     label: str | None = None,
+    sample: Callable[..., Any] | None = None,
 ) -> PriorCheckResult:
     """Prior predictive check, fit and power-scaling sensitivity for every prior set.
 
@@ -487,12 +488,17 @@ def prior_checks(
         Passed to :func:`analysis.fitting.sample` (same seed for every set).
     label : str, optional
         Printed on the figures (e.g. the dataset's SYNTHETIC label).
+    sample : callable, optional
+        Fits one model: ``sample(model, draws=, tune=, chains=, cores=, seed=) -> FitResult``
+        (default :func:`analysis.fitting.sample`); e.g. a function that reads unchanged fits from
+        a cache.
 
     Returns
     -------
     PriorCheckResult
     """
-    from analysis.fitting import sample
+    if sample is None:
+        from analysis.fitting import sample
 
     table, samples = prior_predictive(data, site, sets, draws=prior_draws, seed=seed)
     tm = build_trajectory_model(data, site, priors=prior_set(list(sets)[0], site))

@@ -22,12 +22,15 @@ only) and after seeing their BMD (the posterior).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from analysis.estimands import SITE_LABELS, difference_name, estimand_name
+from analysis.sensitivity._bayes_dropout import (FitCache, cached_sample, check_sites, diagnostics_rows,
+                                                diagnostics_text, sampler_settings)
 from analysis.sensitivity.result import FOREST_COLUMNS, SensitivityResult
 
 __all__ = ["ESTIMANDS", "TABLE_COLUMNS", "estimand_rows", "latent_status_analysis"]
@@ -43,9 +46,11 @@ ESTIMANDS: tuple[tuple[str, int | None, str], ...] = (
 )
 _GROUPS = ("non-responder", "responder")
 
-#: Columns of the result table (``section`` is "estimand", "parameter" or "membership").
+#: Columns of the result table (``section`` is "estimand", "parameter", "membership" or
+#: "diagnostics": one row per fit with worst R-hat, smallest ESS, divergences and ``failed``).
 TABLE_COLUMNS = ["section", "site", "item", "model", "mean", "sd", "low", "high", "shift",
-                 "prior_mean", "last_das28_month", "das28_change"]
+                 "prior_mean", "last_das28_month", "das28_change", "r_hat", "ess_bulk", "ess_tail",
+                 "divergences", "failed", "failed_checks"]
 
 
 def _draws(fit: Any, var: str, group: int | None) -> np.ndarray:
@@ -140,6 +145,7 @@ def latent_status_analysis(
     cores: int = 2,
     seed: int = 0,
     label: str | None = None,
+    cache_dir: Path | None = None,
 ) -> SensitivityResult:
     """Run the latent-status analysis on a derived frame (``analysis.clinical.derive``).
 
@@ -155,6 +161,9 @@ def latent_status_analysis(
     response_month : float
     draws, tune, chains, cores, seed
         Sampler settings (nutpie), the same for both models.
+    cache_dir : Path, optional
+        Content-addressed fit cache (the pipeline's ``<output_dir>/.fit-cache``): unchanged fits are
+        read instead of sampled (:func:`analysis.sensitivity._bayes_dropout.cached_sample`).
     label : str, optional
         Stamp on the figures (e.g. "SYNTHETIC").
 
@@ -164,12 +173,14 @@ def latent_status_analysis(
         ``name="latent_status"``; table with :data:`TABLE_COLUMNS` (estimands of both models
         with the shift latent minus exclude, and one membership row per undefined patient).
     """
-    from analysis.fitting import sample
     from models.dropout import DropoutPriors, build_latent_status_model
     from models.trajectory import build_trajectory_model
 
-    if not sites:
-        raise ValueError("sites must name at least one site")
+    sites = check_sites(sites)
+    settings_kw = sampler_settings(draws, tune, chains, cores)
+    cache = FitCache(None if cache_dir is None else Path(cache_dir))
+    fits: dict[str, Any] = {}
+    fit_site: dict[str, str] = {}
     dpriors = DropoutPriors(kappa_sd=kappa_sd)
     rows: list[dict[str, Any]] = []
     all_draws: dict[str, np.ndarray] = {}
@@ -178,10 +189,12 @@ def latent_status_analysis(
     for k, site in enumerate(sites):
         lm = build_latent_status_model(derived, site, priors=priors, dropout_priors=dpriors,
                                        response_month=response_month)
-        fit = sample(lm, draws=draws, tune=tune, chains=chains, cores=cores, seed=seed + k)
+        fit = cached_sample(lm, cache=cache, tag="sens-latent", site=site, priors=priors, seed=seed + k,
+                            extra={"kappa_sd": kappa_sd, "response_month": response_month}, **settings_kw)
         defined = derived[derived["responder"].notna()]
         tm = build_trajectory_model(defined, site, priors=priors)
-        fit_ex = sample(tm, draws=draws, tune=tune, chains=chains, cores=cores, seed=seed + k)
+        fit_ex = cached_sample(tm, cache=cache, tag="sens-exclude", site=site, priors=priors, seed=seed + k,
+                               **settings_kw)
         ex_rows, ex_draws = estimand_rows(fit_ex, site, "exclude")
         lat_rows, lat_draws = estimand_rows(fit, site, "latent status")
         for r_lat, r_ex in zip(lat_rows, ex_rows):
@@ -190,7 +203,10 @@ def latent_status_analysis(
         all_draws.update(ex_draws | lat_draws)
         diagnostics[f"{site} latent status"] = str(fit.diagnostics)
         diagnostics[f"{site} exclude"] = str(fit_ex.diagnostics)
+        fits[f"{site} latent status"], fits[f"{site} exclude"] = fit, fit_ex
+        fit_site[f"{site} latent status"] = fit_site[f"{site} exclude"] = site
         counts[site] = int(lm.prepared.undefined.sum())
+    rows += diagnostics_rows(fits, fit_site)
     table = pd.DataFrame(rows).reindex(columns=TABLE_COLUMNS)
 
     text = [
@@ -215,7 +231,7 @@ def latent_status_analysis(
             f"latent status vs {ex['mean']:.2f} pp [{ex['low']:.2f}, {ex['high']:.2f}] excluding "
             f"them (shift {lat['mean'] - ex['mean']:+.2f} pp)."
         )
-    text.append("Convergence: " + "; ".join(f"{k}: {v}" for k, v in diagnostics.items()))
+    text.append(diagnostics_text(fits))
     figures = {"latent_status_membership": _membership_figure(table, label)}
     forest_rows = forest_from_rows(table, {"exclude": "exclude undefined (MAR)",
                                            "latent status": "latent responder status"})
@@ -225,7 +241,8 @@ def latent_status_analysis(
     figures["latent_status_forest"] = forest(frows, "Latent responder status vs exclusion", label)
     settings = {"sites": list(sites), "kappa_sd": kappa_sd, "response_month": response_month,
                 "draws": draws, "tune": tune, "chains": chains, "cores": cores, "seed": seed,
-                "priors": None if priors is None else repr(priors), "diagnostics": diagnostics}
+                "priors": None if priors is None else repr(priors), "diagnostics": diagnostics,
+                "failed_fits": [k for k, f in fits.items() if not f.passed], "fit_cache": cache.summary()}
     return SensitivityResult(name="latent_status", title="Latent responder status for dropouts",
                              table=table, text=text, figures=figures, forest_rows=forest_rows,
                              settings=settings, draws=all_draws)

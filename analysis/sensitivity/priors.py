@@ -4,12 +4,14 @@ literature, vague), with prior predictive checks and power-scaling prior/likelih
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from analysis.bayes_fit import analysis_frame
 from analysis.estimands import difference_name, estimand_name
+from analysis.sensitivity._bayes_dropout import FitCache, caching_sampler, diagnostics_text
 from analysis.sensitivity.result import FOREST_COLUMNS, SensitivityResult
 
 __all__ = ["prior_sensitivity_analysis"]
@@ -23,15 +25,38 @@ def _estimand(site: str, variable: str) -> str | None:
     return None
 
 
-def prior_sensitivity_analysis(derived: pd.DataFrame, config: Any, label: str | None = None) -> SensitivityResult:
-    """Run :func:`analysis.prior_checks.prior_checks` at every configured site."""
+def prior_sensitivity_analysis(derived: pd.DataFrame, config: Any, label: str | None = None, *,
+                               cache_dir: Path | None = None) -> SensitivityResult:
+    """Run :func:`analysis.prior_checks.prior_checks` at every configured site.
+
+    Parameters
+    ----------
+    derived : DataFrame
+        From :func:`analysis.clinical.derive`.
+    config : RunConfig
+        Sites, undefined-status strategy, responder rule and sampler settings.
+    label : str, optional
+        Stamp on the figures.
+    cache_dir : Path, optional
+        Content-addressed fit cache (the pipeline's ``<output_dir>/.fit-cache``): a fit whose model,
+        prior set, data and settings are unchanged is read instead of sampled
+        (:func:`analysis.sensitivity._bayes_dropout.cached_sample`).
+
+    Returns
+    -------
+    SensitivityResult
+        ``name="priors"``; ``settings["fit_cache"]`` counts cache hits and new fits.
+    """
     from analysis.prior_checks import prior_checks
 
     frame, strategy = analysis_frame(derived, config.undefined_responders, config.responder.rule())
     tables, sens, texts, figures = [], [], [], {}
+    cache = FitCache(None if cache_dir is None else Path(cache_dir))
+    fits: dict[str, Any] = {}
     for site in config.sites:
         res = prior_checks(frame, site, draws=config.draws, tune=config.tune, chains=config.chains,
-                           seed=config.seed, label=label)
+                           seed=config.seed, label=label, sample=caching_sampler(cache, "sens-priors-lmm", site))
+        fits.update({f"{site}, priors {k}": f for k, f in res.fits.items()})
         tables.append(res.table.assign(site=site))
         sens.append(res.sensitivity.assign(site=site))
         texts.append(f"{site}: {res.text}")
@@ -44,7 +69,9 @@ def prior_sensitivity_analysis(derived: pd.DataFrame, config: Any, label: str | 
                            "analysis": "Bayesian LMM, priors: " + keep["set"], "estimate": keep["posterior_median"],
                            "low": keep["eti_low"], "high": keep["eti_high"], "kind": "bayesian"})[FOREST_COLUMNS]
     texts.append(f"Undefined responder status: {strategy}.")
+    texts.append(diagnostics_text(fits))
     return SensitivityResult(name="priors", title="Prior sensitivity (named prior sets)", table=sensitivity,
                              text=texts, figures=figures, forest_rows=forest.reset_index(drop=True),
-                             settings={"sets": sorted(keep["set"].unique()), "draws": config.draws},
+                             settings={"sets": sorted(keep["set"].unique()), "draws": config.draws,
+                                       "fit_cache": cache.summary()},
                              draws={"prior_predictive": pd.concat(tables, ignore_index=True)})

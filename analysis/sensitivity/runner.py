@@ -1,12 +1,15 @@
 """Run sensitivity analyses by name and draw the forest plot across them.
 
-Each analysis is a plain function ``fn(derived, config) -> SensitivityResult`` in :data:`ANALYSES`;
-the report and ``rajak sensitivity`` iterate over the registry, so a new strategy is one function.
+Each analysis is a plain function ``fn(derived, config, cache_dir=None) -> SensitivityResult`` in
+:data:`ANALYSES`; the report and ``rajak sensitivity`` iterate over the registry, so a new strategy is
+one function. ``cache_dir`` is the content-addressed fit cache; analyses that fit no Bayesian model
+ignore it.
 """
 
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 from typing import Any, Callable
 
 import pandas as pd
@@ -17,7 +20,7 @@ from analysis.sensitivity.result import FOREST_COLUMNS, SensitivityResult
 __all__ = ["ANALYSES", "available", "run_sensitivity", "forest_table", "forest_figure"]
 
 
-def _completers_vs_all(derived: pd.DataFrame, config: Any) -> SensitivityResult:
+def _completers_vs_all(derived: pd.DataFrame, config: Any, cache_dir: Path | None = None) -> SensitivityResult:
     from analysis.sensitivity.completers_vs_all import completers_vs_all
 
     return completers_vs_all(derived, config.sites, config.undefined_responders, config.responder.rule(),
@@ -25,9 +28,10 @@ def _completers_vs_all(derived: pd.DataFrame, config: Any) -> SensitivityResult:
 
 
 def _lazy(module: str, function: str) -> Callable[[pd.DataFrame, Any], SensitivityResult]:
-    """An analysis implemented in ``analysis.sensitivity.<module>.<function>(derived, config)``."""
+    """An analysis implemented in ``analysis.sensitivity.<module>.<function>(derived, config)`` (no
+    Bayesian fits: ``cache_dir`` is ignored)."""
 
-    def run(derived: pd.DataFrame, config: Any) -> SensitivityResult:
+    def run(derived: pd.DataFrame, config: Any, cache_dir: Path | None = None) -> SensitivityResult:
         mod = importlib.import_module(f"analysis.sensitivity.{module}")
         return getattr(mod, function)(derived, config)
 
@@ -35,28 +39,30 @@ def _lazy(module: str, function: str) -> Callable[[pd.DataFrame, Any], Sensitivi
     return run
 
 
-def _priors(derived: pd.DataFrame, config: Any) -> SensitivityResult:
+def _priors(derived: pd.DataFrame, config: Any, cache_dir: Path | None = None) -> SensitivityResult:
     from analysis.sensitivity.priors import prior_sensitivity_analysis
 
-    return prior_sensitivity_analysis(derived, config)
+    return prior_sensitivity_analysis(derived, config, cache_dir=cache_dir)
 
 
-def _latent_status(derived: pd.DataFrame, config: Any) -> SensitivityResult:
+def _latent_status(derived: pd.DataFrame, config: Any, cache_dir: Path | None = None) -> SensitivityResult:
     from analysis.sensitivity.latent_status import latent_status_analysis
 
     return latent_status_analysis(derived, config.sites, response_month=config.responder.month, draws=config.draws,
-                                  tune=config.tune, chains=config.chains, seed=config.seed)
+                                  tune=config.tune, chains=config.chains, seed=config.seed,
+                                  cache_dir=cache_dir)
 
 
-def _selection(derived: pd.DataFrame, config: Any) -> SensitivityResult:
+def _selection(derived: pd.DataFrame, config: Any, cache_dir: Path | None = None) -> SensitivityResult:
     from analysis.sensitivity.selection import selection_analysis
 
     return selection_analysis(derived, config.sites, response_month=config.responder.month, draws=config.draws,
-                              tune=config.tune, chains=config.chains, seed=config.seed)
+                              tune=config.tune, chains=config.chains, seed=config.seed,
+                                  cache_dir=cache_dir)
 
 
-#: name -> function(derived, config) -> SensitivityResult
-ANALYSES: dict[str, Callable[[pd.DataFrame, Any], SensitivityResult]] = {
+#: name -> function(derived, config, cache_dir=None) -> SensitivityResult
+ANALYSES: dict[str, Callable[..., SensitivityResult]] = {
     "completers_vs_all": _completers_vs_all,
     "delta": _lazy("delta", "delta_from_config"),
     "tipping": _lazy("tipping", "tipping_from_config"),
@@ -71,11 +77,29 @@ def available() -> list[str]:
     return list(ANALYSES)
 
 
-def run_sensitivity(name: str, derived: pd.DataFrame, config: Any) -> SensitivityResult:
-    """Run one named analysis."""
+def run_sensitivity(name: str, derived: pd.DataFrame, config: Any, *,
+                    cache_dir: str | Path | None = None) -> SensitivityResult:
+    """Run one named analysis.
+
+    Parameters
+    ----------
+    name : str
+        One of :func:`available`.
+    derived : DataFrame
+        From :func:`analysis.clinical.derive`.
+    config : RunConfig
+    cache_dir : path, optional
+        Content-addressed fit cache shared with the main Bayesian fits
+        (:func:`analysis.bayes_fit.fit_bayes`); the Bayesian analyses (``priors``,
+        ``latent_status``, ``selection``) read unchanged fits from it instead of sampling again.
+
+    Returns
+    -------
+    SensitivityResult
+    """
     if name not in ANALYSES:
         raise ValueError(f"unknown sensitivity analysis {name!r}; available: {', '.join(available())}")
-    return ANALYSES[name](derived, config)
+    return ANALYSES[name](derived, config, cache_dir=None if cache_dir is None else Path(cache_dir))
 
 
 def forest_table(results: list[SensitivityResult], frequentist_estimands: pd.DataFrame, estimand: str) -> pd.DataFrame:

@@ -24,6 +24,7 @@ pass several ``psi_priors`` to see the estimands under each (one compiled model 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,6 +32,8 @@ import pandas as pd
 
 from analysis.estimands import SITE_LABELS, difference_name
 from analysis.sensitivity.latent_status import TABLE_COLUMNS, estimand_rows, forest_from_rows
+from analysis.sensitivity._bayes_dropout import (FitCache, cached_sample, check_sites, diagnostics_rows,
+                                                diagnostics_text, sampler_settings)
 from analysis.sensitivity.result import SensitivityResult
 
 __all__ = ["selection_analysis"]
@@ -83,6 +86,7 @@ def selection_analysis(
     cores: int = 2,
     seed: int = 0,
     label: str | None = None,
+    cache_dir: Path | None = None,
 ) -> SensitivityResult:
     """Run the selection-model analysis on a derived frame (``analysis.clinical.derive``).
 
@@ -101,6 +105,9 @@ def selection_analysis(
     response_month : float
     draws, tune, chains, cores, seed
         Sampler settings (nutpie), the same for every fit.
+    cache_dir : Path, optional
+        Content-addressed fit cache (the pipeline's ``<output_dir>/.fit-cache``): unchanged fits are
+        read instead of sampled (:func:`analysis.sensitivity._bayes_dropout.cached_sample`).
     label : str, optional
         Stamp on the figures.
 
@@ -112,16 +119,17 @@ def selection_analysis(
         (latent status) model and of each selection fit with ``shift`` = selection minus MAR,
         and the dropout parameters (``psi``, ``beta_das28``, ``alpha[...]``).
     """
-    from analysis.fitting import sample
     from analysis.plots import forest
     from models.dropout import DropoutPriors, build_latent_status_model, build_selection_model
 
-    if not sites:
-        raise ValueError("sites must name at least one site")
+    sites = check_sites(sites)
+    settings_kw = sampler_settings(draws, tune, chains, cores)
+    cache = FitCache(None if cache_dir is None else Path(cache_dir))
+    fits: dict[str, Any] = {}
+    fit_site: dict[str, str] = {}
     psi_priors = [tuple(map(float, p)) for p in psi_priors]
     if not psi_priors or any(len(p) != 2 or p[1] <= 0 for p in psi_priors):
         raise ValueError("psi_priors must be a non-empty sequence of (mean, sd > 0) pairs")
-    settings_kw = {"draws": draws, "tune": tune, "chains": chains, "cores": cores}
     labels = {_psi_label(p): p for p in psi_priors}
     rows: list[dict[str, Any]] = []
     all_draws: dict[str, np.ndarray] = {}
@@ -129,7 +137,10 @@ def selection_analysis(
     diagnostics: dict[str, str] = {}
     for k, site in enumerate(sites):
         mar = build_latent_status_model(derived, site, priors=priors, response_month=response_month)
-        fit_mar = sample(mar, seed=seed + k, **settings_kw)
+        fit_mar = cached_sample(mar, cache=cache, tag="sens-latent", site=site, priors=priors, seed=seed + k,
+                                extra={"kappa_sd": DropoutPriors().kappa_sd, "response_month": response_month},
+                                **settings_kw)
+        fits[f"{site} MAR"], fit_site[f"{site} MAR"] = fit_mar, site
         mar_rows, mar_draws = estimand_rows(fit_mar, site, "MAR (latent status)")
         rows += mar_rows
         all_draws.update(mar_draws)
@@ -143,7 +154,10 @@ def selection_analysis(
                                            dropout_priors=dpriors, response_month=response_month)
             else:
                 sm.set_data(dropout_priors=dpriors)
-            fit = sample(sm, seed=seed + k, **settings_kw)
+            fit = cached_sample(sm, cache=cache, tag=f"sens-selection-{dependence}", site=site, priors=priors,
+                                seed=seed + k, extra={"psi_prior": list(prior), "hazard_das28": hazard_das28,
+                                                      "response_month": response_month}, **settings_kw)
+            fits[f"{site} {name}"], fit_site[f"{site} {name}"] = fit, site
             sel_rows, sel_draws = estimand_rows(fit, site, name)
             for r_sel, r_mar in zip(sel_rows, mar_rows):
                 r_sel["shift"] = r_sel["mean"] - r_mar["mean"]
@@ -164,6 +178,7 @@ def selection_analysis(
             psi_draws[(site, name)] = np.asarray(post["psi"].values, dtype=float).reshape(-1)
             all_draws[f"{site}, psi [{name}]"] = psi_draws[(site, name)]
             diagnostics[f"{site} {name}"] = str(fit.diagnostics)
+    rows += diagnostics_rows(fits, fit_site)
     table = pd.DataFrame(rows).reindex(columns=TABLE_COLUMNS)
 
     per = "1 % current change from baseline" if dependence == "current_change" else "1 %/yr of annual change"
@@ -190,7 +205,7 @@ def selection_analysis(
                 f"{s['mean']:.2f} pp [{s['low']:.2f}, {s['high']:.2f}] vs {mar['mean']:.2f} pp "
                 f"[{mar['low']:.2f}, {mar['high']:.2f}] under MAR (shift {s['shift']:+.2f} pp)."
             )
-    text.append("Convergence: " + "; ".join(f"{k}: {v}" for k, v in diagnostics.items()))
+    text.append(diagnostics_text(fits))
     forest_rows = forest_from_rows(
         table, {"MAR (latent status)": "MAR (latent status)", **{n: n for n in labels}})
     frows = forest_rows.assign(label=forest_rows["estimand"] + " | " + forest_rows["analysis"])
@@ -201,7 +216,8 @@ def selection_analysis(
     settings = {"sites": list(sites), "dependence": dependence, "hazard_das28": hazard_das28,
                 "psi_priors": [list(p) for p in psi_priors], "response_month": response_month,
                 **settings_kw, "seed": seed, "priors": None if priors is None else repr(priors),
-                "diagnostics": diagnostics}
+                "diagnostics": diagnostics, "failed_fits": [k for k, f in fits.items() if not f.passed],
+                "fit_cache": cache.summary()}
     return SensitivityResult(name="selection", title="Selection model for MNAR dropout",
                              table=table, text=text, figures=figures, forest_rows=forest_rows,
                              settings=settings, draws=all_draws)

@@ -17,18 +17,52 @@ def test_twin_result_shape():
     assert len(r.forest_rows) == len(r.table) and r.text
 
 
-def test_mar_dropout_biases_completers_and_mi_recovers():
-    """Dropout driven by observed disease activity (MAR) removes patients who lose more bone: the
-    completers' non-responder change is biased upwards, and multiple imputation using the observed
-    DAS28 history (valid under MAR) lands closer to the complete-data truth."""
+@pytest.fixture(scope="module")
+def mar_study():
+    """2000 patients, dropout driven by observed disease activity (MAR); the complete-data truth and
+    the analysis of the observed data."""
     design = Design(n_patients=2000, dropout=DropoutModel(mechanism="mar", visit_hazard=0.2, activity_log_odds=1.2))
     s = simulate(design, seed=12)
     truth = derive(s.complete)
     t12 = truth[truth["month"] == 12]
-    true_nr = t12.loc[t12["responder_status"] == "non-responder", "pct_change_spine"].mean()
+    true = {g: t12.loc[t12["responder_status"] == g, "pct_change_spine"].mean()
+            for g in ("non-responder", "responder")}
     r = completers_vs_all(derive(s.data), sites=("spine",), mi_imputations=20, seed=3)
+    return true, r
+
+
+def test_mar_dropout_biases_completers_and_mi_recovers(mar_study):
+    """Dropout driven by observed disease activity (MAR) removes patients who lose more bone: the
+    completers' non-responder change is biased upwards, and multiple imputation using the observed
+    DAS28 history (valid under MAR) lands closer to the complete-data truth."""
+    true, r = mar_study
+    true_nr = true["non-responder"]
     tab = r.table[r.table["estimand"] == estimand_name("spine", "non-responder", "pct")]
     comp = tab.loc[tab["method"] == "completers, t-test", "estimate"].iloc[0]
     mi = tab.loc[tab["method"].str.startswith("MI"), "estimate"].iloc[0]
     assert comp > true_nr + 0.15, (comp, true_nr)
     assert abs(mi - true_nr) < abs(comp - true_nr), (mi, comp, true_nr)
+
+
+def test_mar_analyses_cover_the_truth_and_completers_ci_misses_it(mar_study):
+    """Issue #5 check: under MAR, the MAR analysis of all observed data (MI on the DAS28 history)
+    recovers the complete-data non-responder change within its 95 % CI, while the completers
+    t-test's CI lies above the truth (the theoretically predicted direction: the patients with high
+    disease activity, who lose more bone, leave)."""
+    true, r = mar_study
+    tab = r.table[r.table["estimand"] == estimand_name("spine", "non-responder", "pct")]
+    mi = tab[tab["method"].str.startswith("MI")].iloc[0]
+    assert mi["ci_low"] < true["non-responder"] < mi["ci_high"], (mi["ci_low"], true["non-responder"], mi["ci_high"])
+    comp = tab[tab["method"] == "completers, t-test"].iloc[0]
+    assert comp["ci_low"] > true["non-responder"], (comp["ci_low"], true["non-responder"])
+
+
+@pytest.mark.xfail(strict=True, reason="known gap (issue #5): dropouts' undefined responder status is "
+                   "resolved by last_observed DAS28, not their true month-12 status, so the observed-data "
+                   "responder group differs from the complete-data one; MI's CI [-0.55, 0.31] misses the "
+                   "truth 0.56 (seed 12)")
+def test_mar_analysis_covers_the_responders_truth(mar_study):
+    true, r = mar_study
+    tab = r.table[r.table["estimand"] == estimand_name("spine", "responder", "pct")]
+    mi = tab[tab["method"].str.startswith("MI")].iloc[0]
+    assert mi["ci_low"] < true["responder"] < mi["ci_high"]
