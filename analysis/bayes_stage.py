@@ -14,15 +14,13 @@ ignores, so these are draws from the prior itself. With a fit cache they are sto
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import json
-import logging
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -31,6 +29,7 @@ from analysis.bayes_fit import BayesFit, FREQUENTIST_COUNTERPART, analysis_frame
 from analysis.estimands import SITE_LABELS, difference_name, estimand_name
 from analysis.io import atomic_copy, atomic_write_bytes
 from analysis.model_compare import loo_table
+from analysis.prior_checks import _quiet
 from analysis.plots import (contrast_posteriors, forest, ppc_change, prior_posterior, rank_plot, save_figure,
                             trajectories)
 from analysis.report import Section, Table
@@ -86,16 +85,6 @@ class PriorPosterior:
     posterior: np.ndarray
 
 
-@contextlib.contextmanager
-def _quiet(logger: str) -> Iterator[None]:
-    """Raise a library logger to ERROR for the duration (pymc announces every forward sample)."""
-    log = logging.getLogger(logger)
-    level = log.level
-    log.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        log.setLevel(level)
 
 
 def _quantity_label(site: str, variable: str, group: str | None, measure: str) -> str:
