@@ -19,9 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import typer
 from scipy import stats
-from typer.testing import CliRunner
 
 from analysis.power import (TIMING_COLUMNS, BayesRefitter, DesignPrior, PowerDesign, PowerSettings,
                             calibrate_dropout, closed_form_power, disease_control_slope_pct, load_power_design,
@@ -522,21 +520,6 @@ def test_summaries_recompute_from_raw_rows():
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def cli():
-    from analysis.cli_power import power
-
-    app = typer.Typer()
-
-    @app.callback()
-    def _root() -> None:
-        """rajak (test harness)."""
-
-    app.command()(power)
-    runner = CliRunner()
-    return lambda *args: runner.invoke(app, ["power", *map(str, args)])
-
-
 @pytest.mark.parametrize("args, message", [
     (("--n", "20:x"), "cannot read sample sizes"),
     (("--n", "30", "--analysis", "anova"), "unknown analysis"),
@@ -547,17 +530,17 @@ def cli():
     (("--n", "30", "--design", "no-such-file.toml"), "does not exist"),
     (("--n", "30", "--mechanism", "random"), "--mechanism"),
 ])
-def test_cli_bad_input_is_one_line_and_exit_2(cli, args, message):
-    res = cli(*args)
+def test_cli_bad_input_is_one_line_and_exit_2(power_cli, args, message):
+    res = power_cli(*args)
     assert res.exit_code == 2
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("rajak: error: ") and message in lines[0]
     assert res.stdout == ""
 
 
-def test_cli_runs_and_writes_outputs(cli, tmp_path):
+def test_cli_runs_and_writes_outputs(power_cli, tmp_path):
     out = tmp_path / "power"
-    res = cli("--n", "24,36", "--sims", "3", "--analysis", "lmm", "--analysis", "completers", "--dropout", "0.3",
+    res = power_cli("--n", "24,36", "--sims", "3", "--analysis", "lmm", "--analysis", "completers", "--dropout", "0.3",
               "--workers", "1", "--json", "--out", out, "--no-progress")
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)
@@ -568,7 +551,7 @@ def test_cli_runs_and_writes_outputs(cli, tmp_path):
         assert (out / name).is_file(), name
     raw = pd.read_parquet(out / "raw.parquet")
     assert len(raw) == 2 * 3 * 3
-    table = cli("--n", "24,36", "--sims", "3", "--dropout", "0.3", "--workers", "1", "--no-progress")
+    table = power_cli("--n", "24,36", "--sims", "3", "--dropout", "0.3", "--workers", "1", "--no-progress")
     assert table.exit_code == 0 and "Smallest n reaching power 0.8" in table.stdout
 
 

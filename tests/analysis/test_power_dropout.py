@@ -7,8 +7,6 @@ import json
 
 import numpy as np
 import pytest
-import typer
-from typer.testing import CliRunner
 
 from analysis.power import (PowerDesign, calibrate_dropout, calibrate_dropout_per_visit, load_power_design,
                             run_power, simulate_gaussian)
@@ -82,39 +80,24 @@ def test_design_file_with_per_visit_dropout(tmp_path):
         load_power_design(f)
 
 
-@pytest.fixture(scope="module")
-def cli():
-    from analysis.cli_power import power
-
-    app = typer.Typer()
-
-    @app.callback()
-    def _root() -> None:
-        """rajak (test harness)."""
-
-    app.command()(power)
-    runner = CliRunner()
-    return lambda *args: runner.invoke(app, ["power", *map(str, args)])
-
-
 @pytest.mark.parametrize("value, message", [
     ("0.1,0.2", "2 per-visit hazards [0.1, 0.2] but the design has 3 post-baseline visits"),
     ("0.1,x,0.2", "--dropout must be a number or a comma-separated list"),
     ("0.1,1.0,0.2", "--dropout values must be in [0, 1), got 1"),
 ])
-def test_cli_bad_per_visit_dropout_is_one_line_and_exit_2(cli, value, message):
-    res = cli("--n", "30", "--dropout", value, "--sims", "2", "--workers", "1")
+def test_cli_bad_per_visit_dropout_is_one_line_and_exit_2(power_cli, value, message):
+    res = power_cli("--n", "30", "--dropout", value, "--sims", "2", "--workers", "1")
     assert res.exit_code == 2
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("rajak: error: ") and message in lines[0]
 
 
-def test_cli_per_visit_dropout(cli):
-    res = cli("--n", "30", "--sims", "2", "--generator", "gaussian", "--dropout", "0.1,0.15,0.2", "--workers", "1",
+def test_cli_per_visit_dropout(power_cli):
+    res = power_cli("--n", "30", "--sims", "2", "--generator", "gaussian", "--dropout", "0.1,0.15,0.2", "--workers", "1",
               "--json", "--no-progress")
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)
     assert doc["design"]["dropout"] == list(HZ)
-    one = json.loads(cli("--n", "30", "--sims", "2", "--generator", "gaussian", "--dropout", "0.3", "--workers", "1",
+    one = json.loads(power_cli("--n", "30", "--sims", "2", "--generator", "gaussian", "--dropout", "0.3", "--workers", "1",
                          "--json", "--no-progress").stdout)
     assert one["design"]["dropout"] == 0.3
