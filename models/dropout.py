@@ -79,13 +79,39 @@ current change of spine BMD from baseline), :math:`\beta` = ``activity_log_odds`
 ``dependence="slope"`` there is no exact mapping (:math:`\psi_{\text{slope}} \approx \delta\,
 \bar\tau`, the mean time at risk in years).
 
-Because the hazard depends on the patient's effects they are explicit here, parameterised as in
-:mod:`models.trajectory`'s ``"centred_intercept"``: the intercept :math:`a_{0i}` is a parameter
-centred in location and scale (its prior :math:`N(b_0 + b_2 r, L_{00})` is part of each mixture
-component), the slope non-centred given the intercept, :math:`a_{1i} = b_1 + b_3 r
-+ (L_{10}/L_{00})(a_{0i} - b_0 - b_2 r) + L_{11} z_{1i}`, :math:`z_{1i} \sim N(0, 1)`, with
-:math:`\Sigma = L L^\top`. For a patient with undefined status the same :math:`(a_{0i}, z_{1i})`
-enter both components, so the mixture is exact. Priors:
+The hazard depends on the patient's effects :math:`a_i = (a_{0i}, a_{1i})`, which are integrated
+out rather than sampled (explicit per-patient effects mixed badly: bulk ESS 210-455 of 4000 and
+R-hat up to 1.013 on a 400-patient study, failing at the twin's femoral neck). Per component
+:math:`r`, with :math:`D_i` the patient's dropout history,
+
+.. math::
+
+    p(y_i, D_i \mid r) = p(y_i \mid r) \int p(D_i \mid a)\, p(a \mid y_i, r)\, da,
+
+where :math:`p(y_i \mid r)` is the marginal normal likelihood of :mod:`models.marginal` (exact)
+and :math:`p(a \mid y_i, r) = N(\mu_i, A_i^{-1})` is the Gaussian conditional of the effects
+given the patient's BMD rows, :math:`A_i = \Sigma^{-1} + Z_i^\top Z_i / \sigma^2`,
+:math:`\mu_i = m_r + A_i^{-1} Z_i^\top (y_i - Z_i m_r) / \sigma^2` (:math:`m_r` the fixed part
+:math:`(b_0 + b_2 r, b_1 + b_3 r)`). The integral is a product Gauss-Hermite rule in the
+factorisation :math:`p(a_1 \mid y)\, p(a_0 \mid a_1, y)`: :math:`K_1` nodes along the slope and
+:math:`K_0` along the intercept given the slope (``quadrature_nodes``, default
+:data:`QUADRATURE_NODES` = (12, 1)). One intercept node suffices because :math:`a_0` enters only
+the denominator of the % change and is known to about the DXA precision given the baseline scan.
+Measured error of the log-likelihood against a (60, 15)-node rule, at 20 posterior draws of fits
+on the twin and on a 400-patient MNAR study (both sites): at most 5.4e-3 with the default (12, 1),
+nearly all of it from the single intercept node (the same with 7 to 15 slope nodes); (9, 3) nodes
+gave at most 2e-5 on one set of draws but 2.3e-2 on another (twin femoral neck, from the slope
+direction). Away from the posterior (large :math:`|\psi|` with a wide slope distribution, where
+the integrand is a near step) the error grows to order 1, so a prior that puts much mass on
+:math:`|\psi| > 1` deserves more nodes. On that study the explicit-effects model (which did not
+converge) and the integrated one gave the same :math:`\psi` posterior (mean -0.328 vs -0.332,
+spine; -0.281 vs -0.283, femoral neck; 4 x 1000 draws); the integrated one passed every
+diagnostic at both sites of the twin and of the study (min bulk ESS 1193-2088 of 4000, R-hat
+<= 1.003, no divergences). Sampling cost, 4 x (1000 + 1000), 2 cores, warm: 10-12 s on the twin,
+89-95 s on 400 patients.
+
+The risk rows enter as dense ``(patient, visit)`` arrays with an at-risk mask (dropout is
+monotone), so the hazard is evaluated without scatter operations. Priors:
 :math:`\psi \sim N(\mu_\psi, s_\psi)`, :math:`\alpha_v \sim N(\mu_\alpha, s_\alpha)`,
 :math:`\beta \sim N(0, s_\beta)`, :math:`\kappa \sim N(0, s_\kappa)` (:class:`DropoutPriors`;
 they are data, so a user can explore the prior on :math:`\psi` without recompiling).
@@ -119,6 +145,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "DEPENDENCES",
+    "QUADRATURE_NODES",
     "DAS28_CENTRE",
     "DropoutData",
     "DropoutPriors",
@@ -133,7 +160,10 @@ __all__ = [
 DEPENDENCES: tuple[str, ...] = ("current_change", "slope")
 #: Centre of the last observed DAS28 in the hazard (the simulator's, the DAS28 remission/LDA cut).
 DAS28_CENTRE = 3.2
-_MODEL_VERSION = 1
+#: Gauss-Hermite nodes of the selection model's hazard integral: along the slope :math:`a_1`
+#: and along the intercept given the slope (see the module docstring for the measured error).
+QUADRATURE_NODES: tuple[int, int] = (12, 1)
+_MODEL_VERSION = 2  # 2: effects integrated out of the selection model (was explicit)
 
 _TRAJECTORY_REPORTED = (
     "b",
@@ -398,14 +428,22 @@ def _data_arrays(
         "dropout_prior": dpriors.to_array(),
     }
     if selection:
-        arrays.update(
-            risk_patient=d.risk_patient,
-            risk_visit=d.risk_visit,
-            risk_t=d.risk_t,
-            risk_das28=d.risk_das28,
-            risk_event=d.risk_event,
-        )
+        arrays.update(risk_wide(d))
     return arrays
+
+
+def risk_wide(d: DropoutData) -> dict[str, np.ndarray]:
+    r"""The risk rows as dense ``(patient, visit)`` arrays (monotone dropout: patient :math:`i` is
+    at risk at visits :math:`0, \dots, V_i - 1` and nowhere after): ``risk_mask`` 1 where at
+    risk, ``risk_event_w`` 1 at the dropout visit, ``risk_das28_w`` the last observed DAS28 minus
+    :data:`DAS28_CENTRE` (0 where not at risk), and ``visit_t`` the visits' times in years."""
+    shape = (d.n_patients, d.visit_months.shape[0])
+    mask, event, das = np.zeros(shape), np.zeros(shape), np.zeros(shape)
+    mask[d.risk_patient, d.risk_visit] = 1.0
+    event[d.risk_patient, d.risk_visit] = d.risk_event
+    das[d.risk_patient, d.risk_visit] = d.risk_das28
+    return {"risk_mask": mask, "risk_event_w": event, "risk_das28_w": das,
+            "visit_t": d.visit_months / 12.0}
 
 
 def _coords(d: DropoutData, selection: bool) -> dict[str, Any]:
@@ -421,7 +459,6 @@ def _coords(d: DropoutData, selection: bool) -> dict[str, Any]:
         "kcoef": ["intercept", "das28_change"],
     }
     if selection:
-        coords["risk"] = np.arange(d.risk_event.shape[0])
         coords["visit"] = [f"month {m:g}" for m in d.visit_months]
     return coords
 
@@ -430,6 +467,43 @@ def _per_patient(v: Any, idx: Any, n: Any) -> Any:
     import pytensor.tensor as pt
 
     return pt.inc_subtensor(pt.zeros(n)[idx], v)
+
+
+def _gauss_hermite(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes and weights of the n-point Gauss-Hermite rule for a standard normal (sum of w = 1)."""
+    x, w = np.polynomial.hermite.hermgauss(n)
+    return np.sqrt(2.0) * x, w / w.sum()
+
+
+def _effects_conditional(
+    sums: dict[str, Any], m0: Any, m1: Any, l00: Any, l10: Any, l11: Any, sigma: Any
+) -> dict[str, Any]:
+    r"""Per patient, the Gaussian conditional of :math:`(a_0, a_1)` given the BMD rows.
+
+    ``sums`` holds the per-patient :math:`n_i, \sum t, \sum t^2, \sum y, \sum t y`; ``m0, m1``
+    the fixed part of the effects (component :math:`r`). Returns the conditional means ``mu0``,
+    ``mu1``, the SD of :math:`a_1` (``sd1``), the regression of :math:`a_0` on :math:`a_1`
+    (``k01``) and the conditional SD of :math:`a_0` given :math:`a_1` (``sd0``), from
+    :math:`A_i` (module docstring): with :math:`A_i = [[a, b], [b, c]]`,
+    :math:`\mathrm{Var}(a_1) = a/|A_i|`, :math:`E(a_0 \mid a_1)` has slope :math:`-b/a` and
+    :math:`\mathrm{Var}(a_0 \mid a_1) = 1/a`.
+    """
+    import pytensor.tensor as pt
+
+    s00, s01, s11 = l00**2, l00 * l10, l10**2 + l11**2  # Sigma = L L^T
+    det_sigma = (l00 * l11) ** 2
+    inv_s2 = 1.0 / sigma**2
+    n, s1, s2 = sums["n"], sums["t"], sums["tt"]
+    a = s11 / det_sigma + inv_s2 * n
+    b = -s01 / det_sigma + inv_s2 * s1
+    c = s00 / det_sigma + inv_s2 * s2
+    det_a = a * c - b * b
+    r0 = sums["y"] - n * m0 - s1 * m1  # Z_i' r_i
+    r1 = sums["ty"] - s1 * m0 - s2 * m1
+    mu0 = m0 + inv_s2 * (c * r0 - b * r1) / det_a
+    mu1 = m1 + inv_s2 * (a * r1 - b * r0) / det_a
+    return {"mu0": mu0, "mu1": mu1, "sd1": pt.sqrt(a / det_a), "k01": -b / a,
+            "sd0": 1.0 / pt.sqrt(a)}
 
 
 def _log_sigmoid(x: Any) -> Any:
@@ -558,9 +632,6 @@ class _DropoutModelBase:
         m = self.pymc_model
         m.set_dim("obs", d.n_obs, coord_values=np.arange(d.n_obs))
         m.set_dim("patient", d.n_patients, coord_values=d.patient_ids)
-        if self._selection:
-            n_risk = d.risk_event.shape[0]
-            m.set_dim("risk", n_risk, coord_values=np.arange(n_risk))
         for name, value in arrays.items():
             m.set_data(name, value)
         self.prepared, self.priors, self.dropout_priors = d, priors, dpriors
@@ -585,11 +656,13 @@ class SelectionModel(_DropoutModelBase):
 
     dependence: str = "current_change"
     hazard_das28: bool = True
+    quadrature_nodes: tuple[int, int] = QUADRATURE_NODES
     _kind = "selection"
     _selection = True
 
     def _spec(self) -> dict[str, Any]:
-        return {**super()._spec(), "dependence": self.dependence, "hazard_das28": self.hazard_das28}
+        return {**super()._spec(), "dependence": self.dependence, "hazard_das28": self.hazard_das28,
+                "quadrature_nodes": list(self.quadrature_nodes)}
 
 
 def _data_block(arrays: dict[str, np.ndarray], selection: bool) -> dict[str, Any]:
@@ -606,8 +679,9 @@ def _data_block(arrays: dict[str, np.ndarray], selection: bool) -> dict[str, Any
         "dps": pm.Data("dropout_prior", arrays["dropout_prior"], dims="dropout_prior_field"),
     }
     if selection:
-        for name in ("risk_patient", "risk_visit", "risk_t", "risk_das28", "risk_event"):
-            out[name] = pm.Data(name, arrays[name], dims="risk")
+        for name in ("risk_mask", "risk_event_w", "risk_das28_w"):
+            out[name] = pm.Data(name, arrays[name], dims=("patient", "visit"))
+        out["visit_t"] = pm.Data("visit_t", arrays["visit_t"], dims="visit")
     return out
 
 
@@ -674,11 +748,12 @@ def build_selection_model(
     priors: TrajectoryPriors | None = None,
     dropout_priors: DropoutPriors | None = None,
     response_month: float = 12,
+    quadrature_nodes: tuple[int, int] = QUADRATURE_NODES,
 ) -> SelectionModel:
     r"""Shared-parameter selection model: trajectory LMM + discrete-time dropout hazard.
 
-    See the module docstring for the model, the parameterisation of the (explicit) patient
-    effects and the mapping of :math:`\psi` to the simulator's ``bmd_log_odds``.
+    See the module docstring for the model, the integration over the patient effects and the
+    mapping of :math:`\psi` to the simulator's ``bmd_log_odds``.
 
     Parameters
     ----------
@@ -694,6 +769,9 @@ def build_selection_model(
     dropout_priors : DropoutPriors, optional
         Including the prior on :math:`\psi`.
     response_month : float
+    quadrature_nodes : (int, int)
+        Gauss-Hermite nodes along the slope and along the intercept given the slope (module
+        docstring; the default's error is measured there).
 
     Returns
     -------
@@ -708,45 +786,57 @@ def build_selection_model(
     dpriors = dropout_priors if dropout_priors is not None else DropoutPriors()
     d = prepare_dropout_data(data, site, response_month=response_month)
     arrays = _data_arrays(d, priors, dpriors, selection=True)
+    nodes = tuple(int(k) for k in quadrature_nodes)
+    if len(nodes) != 2 or min(nodes) < 1:
+        raise ValueError(f"quadrature_nodes must be two positive integers, got {quadrature_nodes!r}")
+    e1, w1 = _gauss_hermite(nodes[0])
+    e0, w0 = _gauss_hermite(nodes[1])
+    # flattened (slope node, intercept node) grid: K = K1 * K0 points
+    e1k, e0k = np.repeat(e1, nodes[1]), np.tile(e0, nodes[0])
+    log_w = np.log(np.repeat(w1, nodes[1]) * np.tile(w0, nodes[0]))
     with pm.Model(coords=_coords(d, selection=True)) as m:
         db = _data_block(arrays, selection=True)
         n = db["undefined"].shape[0]
         dps = db["dps"]
         status_ll, logit_pi = _status_part(dps, arrays)
         c = _common_parameters(db["ps"])
-        beta, t, pidx = c["beta"], db["t"], db["pidx"]
-        l00, l10, l11 = c["l00"], c["l10"], c["l11"]
+        beta, t, pidx, y = c["beta"], db["t"], db["pidx"], db["y_std"]
+        l00, l10, l11, sigma = c["l00"], c["l10"], c["l11"], c["sigma"]
         y_loc, y_scale = db["y_loc"], db["y_scale"]
 
         psi = pm.Normal("psi", dps[0], dps[1])
         alpha = pm.Normal("alpha", dps[2], dps[3], dims="visit")
-        eta0 = alpha[db["risk_visit"]]
+        mask, ev = db["risk_mask"], db["risk_event_w"]
+        eta0 = alpha[None, :] * pt.ones_like(mask)  # (patient, visit)
         if hazard_das28:
             beta_das = pm.Normal("beta_das28", 0.0, dps[4])
-            eta0 = eta0 + beta_das * db["risk_das28"]
-        a0 = pm.Flat("theta0_std", dims="patient")
-        z1 = pm.Normal("z1_patient", 0.0, 1.0, dims="patient")
-        rp, ev = db["risk_patient"], db["risk_event"]
-        base = y_loc + y_scale * a0  # the patient's intercept in g/cm^2
+            eta0 = eta0 + beta_das * db["risk_das28_w"]
+        # psi times the patient's annual % change gives the logit term, per visit
+        scale_v = psi * (db["visit_t"] if dependence == "current_change" else pt.ones_like(db["visit_t"]))
+        sums = {"n": _per_patient(pt.ones_like(t), pidx, n), "t": _per_patient(t, pidx, n),
+                "tt": _per_patient(t * t, pidx, n), "y": _per_patient(y, pidx, n),
+                "ty": _per_patient(t * y, pidx, n)}
         lps = []
         for r in (0.0, 1.0):
-            m0 = beta[0] + beta[2] * r
-            u0 = a0 - m0
-            a1 = beta[1] + beta[3] * r + (l10 / l00) * u0 + l11 * z1
-            lp = -0.5 * (u0 / l00) ** 2 - pt.log(l00) - 0.5 * np.log(2 * np.pi)
-            resid = (db["y_std"] - a0[pidx] - a1[pidx] * t) / c["sigma"]
-            lp = lp + _per_patient(-0.5 * resid**2 - pt.log(c["sigma"]) - 0.5 * np.log(2 * np.pi),
-                                   pidx, n)
-            pct_slope = 100.0 * y_scale * a1 / base  # annual % change
-            x = pct_slope[rp] * (db["risk_t"] if dependence == "current_change" else 1.0)
-            eta = eta0 + psi * x
-            lp = lp + _per_patient(ev * _log_sigmoid(eta) + (1.0 - ev) * _log_sigmoid(-eta), rp, n)
-            lps.append(lp)
+            m0, m1 = beta[0] + beta[2] * r, beta[1] + beta[3] * r
+            lp_y = marginal_loglik_per_patient(y - m0 - m1 * t, t, pidx, n, l00, l10, l11, sigma)
+            cond = _effects_conditional(sums, m0, m1, l00, l10, l11, sigma)
+            # the effects at the nodes, (patient, node)
+            a1 = cond["mu1"][:, None] + cond["sd1"][:, None] * e1k[None, :]
+            a0 = (cond["mu0"][:, None] + (cond["k01"] * cond["sd1"])[:, None] * e1k[None, :]
+                  + cond["sd0"][:, None] * e0k[None, :])
+            pct_slope = 100.0 * y_scale * a1 / (y_loc + y_scale * a0)  # annual % change
+            eta = eta0[:, :, None] + scale_v[None, :, None] * pct_slope[:, None, :]  # (patient, visit, node)
+            # log h = log sigmoid(eta) at the dropout visit, log(1 - h) = log sigmoid(eta) - eta
+            # before it: one softplus per element
+            ll = mask[:, :, None] * (_log_sigmoid(eta) - (1.0 - ev[:, :, None]) * eta)
+            lp_d = pm.math.logsumexp(ll.sum(axis=1) + log_w[None, :], axis=1)
+            lps.append(lp_y + lp_d)
         pm.Potential("status_regression", status_ll)
         pm.Potential("joint_mixture", _mixture(lps[0], lps[1], logit_pi))
-        _reported(beta, c["tau"], c["rho"], c["sigma"])
+        _reported(beta, c["tau"], c["rho"], sigma)
     return SelectionModel(
         pymc_model=m, site=site, priors=priors, dropout_priors=dpriors, prepared=d,
         response_month=response_month, data_values=arrays, dependence=dependence,
-        hazard_das28=hazard_das28,
+        hazard_das28=hazard_das28, quadrature_nodes=nodes,
     )
