@@ -73,14 +73,16 @@ class ResponderRule:
     ----------
     kind
         ``"eular"``: good or moderate EULAR response (``"eular_good"``: good only);
-        ``"das28_fall"``: a fall in DAS28-CRP of more than ``threshold``.
+        ``"das28_fall"``: a fall in DAS28-CRP of more than ``threshold``;
+        ``"cdai50"``: an improvement of cDAI by at least 50 % of its baseline value (the CDAI50
+        response of Aletaha & Smolen; for files with cDAI but no DAS28-CRP).
     month
         The visit at which response is assessed against baseline.
     threshold
         Used by ``"das28_fall"``.
     """
 
-    kind: Literal["eular", "eular_good", "das28_fall"] = "eular"
+    kind: Literal["eular", "eular_good", "das28_fall", "cdai50"] = "eular"
     month: float = 12
     threshold: float = 1.2
 
@@ -90,6 +92,8 @@ class ResponderRule:
             return f"EULAR good or moderate response (DAS28-CRP, baseline vs month {self.month:g})"
         if self.kind == "eular_good":
             return f"EULAR good response (DAS28-CRP, baseline vs month {self.month:g})"
+        if self.kind == "cdai50":
+            return f"cDAI improvement >= 50 % from baseline to month {self.month:g} (CDAI50)"
         return f"DAS28-CRP fall > {self.threshold:g} from baseline to month {self.month:g}"
 
 
@@ -103,18 +107,35 @@ def classify_responders(frame: pd.DataFrame, rule: ResponderRule | None = None) 
     """
     rule = rule or ResponderRule()
     patients = pd.Index(pd.unique(frame["patient_id"]), name="patient_id")
-    if "das28_crp" in frame.columns:
-        das = frame.pivot_table(index="patient_id", columns="month", values="das28_crp", aggfunc="first")
-        das = das.reindex(patients)
-    else:
-        das = pd.DataFrame(index=patients)
-    def _at(month: float) -> pd.Series:
-        cols = [c for c in das.columns if float(c) == float(month)]
-        return das[cols[0]].astype(float) if cols else pd.Series(np.nan, index=patients)
+    user_given = "responder" in frame.columns and frame["responder"].notna().any()
+    score = "cdai" if rule.kind == "cdai50" else "das28_crp"
+    if score not in frame.columns and not user_given:
+        need = ("a 'cdai' column (or its components)" if score == "cdai" else
+                "a 'das28_crp' column (or its components); with cDAI only, use the rule kind 'cdai50'")
+        raise ValueError(f"responder status by the rule '{rule.describe()}' needs {need}, or a 'responder' "
+                         f"column")
 
-    base, at = _at(0), _at(rule.month)
+    def _scores(col: str) -> pd.DataFrame:
+        if col not in frame.columns:
+            return pd.DataFrame(index=patients)
+        return frame.pivot_table(index="patient_id", columns="month", values=col,
+                                 aggfunc="first").reindex(patients)
+
+    das = _scores("das28_crp")
+
+    def _at(tab: pd.DataFrame, month: float) -> pd.Series:
+        cols = [c for c in tab.columns if float(c) == float(month)]
+        return tab[cols[0]].astype(float) if cols else pd.Series(np.nan, index=patients)
+
+    base, at = _at(das, 0), _at(das, rule.month)
     eular = eular_response(base.to_numpy(), at.to_numpy())
-    if rule.kind == "eular":
+    if rule.kind == "cdai50":
+        cd = _scores("cdai")
+        c0, c1 = _at(cd, 0).to_numpy(), _at(cd, rule.month).to_numpy()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            improved = np.round(c0 - c1, 6) >= 0.5 * c0
+        derived = np.where(np.isnan(c0) | np.isnan(c1), None, improved)
+    elif rule.kind == "eular":
         derived = np.where(eular == None, None, np.isin(eular, ["good", "moderate"]))  # noqa: E711
     elif rule.kind == "eular_good":
         derived = np.where(eular == None, None, eular == "good")  # noqa: E711
@@ -128,7 +149,7 @@ def classify_responders(frame: pd.DataFrame, rule: ResponderRule | None = None) 
         "responder": pd.array(derived, dtype="boolean"),
     }, index=patients)
     out["responder_source"] = "derived"
-    if "responder" in frame.columns and frame["responder"].notna().any():
+    if user_given:
         user = frame.groupby("patient_id", sort=False)["responder"].first().reindex(patients)
         has = user.notna()
         out.loc[has, "responder"] = user[has].astype("boolean")
@@ -219,17 +240,22 @@ def derive(frame: pd.DataFrame, rule: ResponderRule | None = None,
            reference: TScoreReference | None = None, endpoint_month: float = 12) -> pd.DataFrame:
     """The analysis-ready frame: the validated input plus derived columns.
 
-    Adds, where absent, ``das28_crp`` and ``cdai`` from their components; then ``tscore_<site>``
+    Adds, where absent, ``das28_crp`` and ``cdai`` from their components (and fills their blank
+    cells from the components where those are recorded); then ``tscore_<site>``
     (unless supplied), ``pct_change_<site>``, ``tscore_change_<site>``, and the per-patient
     ``responder``, ``responder_status``, ``responder_source``, ``eular_response``, ``completer``,
     ``last_visit`` and ``dropout_month``. The input frame is not modified.
     """
     out = frame.copy()
     comps = {"tjc28", "sjc28", "crp_mg_l", "patient_global_mm"}
-    if "das28_crp" not in out.columns and comps <= set(out.columns):
-        out["das28_crp"] = das28_crp(out["tjc28"], out["sjc28"], out["crp_mg_l"], out["patient_global_mm"])
-    if "cdai" not in out.columns and {"tjc28", "sjc28", "patient_global_mm", "evaluator_global_mm"} <= set(out.columns):
-        out["cdai"] = cdai(out["tjc28"], out["sjc28"], out["patient_global_mm"], out["evaluator_global_mm"])
+    if comps <= set(out.columns):  # the column where absent, its blank cells where present
+        calc = pd.Series(das28_crp(out["tjc28"], out["sjc28"], out["crp_mg_l"], out["patient_global_mm"]),
+                         index=out.index, dtype=float)
+        out["das28_crp"] = out["das28_crp"].fillna(calc) if "das28_crp" in out.columns else calc
+    if {"tjc28", "sjc28", "patient_global_mm", "evaluator_global_mm"} <= set(out.columns):
+        calc = pd.Series(cdai(out["tjc28"], out["sjc28"], out["patient_global_mm"], out["evaluator_global_mm"]),
+                         index=out.index, dtype=float)
+        out["cdai"] = out["cdai"].fillna(calc) if "cdai" in out.columns else calc
     for site in SITES:
         col = f"bmd_{site}"
         if col not in out.columns:

@@ -20,6 +20,7 @@ import pandera.pandas as pa
 
 from analysis.schema import (
     BASELINE_COVARIATES,
+    CDAI_COMPONENTS,
     DAS28_COMPONENTS,
     MEASUREMENT_COLUMNS,
     REQUIRED,
@@ -149,6 +150,18 @@ def _where(fmt: str, idx: int) -> str:
     return f"line {idx + 2}" if fmt == "csv" else f"row {idx + 1}"
 
 
+def _show(value: Any) -> str:
+    """A value as the user wrote it: numbers plainly (``-2.5``, not ``np.float64(-2.5)``), text
+    quoted, a missing value as ``(empty)``."""
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return "(empty)"
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return f"{float(value):g}"
+    return repr(str(value))
+
+
 def read_table(path: str | Path, encoding: str = "utf-8") -> tuple[pd.DataFrame, str, bytes]:
     """Read a CSV or Parquet file as strings/values without interpretation.
 
@@ -168,16 +181,22 @@ def read_table(path: str | Path, encoding: str = "utf-8") -> tuple[pd.DataFrame,
     if not raw.strip():
         raise DataValidationError(f"{name}: empty file")
     if ext == ".csv":
-        if raw[:4] == b"PAR1" or b"\x00" in raw[:4096]:
-            raise DataValidationError(f"{name}: not a CSV file (binary content)")
+        default = encoding.lower().replace("_", "-") in ("utf-8", "utf8")
+        if default and raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
+            encoding, default = "utf-16", False  # a byte-order mark says which: unambiguous
+        if raw[:4] == b"PAR1" or (default and b"\x00" in raw[:4096]):
+            raise DataValidationError(f"{name}: not a CSV file (binary content; if it is text in another "
+                                      f"encoding, give it, e.g. --encoding utf-16)")
         try:
-            text = raw.decode("utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding)
+            text = raw.decode("utf-8-sig" if default else encoding)
         except UnicodeDecodeError as err:
             raise DataValidationError(
                 f"{name}: unreadable encoding: byte 0x{raw[err.start]:02x} at position {err.start} is not valid "
                 f"{encoding} (save the file as UTF-8 or give its encoding)") from None
         except LookupError:
             raise DataValidationError(f"{name}: unknown encoding {encoding!r}") from None
+        if "\x00" in text:
+            raise DataValidationError(f"{name}: not a CSV file (NUL characters after decoding as {encoding})")
         try:
             df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skipinitialspace=True)
         except pd.errors.EmptyDataError:
@@ -231,20 +250,23 @@ def _schema_problems(err: pa.errors.SchemaErrors, df: pd.DataFrame, fmt: str, na
         raw_value = df.at[idx, col] if col in df.columns else r["failure_case"]
         pid = df.at[idx, "patient_id"] if "patient_id" in df.columns else None
         s = spec(col)
-        if kind == "coerce":
-            what = f"non-numeric value {raw_value!r}"
+        shown = _show(raw_value)
+        if col == "month" and shown == "(empty)":
+            what = "missing month (every row needs one; 0 = baseline)"
+        elif kind == "coerce":
+            what = f"non-numeric value {shown}"
         elif s is not None and s.kind == "sex":
-            what = f"value {raw_value!r} is not a sex (expected F or M)"
+            what = f"value {shown} is not a sex (expected F or M)"
         elif col == "month":
-            what = f"value {raw_value!r} is not a valid month (must be >= 0)"
+            what = f"value {shown} is not a valid month (must be >= 0)"
         elif s is not None and col.startswith("bmd_"):
-            what = f"value {raw_value!r} outside the physiological range {s.range_text()}"
+            what = f"value {shown} outside the physiological range {s.range_text()}"
         elif s is not None and col == "prednisolone_mg" and float(raw_value) < 0:
-            what = f"negative dose {raw_value!r}"
+            what = f"negative dose {shown}"
         elif s is not None:
-            what = f"value {raw_value!r} outside the allowed range {s.range_text()}"
+            what = f"value {shown} outside the allowed range {s.range_text()}"
         else:
-            what = f"invalid value {raw_value!r}"
+            what = f"invalid value {shown}"
         who = f" (patient {pid})" if pid is not None and not pd.isna(pid) else ""
         problems.append(Problem(f"{name}, {_where(fmt, idx)}{who}: column '{col}': {what}",
                                 col, idx, None if pid is None else str(pid), raw_value))
@@ -280,7 +302,7 @@ def _normalise_text(df: pd.DataFrame, name: str, fmt: str) -> tuple[pd.DataFrame
             if isinstance(v, tuple):
                 pidv = out.at[idx, "patient_id"] if "patient_id" in out.columns else None
                 problems.append(Problem(
-                    f"{name}, {_where(fmt, idx)} (patient {pidv}): column 'responder': value {v[1]!r} is not "
+                    f"{name}, {_where(fmt, idx)} (patient {pidv}): column 'responder': value {_show(v[1])} is not "
                     f"a responder flag (expected true/false, yes/no, 1/0)", "responder", idx, pidv, v[1]))
         out["responder"] = pd.array([None if isinstance(v, tuple) or pd.isna(v) else bool(v) for v in mapped],
                                     dtype="boolean")
@@ -310,7 +332,7 @@ def _structure_problems(df: pd.DataFrame, name: str, fmt: str) -> list[Problem]:
                 i1 = vals.index[(vals != vals.iloc[0]).to_numpy()][0]
                 problems.append(Problem(
                     f"{name}, {_where(fmt, i1)}: column '{col}' changes within patient {pid} "
-                    f"({vals.iloc[0]!r} at {_where(fmt, i0)}, {vals.at[i1]!r} at {_where(fmt, i1)})",
+                    f"({_show(vals.iloc[0])} at {_where(fmt, i0)}, {_show(vals.at[i1])} at {_where(fmt, i1)})",
                     col, int(i1), str(pid), vals.at[i1]))
     return problems
 
@@ -363,11 +385,12 @@ def load_dataset(path: str | Path, column_map: Mapping[str, str] | None = None, 
     if problems:
         raise DataValidationError(problems)
     has_activity = ("das28_crp" in df.columns or set(DAS28_COMPONENTS) <= set(df.columns)
+                    or "cdai" in df.columns or set(CDAI_COMPONENTS) <= set(df.columns)
                     or "responder" in df.columns)
     if not has_activity:
         raise DataValidationError(
-            f"{name}: no disease activity: need column 'das28_crp', its components "
-            f"({', '.join(DAS28_COMPONENTS)}) or a 'responder' column")
+            f"{name}: no disease activity: need column 'das28_crp' or 'cdai', their components "
+            f"({', '.join(dict.fromkeys([*DAS28_COMPONENTS, *CDAI_COMPONENTS]))}) or a 'responder' column")
 
     # exclusion rule: a visit row with no recorded value at all carries no information
     measured = [c for c in MEASUREMENT_COLUMNS if c in df.columns]
@@ -392,6 +415,10 @@ def _report(frame: pd.DataFrame, name: str, mapping: dict[str, str], excluded: l
     if drops.isna().any():
         notes.append(f"{int(drops.isna().sum())} non-completer(s) attended the last scheduled visit "
                      f"but had no DXA at month {endpoint_month:g}")
+    if "responder" in frame.columns and frame["responder"].notna().any():
+        given = int(frame.groupby("patient_id")["responder"].first().notna().sum())
+        notes.append(f"responder status user-supplied for {given} of {frame['patient_id'].nunique()} patients "
+                     f"(column 'responder'; overrides the derived status and is reported as user-supplied)")
     known = {c for c in frame.columns if spec(c) is not None}
     return ValidationReport(
         file=name,

@@ -364,7 +364,23 @@ PARAMETER_SOURCES: dict[str, str] = {
     "intercept_corr": "assumption: spine-hip BMD correlation ~0.6",
     "slope_corr": "assumption: spine-hip change correlation ~0.5",
     "activity.baseline_mean": "DAS28 5.17 +/- 1.07 (Marotte 2007), 5.05 (tofacitinib study)",
+    "activity.baseline_sd": "DAS28 SD ~1.1 (Marotte 2007): 0.28 severity units x ~4 DAS28 per unit",
     "activity.improvement_*": "calibrated to DAS28-CRP p = 0.003 and cDAI p = 0.007 (completers)",
+    "activity.response_time_months": "assumption: JAK-inhibitor response mostly within 2-3 months "
+                                     "(RA-BEAM: DAS28 falls by week 4-12)",
+    "activity.visit_noise_sd": "assumption: visit-to-visit DAS28 variability ~0.3 units (0.08 severity)",
+    "treatment.prednisolone_doses_mg": "assumption: typical daily doses 2.5-10 mg, median 5 mg (Marotte "
+                                       "2007: 5.3 +/- 5.8 mg/day)",
+    "treatment.taper_step_mg": "assumption: tapering in 2.5 mg steps (one tablet size)",
+    "dropout.mechanism": "assumption: MAR (stopping for non-response, RA-BE-REAL); MNAR only in "
+                         "sensitivity studies",
+    "dropout.bmd_log_odds": "assumption: 0 in the twin (no dependence on unobserved BMD); a "
+                            "sensitivity parameter elsewhere",
+    "dropout.p_missed_dxa": "assumption: ~5% of attended visits without a DXA scan",
+    "dropout.p_lack_of_efficacy_if_active": "assumption: most stops in active disease are for lack "
+                                            "of efficacy (RA-BE-REAL)",
+    "lsc_pct": "not a simulator input: least significant change 2.77 x CV, ~2.4% spine and ~1.9% femoral "
+               "neck in RA cohorts (the default ROPE of analysis.posterior)",
     "treatment.p_prednisolone": "Marotte 2007: 62% on glucocorticoids, 5.3 +/- 5.8 mg/day",
     "treatment.p_taper_*": "calibrated to prednisolone p = 0.006",
     "treatment.alp_*": "assumption: ALP ~78 U/l, falls with disease activity; calibrated to p = 0.03",

@@ -76,7 +76,7 @@ def test_bmd_outside_physiological_range(tmp_path, frame):
     df = frame.copy()
     df.loc[0, "bmd_femoral_neck"] = 9.12
     msg = _error(_write(tmp_path, df))
-    assert "line 2" in msg and "'bmd_femoral_neck'" in msg and "9.12" in msg
+    assert "line 2" in msg and "column 'bmd_femoral_neck': value 9.12 outside" in msg
     assert "physiological range 0.2-2.5 g/cm^2" in msg
 
 
@@ -84,7 +84,8 @@ def test_negative_dose(tmp_path, frame):
     df = frame.copy()
     df.loc[2, "prednisolone_mg"] = -5
     msg = _error(_write(tmp_path, df))
-    assert "line 4" in msg and "negative dose" in msg and "prednisolone_mg" in msg
+    assert "line 4" in msg and "column 'prednisolone_mg': negative dose -5" in msg
+    assert "np." not in msg  # the value as written, not numpy's repr
 
 
 def test_duplicate_patient_visit(tmp_path, frame):
@@ -108,9 +109,12 @@ def test_covariate_changes_within_patient(tmp_path, frame):
     df.loc[1, "age"] = df.loc[0, "age"] + 1
     msg = _error(_write(tmp_path, df))
     assert f"column 'age' changes within patient {pid}" in msg and "line 3" in msg
+    assert f"({df.loc[0, 'age']:g} at line 2, {df.loc[1, 'age']:g} at line 3)" in msg
 
 
-@pytest.mark.parametrize("value,fragment", [(-3, "not a valid month"), ("six", "non-numeric value 'six'")])
+@pytest.mark.parametrize("value,fragment", [(-3, "value -3 is not a valid month"),
+                                            ("six", "non-numeric value 'six'"),
+                                            (np.nan, "missing month")])
 def test_bad_month(tmp_path, frame, value, fragment):
     df = frame.astype({"month": object})
     df.loc[3, "month"] = value
@@ -153,6 +157,21 @@ def test_unreadable_encoding(tmp_path, frame):
     ds = load_dataset(p, encoding="latin-1")  # the stated encoding reads it
     assert (ds.frame["centre"] == "Münster").all()
     assert ds.report.passthrough_columns == ["centre"]
+
+
+@pytest.mark.parametrize("codec", ["utf-16", "utf-16-le"])
+def test_utf16_file(tmp_path, frame, codec):
+    """UTF-16 with a byte-order mark is read as is; without one, --encoding says it; undeclared
+    UTF-16 without a BOM is reported as binary with the hint, not read as garbage."""
+    p = tmp_path / "wide.csv"
+    p.write_bytes(frame.assign(centre="Münster").to_csv(index=False).encode(codec))
+    if codec == "utf-16":  # Python's utf-16 writes a BOM
+        ds = load_dataset(p)
+    else:
+        msg = _error(p)
+        assert "not a CSV file (binary content" in msg and "--encoding utf-16" in msg
+        ds = load_dataset(p, encoding=codec)
+    assert ds.report.n_patients == 8 and (ds.frame["centre"] == "Münster").all()
 
 
 def test_file_not_found(tmp_path):
@@ -208,8 +227,27 @@ def test_all_problems_are_collected(tmp_path, frame):
 
 
 def test_no_disease_activity(tmp_path, frame):
-    df = frame.drop(columns=["das28_crp", "tjc28"])
+    df = frame.drop(columns=["das28_crp", "cdai", "tjc28"])
     assert "no disease activity" in _error(_write(tmp_path, df))
+
+
+def test_cdai_only_file(tmp_path, frame):
+    """cDAI alone is disease activity: the file is valid; responders then need the CDAI50 rule
+    (the EULAR rule says clearly that it needs DAS28-CRP)."""
+    from analysis.clinical import ResponderRule, derive
+
+    df = frame.drop(columns=["das28_crp", "tjc28", "sjc28", "crp_mg_l", "patient_global_mm",
+                             "evaluator_global_mm"])
+    ds = load_dataset(_write(tmp_path, df))
+    with pytest.raises(ValueError, match="needs a 'das28_crp' column.*'cdai50'"):
+        derive(ds.frame)
+    d = derive(ds.frame, ResponderRule(kind="cdai50"))
+    per = d.drop_duplicates("patient_id").set_index("patient_id")
+    c = df.pivot_table(index="patient_id", columns="month", values="cdai")
+    expected = (c[0] - c[12]) >= 0.5 * c[0]
+    defined = per["responder"].notna()
+    assert defined.sum() == c[12].notna().sum() > 0
+    assert (per.loc[defined, "responder"].astype(bool) == expected[per.index[defined]]).all()
 
 
 def test_user_responder_column(tmp_path, frame):

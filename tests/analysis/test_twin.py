@@ -89,3 +89,24 @@ def test_search_reproduces_the_shipped_choice(provenance):
 
 def test_default_design_is_the_twin_design(provenance):
     assert Design.from_dict(provenance["design"]) == Design()
+
+
+def _leaves(d: dict, prefix: str = "") -> list[str]:
+    out = []
+    for k, v in d.items():
+        out += _leaves(v, f"{prefix}{k}.") if isinstance(v, dict) else [f"{prefix}{k}"]
+    return out
+
+
+def test_every_design_parameter_has_a_source(provenance):
+    """Each leaf of the design is named in PARAMETER_SOURCES (exactly, as 'group.*', '*.field', a
+    'group.prefix_*' pattern or its whole group), and the twin's JSON carries the current sources."""
+    import fnmatch
+
+    from models.simulate import PARAMETER_SOURCES
+
+    keys = list(PARAMETER_SOURCES)
+    missing = [leaf for leaf in _leaves(Design().to_dict())
+               if not any(fnmatch.fnmatchcase(leaf, k) or leaf.split(".")[0] == k for k in keys)]
+    assert not missing, f"no source for {missing}"
+    assert provenance["parameter_sources"] == PARAMETER_SOURCES
