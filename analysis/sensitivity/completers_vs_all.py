@@ -77,6 +77,7 @@ def completers_vs_all(derived: pd.DataFrame, sites=("spine", "femoral_neck"),
                         f"({c['ci_low'].iloc[0]:.2f} to {c['ci_high'].iloc[0]:.2f}) vs all observed data "
                         f"{a['estimate'].iloc[0]:.2f} ({a['ci_low'].iloc[0]:.2f} to {a['ci_high'].iloc[0]:.2f}).")
     text.append(f"Undefined responder status: {all_res.strategy}.")
+    text += [n + ("" if n.endswith(".") else ".") for n in all_res.notes if n.startswith("MI")]
     return SensitivityResult(name="completers_vs_all", title="Completers only vs all available data (MAR)",
                              table=table, text=text, forest_rows=forest,
                              settings={"strategy": strategy, "mi_imputations": mi_imputations, "seed": seed,

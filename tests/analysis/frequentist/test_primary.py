@@ -107,6 +107,15 @@ def test_mi_estimands_use_shared_names_and_are_reproducible():
     assert (a["method"] == "MI (m=20, Rubin), status imputed by rule").all() and (a["n"] == 46).all()
     ex = mi_estimands(d, sites=("spine",), m=20, seed=5, strategy="exclude")
     assert ex["method"].str.contains("status excluded").all()
+    # exclusion drops the patients of undefined status: n says how many were analysed, and on the
+    # twin (every undefined patient a non-completer) the note says MI repeats the completers analysis
+    status = d.drop_duplicates("patient_id")["responder"]
+    assert (ex["n"] == int(status.notna().sum())).all() and int(status.notna().sum()) < 46
+    assert "repeats the completers analysis" in ex.attrs["note"]
+    est = frequentist_analysis(d, sites=("spine",), strategy="exclude").estimands
+    name = estimand_name("spine", "non-responder", "pct")
+    cc = est[(est["estimand"] == name) & (est["method"] == "completers, t-test")].iloc[0]
+    assert ex.loc[ex["estimand"] == name, "estimate"].iloc[0] == pytest.approx(cc["estimate"], rel=1e-9)
 
 
 def test_heavy_dropout_lmm_is_fitted_with_a_note():
