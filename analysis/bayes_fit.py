@@ -21,7 +21,7 @@ from analysis.groups import UndefinedStrategy, assign_groups
 from analysis.posterior import EstimandDraws
 
 __all__ = ["MODELS", "FREQUENTIST_COUNTERPART", "BayesFit", "analysis_frame", "fit_bayes", "fit_cache_key",
-           "model_names", "compare"]
+           "model_names", "compare", "prior_object"]
 
 
 def _trajectory(likelihood: str) -> Callable[..., Any]:
@@ -106,7 +106,9 @@ def analysis_frame(derived: pd.DataFrame, strategy: UndefinedStrategy = "last_ob
     return out.reset_index(drop=True), text
 
 
-def _priors(name: str, site: str) -> Any:
+def prior_object(name: str, site: str) -> Any:
+    """The :class:`models.trajectory.TrajectoryPriors` of prior set ``name`` at ``site`` (``"default"``
+    is ``"weakly_informative"``)."""
     try:
         from models.priors import prior_set
     except ImportError:  # prior sets not available: only the default
@@ -133,7 +135,7 @@ def fit_bayes(derived: pd.DataFrame, model: str = "lmm", site: str = "spine", pr
     if model not in MODELS:
         raise ValueError(f"unknown model {model!r}; available: {', '.join(model_names())}")
     frame, text = analysis_frame(derived, strategy, rule)
-    prior_obj = _priors(priors, site)
+    prior_obj = prior_object(priors, site)
     built = MODELS[model](frame, site, prior_obj, covariates=covariates)
     key = None
     if cache_dir is not None:
@@ -149,11 +151,14 @@ def fit_bayes(derived: pd.DataFrame, model: str = "lmm", site: str = "spine", pr
                             extra={"cache": "hit", "cache_key": key, "cache_path": str(cached)})
     fit = sample(built, draws=draws, tune=tune, chains=chains, seed=seed, sampler=sampler,
                  target_accept=target_accept, cores=cores)
+    extra: dict[str, Any] = {"cache": "miss" if key else "off", "cache_key": key}
     if key is not None:
-        fit.save(Path(cache_dir) / f"{model}_{site}_{key}.nc")
+        path = Path(cache_dir) / f"{model}_{site}_{key}.nc"
+        fit.save(path)
+        extra["cache_path"] = str(path)
     items = fit_estimands(fit, site, model)
     return BayesFit(model=model, site=site, fit=fit, estimands=items, table=bayes_table(items), strategy=text,
-                    priors=priors, extra={"cache": "miss" if key else "off", "cache_key": key})
+                    priors=priors, extra=extra)
 
 
 def fit_cache_key(model: str, site: str, priors: Any, frame: pd.DataFrame, built: Any, strategy_text: str,

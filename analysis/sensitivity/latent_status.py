@@ -242,7 +242,8 @@ def latent_status_analysis(
     settings = {"sites": list(sites), "kappa_sd": kappa_sd, "response_month": response_month,
                 "draws": draws, "tune": tune, "chains": chains, "cores": cores, "seed": seed,
                 "priors": None if priors is None else repr(priors), "diagnostics": diagnostics,
-                "failed_fits": [k for k, f in fits.items() if not f.passed], "fit_cache": cache.summary()}
+                "failed_fits": [k for k, f in fits.items() if not f.passed], "fit_cache": cache.summary(),
+                "fit_files": list(dict.fromkeys(cache.paths))}
     return SensitivityResult(name="latent_status", title="Latent responder status for dropouts",
                              table=table, text=text, figures=figures, forest_rows=forest_rows,
                              settings=settings, draws=all_draws)

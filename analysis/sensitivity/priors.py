@@ -73,5 +73,8 @@ def prior_sensitivity_analysis(derived: pd.DataFrame, config: Any, label: str | 
     return SensitivityResult(name="priors", title="Prior sensitivity (named prior sets)", table=sensitivity,
                              text=texts, figures=figures, forest_rows=forest.reset_index(drop=True),
                              settings={"sets": sorted(keep["set"].unique()), "draws": config.draws,
-                                       "fit_cache": cache.summary()},
+                                       "fit_cache": cache.summary(),
+                                       "diagnostics": {k: str(f.diagnostics) for k, f in fits.items()},
+                                       "failed_fits": [k for k, f in fits.items() if not f.passed],
+                                       "fit_files": list(dict.fromkeys(cache.paths))},
                              draws={"prior_predictive": pd.concat(tables, ignore_index=True)})

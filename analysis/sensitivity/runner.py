@@ -17,7 +17,7 @@ import pandas as pd
 from analysis.estimands import difference_name, estimand_name
 from analysis.sensitivity.result import FOREST_COLUMNS, SensitivityResult
 
-__all__ = ["ANALYSES", "available", "run_sensitivity", "forest_table", "forest_figure"]
+__all__ = ["ANALYSES", "MAIN_METHODS", "available", "run_sensitivity", "forest_table", "forest_figure"]
 
 
 def _completers_vs_all(derived: pd.DataFrame, config: Any, cache_dir: Path | None = None) -> SensitivityResult:
@@ -61,10 +61,17 @@ def _selection(derived: pd.DataFrame, config: Any, cache_dir: Path | None = None
                                   cache_dir=cache_dir)
 
 
+def _delta_bayes(derived: pd.DataFrame, config: Any, cache_dir: Path | None = None) -> SensitivityResult:
+    from analysis.sensitivity.bayes_delta import bayes_delta_from_config
+
+    return bayes_delta_from_config(derived, config, cache_dir=cache_dir)
+
+
 #: name -> function(derived, config, cache_dir=None) -> SensitivityResult
 ANALYSES: dict[str, Callable[..., SensitivityResult]] = {
     "completers_vs_all": _completers_vs_all,
     "delta": _lazy("delta", "delta_from_config"),
+    "delta_bayes": _delta_bayes,
     "tipping": _lazy("tipping", "tipping_from_config"),
     "reference_based": _lazy("reference_based", "reference_based_from_config"),
     "priors": _priors,
@@ -102,31 +109,49 @@ def run_sensitivity(name: str, derived: pd.DataFrame, config: Any, *,
     return ANALYSES[name](derived, config, cache_dir=None if cache_dir is None else Path(cache_dir))
 
 
-def forest_table(results: list[SensitivityResult], frequentist_estimands: pd.DataFrame, estimand: str) -> pd.DataFrame:
-    """Rows of one estimand across analyses, the frequentist completers result first."""
-    first = frequentist_estimands[(frequentist_estimands["estimand"] == estimand)
-                                  & (frequentist_estimands["method"] == "completers, t-test")]
+#: Main analyses shown after the completers row of the forest plot (frequentist methods by name).
+MAIN_METHODS = ("LMM (REML)", "MMRM (us, REML)")
+
+
+def forest_table(results: list[SensitivityResult], frequentist_estimands: pd.DataFrame, estimand: str,
+                 bayes_estimands: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Rows of one estimand across analyses: the frequentist completers result first (as published),
+    then the main analyses (REML LMM, MMRM, MI, and the Bayesian models of the run when
+    ``bayes_estimands`` is given), then every sensitivity analysis."""
+    fe = frequentist_estimands[frequentist_estimands["estimand"] == estimand]
+    first = fe[fe["method"] == "completers, t-test"]
     rows = [pd.DataFrame({"estimand": estimand, "site": first["site"], "analysis": "completers t-test (as published)",
                           "estimate": first["estimate"], "low": first["ci_low"], "high": first["ci_high"],
                           "kind": "frequentist"})]
+    main = fe[fe["method"].isin(MAIN_METHODS) | fe["method"].str.startswith("MI (")]
+    rows.append(pd.DataFrame({"estimand": estimand, "site": main["site"], "analysis": "main: " + main["method"],
+                              "estimate": main["estimate"], "low": main["ci_low"], "high": main["ci_high"],
+                              "kind": "frequentist"}))
+    if bayes_estimands is not None and len(bayes_estimands):
+        b = bayes_estimands[bayes_estimands["estimand"] == estimand]
+        rows.append(pd.DataFrame({"estimand": estimand, "site": b["site"], "analysis": "main: Bayesian " + b["model"],
+                                  "estimate": b["median"], "low": b["eti_low"], "high": b["eti_high"],
+                                  "kind": "bayesian"}))
     for r in results:
         fr = r.forest_rows[r.forest_rows["estimand"] == estimand].copy()
         fr["analysis"] = r.name + ": " + fr["analysis"].astype(str)
         rows.append(fr)
-    return pd.concat(rows, ignore_index=True)[FOREST_COLUMNS]
+    return pd.concat([r for r in rows if len(r)], ignore_index=True)[FOREST_COLUMNS]
 
 
 def forest_figure(results: list[SensitivityResult], frequentist_estimands: pd.DataFrame, site: str,
-                  label: str | None = None):
-    """Forest plot of the responder - non-responder difference and the non-responders' change."""
+                  label: str | None = None, bayes_estimands: pd.DataFrame | None = None):
+    """Forest plot of the responder - non-responder difference and the non-responders' change across
+    the main analyses and every sensitivity analysis (:func:`forest_table`)."""
     from analysis.plots import forest
 
     keys = [difference_name(site, "pct"), estimand_name(site, "non-responder", "pct")]
     frames = []
     for k in keys:
-        t = forest_table(results, frequentist_estimands, k)
+        t = forest_table(results, frequentist_estimands, k, bayes_estimands)
         t["label"] = [f"{'diff' if k == keys[0] else 'NR'} | {a}" for a in t["analysis"]]
         frames.append(t)
     rows = pd.concat(frames, ignore_index=True)
-    return forest(rows, f"Key estimands across sensitivity analyses, {site} (diff = responders - non-responders, "
+    return forest(rows, f"Key estimands across models and sensitivity analyses, {site} (diff = responders - "
+                        "non-responders, "
                         "NR = non-responders; % change to month 12)", label=label), rows

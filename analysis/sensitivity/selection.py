@@ -217,7 +217,7 @@ def selection_analysis(
                 "psi_priors": [list(p) for p in psi_priors], "response_month": response_month,
                 **settings_kw, "seed": seed, "priors": None if priors is None else repr(priors),
                 "diagnostics": diagnostics, "failed_fits": [k for k, f in fits.items() if not f.passed],
-                "fit_cache": cache.summary()}
+                "fit_cache": cache.summary(), "fit_files": list(dict.fromkeys(cache.paths))}
     return SensitivityResult(name="selection", title="Selection model for MNAR dropout",
                              table=table, text=text, figures=figures, forest_rows=forest_rows,
                              settings=settings, draws=all_draws)

@@ -296,7 +296,10 @@ def _edges(v: np.ndarray) -> np.ndarray:
 
 
 def _heatmap(grids: dict[str, dict[str, dict[str, np.ndarray]]], grid_nr: np.ndarray, grid_r: np.ndarray,
-             flips: pd.DataFrame, unit: str, month: float, label: str | None):
+             flips: pd.DataFrame, unit: str, month: float, label: str | None, interval: str = "95% CI",
+             estimate: str = "pooled estimate",
+             title: str = "Tipping points: delta-adjusted MI (shift of post-dropout values per year after the last "
+                          "DXA)"):
     import matplotlib.pyplot as plt
     from matplotlib.colors import BoundaryNorm, ListedColormap
     from matplotlib.patches import Patch
@@ -340,16 +343,16 @@ def _heatmap(grids: dict[str, dict[str, dict[str, np.ndarray]]], grid_nr: np.nda
                 ax.set_xlim(ex[0], ex[-1])
                 ax.set_ylim(ey[0], ey[-1])
                 ax.grid(False)
-        handles = [Patch(color=colours[0], label="95% CI below 0"), Patch(color=colours[1], label="95% CI includes 0"),
-                   Patch(color=colours[2], label="95% CI above 0"),
+        handles = [Patch(color=colours[0], label=f"{interval} below 0"),
+                   Patch(color=colours[1], label=f"{interval} includes 0"),
+                   Patch(color=colours[2], label=f"{interval} above 0"),
                    plt.Line2D([], [], marker="o", ls="", mfc="white", mec=PALETTE["black"], label="MAR (delta = 0)"),
                    plt.Line2D([], [], marker="D", ls="", mfc=PALETTE["yellow"], mec=PALETTE["black"],
                               label="tipping point on a ray"),
-                   plt.Line2D([], [], color=PALETTE["black"], lw=1.6, label="where the CI class changes"),
-                   plt.Line2D([], [], color=PALETTE["black"], lw=0.5, label=f"pooled estimate (%), month {month:g}")]
+                   plt.Line2D([], [], color=PALETTE["black"], lw=1.6, label=f"where the {interval} class changes"),
+                   plt.Line2D([], [], color=PALETTE["black"], lw=0.5, label=f"{estimate} (%), month {month:g}")]
         fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=7)
-        fig.suptitle("Tipping points: delta-adjusted MI (shift of post-dropout values per year after the last DXA)",
-                     fontsize=10)
+        fig.suptitle(title, fontsize=10)
         _stamp(fig, label)
         fig.tight_layout(rect=(0, 0.07, 1, 0.97))
     return fig
