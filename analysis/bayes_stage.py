@@ -25,7 +25,8 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from analysis.bayes_fit import BayesFit, FREQUENTIST_COUNTERPART, analysis_frame, compare, fit_bayes, MODELS
+from analysis.bayes_fit import (MODELS, FREQUENTIST_COUNTERPART, BayesFit, analysis_frame, compare, fit_bayes,
+                                prior_object)
 from analysis.estimands import SITE_LABELS, difference_name, estimand_name
 from analysis.io import atomic_copy, atomic_write_bytes
 from analysis.model_compare import loo_table
@@ -235,13 +236,6 @@ class BayesStage:
     prior_posterior: list[PriorPosterior] = field(default_factory=list)
 
 
-def _prior_object(name: str, site: str) -> Any:
-    """The prior set ``fit_bayes`` uses for ``name`` at ``site``."""
-    from analysis.bayes_fit import _priors
-
-    return _priors(name, site)
-
-
 def _bands(fit: BayesFit, months=np.linspace(0, 12, 13)) -> pd.DataFrame:
     post = fit.fit.posterior["posterior"].to_dataset()
     rows = []
@@ -318,7 +312,7 @@ def run_bayes_stage(derived: pd.DataFrame, config: Any, freq_estimands: pd.DataF
             stage.figures.append((site, f"Rank plots of {f.model} at {SITE_LABELS[site]} (diagnostics)",
                                   f"rank_{f.model}_{site}"))
             def build(f=f, site=site):
-                return MODELS[f.model](frame, site, _prior_object(config.priors, site))
+                return MODELS[f.model](frame, site, prior_object(config.priors, site))
 
             items = prior_posterior_items(f, build, PRIOR_DRAWS, config.seed, cache_dir)
             if items:

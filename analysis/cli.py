@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -38,6 +39,26 @@ def _err(msg: str) -> None:
 
 def _info(msg: str) -> None:
     typer.echo(msg, err=True)
+
+
+@contextmanager
+def _analysis_errors(source: str):
+    """An analysis that cannot run on valid but unsuitable data (too few patients, an empty group,
+    a rank-deficient design) ends the command with one line and exit status 2, not a traceback.
+    ``RAJAK_DEBUG=1`` re-raises, for developers."""
+    import numpy as np
+
+    try:
+        yield
+    except (DataValidationError, ConfigError):
+        raise
+    except (ValueError, KeyError, IndexError, ZeroDivisionError, np.linalg.LinAlgError) as err:
+        if os.environ.get("RAJAK_DEBUG") == "1":
+            raise
+        what = f"missing {err}" if isinstance(err, KeyError) else str(err).strip().splitlines()[0] if str(err) else ""
+        _err(f"{source}: the analysis cannot run on these data ({type(err).__name__}: {what}); "
+             f"RAJAK_DEBUG=1 shows where")
+        raise typer.Exit(EXIT_BAD_INPUT)
 
 
 def _parse_map(items: list[str] | None) -> dict[str, str]:
@@ -140,23 +161,47 @@ def frequentist(
     cfg, ds, derived = _load_derived(data, config, strategy, seed, map_)
     _info(f"{ds.label}: fitting completers tests, LMM and MMRM per site"
           + (f", {imputations} imputations" if imputations else ""))
-    res = frequentist_analysis(derived, cfg.sites, cfg.undefined_responders, cfg.responder.rule(),
-                               cfg.endpoint_month, mi_imputations=imputations, seed=cfg.seed)
-    rep = replication_table(paper_analysis(derived, cfg.endpoint_month))
+    with _analysis_errors(ds.source):
+        res = frequentist_analysis(derived, cfg.sites, cfg.undefined_responders, cfg.responder.rule(),
+                                   cfg.endpoint_month, mi_imputations=imputations, seed=cfg.seed,
+                                   mmrm_covariances=cfg.mmrm_covariances)
+        rep = replication_table(paper_analysis(derived, cfg.endpoint_month))
     if as_json:
-        out = {"data_label": ds.label, "synthetic": ds.synthetic, "responder_rule": cfg.responder.rule().describe(),
+        out = {"data_label": ds.label, "synthetic": ds.synthetic, "responder_rule": _responder_text(cfg, derived),
                "replication": rep.replace({float("nan"): None}).to_dict(orient="records"), **res.to_dict()}
         typer.echo(json.dumps(out, indent=2, default=_json_default))
         return
     fmt = {"float_format": lambda v: f"{v:.4g}", "index": False}
     typer.echo(f"== {ds.label} ==")
-    typer.echo(f"responders: {cfg.responder.rule().describe()}; undefined status: {res.strategy}")
+    typer.echo(f"responders: {_responder_text(cfg, derived)}; undefined status: {res.strategy}")
     typer.echo("\nPublished figures vs this analysis (completers):")
     typer.echo(rep.drop(columns=["description", "kind"]).to_string(**fmt))
+    typer.echo("\nCompleters tests (t and Wilcoxon; 'exact' says which p-values are exact):")
+    typer.echo(_completers_text(res.completers.table).to_string(**fmt))
     typer.echo("\nKey estimands (estimate, SE, Satterthwaite/Welch df, 95% CI, p):")
     typer.echo(res.estimands.to_string(**fmt))
+    typer.echo(f"\nMMRM LS-means of the change per visit and group ({res.lsmeans['covariance'].iloc[0]}, "
+               "g/cm^2 and %):" if len(res.lsmeans) else "")
+    primary = res.lsmeans[res.lsmeans["covariance"] == res.lsmeans["covariance"].iloc[0]] if len(res.lsmeans) else None
+    if primary is not None:
+        typer.echo(primary.drop(columns=["covariance"]).to_string(**fmt))
     for note in res.notes:
         typer.echo(f"WARNING: {note}")
+
+
+def _completers_text(table):
+    """The completers tests in a compact form for the terminal."""
+    cols = [c for c in ("site", "measure", "analysis", "group", "test", "n", "estimate", "ci_low", "ci_high", "p",
+                        "exact") if c in table.columns]
+    return table[cols]
+
+
+def _responder_text(cfg, derived) -> str:
+    """The responder rule, and how many patients' status the user supplied instead."""
+    text = cfg.responder.rule().describe()
+    src = derived.drop_duplicates("patient_id")["responder_source"]
+    given = int((src == "user-supplied").sum())
+    return text if not given else f"user-supplied for {given} of {src.size} patients, else {text}"
 
 
 def _json_default(obj):
@@ -183,7 +228,8 @@ def _load_derived(data, config, strategy, seed, map_):
         cfg = load_config(config, data=str(data) if data else None, undefined_responders=strategy, seed=seed,
                           column_map=_parse_map(map_) or None)
         ds = load_for_config(cfg)
-        derived = derive(ds.frame, cfg.responder.rule(), cfg.tscore.reference_object(), cfg.endpoint_month)
+        with _analysis_errors(ds.source):
+            derived = derive(ds.frame, cfg.responder.rule(), cfg.tscore.reference_object(), cfg.endpoint_month)
     except (DataValidationError, ConfigError) as err:
         _err(str(err))
         raise typer.Exit(EXIT_BAD_INPUT)
@@ -220,10 +266,11 @@ def fit(
     cfg, ds, derived = _load_derived(data, config, strategy, seed, map_)
     _info(f"{ds.label}: fitting {model} at {site} ({chains} chains x {draws} draws, {sampler})")
     try:
-        res = fit_bayes(derived, model, site, priors, cfg.undefined_responders, cfg.responder.rule(),
-                        draws=draws, tune=tune, chains=chains, seed=seed, sampler=sampler,
-                        target_accept=target_accept)
-    except (DataValidationError, ConfigError, ValueError) as err:
+        with _analysis_errors(ds.source):
+            res = fit_bayes(derived, model, site, priors, cfg.undefined_responders, cfg.responder.rule(),
+                            draws=draws, tune=tune, chains=chains, seed=seed, sampler=sampler,
+                            target_accept=target_accept)
+    except (DataValidationError, ConfigError) as err:
         _err(str(err))
         raise typer.Exit(EXIT_BAD_INPUT)
     if save is not None:
@@ -269,14 +316,16 @@ def compare(
         _err(f"unknown model or site {bad[0]!r}")
         raise typer.Exit(EXIT_BAD_INPUT)
     cfg, ds, derived = _load_derived(data, config, strategy, seed, map_)
-    freq = frequentist_analysis(derived, sites, cfg.undefined_responders, cfg.responder.rule(), cfg.endpoint_month)
-    fits = []
-    for m in models_:
-        for s in sites:
-            _info(f"fitting {m} at {s} ...")
-            fits.append(fit_bayes(derived, m, s, priors, cfg.undefined_responders, cfg.responder.rule(),
-                                  draws=draws, tune=tune, chains=chains, seed=seed))
-    table = compare_fits(fits, freq.estimands)
+    with _analysis_errors(ds.source):
+        freq = frequentist_analysis(derived, sites, cfg.undefined_responders, cfg.responder.rule(),
+                                    cfg.endpoint_month, mmrm_covariances=cfg.mmrm_covariances)
+        fits = []
+        for m in models_:
+            for s in sites:
+                _info(f"fitting {m} at {s} ...")
+                fits.append(fit_bayes(derived, m, s, priors, cfg.undefined_responders, cfg.responder.rule(),
+                                      draws=draws, tune=tune, chains=chains, seed=seed))
+        table = compare_fits(fits, freq.estimands)
     if as_json:
         typer.echo(json.dumps({"data_label": ds.label, "synthetic": ds.synthetic,
                                "rows": table.replace({float("nan"): None}).to_dict(orient="records")},
@@ -315,9 +364,10 @@ def sensitivity(
         raise typer.Exit(EXIT_BAD_INPUT)
     cfg, ds, derived = _load_derived(data, config, strategy, seed, map_)
     results = []
-    for name in names:
-        _info(f"{ds.label}: sensitivity analysis {name} ...")
-        results.append(run_sensitivity(name, derived, cfg))
+    with _analysis_errors(ds.source):
+        for name in names:
+            _info(f"{ds.label}: sensitivity analysis {name} ...")
+            results.append(run_sensitivity(name, derived, cfg))
     if out is not None:
         for r in results:
             atomic_write_text(out / f"sensitivity_{r.name}.csv", r.table.to_csv(index=False, lineterminator="\n"))
@@ -361,7 +411,8 @@ def run(
                           output_dir=str(output_dir) if output_dir else None, run_id=run_id, seed=seed,
                           column_map=_parse_map(map_) or None, draws=draws, tune=tune, chains=chains,
                           sensitivity=tuple(sensitivity_) if sensitivity_ else None, power_sims=power_sims)
-        result = run_pipeline(cfg, force=force, log=_info)
+        with _analysis_errors(cfg.data or "the embedded twin"):
+            result = run_pipeline(cfg, force=force, log=_info)
     except (DataValidationError, ConfigError, RunExistsError) as err:
         _err(str(err))
         raise typer.Exit(EXIT_BAD_INPUT)

@@ -30,7 +30,7 @@ class _Strict(BaseModel):
 class ResponderConfig(_Strict):
     """How responders are defined (see :class:`analysis.clinical.ResponderRule`)."""
 
-    kind: Literal["eular", "eular_good", "das28_fall"] = "eular"
+    kind: Literal["eular", "eular_good", "das28_fall", "cdai50"] = "eular"
     month: float = 12
     threshold: float = Field(1.2, gt=0)
 
@@ -72,7 +72,8 @@ class RunConfig(_Strict):
     undefined_responders: Literal["exclude", "last_observed", "unknown"] = "last_observed"
     sites: tuple[Literal["spine", "femoral_neck"], ...] = ("spine", "femoral_neck")
     mi_imputations: int = Field(50, ge=0, le=10000)
-    sensitivity: tuple[str, ...] = ("completers_vs_all", "delta", "tipping", "reference_based", "priors")
+    mmrm_covariances: tuple[Literal["us", "cs", "ar1", "csh", "ar1h"], ...] = ("us", "ar1", "cs")
+    sensitivity: tuple[str, ...] = ("completers_vs_all", "delta", "delta_bayes", "tipping", "reference_based", "priors")
     bayes_models: tuple[str, ...] = ("lmm",)
     priors: str = "default"
     draws: int = Field(1000, ge=10)

@@ -34,12 +34,12 @@ from analysis.clinical import derive
 from analysis.config import RunConfig
 from analysis.data import Dataset, load_dataset, load_twin
 from analysis.estimands import SITE_LABELS
-from analysis.io import atomic_write_json, atomic_write_text
+from analysis.io import atomic_copy, atomic_write_json, atomic_write_text
 from analysis.bayes_stage import bayes_sections, run_bayes_stage
 from analysis.sensitivity.runner import forest_figure, run_sensitivity
 from analysis.frequentist.primary import frequentist_analysis
 from analysis.plots import retention, save_figure, trajectories
-from analysis.published import ANALYSIS_ASSUMPTIONS, paper_analysis, replication_table
+from analysis.published import ANALYSIS_ASSUMPTIONS, paper_analysis, replication_by_method, replication_table
 from analysis.report import Report, Section, Table, render_report
 
 __all__ = ["RunResult", "RunExistsError", "PowerStage", "load_for_config", "run", "run_power_stage",
@@ -123,7 +123,8 @@ def run(config: RunConfig, *, force: bool = False, log: Callable[[str], None] | 
     t = time.perf_counter()
     achieved = paper_analysis(derived, config.endpoint_month)
     freq = frequentist_analysis(derived, config.sites, config.undefined_responders, config.responder.rule(),
-                                config.endpoint_month, mi_imputations=config.mi_imputations, seed=config.seed)
+                                config.endpoint_month, mi_imputations=config.mi_imputations, seed=config.seed,
+                                mmrm_covariances=config.mmrm_covariances)
     completers = freq.completers
     patients = derived.drop_duplicates("patient_id")[
         ["patient_id", "responder_status", "responder_source", "eular_response", "completer",
@@ -131,8 +132,9 @@ def run(config: RunConfig, *, force: bool = False, log: Callable[[str], None] | 
     ].reset_index(drop=True)
     tables = {
         "replication": _label(replication_table(achieved), dataset),
-        "completers_tests": _label(completers.table, dataset),
-        "frequentist_estimands": _label(freq.estimands, dataset),
+        "completers_tests": _label(completers.table.assign(undefined_status=completers.strategy), dataset),
+        "frequentist_estimands": _label(freq.estimands.assign(undefined_status=completers.strategy), dataset),
+        "mmrm_lsmeans": _label(freq.lsmeans, dataset),
         "patients": _label(patients, dataset),
         "derived_data": _label(derived, dataset),
     }
@@ -157,6 +159,8 @@ def run(config: RunConfig, *, force: bool = False, log: Callable[[str], None] | 
                                     cache_dir=out_root / ".fit-cache")
             tables["bayes_estimands"] = _label(bayes.estimands, dataset)
             tables["bayes_vs_frequentist"] = _label(bayes.comparison, dataset)
+        tables["replication_by_method"] = _label(replication_by_method(
+            achieved, freq.estimands, None if bayes is None else bayes.estimands, config.endpoint_month), dataset)
         timings["bayesian_s"] = time.perf_counter() - t
         t = time.perf_counter()
         sens_results = [run_sensitivity(name, derived, config, cache_dir=out_root / ".fit-cache") for name in config.sensitivity]
@@ -165,6 +169,9 @@ def run(config: RunConfig, *, force: bool = False, log: Callable[[str], None] | 
             tables[f"sensitivity_{r.name}"] = _label(r.table, dataset)
             for fname, fig in r.figures.items():
                 save_figure(fig, figs, fname)
+            for src in r.settings.get("fit_files") or []:  # its Bayesian fits, beside the main ones
+                if Path(src).is_file():
+                    atomic_copy(src, staging / "fits" / f"sensitivity_{r.name}" / Path(src).name)
         timings["sensitivity_s"] = time.perf_counter() - t
         t = time.perf_counter()
         power = run_power_stage(config, out_root / ".fit-cache", say) if config.power_enabled else None
@@ -174,11 +181,15 @@ def run(config: RunConfig, *, force: bool = False, log: Callable[[str], None] | 
             save_figure(power.result.figure(config.power_target, label=dataset.label), figs, "power_curve")
         timings["power_s"] = time.perf_counter() - t
         report = _report(run_id, dataset, config, tables, completers.strategy, freq.notes)
-        report.sections += _sensitivity_sections(sens_results, freq.estimands, config, figs, dataset.label)
+        report.sections += _sensitivity_sections(sens_results, freq.estimands, config, figs, dataset.label,
+                                                 None if bayes is None else bayes.estimands)
+        report.methods.append(_frequentist_methods(config))
         if bayes is not None:
             report.sections += bayes_sections(bayes, config)
             report.failures += bayes.failures
             report.methods.append(_bayes_methods(config))
+        report.failures += sensitivity_failures(sens_results)
+        report.methods += [f"Sensitivity analysis - {r.title}: {r.text[0]}" for r in sens_results if r.text]
         if power is not None:
             report.sections.append(power_section(power, dataset, config))
             report.methods.append(_power_methods(config))
@@ -213,20 +224,40 @@ def run(config: RunConfig, *, force: bool = False, log: Callable[[str], None] | 
             "diagnostics": {
                 "failures": report.failures, "notes": freq.notes,
                 "fits": {} if bayes is None else {f"{f.model}_{f.site}": f.fit.diagnostics.to_dict() for f in bayes.fits},
+                "sensitivity_fits": {r.name: r.settings["diagnostics"] for r in sens_results
+                                     if isinstance(r.settings.get("diagnostics"), dict)},
             },
             "package_versions": package_versions(),
             "command": " ".join(sys.argv),
             "files": sorted(str(p.relative_to(staging)) for p in staging.rglob("*") if p.is_file()) + ["manifest.json"],
         }
         atomic_write_json(staging / "manifest.json", manifest)
-        if run_dir.exists():
-            shutil.rmtree(run_dir)
+        old = None
+        if run_dir.exists():  # created while this run was going, or replaced on purpose
+            if not force:
+                raise RunExistsError(f"{run_dir}: run directory appeared during the run (use --force to "
+                                     f"replace it); this run's results were not written")
+            old = out_root / f".{run_id}.replaced-{os.getpid()}"
+            os.replace(run_dir, old)  # set aside, so the new run lands in one rename
         os.replace(staging, run_dir)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     say(f"wrote {run_dir}")
     return RunResult(run_dir=run_dir, manifest=manifest, tables=tables)
+
+
+def sensitivity_failures(results) -> list[str]:
+    """One line per Bayesian fit of a sensitivity analysis that failed its convergence checks (from
+    ``settings["failed_fits"]`` and ``settings["diagnostics"]``), for the top of the report."""
+    out = []
+    for r in results:
+        diag = r.settings.get("diagnostics") if isinstance(r.settings.get("diagnostics"), dict) else {}
+        for name in r.settings.get("failed_fits") or []:
+            out.append(f"sensitivity analysis '{r.name}', fit {name}: {diag.get(name, 'failed its checks')}")
+    return out
 
 
 def _summary_text(dataset: Dataset, config: RunConfig, replication: pd.DataFrame,
@@ -281,7 +312,11 @@ def _report(run_id: str, dataset: Dataset, config: RunConfig, tables: dict[str, 
                 paragraphs=["Each published figure of the RAJAK abstract next to the same quantity computed here "
                             "on the completers. 'close' flags p-values within a factor of 2 and the mean change "
                             "within 0.3 points."],
-                tables=[Table("Replication table", tables["replication"].drop(columns=["data"]), "replication")]),
+                tables=[Table("Replication table", tables["replication"].drop(columns=["data"]), "replication")]
+                + ([Table("Published vs frequentist vs Bayesian: the figures a model answers, by method (for a "
+                          "Bayesian model: posterior median, 95% ETI and p = 2 min(P(<0), P(>0)))",
+                          tables["replication_by_method"].drop(columns=["data", "description"]),
+                          "replication_by_method")] if "replication_by_method" in tables else [])),
         Section("completers", "Completers analysis (frequentist)",
                 paragraphs=[f"Analysis set: completers. Undefined responder status: {strategy}."],
                 tables=[Table("Within- and between-group tests of the % change and the secondary endpoints "
@@ -289,11 +324,13 @@ def _report(run_id: str, dataset: Dataset, config: RunConfig, tables: dict[str, 
                               _compact_tests(tables["completers_tests"]), "completers_tests")]),
         Section("mixed_models", "Mixed models on all observed data (MAR)",
                 paragraphs=[f"Reference LMM (random intercept and slope, REML, Satterthwaite df), the same with "
-                            f"baseline covariates, and an MMRM (visit as a factor, unstructured covariance, "
-                            f"REML, Satterthwaite df) of the change from baseline. Undefined responder status: "
-                            f"{strategy}."] + [f"WARNING: {n}" for n in notes],
+                            f"baseline covariates, and an MMRM (visit as a factor, REML, Satterthwaite df) of the "
+                            f"change from baseline with residual covariance {_covariances_text(config)}. "
+                            f"Undefined responder status: {strategy}."] + [f"WARNING: {n}" for n in notes],
                 tables=[Table("Key estimands by method", tables["frequentist_estimands"].drop(columns=["data"]),
-                              "frequentist_estimands")],
+                              "frequentist_estimands"),
+                        Table("MMRM least-squares means of the change per visit and group",
+                              tables["mmrm_lsmeans"].drop(columns=["data"]), "mmrm_lsmeans")],
                 status="warning" if notes else "ok"),
     ]
     methods = [
@@ -309,12 +346,69 @@ def _report(run_id: str, dataset: Dataset, config: RunConfig, tables: dict[str, 
                   versions=package_versions(), run_id=run_id)
 
 
+_COVARIANCE_NAMES = {"us": "unstructured", "cs": "compound symmetry", "ar1": "AR(1)",
+                     "csh": "heterogeneous compound symmetry", "ar1h": "heterogeneous AR(1)"}
+
+
+def _covariances_text(config: RunConfig) -> str:
+    names = [_COVARIANCE_NAMES[c] for c in config.mmrm_covariances]
+    return names[0] + (" (primary; " + " and ".join(names[1:]) + " as sensitivity to the structure)"
+                       if len(names) > 1 else "")
+
+
+def _frequentist_methods(config: RunConfig) -> str:
+    mi = (f"Multiple imputation of the % change under MAR: {config.mi_imputations} imputations by sequential "
+          "Bayesian regression (BMD as % change, DAS28-CRP as auxiliary, undefined responder status imputed and "
+          "classified by the responder rule; stratified by group where every group has enough patients), "
+          "pooled by Rubin's rules with Barnard-Rubin df." if config.mi_imputations else
+          "No multiple imputation (mi_imputations = 0).")
+    return ("Mixed models on all observed data (valid under MAR): per site the LMM bmd ~ month * responder + "
+            "(1 + month | patient) by REML with Satterthwaite df (and the same + age + sex + bmi), the month-"
+            f"{config.endpoint_month:g} change per group as a linear contrast and in % by the delta method; an MMRM "
+            f"of the change from baseline, change ~ baseline + visit * responder, visit as a factor, residual "
+            f"covariance {_covariances_text(config)}, REML, Satterthwaite df, least-squares means per visit and "
+            f"group. Undefined responder status: strategy '{config.undefined_responders}'. " + mi)
+
+
+_MODEL_TEXT = {
+    "lmm": "the hierarchical LMM above",
+    "robust": "the same LMM with Student-t residuals (a scale mixture with non-centred weights, the patient "
+              "effects integrated out given the weights; nu ~ Gamma(2, 0.1))",
+    "mmrm": "a Bayesian MMRM of the change from baseline (visit as a factor, unstructured covariance with an LKJ "
+            "prior on the correlations, missing visits masked), the prior set translated to the visits",
+    "joint": "a joint model of both sites with patient intercepts and slopes correlated across sites (4 x 4 "
+             "covariance, LKJ prior)",
+    "activity": "the LMM with the time-varying DAS28-CRP as a predictor of the BMD slope, with and without the "
+                "responder indicator (how much of the responder difference remains once disease activity is in "
+                "the model)",
+}
+
+
+def _prior_text(config: RunConfig) -> str:
+    from dataclasses import asdict
+
+    from analysis.bayes_fit import prior_object
+
+    parts = []
+    for site in config.sites:
+        p = asdict(prior_object(config.priors, site))
+        parts.append(f"{site}: b0 ~ N(mean of y, {p['intercept_sd']:g}), b1 ~ N(0, {p['slope_sd']:g}), "
+                     f"b2 ~ N(0, {p['responder_sd']:g}), b3 ~ N(0, {p['responder_slope_sd']:g}), "
+                     f"tau0 ~ N+(0, {p['sd_intercept_scale']:g}), tau1 ~ N+(0, {p['sd_slope_scale']:g}), "
+                     f"sigma ~ N+(0, {p['sigma_scale']:g}), correlation ~ LKJ({p['lkj_eta']:g}) "
+                     "(g/cm^2, per year for slopes)")
+    return "; ".join(parts)
+
+
 def _bayes_methods(config: RunConfig) -> str:
+    others = [f"{m}: {_MODEL_TEXT.get(m, m)}" for m in config.bayes_models if m != "lmm"]
     return (f"Bayesian models ({', '.join(config.bayes_models)}): hierarchical linear mixed model per site, "
             "bmd_ij = b0 + u0_i + (b1 + u1_i) t_ij + b2 r_i + b3 r_i t_ij + e_ij with correlated patient "
             "intercepts and slopes (LKJ prior on their correlation) integrated out analytically (marginal "
             "parameterisation chosen for its sampling geometry), outcome centred and scaled internally, "
-            f"prior set '{config.priors}' stated on the data's scale. Sampling: nutpie, {config.chains} chains x "
+            f"prior set '{config.priors}' stated on the data's scale: {_prior_text(config)}. "
+            + (("Further models - " + "; ".join(others) + ". ") if others else "")
+            + f"Sampling: nutpie, {config.chains} chains x "
             f"{config.draws} draws after {config.tune} tuning steps, target acceptance {config.target_accept}, "
             f"seed {config.seed}. Convergence: R-hat <= 1.01, bulk and tail ESS >= 400, no divergences, "
             "E-BFMI >= 0.3; a failing fit is flagged at the top of the report and on every row it feeds.")
@@ -326,7 +420,7 @@ def _compact_tests(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def _sensitivity_sections(results, freq_estimands: pd.DataFrame, config: RunConfig, figs: Path,
-                          label: str) -> list[Section]:
+                          label: str, bayes_estimands: pd.DataFrame | None = None) -> list[Section]:
     if not results:
         return []
     sections = []
@@ -340,10 +434,11 @@ def _sensitivity_sections(results, freq_estimands: pd.DataFrame, config: RunConf
                                 tables=tables, figures=[(name, name) for name in r.figures]))
     figures = []
     for site in config.sites:
-        fig, rows = forest_figure(results, freq_estimands, site, label=label)
+        fig, rows = forest_figure(results, freq_estimands, site, label=label, bayes_estimands=bayes_estimands)
         save_figure(fig, figs, f"forest_sensitivity_{site}")
-        figures.append((f"Key estimands across the sensitivity analyses, {site}; the first row is the "
-                        "frequentist completers analysis as published", f"forest_sensitivity_{site}"))
+        figures.append((f"Key estimands across the main models and the sensitivity analyses, {site}; the first "
+                        "row is the frequentist completers analysis as published, then the main frequentist and "
+                        "Bayesian analyses", f"forest_sensitivity_{site}"))
     sections.append(Section("sensitivity_forest", "Sensitivity: all analyses side by side", figures=figures))
     return sections
 

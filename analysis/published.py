@@ -31,7 +31,8 @@ from analysis.frequentist.completers import SECONDARY, completers_analysis
 from analysis.groups import UndefinedStrategy
 from analysis.resources import data_path
 
-__all__ = ["PublishedFigure", "published_figures", "paper_analysis", "replication_table", "ANALYSIS_ASSUMPTIONS"]
+__all__ = ["PublishedFigure", "published_figures", "paper_analysis", "replication_table", "replication_by_method",
+           "MODEL_FIGURES", "ANALYSIS_ASSUMPTIONS"]
 
 ANALYSIS_ASSUMPTIONS = (
     "completers (DXA at month 12) with defined responder status",
@@ -133,3 +134,52 @@ def replication_table(achieved: dict[str, Any]) -> pd.DataFrame:
                      "published": published, "this_analysis": a, "difference": a - published,
                      "detail": detail, "close": bool(close)})
     return pd.DataFrame(rows)
+
+
+#: Published figures that a model estimand answers: figure key -> (group or "difference", kind).
+MODEL_FIGURES = {
+    "spine_pct_change_nonresponders": ("non-responder", "estimate"),
+    "spine_responders_stable": ("responder", "estimate"),
+    "p_spine_between_groups": ("difference", "p"),
+}
+
+
+def replication_by_method(achieved: dict[str, Any], frequentist_estimands: pd.DataFrame,
+                          bayes_estimands: pd.DataFrame | None = None, endpoint_month: float = 12) -> pd.DataFrame:
+    r"""Published figure vs the completers reconstruction vs every frequentist and Bayesian method.
+
+    For the published figures that a model estimand answers (the spine % change of the
+    non-responders and of the responders, and the between-group difference, :data:`MODEL_FIGURES`),
+    one row per method: the estimate with its 95% interval and, for the frequentist methods, the
+    p-value; for a Bayesian model the posterior median, 95% ETI and the two-sided posterior tail
+    probability :math:`2\min(P(<0), P(>0))` (``p``; not a p-value, but what a reader compares
+    with one). The paper's reconstruction (rank tests on completers) is the first row of each figure.
+    """
+    figs = {f.key: f for f in published_figures()}
+    rows = []
+    for key, (group, kind) in MODEL_FIGURES.items():
+        fig = figs.get(key)
+        if fig is None:
+            continue
+        name = (difference_name("spine", "pct", endpoint_month) if group == "difference"
+                else estimand_name("spine", group, "pct", endpoint_month))
+        published = float(fig.value) if fig.value is not None else float("nan")
+        base = {"figure": key, "description": fig.description, "published": published, "estimand": name}
+        rows.append({**base, "method": "completers, rank tests (the paper's analysis, reconstructed)",
+                     "kind": "frequentist", "estimate": achieved.get("spine_pct_change_" + (
+                         "nonresponders" if group == "non-responder" else "responders"), float("nan"))
+                     if group != "difference" else float("nan"), "ci_low": float("nan"), "ci_high": float("nan"),
+                     "p": achieved.get({"non-responder": "p_spine_nonresponders", "responder": "p_spine_responders",
+                                        "difference": "p_spine_between_groups"}[group], float("nan"))})
+        f = frequentist_estimands[frequentist_estimands["estimand"] == name]
+        for _, r in f.iterrows():
+            rows.append({**base, "method": r["method"], "kind": "frequentist", "estimate": r["estimate"],
+                         "ci_low": r["ci_low"], "ci_high": r["ci_high"], "p": r["p"]})
+        if bayes_estimands is not None and len(bayes_estimands):
+            b = bayes_estimands[bayes_estimands["estimand"] == name]
+            for _, r in b.iterrows():
+                rows.append({**base, "method": f"Bayesian {r['model']}", "kind": "bayesian", "estimate": r["median"],
+                             "ci_low": r["eti_low"], "ci_high": r["eti_high"],
+                             "p": float(min(1.0, 2 * min(r["p_lt_0"], r["p_gt_0"])))})
+    return pd.DataFrame(rows, columns=["figure", "description", "published", "estimand", "method", "kind",
+                                       "estimate", "ci_low", "ci_high", "p"])

@@ -9,7 +9,7 @@ import pytest
 import xarray as xr
 
 import analysis.bayes_stage as bs
-from analysis.bayes_fit import MODELS, BayesFit, analysis_frame, fit_bayes
+from analysis.bayes_fit import MODELS, BayesFit, analysis_frame, fit_bayes, prior_object
 from analysis.bayesian import bayes_table, fit_estimands
 from analysis.clinical import derive
 from analysis.config import RunConfig
@@ -34,7 +34,7 @@ def tiny(twin):
 
 def _built(derived, model="lmm", site="spine"):
     frame, _ = analysis_frame(derived)
-    return MODELS[model](frame, site, bs._prior_object("default", site))
+    return MODELS[model](frame, site, prior_object("default", site))
 
 
 def _curve_sd(ax, label):

@@ -210,3 +210,52 @@ def test_sensitivity_command(tmp_path):
     assert (tmp_path / "sensitivity_completers_vs_all.csv").is_file()
     bad = _invoke("sensitivity", "--analysis", "vibes")
     assert bad.exit_code == 2 and "unknown sensitivity analysis" in bad.stderr
+
+
+def test_analysis_that_cannot_run_on_valid_data_exits_2(tmp_path):
+    """A file that passes validation but is too small for the models (4 patients): one line, exit
+    status 2, no traceback, from every analysis command."""
+    path = tmp_path / "tiny.csv"
+    simulate(Design(n_patients=4), seed=1).data.to_csv(path, index=False)
+    assert _invoke("validate", path).exit_code == 0
+    for args in (("frequentist", "--imputations", 0), ("run", "--output-dir", tmp_path / "out", *FAST)):
+        res = _invoke(*args[:1], "--data", path, *args[1:])
+        assert res.exit_code == 2, (args[0], res.output)
+        lines = res.stderr.strip().splitlines()
+        assert lines[-1].startswith("rajak: error: ") and "cannot run on these data" in lines[-1], res.stderr
+        assert str(path) in lines[-1] and "Traceback" not in res.output
+        assert not isinstance(res.exception, Exception) or isinstance(res.exception, SystemExit)
+
+
+def test_validate_reports_user_supplied_responders(tmp_path):
+    df = simulate(Design(n_patients=6), seed=2).data
+    df["responder"] = df["patient_id"].map({p: i % 2 == 0 for i, p in enumerate(df["patient_id"].unique())})
+    path = tmp_path / "own.csv"
+    df.to_csv(path, index=False)
+    res = _invoke("validate", path)
+    assert res.exit_code == 0 and "responder status user-supplied for 6 of 6 patients" in res.stdout
+
+
+def test_run_dir_appearing_during_a_run_is_not_replaced(tmp_path, monkeypatch):
+    """The existence check is repeated at the final rename: a run directory created meanwhile
+    is kept unless --force."""
+    import analysis.pipeline as pl
+
+    original = pl.atomic_write_json
+
+    def create_then_write(path, obj):
+        if path.name == "manifest.json":
+            (tmp_path / "x").mkdir(exist_ok=True)
+            (tmp_path / "x" / "keep.txt").write_text("someone else's")
+        return original(path, obj)
+
+    monkeypatch.setattr(pl, "atomic_write_json", create_then_write)
+    cfg = pl.RunConfig(output_dir=str(tmp_path), run_id="x", bayes_models=(), sensitivity=(), power_sims=0,
+                       mi_imputations=0)
+    with pytest.raises(pl.RunExistsError, match="appeared during the run"):
+        pl.run(cfg)
+    assert (tmp_path / "x" / "keep.txt").read_text() == "someone else's"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x"]  # no staging left
+    pl.run(cfg, force=True)
+    assert (tmp_path / "x" / "manifest.json").is_file() and not (tmp_path / "x" / "keep.txt").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x"]
