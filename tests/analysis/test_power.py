@@ -254,9 +254,11 @@ def test_lmm_power_agrees_with_closed_form():
 
 
 @pytest.mark.slow
-def test_lmm_power_agrees_with_closed_form_large():
+def test_lmm_power_agrees_with_closed_form_large(full_studies):
+    """As above at n = 100-400 with 1000 studies each (reduced form: 400; the Monte-Carlo part of
+    the tolerance scales with 1/sqrt(k))."""
     design = PowerDesign(design=GAUSS, n=(100, 200, 300, 400), generator="gaussian")
-    k = 1000
+    k = 1000 if full_studies else 400
     s = run_power(design, sims=k, seed=77, analyses=("lmm",)).summary()
     for (_, row), cf in zip(s.iterrows(), closed_form_power(design)):
         assert _agrees(row["power"], cf, k, 0.008), (row["n"], row["power"], cf)
@@ -565,3 +567,80 @@ def test_wilson_interval_contains_the_estimate_at_the_edges():
     assert np.all(lo <= p) and np.all(p <= hi) and lo[0] == 0.0 and hi[-1] == 1.0
     # textbook value: 5/10 successes, 95% Wilson interval (0.2366, 0.7634)
     np.testing.assert_allclose([lo[2], hi[2]], [0.2366, 0.7634], atol=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------
+# decision rules, type-I error of the MMRM, Bayesian reproducibility, assurance and Dask via CLI
+# ---------------------------------------------------------------------------------------------
+
+
+def test_bayesian_decision_rules_by_hand():
+    """Four Bayesian rows at one n: each rule's successes counted here by hand."""
+    raw = pd.DataFrame({
+        "n": 30, "sim": [0, 1, 2, 3], "site": "spine", "analysis": "bayes", "ok": [True, True, True, False],
+        "q025": [0.5, -0.2, 3.0, 1.0], "q975": [4.0, 3.0, 6.0, 2.0], "p_gt_0": [0.999, 0.96, 1.0, 1.0],
+        "p_lt_0": [0.001, 0.04, 0.0, 0.0], "rope": 2.4, "estimate": [2.0, 1.4, 4.5, 1.5], "lost_fraction": 0.4,
+        "diag_passed": [True, True, False, True]})
+    s = summarise(raw, prob=0.95).set_index("criterion")
+    # P(diff > 0) > 0.95: rows 0, 1, 2 (row 3 failed, counted as no success)
+    assert s.loc["P(diff > 0) > prob", "successes"] == 3
+    # 95% CrI excludes 0: rows 0 and 2
+    assert s.loc["95% CrI excludes 0", "successes"] == 2
+    # outside the ROPE of +-2.4: row 2 only
+    assert s.loc["95% CrI outside ROPE", "successes"] == 1
+    assert summarise(raw, prob=0.97).set_index("criterion").loc["P(diff > 0) > prob", "successes"] == 2
+    assert summarise(raw, rope=0.4).set_index("criterion").loc["95% CrI outside ROPE", "successes"] == 2
+    assert s["diag_pass_rate"].iloc[0] == pytest.approx(0.75) and (s["failed"] == 1).all()
+
+
+def test_type_one_error_of_the_mmrm_and_lmm_at_a_second_n():
+    """As test_type_one_error_is_nominal for the MMRM's month-12 contrast (and the LMM), n = 90."""
+    null = Design().with_updates(**{"spine.slope_responder_pct": -1.5, "spine.slope_nonresponder_pct": -1.5,
+                                    "spine.slope_per_das28_improvement_pct": 0.0})
+    k = 300
+    res = run_power(PowerDesign(design=null, n=(90,), dropout=0.43), sims=k, seed=15, analyses=("mmrm", "lmm"),
+                    workers=2)
+    s = res.summary().set_index("analysis")
+    tol = 3 * np.sqrt(0.05 * 0.95 / k)
+    for a in ("mmrm", "lmm"):
+        assert abs(s.loc[a, "power"] - 0.05) <= tol, (a, s.loc[a, "power"])
+
+
+def test_bayesian_power_is_the_same_whatever_the_workers():
+    settings = PowerSettings(**BAYES_FAST)
+    kw = dict(sims=2, seed=6, analyses=("bayes",), settings=settings)
+    one = run_power(PowerDesign(n=(30,), dropout=0.3), workers=1, **kw)
+    two = run_power(PowerDesign(n=(30,), dropout=0.3), workers=2, chunk_size=1, **kw)
+    pd.testing.assert_frame_equal(_no_timing(one.raw), _no_timing(two.raw))
+
+
+def test_cli_assurance_from_a_saved_fit(power_cli, tmp_path, two_frames):
+    from analysis.fitting import sample
+    from models.trajectory import build_trajectory_model
+
+    fit = sample(build_trajectory_model(two_frames[0][["patient_id", "month", "bmd_spine", "responder"]], "spine"),
+                 seed=3, cores=2, **BAYES_FAST)
+    path = tmp_path / "prior.nc"
+    fit.save(path)
+    res = power_cli("--n", "24,36", "--sims", "3", "--analysis", "lmm", "--assurance", "--prior-fit", path,
+                    "--workers", "1", "--json", "--no-progress")
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert doc["kind"] == "assurance" and {r["n"] for r in doc["summary"]} == {24, 36}
+    missing = power_cli("--n", "24", "--assurance", "--prior-fit", tmp_path / "nope.nc", "--no-progress")
+    assert missing.exit_code == 2 and "does not exist" in missing.stderr
+
+
+def test_cli_on_a_dask_cluster_equals_local(power_cli, dask_scheduler):
+    args = ("--n", "24", "--sims", "4", "--analysis", "lmm", "--dropout", "0.3", "--json", "--no-progress",
+            "--seed", "3")
+    remote = power_cli(*args, "--scheduler", dask_scheduler)
+    local = power_cli(*args, "--workers", "1")
+    assert remote.exit_code == 0 and local.exit_code == 0, remote.output + local.output
+    assert json.loads(remote.stdout)["summary"] == json.loads(local.stdout)["summary"]
+
+
+def test_progress_bar_reports_every_study(capsys):
+    run_power(PowerDesign(n=(24,), dropout=0.3), sims=3, seed=2, analyses=("lmm",), workers=1, progress=True)
+    err = capsys.readouterr().err
+    assert "3/3" in err

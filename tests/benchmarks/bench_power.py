@@ -63,7 +63,7 @@ def part_refit(reps: int) -> None:
     total, cpu, sampling, estimates, post_sd, passed, failures = [], [], [], [], [], 0, []
     for i, f in enumerate(frames[1:]):
         t0, c0 = time.perf_counter(), time.process_time()
-        fit = r.fit(f, seed=i + 2)
+        fit = r.fit(f, seed=7)  # one seed for every data set: different estimates can only come from the data
         total.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
         sampling.append(fit.sample_seconds)
@@ -75,22 +75,17 @@ def part_refit(reps: int) -> None:
             failures.append(f"data set {i + 1}: " + "; ".join(fit.diagnostics.failures))
     med, med_cpu, s_med = statistics.median(total), statistics.median(cpu), statistics.median(sampling)
     rest = med - s_med
-    # on two idle cores the 4 chains run 2 at a time and the sampler is CPU-bound: its wall time is
-    # about its CPU time / 2; the rest (data swap, Arrow extraction, diagnostics) is serial
-    s_cpu_est = max(med_cpu - rest, 0.0)
-    idle = s_cpu_est / 2 + rest
     distinct = len(set(round(e, 9) for e in estimates))
     print(f"refit: wall median {med:.3f} s (mean {statistics.mean(total):.3f}, min {min(total):.3f}) over {reps} "
           f"data sets; CPU median {med_cpu:.3f} s; compiles after the first: "
           f"{r.n_compiles - 1 if r.n_compiles else 0}")
     print(f"  inside nutpie.sample: wall median {s_med:.3f} s; the rest (data swap, cache look-up, Arrow "
           f"extraction, diagnostics): {rest * 1000:.1f} ms")
-    print(f"  estimated wall on 2 idle cores (sampling CPU / 2 + the rest): {idle:.3f} s "
-          f"(target <= {TARGETS['refit_s']} s: {'PASS' if idle <= TARGETS['refit_s'] else 'MISS'}; "
-          f"measured wall: {'PASS' if med <= TARGETS['refit_s'] else 'MISS'})")
+    print(f"  target <= {TARGETS['refit_s']} s per refit (measured median wall): "
+          f"{'PASS' if med <= TARGETS['refit_s'] else 'MISS'}")
     spread = statistics.pstdev(estimates) if len(estimates) > 1 else float("nan")
-    print(f"  estimates change between data sets: {distinct} distinct posterior means of the responder - "
-          f"non-responder difference in {len(estimates)} refits (SD across data sets {spread:.2f} pp, mean "
+    print(f"  estimates change between data sets (same sampler seed for all): {distinct} distinct posterior means "
+          f"of the responder - non-responder difference in {len(estimates)} refits (SD across data sets {spread:.2f} pp, mean "
           f"posterior SD {statistics.mean(post_sd):.2f} pp): {'OK' if distinct == len(estimates) else 'FAIL'}")
     print(f"  diagnostics per refit: passed {passed}/{reps}" + ("" if not failures else "; " + " | ".join(failures[:5])))
 
