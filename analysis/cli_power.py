@@ -53,30 +53,43 @@ def _dropout(text: str) -> float | tuple[float, ...]:
     return values[0] if len(values) == 1 else tuple(values)
 
 
-def _assurance_prior(design, prior_fit: Path | None, seed: int, log):
-    """The design prior: a saved fit, or the trajectory LMM fitted to the embedded twin now."""
+def _assurance_prior(design, prior_fits: list[Path] | None, seed: int, log, data: Path | None = None):
+    """The design prior, one per site of the design: saved fits (``--prior-fit``, one per site, in
+    the order of the sites), or the trajectory LMM fitted now to ``--data`` (default: the embedded
+    twin) at every site; per-site priors are paired draw by draw (:meth:`DesignPrior.combine`)."""
     from analysis.power import DesignPrior
 
-    site = design.sites[0]
-    if prior_fit is not None:
+    sites = list(design.sites)
+    if prior_fits:
         from analysis.fitting import load_fit
 
-        if not Path(prior_fit).is_file():
-            raise ValueError(f"prior fit {prior_fit} does not exist")
-        fit = load_fit(prior_fit)
+        if len(prior_fits) != len(sites):
+            raise ValueError(f"--prior-fit: give one saved fit per site of the design ({', '.join(sites)}), "
+                             f"got {len(prior_fits)}")
+        fits = []
+        for p in prior_fits:
+            if not Path(p).is_file():
+                raise ValueError(f"prior fit {p} does not exist")
+            fits.append(load_fit(p))
     else:
         from analysis.bayes_fit import analysis_frame
         from analysis.clinical import derive
-        from analysis.data import load_twin
+        from analysis.data import load_dataset, load_twin
         from analysis.fitting import sample
         from models.trajectory import build_trajectory_model
 
-        log(f"assurance: fitting the trajectory LMM at {site} to the embedded SYNTHETIC twin for the design prior")
-        frame, _ = analysis_frame(derive(load_twin().frame))
-        fit = sample(build_trajectory_model(frame, site), seed=seed)
-        if not fit.passed:
-            log("WARNING: the design-prior fit FAILED its diagnostics: " + "; ".join(fit.diagnostics.failures))
-    return DesignPrior.from_fit(fit, design.design, site=site, generator=design.generator)
+        ds = load_twin() if data is None else load_dataset(data)
+        frame, _ = analysis_frame(derive(ds.frame))
+        fits = []
+        for site in sites:
+            log(f"assurance: fitting the trajectory LMM at {site} to {ds.label} for the design prior")
+            fit = sample(build_trajectory_model(frame, site), seed=seed)
+            if not fit.passed:
+                log(f"WARNING: the design-prior fit at {site} FAILED its diagnostics: "
+                    + "; ".join(fit.diagnostics.failures))
+            fits.append(fit)
+    priors = [DesignPrior.from_fit(f, design.design, site=s, generator=design.generator) for f, s in zip(fits, sites)]
+    return priors[0] if len(priors) == 1 else DesignPrior.combine(priors)
 
 
 def power(
@@ -90,7 +103,8 @@ def power(
     site: Annotated[Optional[list[str]], typer.Option("--site", help="spine or femoral_neck (repeatable).")] = None,
     generator: Annotated[Optional[str], typer.Option(help="cohort (the twin simulator) or gaussian (the closed form's LMM).")] = None,
     assurance: Annotated[bool, typer.Option("--assurance", help="Draw design parameters from a design prior (a fitted model's posterior).")] = False,
-    prior_fit: Annotated[Optional[Path], typer.Option(help="Saved fit (rajak fit --save) for the design prior; default: fit the twin now.")] = None,
+    prior_fit: Annotated[Optional[list[Path]], typer.Option(help="Saved fit (rajak fit --save) for the design prior, one per site (repeatable); default: fit the LMM to --data now.")] = None,
+    data: Annotated[Optional[Path], typer.Option(help="Assurance: the study whose LMM posterior is the design prior (default: the embedded SYNTHETIC twin).")] = None,
     scheduler: Annotated[Optional[str], typer.Option(help="Dask scheduler tcp://HOST:PORT (default: local processes).")] = None,
     workers: Annotated[Optional[int], typer.Option(help="Local worker processes (default: CPU count).")] = None,
     seed: Annotated[int, typer.Option(help="Root seed.")] = 1,
@@ -143,11 +157,13 @@ def power(
             from analysis.power import _check_scheduler
 
             _check_scheduler(scheduler)
-        if prior_fit is None and isinstance(extra.get("prior"), dict) and extra["prior"].get("fit"):
-            prior_fit = Path(extra["prior"]["fit"])
-            if not prior_fit.is_absolute() and design is not None:
-                prior_fit = design.parent / prior_fit
-        prior = _assurance_prior(pdz, prior_fit, seed, _info) if assurance else None
+        if not prior_fit and isinstance(extra.get("prior"), dict) and extra["prior"].get("fit"):
+            given = extra["prior"]["fit"]
+            prior_fit = [Path(f) for f in ([given] if isinstance(given, str) else given)]
+            prior_fit = [f if f.is_absolute() or design is None else design.parent / f for f in prior_fit]
+        if data is not None and not assurance:
+            raise ValueError("--data gives the design prior of --assurance; add --assurance")
+        prior = _assurance_prior(pdz, prior_fit, seed, _info, data) if assurance else None
         if pdz.dropout is not None and pdz.generator == "cohort":
             if pdz.per_visit_dropout:
                 _info(f"calibrating the dropout hazards to {', '.join(f'{h:g}' for h in pdz.dropout)} "
@@ -156,7 +172,7 @@ def power(
                 _info(f"calibrating the dropout hazard to {pdz.dropout:g} lost before the final visit ...")
         res = run_power(pdz, sims, seed, analyses=analyses, settings=settings, prior=prior, out=out,
                         scheduler=scheduler, workers=workers, progress=progress, log=_info, target=target)
-    except (ValueError, TypeError, KeyError) as err:
+    except (ValueError, TypeError, KeyError) as err:  # DataValidationError is a ValueError: one line too
         _err(str(err).splitlines()[0] if str(err) else type(err).__name__)
         raise typer.Exit(EXIT_BAD_INPUT)
     except OSError as err:

@@ -60,7 +60,9 @@ class RunConfig(_Strict):
     smallest n, and the expected fraction of patients without the final visit (``power_dropout``;
     ``None`` keeps the twin's dropout model), and the local worker processes (``power_workers``;
     default the CPU count; results do not depend on it). An empty ``power_ns`` or ``power_analyses``, or
-    ``power_sims = 0``, switches the stage off.
+    ``power_sims = 0``, switches the stage off. ``power_assurance = true`` draws the design parameters of
+    every simulated study from the posterior of the run's Bayesian LMM (assurance instead of power;
+    needs ``"lmm"`` in ``bayes_models``).
     """
 
     data: str | None = None
@@ -87,6 +89,7 @@ class RunConfig(_Strict):
     power_target: float = Field(0.8, gt=0.0, lt=1.0)
     power_dropout: float | None = Field(None, ge=0.0, lt=1.0)
     power_workers: int | None = Field(None, ge=1, le=256)
+    power_assurance: bool = False
     output_dir: str = "outputs"
     run_id: str | None = None
 

@@ -174,7 +174,9 @@ def run(config: RunConfig, *, force: bool = False, log: Callable[[str], None] | 
                     atomic_copy(src, staging / "fits" / f"sensitivity_{r.name}" / Path(src).name)
         timings["sensitivity_s"] = time.perf_counter() - t
         t = time.perf_counter()
-        power = run_power_stage(config, out_root / ".fit-cache", say) if config.power_enabled else None
+        lmm_fits = {} if bayes is None else {f.site: f.fit for f in bayes.fits if f.model == "lmm"}
+        power = (run_power_stage(config, out_root / ".fit-cache", say, prior_fits=lmm_fits)
+                 if config.power_enabled else None)
         if power is not None:
             tables["power"] = _label(power.result.summary(), dataset)
             tables["power_smallest_n"] = _label(power.smallest_n, dataset)
@@ -535,19 +537,22 @@ def power_design(config: RunConfig) -> Any:
                        rule=config.responder.rule(), dropout=config.power_dropout)
 
 
-def _power_cache_key(design: Any, analyses: tuple[str, ...], settings: Any, seed: int) -> str:
+def _power_cache_key(design: Any, analyses: tuple[str, ...], settings: Any, seed: int, prior: Any = None) -> str:
     from analysis.power import POWER_FORMAT
     from models.simulate import SIMULATOR_VERSION
 
     d = design.to_dict()
     d.pop("n")  # per-n seeds: more sample sizes extend the same study
     spec = {"design": d, "analyses": sorted(analyses), "settings": dataclasses.asdict(settings), "seed": int(seed),
-            "format": POWER_FORMAT, "simulator": SIMULATOR_VERSION, "rajak": package_versions().get("rajak")}
+            "format": POWER_FORMAT, "simulator": SIMULATOR_VERSION, "rajak": package_versions().get("rajak"),
+            "prior": None if prior is None else prior.key()}
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
-def run_power_stage(config: RunConfig, cache_root: Path, log: Callable[[str], None] | None = None) -> PowerStage:
-    """Simulate the power study of ``config`` (:func:`power_design`) with the run's seed.
+def run_power_stage(config: RunConfig, cache_root: Path, log: Callable[[str], None] | None = None,
+                    prior_fits: dict[str, Any] | None = None) -> PowerStage:
+    """Simulate the power (or, with ``config.power_assurance``, assurance) study of ``config``
+    (:func:`power_design`) with the run's seed.
 
     Parameters
     ----------
@@ -560,19 +565,33 @@ def run_power_stage(config: RunConfig, cache_root: Path, log: Callable[[str], No
         rerun, or a run interrupted part-way, simulates only what is missing.
     log : callable, optional
         Receives progress messages.
+    prior_fits : dict, optional
+        ``{site: FitResult}`` of the run's trajectory LMM: the design prior of an assurance study
+        (:meth:`analysis.power.DesignPrior.from_fit` per site, paired by
+        :meth:`~analysis.power.DesignPrior.combine`).
 
     Returns
     -------
     PowerStage
     """
-    from analysis.power import PowerSettings, run_power
+    from analysis.power import DesignPrior, PowerSettings, run_power
 
     say = log or (lambda msg: None)
     t = time.perf_counter()
     design = power_design(config)
     settings = PowerSettings()
     analyses = tuple(config.power_analyses)
-    cache_dir = Path(cache_root) / "power" / _power_cache_key(design, analyses, settings, config.seed)
+    prior = None
+    if config.power_assurance:
+        missing = [s for s in design.sites if s not in (prior_fits or {})]
+        if missing:
+            raise ValueError(f"power_assurance needs the run's Bayesian 'lmm' fit at {', '.join(missing)} "
+                             "(add 'lmm' to bayes_models)")
+        priors = [DesignPrior.from_fit(prior_fits[s], design.design, site=s, generator=design.generator,
+                                       max_draws=1000) for s in design.sites]
+        prior = priors[0] if len(priors) == 1 else DesignPrior.combine(priors)
+        say(f"power: assurance, design parameters drawn from {prior.source}")
+    cache_dir = Path(cache_root) / "power" / _power_cache_key(design, analyses, settings, config.seed, prior)
     simulated: set[tuple[int, int]] = set()
 
     def count(df: pd.DataFrame) -> None:
@@ -582,7 +601,7 @@ def run_power_stage(config: RunConfig, cache_root: Path, log: Callable[[str], No
         f"({', '.join(analyses)}; seed {config.seed})")
     result = run_power(design, config.power_sims, config.seed, analyses=analyses, settings=settings,
                        out=cache_dir, workers=config.power_workers, progress=False, on_chunk=count,
-                       target=config.power_target)
+                       target=config.power_target, prior=prior)
     total = config.power_sims * len(design.n)
     cache = "hit" if not simulated else ("miss" if len(simulated) >= total else "partial")
     if cache == "hit":
@@ -656,19 +675,27 @@ def power_section(stage: PowerStage, dataset: Dataset, config: RunConfig) -> Sec
         f"95% interval.",
         *stage.smallest_n_sentences(),
     ]
-    if dataset.synthetic:
+    kind = res.kind  # "power" or "assurance"
+    if kind == "assurance":
+        paras.append(f"Assurance: every simulated study draws its effect sizes and variance components from the "
+                     f"posterior of this run's Bayesian LMM on {dataset.label} ({res.prior.source}); assurance is "
+                     "the power averaged over that uncertainty.")
+    elif dataset.synthetic:
         paras.append("The effect sizes come from the SYNTHETIC twin, calibrated to the published aggregates: "
                      "they are assumptions for planning, not estimates from patient data.")
     else:
         paras.append(f"The effect sizes are the twin's (calibrated to the published RAJAK aggregates), not "
-                     f"estimates from {dataset.source}.")
+                     f"estimates from {dataset.source} (power_assurance = true draws them from this data's "
+                     "posterior).")
     cols = ["site", "analysis", "criterion", "n", "sims", "power", "mc_se", "ci_low", "ci_high", "lost_fraction"]
-    summary = res.summary()
+    summary = res.summary().rename(columns={"power": kind})
+    cols = [kind if c == "power" else c for c in cols]
     return Section("power", "Sample size for the next study", paragraphs=paras,
-                   tables=[Table("Power by sample size (Monte-Carlo SE, Wilson 95% interval)", summary[cols], "power"),
-                           Table(f"Smallest n reaching {stage.target:.0%} power", stage.smallest_n,
+                   tables=[Table(f"{kind.capitalize()} by sample size (Monte-Carlo SE, Wilson 95% interval)",
+                                 summary[cols], "power"),
+                           Table(f"Smallest n reaching {stage.target:.0%} {kind}", stage.smallest_n,
                                  "power_smallest_n")],
-                   figures=[(f"Power by sample size with 95% Monte-Carlo intervals; dotted: the "
+                   figures=[(f"{kind.capitalize()} by sample size with 95% Monte-Carlo intervals; dotted: the "
                              f"{stage.target:.0%} target", "power_curve")])
 
 

@@ -646,6 +646,21 @@ class DesignPrior:
         return i, {k: float(v) for k, v in self.draws.iloc[i].items()}
 
     @classmethod
+    def combine(cls, priors: Sequence[DesignPrior]) -> DesignPrior:
+        """One prior from per-site priors (e.g. :meth:`from_fit` at each site): their columns side by
+        side, draw ``i`` of each (truncated to the shortest). Separate fits carry no between-site
+        dependence of the parameters; a draw pairs the sites' draws of the same index."""
+        priors = list(priors)
+        if not priors:
+            raise ValueError("combine needs at least one design prior")
+        cols = [c for p in priors for c in p.draws.columns]
+        if len(set(cols)) != len(cols):
+            raise ValueError("design priors to combine share columns (one prior per site)")
+        k = min(len(p.draws) for p in priors)
+        draws = pd.concat([p.draws.iloc[:k].reset_index(drop=True) for p in priors], axis=1)
+        return cls(draws=draws, source="; ".join(p.source for p in priors))
+
+    @classmethod
     def from_fit(cls, fit: Any, design: Design | None = None, site: str | None = None,
                  generator: Literal["cohort", "gaussian"] = "cohort", max_draws: int | None = None) -> DesignPrior:
         """Map the posterior draws of a fitted trajectory LMM to design parameters (module docstring).

@@ -104,6 +104,24 @@ def test_power_stage_is_reproducible_and_cached(tmp_path):
     assert sentence.startswith("spine, lmm") and "80%" in sentence
 
 
+def test_power_stage_assurance_from_the_runs_lmm(tmp_path):
+    """power_assurance: each simulated study draws its parameters from the LMM posterior handed in;
+    the cache key includes the prior, so power and assurance never share cached studies."""
+    from analysis.bayes_fit import fit_bayes
+    from analysis.clinical import derive
+    from analysis.data import load_twin
+
+    bf = fit_bayes(derive(load_twin().frame), "lmm", "spine", draws=150, tune=150, chains=2, seed=2)
+    cfg = RunConfig(sites=("spine",), power_ns=(30,), power_sims=4, power_workers=1, power_assurance=True)
+    stage = pl.run_power_stage(cfg, tmp_path, prior_fits={"spine": bf.fit})
+    assert stage.result.kind == "assurance" and stage.result.raw["prior_draw"].nunique() > 1
+    assert stage.cache_dir != pl.run_power_stage(cfg.model_copy(update={"power_assurance": False}), tmp_path).cache_dir
+    with pytest.raises(ValueError, match="needs the run's Bayesian 'lmm' fit"):
+        pl.run_power_stage(cfg, tmp_path / "x", prior_fits={})
+    sec = pl.power_section(stage, load_twin(), cfg)
+    assert any(p.startswith("Assurance:") for p in sec.paragraphs) and "assurance" in sec.tables[0].frame.columns
+
+
 @pytest.fixture(scope="module")
 def stub_sensitivity_run(tmp_path_factory):
     """A run with every registered sensitivity analysis configured, each replaced by a stub result

@@ -644,3 +644,31 @@ def test_progress_bar_reports_every_study(capsys):
     run_power(PowerDesign(n=(24,), dropout=0.3), sims=3, seed=2, analyses=("lmm",), workers=1, progress=True)
     err = capsys.readouterr().err
     assert "3/3" in err
+
+
+def test_design_prior_combine_pairs_sites_draw_by_draw():
+    a = DesignPrior(pd.DataFrame({"spine.slope_sd_pct": [1.0, 2.0, 3.0]}), source="a")
+    b = DesignPrior(pd.DataFrame({"femoral_neck.slope_sd_pct": [4.0, 5.0]}), source="b")
+    c = DesignPrior.combine([a, b])
+    assert c.draws.to_dict("list") == {"spine.slope_sd_pct": [1.0, 2.0], "femoral_neck.slope_sd_pct": [4.0, 5.0]}
+    assert c.source == "a; b"
+    with pytest.raises(ValueError, match="share columns"):
+        DesignPrior.combine([a, a])
+
+
+def test_cli_assurance_from_the_users_data_at_both_sites(power_cli, tmp_path):
+    """--assurance --data FILE: the LMM is fitted to the user's file at every site of the design
+    and each simulated study draws both sites' parameters from those posteriors."""
+    path = tmp_path / "mine.csv"
+    simulate(Design(n_patients=40), seed=8).data.to_csv(path, index=False)
+    res = power_cli("--n", "24", "--sims", "2", "--analysis", "lmm", "--assurance", "--data", path,
+                    "--site", "spine", "--site", "femoral_neck", "--workers", "1", "--json", "--no-progress",
+                    "--out", tmp_path / "out")
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert doc["kind"] == "assurance" and {r["site"] for r in doc["summary"]} == {"spine", "femoral_neck"}
+    raw = pd.read_parquet(tmp_path / "out" / "raw.parquet")
+    assert {"prior.spine.slope_sd_pct", "prior.femoral_neck.slope_sd_pct"} <= set(raw.columns)
+    assert "data: mine.csv" in res.stderr
+    no = power_cli("--n", "24", "--data", path, "--no-progress")
+    assert no.exit_code == 2 and "add --assurance" in no.stderr

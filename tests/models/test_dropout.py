@@ -118,7 +118,8 @@ def _eval(model, names, seed):
     rng = np.random.default_rng(seed)
     point = {k: v + rng.normal(0, 0.3, np.shape(v)) for k, v in m.initial_point().items()}
     outs = m.replace_rvs_by_values([m[n] for n in names])  # values, not random draws
-    fn = m.compile_fn(outs, inputs=m.value_vars, on_unused_input="ignore", point_fn=True)
+    fn = m.compile_fn(outs, inputs=m.value_vars, on_unused_input="ignore", point_fn=True,
+                      mode="FAST_COMPILE")  # evaluated once: no JIT compilation
     return dict(zip(names, fn(point)))
 
 
@@ -225,7 +226,8 @@ def test_selection_density_matches_numpy(twin, dependence):
     default = build_selection_model(twin, dependence=dependence)
     m_f, m_d = fine.pymc_model, default.pymc_model
     with m_d:
-        point = pm.find_MAP(progressbar=False, include_transformed=True, seed=1, jitter=False)
+        point = pm.find_MAP(progressbar=False, random_seed=1, jitter=False,
+                            compile_kwargs={"mode": "FAST_COMPILE"})  # evaluated a few times: no JIT
     point = {k: np.asarray(point[k]) for k in m_d.initial_point()}
     vals = _joint_at([m_f, m_d], point)
     assert abs(vals[1] - vals[0]) < 1e-2, vals
@@ -238,7 +240,7 @@ def _joint_at(models, point):
     out = []
     for m in models:
         fn = m.compile_fn(m.replace_rvs_by_values([m["joint_mixture"]]), inputs=m.value_vars,
-                          on_unused_input="ignore", point_fn=True)
+                          on_unused_input="ignore", point_fn=True, mode="FAST_COMPILE")
         out.append(float(fn(point)[0]))
     return out
 
@@ -290,15 +292,24 @@ def test_selection_recovers_known_dependence_fast():
 
 @pytest.mark.slow
 def test_selection_recovery_study(full_studies):
+    """The 95% interval covers the true psi on every data set; at full size (4 data sets, posterior
+    SD ~0.16 each) the mean of the posterior means is within 0.2 of it. Reduced form: one data set
+    (the fast test above is another), coverage only."""
     means = []
-    for seed in ((2, 3, 4, 5) if full_studies else (2, 3)):
-        sm = build_selection_model(_mnar_study(400, seed))
+    sm = None
+    for seed in ((2, 3, 4, 5) if full_studies else (3,)):
+        data = _mnar_study(400, seed)
+        if sm is None:
+            sm = build_selection_model(data)
+        else:
+            sm.set_data(data)  # one compiled model for every data set
         fit = sample(sm, seed=seed, draws=1000, tune=1000, chains=2, cores=2)
         psi = fit.posterior["posterior"]["psi"].values.ravel()
         lo, hi = np.quantile(psi, [0.025, 0.975])
         assert lo < PSI_TRUE < hi, f"seed {seed}: [{lo:.2f}, {hi:.2f}]"
         means.append(psi.mean())
-    assert abs(np.mean(means) - PSI_TRUE) < 0.2
+    if full_studies:
+        assert abs(np.mean(means) - PSI_TRUE) < 0.2
 
 
 def _pct_estimands(fit) -> np.ndarray:
