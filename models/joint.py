@@ -63,8 +63,9 @@ L^\top`, given each posterior draw (:meth:`JointModel.postprocess`).
 Covariance parameterisation
 ---------------------------
 ``covariance="separate"`` (default): :math:`\tau \sim N^+(0, \text{scale})` and the Cholesky
-factor of :math:`\Omega` from ``pm.LKJCorr`` (which in PyMC 6 returns that factor), so
-:math:`L = \mathrm{diag}(\tau) L_\Omega`. ``covariance="packed"``: ``pm.LKJCholeskyCov`` with
+factor of :math:`\Omega \sim \mathrm{LKJ}(\eta)` built from its canonical partial correlations
+(:mod:`models.lkj`; ``pm.LKJCorr`` gave the same prior but an unpicklable graph and a slower cold
+compile), so :math:`L = \mathrm{diag}(\tau) L_\Omega`. ``covariance="packed"``: ``pm.LKJCholeskyCov`` with
 :math:`\mathrm{HalfNormal}(1)` SDs, each row of the factor multiplied by its prior scale. Both
 are the same prior. Measured on the twin and four twin-like simulated cohorts (see
 :data:`COVARIANCE_BENCHMARK`), both pass the convergence verdict but the packed factor has
@@ -90,9 +91,10 @@ called at fixed points, differed in the last bit (3 of 5 points) between a proce
 the code and one that loaded it from numba's disk cache (LLVM may reassociate and contract
 floating-point operations under fast-math, and the two ended up optimised differently), and NUTS
 amplified that (relative difference ~1e-11 after 30 tuning steps, unrelated draws soon after).
-Turning fast-math off did not slow the joint model's sampling on the twin. This model's
-functions do not go into the graph cache (:mod:`analysis.graph_cache`): ``pm.LKJCorr`` is an
-``OpFromGraph``, which does not pickle, so every process rewrites the graph.
+Turning fast-math off did not slow the joint model's sampling on the twin. With the default
+``"separate"`` covariance the graph has no ``OpFromGraph`` and its rewritten functions go into the
+graph cache (:mod:`analysis.graph_cache`); ``"packed"`` (``pm.LKJCholeskyCov``) does not pickle and
+is rewritten in every process.
 
 Reported quantities (original scale, see :data:`REPORTED_VARS`)
 -----------------------------------------------------------------
@@ -119,6 +121,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
+from models.lkj import lkj_corr_cholesky
 from models.marginal import standardised_arrays, update_model_data
 from models.mmrm import unrolled_logdet_quad
 from models.trajectory import (
@@ -194,7 +197,7 @@ COVARIANCE_BENCHMARK: dict[str, dict[str, float]] = {
 
 Covariance = Literal["separate", "packed"]
 
-_MODEL_VERSION = 1  # bump when the graph built below changes (part of the compile-cache key)
+_MODEL_VERSION = 2  # bump when the graph built below changes (part of the compile-cache key); 2: models.lkj
 
 
 @dataclass(frozen=True)
@@ -549,7 +552,7 @@ def build_joint_model(
         eta = ps[0, fld["lkj_eta"]]
         if covariance == "separate":
             tau = pm.HalfNormal("tau_std", sigma=scale, dims=("site", "effect"))
-            chol_corr = pm.LKJCorr("chol_corr", n=4, eta=eta)
+            chol_corr = lkj_corr_cholesky("corr_cpc", 4, eta)  # LKJ(eta) via partial correlations
             chol = tau.reshape((4,))[:, None] * chol_corr
         else:
             chol01, _, _ = pm.LKJCholeskyCov(

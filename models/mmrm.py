@@ -28,10 +28,12 @@ The visit-by-responder cell means span the same space as R's ``month * responder
 ``m - 1`` visit contrasts, responder, ``m - 1`` interactions); :math:`\bar x` is the mean
 baseline over the analysed *rows* (emmeans' reference grid puts numeric covariates there), so
 the LS-mean of group :math:`g` at visit :math:`v` is simply :math:`\alpha_v + \gamma_v g`.
-:math:`\Sigma` comes from ``pm.LKJCholeskyCov`` (packed Cholesky factor, standard deviations
-:math:`\mathrm{HalfNormal}(1)`, row :math:`v` of the factor multiplied by the prior scale
-:math:`s_{\sigma v}`, so the prior on each :math:`\sigma_v` is :math:`N^+(0, s_{\sigma v})`
-and the correlation's is :math:`\mathrm{LKJ}(\eta)` whatever the scales).
+:math:`\Sigma = \mathrm{diag}(\sigma) L_\Omega L_\Omega^\top \mathrm{diag}(\sigma)` with
+:math:`\sigma_v = s_{\sigma v} \tilde\sigma_v`, :math:`\tilde\sigma_v \sim \mathrm{HalfNormal}(1)`
+(so the prior on each :math:`\sigma_v` is :math:`N^+(0, s_{\sigma v})`) and :math:`L_\Omega` the
+Cholesky factor of :math:`\Omega \sim \mathrm{LKJ}(\eta)` built from its canonical partial
+correlations (:mod:`models.lkj`: the same prior as ``pm.LKJCholeskyCov``, whose graph does not
+pickle and compiles slower from an empty cache).
 
 Missing visits
 --------------
@@ -129,6 +131,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
+from models.lkj import lkj_corr_cholesky
 from models.marginal import as_bool_responder
 from models.trajectory import TrajectoryPriors
 
@@ -176,7 +179,7 @@ PRIOR_FIELDS: tuple[str, ...] = ("baseline_coef_sd", "lkj_eta")
 #: Rows of the ``prior_visit`` container (dims ``prior_visit_field, visit``; standardised units).
 PRIOR_VISIT_FIELDS: tuple[str, ...] = ("alpha_loc", "alpha_sd", "gamma_sd", "sd_scale")
 
-_MODEL_VERSION = 2  # bump when the graph built below changes (part of the compile-cache key)
+_MODEL_VERSION = 3  # bump when the graph built below changes (part of the compile-cache key); 3: models.lkj
 
 
 @dataclass(frozen=True)
@@ -708,16 +711,13 @@ def build_mmrm_model(
         alpha = pm.Normal("alpha_std", pv[0], pv[1], dims="visit")
         gamma = pm.Normal("gamma_std", 0.0, pv[2], dims="visit")
         beta = pm.Normal("beta_std", 0.0, ps[0])
-        chol01, _, _ = pm.LKJCholeskyCov(
-            "chol_visit",
-            n=m_vis,
-            eta=ps[1],
-            sd_dist=pm.HalfNormal.dist(1.0, shape=m_vis),
-            store_in_trace=False,
-        )
+        # Sigma = diag(s) L L' diag(s): unit half-normal SDs and the Cholesky factor of an LKJ(eta)
+        # correlation from its partial correlations (models.lkj)
+        sd_unit = pm.HalfNormal("sd_visit_unit", 1.0, dims="visit")
+        corr_l = lkj_corr_cholesky("corr_visit_cpc", m_vis, ps[1]) if m_vis > 1 else pt.ones((1, 1))
         # sd prior N+(0, sd_scale_v): scale row v of the unit-scale factor (the correlation is
         # scale-free)
-        chol = pv[3][:, None] * chol01
+        chol = (pv[3] * sd_unit)[:, None] * corr_l
         cov = pt.dot(chol, chol.T)
 
         mu = alpha[None, :] + gamma[None, :] * resp[:, None] + beta * x_std[:, None]

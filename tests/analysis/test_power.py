@@ -255,10 +255,10 @@ def test_lmm_power_agrees_with_closed_form():
 
 @pytest.mark.slow
 def test_lmm_power_agrees_with_closed_form_large(full_studies):
-    """As above at n = 100-400 with 1000 studies each (reduced form: 400; the Monte-Carlo part of
+    """As above at n = 100-400 with 1000 studies each (reduced form: 250; the Monte-Carlo part of
     the tolerance scales with 1/sqrt(k))."""
     design = PowerDesign(design=GAUSS, n=(100, 200, 300, 400), generator="gaussian")
-    k = 1000 if full_studies else 400
+    k = 1000 if full_studies else 250
     s = run_power(design, sims=k, seed=77, analyses=("lmm",)).summary()
     for (_, row), cf in zip(s.iterrows(), closed_form_power(design)):
         assert _agrees(row["power"], cf, k, 0.008), (row["n"], row["power"], cf)
