@@ -226,7 +226,7 @@ def diagnose(
     -------
     Diagnostics
     """
-    import arviz as az
+    import arviz_stats as az  # the statistics only: the arviz meta-package also imports matplotlib
 
     thresholds = thresholds if thresholds is not None else Thresholds()
     post = dt["posterior"].to_dataset()
@@ -636,7 +636,9 @@ def compile_model(model: Any, *, fast_compile: bool | None = None) -> tuple[Any,
 
 def _compile(fm: Any, fast_compile: bool | None) -> tuple[Any, dict[str, Any], Any]:
     """:func:`compile_model`, also returning the model the compiled object was built from."""
-    import nutpie
+    from analysis._imports import import_nutpie
+
+    nutpie = import_nutpie()
 
     pm_model = fm.pymc_model
     if fast_compile is None:
@@ -829,7 +831,10 @@ def sample(
     trace_vars = None if fm.trace_vars is None else list(fm.trace_vars)
 
     if sampler == "nutpie":
-        import nutpie
+        from analysis._imports import import_nutpie, warm_imports
+
+        warm_imports()  # overlaps xarray's lazy imports with compiling and sampling
+        nutpie = import_nutpie()
         from pymc.backends.arviz import patch_nutpie_idata
 
         compiled, info, owner = _compile(fm, fast_compile)

@@ -75,7 +75,10 @@ def graph_key(pm_model: Any, var_names: list[str] | None, shape_signature: tuple
         64 hex digits.
     """
     import numba
-    import nutpie
+
+    from analysis._imports import import_nutpie
+
+    nutpie = import_nutpie()
     import pymc
     import pytensor
     from pytensor.graph.basic import Constant

@@ -378,8 +378,9 @@ class Refitter:
         RuntimeError
             If the compiled model would hold stale data (a container not updated).
         """
-        import nutpie
+        from analysis._imports import import_nutpie
 
+        nutpie = import_nutpie()
         from analysis.fitting import _compile, _initial_point_for, _load_data
 
         with self._lock:

@@ -259,3 +259,25 @@ def test_run_dir_appearing_during_a_run_is_not_replaced(tmp_path, monkeypatch):
     pl.run(cfg, force=True)
     assert (tmp_path / "x" / "manifest.json").is_file() and not (tmp_path / "x" / "keep.txt").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x"]
+
+
+def test_run_with_a_toml_plan(tmp_path):
+    plan = tmp_path / "plan.toml"
+    plan.write_text('sites = ["spine"]\nundefined_responders = "exclude"\npriors = "literature"\n'
+                    'sensitivity = ["completers_vs_all"]\nmmrm_covariances = ["us", "cs"]\ndraws = 150\ntune = 150\n'
+                    'chains = 2\nseed = 7\npower_sims = 0\nmi_imputations = 5\n[responder]\nkind = "das28_fall"\n'
+                    'threshold = 1.2\n')
+    res = _invoke("run", "--config", plan, "--output-dir", tmp_path / "out", "--run-id", "p")
+    assert res.exit_code == 0, res.output
+    m = json.loads((tmp_path / "out" / "p" / "manifest.json").read_text())
+    c = m["config"]
+    assert c["sites"] == ["spine"] and c["seed"] == 7 and c["priors"] == "literature" and c["draws"] == 150
+    assert c["responder"] == {"kind": "das28_fall", "month": 12.0, "threshold": 1.2}
+    assert "fall > 1.2" in m["responder_rule"] and "excluded" in m["undefined_responder_strategy"]
+    est = pd.read_csv(tmp_path / "out" / "p" / "tables" / "frequentist_estimands.csv")
+    assert set(est["site"]) == {"spine"} and {"MMRM (us, REML)", "MMRM (cs, REML)"} <= set(est["method"])
+    assert "MMRM (ar1, REML)" not in set(est["method"])
+    bad = tmp_path / "bad.toml"
+    bad.write_text('sites = ["hip"]\n')
+    res = _invoke("run", "--config", bad, "--output-dir", tmp_path / "out")
+    assert res.exit_code == 2 and "sites" in res.stderr and len(res.stderr.strip().splitlines()) == 1

@@ -126,6 +126,17 @@ def test_twin_analysis_and_exact_tipping_points(twin, twin_site):
         assert min(abs(lo), abs(hi)) < 1e-8, t
         assert t["from_state"] != t["to_state"]
     assert {"sensitivity_delta_bayes", "sensitivity_tipping_bayes"} == set(r.figures)
+    # the heat map colours each grid cell by its CrI class: check two cells of the NR panel
+    from matplotlib.collections import QuadMesh
+
+    grid = np.asarray(r.settings["grid"])
+    mesh = next(c for c in r.figures["sensitivity_tipping_bayes"].axes[0].collections if isinstance(c, QuadMesh))
+    state = np.asarray(mesh.get_array()).reshape(grid.size, grid.size)  # (delta R, delta NR)
+    for d_nr in (0.0, grid.min()):
+        x = data.estimand_draws(DeltaScenario(d_nr, 0.0), "pct")["non-responder"]
+        lo, hi = np.quantile(x, [0.025, 0.975])
+        expect = 1 if lo > 0 else (-1 if hi < 0 else 0)
+        assert state[np.flatnonzero(grid == 0.0)[0], np.flatnonzero(grid == d_nr)[0]] == expect, d_nr
     assert list(r.forest_rows.columns) == FOREST_COLUMNS and (r.forest_rows["kind"] == "bayesian").all()
     assert any("tipping points, exact" in t for t in r.text)
     assert "MAR | spine | difference | pct" in r.draws
