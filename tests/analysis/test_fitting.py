@@ -213,6 +213,25 @@ def test_diagnose_respects_thresholds_and_nan(fit):
     assert "rhat" in d.failed_checks and np.isnan(d.max_rhat)
 
 
+def test_vectorised_diagnostics_equal_arviz_public_api(fit, tm):
+    """diagnose (one vectorised rank per statistic) == diagnose_public (arviz_stats.rhat/ess on the
+    Dataset): every statistic, worst-element label and verdict, on a good fit, a short failing one
+    and with constant (NaN) elements."""
+    from analysis.fitting import Thresholds, diagnose_public
+
+    short = sample(tm, seed=3, draws=30, tune=30, chains=2, cores=2)
+    for f in (fit, short):
+        names = list(f.diagnostics.var_names)
+        assert diagnose(f.posterior, names) == diagnose_public(f.posterior, names)
+        assert diagnose(f.posterior) == diagnose_public(f.posterior)
+    dt = fit.posterior.copy()
+    post = dt["posterior"].to_dataset()
+    post["const"] = post["sigma"] * 0.0 + 1.0
+    dt["posterior"] = post
+    th = Thresholds(ess_bulk_min=0, ess_tail_min=0)
+    assert diagnose(dt, ["b", "const"], th) == diagnose_public(dt, ["b", "const"], th)
+
+
 # ---------------------------------------------------------------------------------------------
 # settings, save / load, samplers
 # ---------------------------------------------------------------------------------------------
