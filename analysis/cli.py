@@ -427,8 +427,9 @@ app.command(name="power")(_power)
 def main() -> None:
     """Console-script entry point.
 
-    After a command finishes, the process flushes its output, waits for its non-daemon threads,
-    runs the ``atexit`` handlers (which stop worker processes and flush logging) and then leaves
+    After a command finishes, the process flushes its output, runs the threading exit hooks and
+    waits for its non-daemon threads (as the interpreter does), runs the ``atexit`` handlers
+    (which stop worker processes and flush logging) and then leaves
     through ``os._exit`` with the command's exit status. What that skips is Python's final
     deallocation of the PyMC/PyTensor/numba object graphs, 1-1.5 s per command with nothing left
     to write (every output file is written atomically and closed before). ``RAJAK_FAST_EXIT=0``
@@ -459,10 +460,10 @@ def _fast_exit(code: int) -> None:
             stream.flush()
         except (OSError, ValueError):  # closed pipe: nothing left to flush
             pass
-    main_thread = threading.main_thread()
-    for thread in threading.enumerate():
-        if thread is not main_thread and not thread.daemon:
-            thread.join()
+    # what the interpreter does at exit, in its order: the threading atexit hooks (they stop worker
+    # pools such as loky's reusable executor, whose manager thread would otherwise keep the join
+    # below waiting for its idle timeout), then join the non-daemon threads, then atexit handlers
+    threading._shutdown()
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:

@@ -31,6 +31,13 @@ adjusted covariance :math:`\Phi_A` and df of Kenward & Roger (1997) in the param
 pbkrtest/SAS; for ``ar1``-type structures the second-derivative term is included), with
 :math:`W` the inverse expected information (``kr_information="expected"``, pbkrtest's choice)
 or the inverse observed information (``"observed"``, the R ``mmrm`` package's choice).
+
+Verified against R (``tests/analysis/frequentist/fixtures/reml_reference.R``): estimates, SEs,
+log-likelihood and Satterthwaite df for every structure (nlme ``gls`` and an independent numDeriv
+computation), LS-means and contrasts (emmeans), Kenward-Roger for ``us`` and ``cs`` (pbkrtest's own
+routines). Kenward-Roger for ``ar1``, ``csh`` and ``ar1h`` (the second-derivative term) and the
+``"observed"`` information have no external reference here (the R ``mmrm`` package is not in
+Debian's archive); they are checked only against each other and against the ``us``/``cs`` cases.
 """
 
 from __future__ import annotations

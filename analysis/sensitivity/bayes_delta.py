@@ -419,11 +419,7 @@ def bayes_delta_analysis(derived: pd.DataFrame, scenarios: Sequence[DeltaScenari
         name="delta_bayes", title="Delta-adjusted pattern mixture in the Bayesian model (and Bayesian MI)",
         table=table, text=text, figures={"sensitivity_delta_bayes": fig, "sensitivity_tipping_bayes": fig_tip},
         forest_rows=forest.reset_index(drop=True),
-        settings={"sites": list(sites), "scenarios": [{"label": n, "non_responders": s.non_responders,
-                                                       "responders": s.responders,
-                                                       "scale_non_responders": s.scale_non_responders,
-                                                       "scale_responders": s.scale_responders, "unit": s.unit}
-                                                      for s, n in zip(scenarios, names)],
+        settings={"sites": list(sites), "scenarios": [s.settings() for s in scenarios],
                   "priors": priors, "undefined": undefined, "m": int(m), "delta_sd": float(delta_sd),
                   "grid": grid_arr.tolist(), "sampler": {"draws": draws, "tune": tune, "chains": chains,
                                                          "seed": seed, "target_accept": target_accept},

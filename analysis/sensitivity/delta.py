@@ -106,6 +106,12 @@ class DeltaScenario:
         return (self.non_responders == 0 and self.responders == 0 and self.scale_non_responders == 1
                 and self.scale_responders == 1)
 
+    def settings(self) -> dict[str, Any]:
+        """The scenario as recorded in a result's settings (its name as ``label``)."""
+        return {"label": self.name(), "non_responders": self.non_responders, "responders": self.responders,
+                "scale_non_responders": self.scale_non_responders, "scale_responders": self.scale_responders,
+                "unit": self.unit}
+
     def name(self) -> str:
         if self.label:
             return self.label
@@ -263,11 +269,7 @@ def delta_analysis(derived: pd.DataFrame, scenarios: Sequence[DeltaScenario] = D
         name="delta", title="Delta-adjusted pattern mixture (MNAR) by multiple imputation", table=table, text=text,
         figures={"sensitivity_delta": fig},
         forest_rows=_forest(table, "MI " + base_strategy + " + delta: " + table["scenario"]),
-        settings={"sites": list(sites), "scenarios": [{"label": n, "non_responders": s.non_responders,
-                                                       "responders": s.responders,
-                                                       "scale_non_responders": s.scale_non_responders,
-                                                       "scale_responders": s.scale_responders, "unit": s.unit}
-                                                      for s, n in zip(scenarios, names)],
+        settings={"sites": list(sites), "scenarios": [s.settings() for s in scenarios],
                   "base_strategy": base_strategy, "reference": reference, "m": int(m), "seed": int(seed),
                   "draws": draws, "outcome": outcome, "undefined": undefined, "covariates": list(covariates),
                   "endpoint_month": endpoint_month, "level": level, "excluded": excluded},

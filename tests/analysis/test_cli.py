@@ -82,6 +82,19 @@ def test_fast_exit_keeps_output_and_status(tmp_path):
     assert runs["1"].stdout == runs["0"].stdout and json.loads(runs["1"].stdout)["n_patients"] == 30
 
 
+def test_fast_exit_does_not_wait_for_idle_worker_pools():
+    """A command that used a joblib/loky process pool (``rajak power`` on two workers) must leave
+    as soon as it is done. Joining the pool's manager thread before the threading exit hooks had
+    run made the process wait for loky's idle timeout (300 s) after printing its result."""
+    rajak = Path(sys.executable).with_name("rajak")
+    cmd = [str(rajak)] if rajak.is_file() else [sys.executable, "-m", "analysis.cli"]
+    proc = subprocess.run(cmd + ["power", "--n", "24,36", "--sims", "40", "--analysis", "lmm",
+                                 "--workers", "2", "--no-progress", "--json"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)
+
+
 def test_validate_all_lists_every_problem(tmp_path):
     bad = tmp_path / "bad.csv"
     df = simulate(Design(n_patients=5), seed=1).data

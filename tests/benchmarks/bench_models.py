@@ -15,7 +15,7 @@ Prints
    tail ESS, max R-hat, divergences, min E-BFMI, the verdict and the process's peak memory
    (``resource.getrusage``);
 2. with ``--joint-geometry``: the joint model's two covariance parameterisations (``separate``
-   = HalfNormal SDs x ``pm.LKJCorr`` factor, ``packed`` = ``pm.LKJCholeskyCov``) on the twin and
+   = HalfNormal SDs x the LKJ factor of ``models.lkj``, ``packed`` = ``pm.LKJCholeskyCov``) on the twin and
    on twin-like cohorts from ``models.simulate`` (46 patients, default design), the figures
    behind ``models.joint.COVARIANCE_BENCHMARK``;
 3. with ``--robust-geometry``: the robust model's parameterisations (latent patient effects,

@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -139,15 +141,9 @@ def _mix_reference(d, lp0, lp1, logit_pi):
         und, special.expit(logit_pi + lp1 - lp0), s)
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_latent_status_density_matches_scipy(twin, seed):
-    lm = build_latent_status_model(twin)
-    names = ["status_regression", "y_marginal_mixture", "p_responder", "beta_std", "tau_std",
-             "corr_patient", "sigma_std", "kappa"]
-    v = _eval(lm, names, seed)
-    d, arr = lm.prepared, lm.data_values
-    ll, logit_pi = _status_reference(d, v["kappa"])
-    assert v["status_regression"] == pytest.approx(ll, rel=1e-9)
+def _y_marginal_reference(d, arr, v) -> np.ndarray:
+    """(2, patients): each patient's marginal normal log-likelihood of the BMD rows per component
+    (scipy's multivariate normal with covariance sigma^2 I + Z Sigma Z')."""
     tau, rho, sig, beta = v["tau_std"], v["corr_patient"], v["sigma_std"], v["beta_std"]
     cov = np.array([[tau[0] ** 2, rho * tau[0] * tau[1]], [rho * tau[0] * tau[1], tau[1] ** 2]])
     lps = np.zeros((2, d.n_patients))
@@ -158,6 +154,19 @@ def test_latent_status_density_matches_scipy(twin, seed):
             mean = z @ np.array([beta[0] + beta[2] * r, beta[1] + beta[3] * r])
             lps[r, i] = stats.multivariate_normal.logpdf(
                 arr["y_std"][rows], mean, sig**2 * np.eye(rows.sum()) + z @ cov @ z.T)
+    return lps
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_latent_status_density_matches_scipy(twin, seed):
+    lm = build_latent_status_model(twin)
+    names = ["status_regression", "y_marginal_mixture", "p_responder", "beta_std", "tau_std",
+             "corr_patient", "sigma_std", "kappa"]
+    v = _eval(lm, names, seed)
+    d, arr = lm.prepared, lm.data_values
+    ll, logit_pi = _status_reference(d, v["kappa"])
+    assert v["status_regression"] == pytest.approx(ll, rel=1e-9)
+    lps = _y_marginal_reference(d, arr, v)
     total, p = _mix_reference(d, lps[0], lps[1], logit_pi)
     assert v["y_marginal_mixture"] == pytest.approx(total, rel=1e-8)
     np.testing.assert_allclose(v["p_responder"], p, rtol=1e-7, atol=1e-12)
@@ -205,16 +214,8 @@ def test_selection_density_matches_numpy(twin, dependence):
     v = _eval(fine, names, 3)
     d, arr = fine.prepared, fine.data_values
     _, logit_pi = _status_reference(d, v["kappa"])
-    tau, rho, sig, beta = v["tau_std"], v["corr_patient"], v["sigma_std"], v["beta_std"]
-    cov = np.array([[tau[0] ** 2, rho * tau[0] * tau[1]], [rho * tau[0] * tau[1], tau[1] ** 2]])
-    lps = np.zeros((2, d.n_patients))
+    lps = _y_marginal_reference(d, arr, v)
     for r in (0, 1):
-        for i in range(d.n_patients):
-            rows = d.patient_idx == i
-            z = np.column_stack([np.ones(rows.sum()), d.t[rows]])
-            mean = z @ np.array([beta[0] + beta[2] * r, beta[1] + beta[3] * r])
-            lps[r, i] = stats.multivariate_normal.logpdf(
-                arr["y_std"][rows], mean, sig**2 * np.eye(rows.sum()) + z @ cov @ z.T)
         lps[r] += _hazard_integral_reference(d, arr, v, r, dependence)
     total, p = _mix_reference(d, lps[0], lps[1], logit_pi)
     assert v["joint_mixture"] == pytest.approx(total, rel=1e-8)
@@ -225,7 +226,9 @@ def test_selection_density_matches_numpy(twin, dependence):
 
     default = build_selection_model(twin, dependence=dependence)
     m_f, m_d = fine.pymc_model, default.pymc_model
-    with m_d:
+    with m_d, warnings.catch_warnings():
+        # the dict of (transformed) point values is what is wanted here, not an InferenceData
+        warnings.filterwarnings("ignore", "`find_MAP` will return", FutureWarning)
         point = pm.find_MAP(progressbar=False, random_seed=1, jitter=False,
                             compile_kwargs={"mode": "FAST_COMPILE"})  # evaluated a few times: no JIT
     point = {k: np.asarray(point[k]) for k in m_d.initial_point()}
