@@ -250,7 +250,7 @@ def _bands(fit: BayesFit, months=np.linspace(0, 12, 13)) -> pd.DataFrame:
 
 def run_bayes_stage(derived: pd.DataFrame, config: Any, freq_estimands: pd.DataFrame, figures_dir: Path,
                     fits_dir: Path, label: str, log: Callable[[str], None],
-                    cache_dir: Path | None = None) -> BayesStage:
+                    cache_dir: Path | None = None, save: Callable[..., Any] = save_figure) -> BayesStage:
     """Fit ``config.bayes_models`` at ``config.sites`` and write figures and fits.
 
     Parameters
@@ -270,6 +270,9 @@ def run_bayes_stage(derived: pd.DataFrame, config: Any, freq_estimands: pd.DataF
     cache_dir : Path, optional
         Content-addressed fit cache: fits (and their prior draws) whose model, data and settings
         are unchanged are read back instead of sampled.
+    save : callable, optional
+        ``save(fig, directory, name)`` writes a figure (default :func:`analysis.plots.save_figure`;
+        the pipeline passes :meth:`analysis.figure_writer.FigureWriter.save`).
 
     Returns
     -------
@@ -303,12 +306,12 @@ def run_bayes_stage(derived: pd.DataFrame, config: Any, freq_estimands: pd.DataF
         lmm = next((f for f in site_fits if f.model == "lmm"), site_fits[0] if site_fits else None)
         if lmm is None:
             continue
-        save_figure(trajectories(derived, (site,), label=label, bands=_bands(lmm)), figures_dir,
+        save(trajectories(derived, (site,), label=label, bands=_bands(lmm)), figures_dir,
                     f"trajectories_posterior_{site}")
         stage.figures.append((site, f"Observed trajectories with the {lmm.model} posterior mean and 95% band per "
                                     f"group, {SITE_LABELS[site]}", f"trajectories_posterior_{site}"))
         for f in site_fits:
-            save_figure(rank_plot(f.fit, label=label), figures_dir, f"rank_{f.model}_{site}")
+            save(rank_plot(f.fit, label=label), figures_dir, f"rank_{f.model}_{site}")
             stage.figures.append((site, f"Rank plots of {f.model} at {SITE_LABELS[site]} (diagnostics)",
                                   f"rank_{f.model}_{site}"))
             def build(f=f, site=site):
@@ -317,7 +320,7 @@ def run_bayes_stage(derived: pd.DataFrame, config: Any, freq_estimands: pd.DataF
             items = prior_posterior_items(f, build, PRIOR_DRAWS, config.seed, cache_dir)
             if items:
                 stage.prior_posterior += items
-                save_figure(prior_posterior([(it.label, it.prior, it.posterior) for it in items],
+                save(prior_posterior([(it.label, it.prior, it.posterior) for it in items],
                                             title=f"Prior (dashed) vs posterior (solid): {f.model} at "
                                                   f"{SITE_LABELS[site]}, priors '{config.priors}'", label=label),
                             figures_dir, f"prior_posterior_{f.model}_{site}")
@@ -325,13 +328,13 @@ def run_bayes_stage(derived: pd.DataFrame, config: Any, freq_estimands: pd.DataF
                                             f"{SITE_LABELS[site]} ({PRIOR_DRAWS} prior draws; the posterior "
                                             "is the fit's)", f"prior_posterior_{f.model}_{site}"))
         pct_items = [it for it in lmm.estimands if it.estimand.endswith("%")]
-        save_figure(contrast_posteriors(pct_items, label=label), figures_dir, f"contrasts_{site}")
+        save(contrast_posteriors(pct_items, label=label), figures_dir, f"contrasts_{site}")
         stage.figures.append((site, f"Posterior of the key % estimands with the ROPE (DXA least significant "
                                     f"change) and 95% HDI, {SITE_LABELS[site]}", f"contrasts_{site}"))
         built = MODELS[lmm.model](frame, site, None)
         if hasattr(built, "posterior_predictive"):
             y_rep = built.posterior_predictive(lmm.fit.posterior["posterior"].to_dataset(), seed=config.seed)
-            save_figure(ppc_change(built.prepared, y_rep, site, label=label), figures_dir, f"ppc_{site}")
+            save(ppc_change(built.prepared, y_rep, site, label=label), figures_dir, f"ppc_{site}")
             stage.figures.append((site, f"Posterior predictive check of the {lmm.model} model: % change to "
                                         f"month 12, {SITE_LABELS[site]}", f"ppc_{site}"))
         # forest of the responder - non-responder difference across analyses
@@ -344,7 +347,7 @@ def run_bayes_stage(derived: pd.DataFrame, config: Any, freq_estimands: pd.DataF
             rows.append({"label": f"Bayesian {r['model']}", "estimate": r["median"], "low": r["eti_low"],
                          "high": r["eti_high"], "kind": "bayesian"})
         if rows:
-            save_figure(forest(pd.DataFrame(rows), name, label=label), figures_dir, f"forest_{site}")
+            save(forest(pd.DataFrame(rows), name, label=label), figures_dir, f"forest_{site}")
             stage.figures.append((site, f"Responder - non-responder difference across analyses, "
                                         f"{SITE_LABELS[site]}", f"forest_{site}"))
         comparable = {f.model: f.fit for f in site_fits if "log_likelihood" in f.fit.posterior.children}

@@ -63,6 +63,10 @@ class RunConfig(_Strict):
     ``power_sims = 0``, switches the stage off. ``power_assurance = true`` draws the design parameters of
     every simulated study from the posterior of the run's Bayesian LMM (assurance instead of power;
     needs ``"lmm"`` in ``bayes_models``).
+
+    ``figure_workers`` background processes draw and write the figures while the statistics go on
+    (:class:`analysis.figure_writer.FigureWriter`; 0 draws them in the run's own process; the
+    files are the same either way).
     """
 
     data: str | None = None
@@ -90,6 +94,7 @@ class RunConfig(_Strict):
     power_dropout: float | None = Field(None, ge=0.0, lt=1.0)
     power_workers: int | None = Field(None, ge=1, le=256)
     power_assurance: bool = False
+    figure_workers: int = Field(2, ge=0, le=8)
     output_dir: str = "outputs"
     run_id: str | None = None
 

@@ -38,6 +38,7 @@ from analysis.io import atomic_copy, atomic_write_json, atomic_write_text
 from analysis.bayes_stage import bayes_sections, run_bayes_stage
 from analysis.sensitivity.runner import forest_figure, run_sensitivity
 from analysis.frequentist.primary import frequentist_analysis
+from analysis.figure_writer import FigureWriter
 from analysis.plots import retention, save_figure, trajectories
 from analysis.published import ANALYSIS_ASSUMPTIONS, paper_analysis, replication_by_method, replication_table
 from analysis.report import Report, Section, Table, render_report
@@ -137,6 +138,8 @@ def run(config: RunConfig, *, force: bool = False, log: Callable[[str], None] | 
     if staging.exists():
         shutil.rmtree(staging)
     (staging / "tables").mkdir(parents=True)
+    writer = FigureWriter(config.figure_workers)  # figures drawn in the background
+    save_figure = writer.save
     try:
         atomic_write_json(staging / "validation.json", dataset.report.to_dict())
         t = time.perf_counter()
@@ -148,15 +151,17 @@ def run(config: RunConfig, *, force: bool = False, log: Callable[[str], None] | 
         bayes = None
         if config.bayes_models:
             bayes = run_bayes_stage(derived, config, freq.estimands, figs, staging / "fits", dataset.label, say,
-                                    cache_dir=out_root / ".fit-cache")
+                                    cache_dir=out_root / ".fit-cache", save=save_figure)
             tables["bayes_estimands"] = _label(bayes.estimands, dataset)
             tables["bayes_vs_frequentist"] = _label(bayes.comparison, dataset)
         tables["replication_by_method"] = _label(replication_by_method(
             achieved, freq.estimands, None if bayes is None else bayes.estimands, config.endpoint_month), dataset)
         timings["bayesian_s"] = time.perf_counter() - t
         t = time.perf_counter()
-        sens_results = [run_sensitivity(name, derived, config, cache_dir=out_root / ".fit-cache") for name in config.sensitivity]
-        for r in sens_results:
+        sens_results = []
+        for name in config.sensitivity:
+            r = run_sensitivity(name, derived, config, cache_dir=out_root / ".fit-cache")
+            sens_results.append(r)
             say(f"sensitivity analysis {r.name} done")
             tables[f"sensitivity_{r.name}"] = _label(r.table, dataset)
             for fname, fig in r.figures.items():
@@ -164,6 +169,8 @@ def run(config: RunConfig, *, force: bool = False, log: Callable[[str], None] | 
             for src in r.settings.get("fit_files") or []:  # its Bayesian fits, beside the main ones
                 if Path(src).is_file():
                     atomic_copy(src, staging / "fits" / f"sensitivity_{r.name}" / Path(src).name)
+        report_sections = _sensitivity_sections(sens_results, freq.estimands, config, figs, dataset.label,
+                                                None if bayes is None else bayes.estimands, save_figure)
         timings["sensitivity_s"] = time.perf_counter() - t
         t = time.perf_counter()
         lmm_fits = {} if bayes is None else {f.site: f.fit for f in bayes.fits if f.model == "lmm"}
@@ -175,8 +182,10 @@ def run(config: RunConfig, *, force: bool = False, log: Callable[[str], None] | 
             save_figure(power.result.figure(config.power_target, label=dataset.label), figs, "power_curve")
         timings["power_s"] = time.perf_counter() - t
         report = _report(run_id, dataset, config, tables, completers.strategy, freq.notes)
-        report.sections += _sensitivity_sections(sens_results, freq.estimands, config, figs, dataset.label,
-                                                 None if bayes is None else bayes.estimands)
+        report.sections += report_sections
+        t = time.perf_counter()
+        writer.wait()  # every figure on disk before the report embeds them
+        timings["figures_wait_s"] = time.perf_counter() - t
         report.methods.append(_frequentist_methods(config))
         if bayes is not None:
             report.sections += bayes_sections(bayes, config)
@@ -237,8 +246,11 @@ def run(config: RunConfig, *, force: bool = False, log: Callable[[str], None] | 
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     except BaseException:
+        writer.close(cancel=True)
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    finally:
+        writer.close()
     say(f"wrote {run_dir}")
     return RunResult(run_dir=run_dir, manifest=manifest, tables=tables)
 
@@ -414,7 +426,8 @@ def _compact_tests(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def _sensitivity_sections(results, freq_estimands: pd.DataFrame, config: RunConfig, figs: Path,
-                          label: str, bayes_estimands: pd.DataFrame | None = None) -> list[Section]:
+                          label: str, bayes_estimands: pd.DataFrame | None = None,
+                          save_figure: Callable[..., Any] = save_figure) -> list[Section]:
     if not results:
         return []
     sections = []

@@ -33,7 +33,7 @@ a fit from :func:`analysis.fitting.sample`:
 - ``log_likelihood``: the density the sampler targeted. For the marginal model that is the
   ``pm.Potential`` :math:`\log p(y \mid \theta)` with the random effects integrated out
   (``pymc.stats.compute_log_likelihood`` only sees observed variables, so the potentials are
-  evaluated the same way by :func:`_potential_log_density`); for latent forms the observed
+  evaluated the same way by :class:`LogDensities`); for latent forms the observed
   node via ``pymc.stats.compute_log_likelihood``. An existing ``log_likelihood`` group (the
   pointwise ``bmd`` for PSIS-LOO) is kept; the sensitivity uses only the added variables.
 """
@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
@@ -58,6 +57,7 @@ from models.trajectory import GROUP_NAMES, SITES, build_trajectory_model
 
 __all__ = [
     "CONTRASTS",
+    "LogDensities",
     "PriorCheckResult",
     "add_log_densities",
     "prior_checks",
@@ -138,6 +138,37 @@ def _pct_change_pairs(months: np.ndarray, pidx: np.ndarray) -> tuple[np.ndarray,
             np.array([end[p] for p in pats], dtype=int), pats)
 
 
+def _prior_predictive_sampler(pm_model: Any, names: Sequence[str]) -> Callable[..., dict[str, np.ndarray]]:
+    """Forward sampler of ``names`` from the prior, compiled once for the model.
+
+    What ``pymc.sample_prior_predictive`` does (``compile_forward_sampling_function`` with no
+    variables in the trace, then one call per draw), except that the compiled function is kept:
+    prior sets enter as data, so calling ``draw(n, seed)`` after ``set_data(priors=...)`` samples
+    under the new set without compiling again. ``seed`` reseeds the function's random generators
+    (``pymc.pytensorf.reseed_rngs``) before the draws, so a set's draws do not depend on which sets
+    were drawn before it.
+    """
+    from pymc.pytensorf import reseed_rngs
+    from pymc.sampling.forward import compile_forward_sampling_function
+    from pymc.util import _get_seeds_per_chain
+    from pytensor.tensor.random.variable import RandomGeneratorSharedVariable
+
+    names = list(names)
+    fn, _ = compile_forward_sampling_function([pm_model[n] for n in names], vars_in_trace=[],
+                                              basic_rvs=pm_model.basic_RVs, model=pm_model,
+                                              random_seed=False, allow_input_downcast=True,
+                                              accept_inplace=True)
+    rngs = [v for v in fn.get_shared() if isinstance(v, RandomGeneratorSharedVariable)]
+
+    def draw(n: int, seed: Any) -> dict[str, np.ndarray]:
+        (s,) = _get_seeds_per_chain(seed, 1)
+        reseed_rngs(rngs, s)
+        values = list(zip(*(fn() for _ in range(n))))
+        return {k: np.stack(v) for k, v in zip(names, values)}
+
+    return draw
+
+
 def prior_predictive(
     data: pd.DataFrame,
     site: str = "spine",
@@ -169,7 +200,6 @@ def prior_predictive(
         months 0 and 12), ``pct_group`` (draws x group), ``observed_baseline``,
         ``observed_pct_change``, ``group`` (0/1 per column of ``pct_change``).
     """
-    import pymc as pm
 
     if site not in SITES:
         raise ValueError(f"site must be one of {sorted(SITES)}, got {site!r}")
@@ -189,18 +219,16 @@ def prior_predictive(
     obs_base = prep.y[prep.months == 0]
     rows: list[dict[str, Any]] = []
     samples: dict[str, dict[str, np.ndarray]] = {}
+    draw_prior = _prior_predictive_sampler(tm.pymc_model, ("y", "pct_change_12m", "sigma", "sd_patient"))
+    effects = list(tm.pymc_model.coords["effect"])
     for k, name in enumerate(sets):
         tm.set_data(priors=prior_set(name, site))
-        with warnings.catch_warnings(), _quiet("pymc.sampling.forward"):
-            warnings.simplefilter("ignore", UserWarning)
-            pp = pm.sample_prior_predictive(draws, model=tm.pymc_model,
-                                            random_seed=np.random.default_rng([seed, k]))
-        prior = pp["prior"].to_dataset()
-        y = prep.y_loc + prep.y_scale * pp["prior_predictive"]["y"].values.reshape(draws, -1)
+        pp = draw_prior(draws, np.random.default_rng([seed, k]))
+        y = prep.y_loc + prep.y_scale * pp["y"].reshape(draws, -1)
         base_pp = y[:, prep.months == 0]
         with np.errstate(divide="ignore", invalid="ignore"):
             pct_pp = 100.0 * (y[:, i12] - y[:, i0]) / y[:, i0]
-        pct_group = prior["pct_change_12m"].values.reshape(draws, -1)
+        pct_group = pp["pct_change_12m"].reshape(draws, -1)
         samples[name] = {"baseline": base_pp, "pct_change": pct_pp, "pct_group": pct_group,
                          "observed_baseline": obs_base, "observed_pct_change": obs_pct,
                          "group": grp}
@@ -226,13 +254,12 @@ def prior_predictive(
         diff = pct_group[:, 1] - pct_group[:, 0]
         add("responder difference (diff_pct_change_12m)", "parameter", "responder - non-responder",
             "percentage points", _quantile_row(diff))
-        add("residual SD (sigma)", "parameter", "all", "g/cm^2",
-            _quantile_row(prior["sigma"].values))
-        sd = prior["sd_patient"]
+        add("residual SD (sigma)", "parameter", "all", "g/cm^2", _quantile_row(pp["sigma"]))
+        sd = pp["sd_patient"]
         add("between-patient SD, baseline", "parameter", "all", "g/cm^2",
-            _quantile_row(sd.sel(effect="intercept").values))
+            _quantile_row(sd[:, effects.index("intercept")]))
         add("between-patient SD, annual change", "parameter", "all", "g/cm^2/yr",
-            _quantile_row(sd.sel(effect="slope").values))
+            _quantile_row(sd[:, effects.index("slope")]))
     return pd.DataFrame(rows), samples
 
 
@@ -297,28 +324,75 @@ def prior_predictive_figure(
 # ---------------------------------------------------------------------------------------------
 
 
-def _potential_log_density(dt: xr.DataTree, pm_model: Any) -> xr.Dataset:
-    """Each ``pm.Potential`` of ``pm_model`` evaluated at every posterior draw.
+class LogDensities:
+    r"""Compiled log-density functions of one model, reused for every fit of it.
 
-    The same recipe as ``pymc.stats.compute_log_density`` (value transforms removed, one
-    compiled function applied over the draws), for potentials instead of observed variables.
+    ``pymc.stats.compute_log_prior`` / ``compute_log_likelihood`` compile a new function on
+    every call. Prior sets enter :class:`~models.trajectory.TrajectoryModel` as data, so one
+    compiled function per group serves every set: the model's current data, prior values
+    included, are copied into the compiled clone before each evaluation. Same recipe as ``pymc.stats.compute_log_density``
+    (value transforms removed, the element-wise log density applied over the draws): ``prior``
+    is :math:`\log p(\theta)` of the top-level free variables (no ``patient`` dim), ``likelihood``
+    the observed variables' :math:`\log p(y \mid \theta)` and each ``pm.Potential``.
     """
-    from pymc.backends.arviz import apply_function_over_dataset
-    from pymc.model.transform.conditioning import remove_value_transforms
 
-    umodel = remove_value_transforms(pm_model)
-    names = [p.name for p in pm_model.potentials]
-    fn = umodel.compile_fn(
-        inputs=umodel.value_vars,
-        outs=umodel.logp(vars=list(umodel.potentials), sum=False, jacobian=False),
-        on_unused_input="ignore",
-    )
-    free = [rv.name for rv in pm_model.free_RVs]
-    ds = dt["posterior"].to_dataset()[free]
-    ds = ds.astype({umodel.rvs_to_values[rv].name: umodel.rvs_to_values[rv].type.dtype
-                    for rv in umodel.free_RVs}, copy=False)
-    return apply_function_over_dataset(fn, ds, output_var_names=names, sample_dims=("chain", "draw"),
-                                       dims={}, coords={}, progressbar=False)
+    def __init__(self, pm_model: Any) -> None:
+        from pymc.backends.arviz import coords_and_dims_for_inferencedata
+        from pymc.model.transform.conditioning import remove_value_transforms
+
+        self.model = pm_model
+        self.umodel = remove_value_transforms(pm_model)
+        self.prior_vars = [rv.name for rv in pm_model.free_RVs
+                           if "patient" not in (pm_model.named_vars_to_dims.get(rv.name) or ())]
+        self.observed_vars = [rv.name for rv in pm_model.observed_RVs]
+        self.potential_vars = [p.name for p in pm_model.potentials]
+        if not self.observed_vars and not self.potential_vars:
+            raise ValueError("the model has neither observed variables nor potentials")
+        self._coords, self._dims = coords_and_dims_for_inferencedata(self.umodel)
+        self._fns: dict[str, Any] = {}
+
+    @property
+    def likelihood_vars(self) -> list[str]:
+        return self.observed_vars + self.potential_vars
+
+    def _fn(self, kind: str) -> Any:
+        if kind not in self._fns:
+            um = self.umodel
+            if kind == "prior":
+                outs = um.logp(vars=[um.named_vars[n] for n in self.prior_vars], sum=False)
+            elif kind == "observed":
+                outs = um.logp(vars=list(um.observed_RVs), sum=False)
+            else:  # potentials: the density the sampler targeted, no Jacobian
+                outs = um.logp(vars=list(um.potentials), sum=False, jacobian=False)
+            self._fns[kind] = um.compile_fn(inputs=um.value_vars, outs=outs, on_unused_input="ignore")
+        return self._fns[kind]
+
+    def _sync_data(self) -> None:
+        """Copy the model's current data (and data-backed priors) into the transform-free clone,
+        whose shared variables are copies made when it was built."""
+        from pytensor.compile import SharedVariable
+
+        for name, var in self.model.named_vars.items():
+            twin = self.umodel.named_vars.get(name)
+            if isinstance(var, SharedVariable) and isinstance(twin, SharedVariable):
+                twin.set_value(var.get_value(borrow=True), borrow=True)
+
+    def evaluate(self, dt: xr.DataTree, kind: str) -> xr.Dataset:
+        """``kind`` in ``{"prior", "observed", "potentials"}`` at every posterior draw of ``dt``."""
+        from pymc.backends.arviz import apply_function_over_dataset
+
+        names = {"prior": self.prior_vars, "observed": self.observed_vars,
+                 "potentials": self.potential_vars}[kind]
+        um = self.umodel
+        self._sync_data()
+        free = [rv.name for rv in self.model.free_RVs]
+        ds = dt["posterior"].to_dataset()[free]
+        ds = ds.astype({um.rvs_to_values[rv].name: um.rvs_to_values[rv].type.dtype for rv in um.free_RVs},
+                       copy=False)
+        dims, coords = (({}, {}) if kind == "potentials" else (self._dims, self._coords))
+        return apply_function_over_dataset(self._fn(kind), ds, output_var_names=names,
+                                           sample_dims=("chain", "draw"), dims=dims, coords=coords,
+                                           progressbar=False)
 
 
 def _check_same_data(dt: xr.DataTree, model: Any) -> None:
@@ -331,7 +405,8 @@ def _check_same_data(dt: xr.DataTree, model: Any) -> None:
             raise ValueError(f"the model's data ({name!r}) differ from the fit's; set_data back first")
 
 
-def add_log_densities(dt: xr.DataTree, model: Any) -> tuple[xr.DataTree, list[str], list[str]]:
+def add_log_densities(dt: xr.DataTree, model: Any,
+                      densities: LogDensities | None = None) -> tuple[xr.DataTree, list[str], list[str]]:
     """Add ``log_prior`` and ``log_likelihood`` groups for power-scaling sensitivity.
 
     Parameters
@@ -341,6 +416,9 @@ def add_log_densities(dt: xr.DataTree, model: Any) -> tuple[xr.DataTree, list[st
     model : TrajectoryModel or another rajak model
         The model that produced ``dt``, holding the same data (checked against
         ``constant_data``).
+    densities : LogDensities, optional
+        The model's compiled log densities, to reuse across fits of the same model (built when
+        not given).
 
     Returns
     -------
@@ -350,24 +428,19 @@ def add_log_densities(dt: xr.DataTree, model: Any) -> tuple[xr.DataTree, list[st
     prior_vars, likelihood_vars : list of str
         The variables of each group that define the prior and the likelihood.
     """
-    import pymc as pm
-
     pm_model = getattr(model, "pymc_model", model)
     _check_same_data(dt, model)
+    if densities is None:
+        densities = LogDensities(pm_model)
+    elif densities.model is not pm_model:
+        raise ValueError("densities were compiled for another model")
     dt = dt.copy()
-    top = [rv.name for rv in pm_model.free_RVs
-           if "patient" not in (pm_model.named_vars_to_dims.get(rv.name) or ())]
-    dt["log_prior"] = pm.stats.compute_log_prior(dt, var_names=top, model=pm_model,
-                                                 extend_inferencedata=False, progressbar=False)
+    dt["log_prior"] = densities.evaluate(dt, "prior")
     parts = []
-    if pm_model.observed_RVs:
-        parts.append(pm.stats.compute_log_likelihood(dt, model=pm_model,
-                                                     extend_inferencedata=False,
-                                                     progressbar=False))
-    if pm_model.potentials:
-        parts.append(_potential_log_density(dt, pm_model))
-    if not parts:
-        raise ValueError("the model has neither observed variables nor potentials")
+    if densities.observed_vars:
+        parts.append(densities.evaluate(dt, "observed"))
+    if densities.potential_vars:
+        parts.append(densities.evaluate(dt, "potentials"))
     new = xr.merge(parts)
     lik_vars = list(new.data_vars)
     if "log_likelihood" in dt.children:
@@ -377,7 +450,7 @@ def add_log_densities(dt: xr.DataTree, model: Any) -> tuple[xr.DataTree, list[st
             old = old.drop_vars(clash)
         new = xr.merge([old, new])
     dt["log_likelihood"] = new
-    return dt, top, lik_vars
+    return dt, list(densities.prior_vars), lik_vars
 
 
 def prior_sensitivity(
@@ -502,11 +575,12 @@ def prior_checks(
 
     table, samples = prior_predictive(data, site, sets, draws=prior_draws, seed=seed)
     tm = build_trajectory_model(data, site, priors=prior_set(list(sets)[0], site))
+    densities = LogDensities(tm.pymc_model)  # compiled once, evaluated under every set
     rows, fits, post = [], {}, {}
     for name in sets:
         tm.set_data(priors=prior_set(name, site))
         fit = sample(tm, draws=draws, tune=tune, chains=chains, cores=cores, seed=seed)
-        fit.posterior, prior_vars, lik_vars = add_log_densities(fit.posterior, tm)
+        fit.posterior, prior_vars, lik_vars = add_log_densities(fit.posterior, tm, densities)
         sens = _psense(fit.posterior, CONTRASTS, prior_vars, lik_vars, (0.99, 1.01), 0.05)
         fits[name] = fit
         ds = fit.posterior["posterior"].to_dataset()

@@ -4,11 +4,25 @@ Each analysis is a plain function ``fn(derived, config, cache_dir=None) -> Sensi
 :data:`ANALYSES`; the report and ``rajak sensitivity`` iterate over the registry, so a new strategy is
 one function. ``cache_dir`` is the content-addressed fit cache; analyses that fit no Bayesian model
 ignore it.
+
+Result cache
+------------
+With a ``cache_dir``, :func:`run_sensitivity` also keeps each finished :class:`SensitivityResult`
+(tables, text, figures, settings) under ``<cache_dir>/sensitivity/``, addressed by the SHA-256 of
+the analysis name, the derived data (every value, column and row order), the run configuration
+(without its output location, run id, figure workers and sample-size fields, none of which reach a
+sensitivity analysis), and the source code of the ``analysis`` and ``models`` packages with the
+versions of the numerical libraries. An unchanged analysis is read back instead of recomputed; any
+change to data, settings or code makes a new address. The files are pickles of rajak's own objects
+in the run's own output directory, so they are read only from there.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import pickle
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable
 
@@ -17,7 +31,8 @@ import pandas as pd
 from analysis.estimands import difference_name, estimand_name
 from analysis.sensitivity.result import FOREST_COLUMNS, SensitivityResult
 
-__all__ = ["ANALYSES", "MAIN_METHODS", "available", "run_sensitivity", "forest_table", "forest_figure"]
+__all__ = ["ANALYSES", "MAIN_METHODS", "available", "run_sensitivity", "result_cache_key", "forest_table",
+           "forest_figure"]
 
 
 def _completers_vs_all(derived: pd.DataFrame, config: Any, cache_dir: Path | None = None) -> SensitivityResult:
@@ -106,7 +121,63 @@ def run_sensitivity(name: str, derived: pd.DataFrame, config: Any, *,
     """
     if name not in ANALYSES:
         raise ValueError(f"unknown sensitivity analysis {name!r}; available: {', '.join(available())}")
-    return ANALYSES[name](derived, config, cache_dir=None if cache_dir is None else Path(cache_dir))
+    if cache_dir is None:
+        return ANALYSES[name](derived, config, cache_dir=None)
+    cache_dir = Path(cache_dir)
+    key = result_cache_key(name, derived, config)
+    path = cache_dir / "sensitivity" / f"{name}_{key[:24]}.pkl"
+    if path.is_file():
+        try:
+            result = pickle.loads(path.read_bytes())
+        except Exception:  # noqa: BLE001 -- an unreadable entry is recomputed and replaced
+            result = None
+        if isinstance(result, SensitivityResult) and result.name == name:
+            result.settings = {**result.settings, "result_cache": {"file": str(path), "hit": True}}
+            return result
+    result = ANALYSES[name](derived, config, cache_dir=cache_dir)
+    from analysis.io import atomic_write_bytes
+
+    atomic_write_bytes(path, pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
+    result.settings = {**result.settings, "result_cache": {"file": str(path), "hit": False}}
+    return result
+
+
+#: Configuration fields that never reach a sensitivity analysis (left out of the result address).
+_NOT_IN_KEY = ("output_dir", "run_id", "figure_workers")
+
+
+@lru_cache(maxsize=1)
+def _code_digest() -> str:
+    """SHA-256 over the source of the ``analysis`` and ``models`` packages and the versions of the
+    libraries the analyses compute with."""
+    import analysis
+    import models
+    from analysis.pipeline import package_versions
+
+    h = hashlib.sha256()
+    for pkg in (analysis, models):
+        root = Path(pkg.__file__).parent
+        for f in sorted(root.rglob("*.py")):
+            h.update(str(f.relative_to(root)).encode())
+            h.update(f.read_bytes())
+    h.update(repr(sorted(package_versions().items())).encode())
+    return h.hexdigest()
+
+
+def result_cache_key(name: str, derived: pd.DataFrame, config: Any) -> str:
+    """The content address of a sensitivity result (see the module docstring)."""
+    import json
+
+    h = hashlib.sha256()
+    h.update(name.encode())
+    h.update(repr(list(derived.columns)).encode())
+    h.update(repr([str(t) for t in derived.dtypes]).encode())
+    h.update(pd.util.hash_pandas_object(derived, index=True).values.tobytes())
+    settings = {k: v for k, v in config.model_dump(mode="json").items()
+                if k not in _NOT_IN_KEY and not k.startswith("power_")}
+    h.update(json.dumps(settings, sort_keys=True, default=str).encode())
+    h.update(_code_digest().encode())
+    return h.hexdigest()
 
 
 #: Main analyses shown after the completers row of the forest plot (frequentist methods by name).

@@ -21,6 +21,7 @@ from analysis.fitting import sample
 from analysis.plots import figure_png_bytes
 from analysis.prior_checks import (
     CONTRASTS,
+    LogDensities,
     PriorCheckResult,
     add_log_densities,
     prior_checks,
@@ -213,6 +214,56 @@ def test_existing_log_likelihood_is_kept_and_stale_data_refused(frame, marginal_
         add_log_densities(fit.posterior, other)
     with pytest.raises(ValueError, match="not in the posterior"):
         prior_sensitivity(fit, tm, var_names=["nope"])
+
+
+def test_log_densities_compiled_once_follow_the_prior_set(frame, marginal_fit):
+    """One LogDensities serves every prior set (priors are data): after set_data it must give what
+    a fresh evaluation under that set gives, and the closed-form normal prior of beta."""
+    tm, fit = marginal_fit
+    dens = LogDensities(tm.pymc_model)
+    first, _, _ = add_log_densities(fit.posterior, tm, dens)
+    try:
+        tm.set_data(priors=prior_set("sceptical", "spine"))
+        ps = tm.data_values["prior"]
+        # the same draws, recorded as if fitted under the sceptical set (the densities only read
+        # the draws; the data check compares constant_data with the model's)
+        dt = fit.posterior.copy()
+        held = dt["constant_data"].to_dataset()
+        dt["constant_data"] = held.assign(prior=(held["prior"].dims, np.asarray(ps, dtype=float)))
+        reused, _, _ = add_log_densities(dt, tm, dens)
+        fresh, _, _ = add_log_densities(dt, tm)
+    finally:
+        tm.set_data(priors=prior_set("weakly_informative", "spine"))
+    for group in ("log_prior", "log_likelihood"):
+        for v in fresh[group].data_vars:
+            np.testing.assert_array_equal(reused[group][v].values, fresh[group][v].values)
+    np.testing.assert_allclose(reused["log_prior"]["beta_std"].values,
+                               stats.norm.logpdf(fit.posterior["posterior"]["beta_std"].values, 0.0, ps[:4]),
+                               rtol=1e-9)
+    assert not np.allclose(first["log_prior"]["beta_std"].values, reused["log_prior"]["beta_std"].values)
+    with pytest.raises(ValueError, match="another model"):
+        add_log_densities(fit.posterior, tm, LogDensities(build_trajectory_model(frame, "spine").pymc_model))
+
+
+def test_prior_predictive_sampler_compiled_once_follows_the_prior_set(frame):
+    """Draws under a set after switching from another equal those of a sampler built for that set
+    (same seed), and they follow the set's priors."""
+    from analysis.prior_checks import _prior_predictive_sampler
+
+    def model(name):
+        return build_trajectory_model(frame, "spine", priors=prior_set(name, "spine"),
+                                      parameterisation="noncentred")
+
+    tm = model("weakly_informative")
+    draw = _prior_predictive_sampler(tm.pymc_model, ("y", "sigma"))
+    draw(30, np.random.default_rng([1, 0]))
+    tm.set_data(priors=prior_set("vague", "spine"))
+    switched = draw(400, np.random.default_rng([1, 1]))
+    fresh = _prior_predictive_sampler(model("vague").pymc_model, ("y", "sigma"))(400, np.random.default_rng([1, 1]))
+    np.testing.assert_array_equal(switched["y"], fresh["y"])
+    np.testing.assert_array_equal(switched["sigma"], fresh["sigma"])
+    again = draw(400, np.random.default_rng([1, 1]))
+    np.testing.assert_array_equal(again["sigma"], fresh["sigma"])  # reseeded: no carried state
 
 
 def test_sensitivity_of_a_latent_parameterisation_uses_top_level_priors(frame):

@@ -48,9 +48,19 @@ def test_priors_second_run_reads_the_cache_and_a_new_seed_refits(twin, tmp_path,
     assert first.settings["fit_cache"] == {"cache_dir": str(cache), "hits": 0, "misses": n_sets}
     assert len(list(cache.glob("sens-priors-lmm_spine_*.nc"))) == n_sets
 
+    assert first.settings["result_cache"]["hit"] is False
+    # the finished result is cached too: the same analysis again is read back whole
+    again = run_sensitivity("priors", twin, _config(3), cache_dir=cache)
+    assert len(counted) == n_sets and again.settings["result_cache"]["hit"] is True
+    pd.testing.assert_frame_equal(first.table, again.table)
+    assert again.text == first.text and set(again.figures) == set(first.figures)
+    # without the result entry, the analysis reruns and reads every fit from the fit cache
+    for entry in (cache / "sensitivity").glob("priors_*.pkl"):
+        entry.unlink()
     second = run_sensitivity("priors", twin, _config(3), cache_dir=cache)
     assert len(counted) == n_sets                # no new fits
     assert second.settings["fit_cache"]["hits"] == n_sets and second.settings["fit_cache"]["misses"] == 0
+    assert second.settings["result_cache"]["hit"] is False
     pd.testing.assert_frame_equal(first.table, second.table)
     pd.testing.assert_frame_equal(first.forest_rows, second.forest_rows)
 
@@ -83,3 +93,37 @@ def test_cached_sample_key_depends_on_extra_settings(twin, tmp_path, counted):
     assert rows[0]["failed"] == (not a.passed)
     text = diagnostics_text({"m": a})
     assert ("CONVERGENCE FAILED" in text) == (not a.passed)
+
+
+def test_result_cache_address_follows_data_settings_and_ignores_output_location(twin, tmp_path):
+    """A changed value in the data, or a changed analysis setting, gives a new address (the analysis
+    is recomputed); where the run writes, its id and its figure workers do not."""
+    from analysis.sensitivity.runner import result_cache_key
+
+    base = _config(3)
+    key = result_cache_key("delta", twin, base)
+    assert result_cache_key("delta", twin.copy(), base) == key
+    assert result_cache_key("tipping", twin, base) != key
+    changed = twin.copy()
+    changed.loc[changed["bmd_spine"].first_valid_index(), "bmd_spine"] += 1e-6
+    assert result_cache_key("delta", changed, base) != key
+    assert result_cache_key("delta", twin, _config(4)) != key
+    assert result_cache_key("delta", twin, base.model_copy(update={"mi_imputations": 7})) != key
+    moved = base.model_copy(update={"output_dir": str(tmp_path), "run_id": "x", "figure_workers": 0,
+                                    "power_sims": 3})
+    assert result_cache_key("delta", twin, moved) == key
+
+    cache = tmp_path / ".fit-cache"
+    first = run_sensitivity("delta", twin, base, cache_dir=cache)
+    hit = run_sensitivity("delta", twin, moved, cache_dir=cache)
+    miss = run_sensitivity("delta", changed, base, cache_dir=cache)
+    assert (first.settings["result_cache"]["hit"], hit.settings["result_cache"]["hit"],
+            miss.settings["result_cache"]["hit"]) == (False, True, False)
+    pd.testing.assert_frame_equal(first.table, hit.table)
+    # a damaged entry is recomputed and replaced, not trusted
+    entry = next((cache / "sensitivity").glob("delta_*.pkl"))
+    entry.write_bytes(b"not a pickle")
+    redone = run_sensitivity("delta", twin, base, cache_dir=cache)
+    assert redone.settings["result_cache"]["hit"] is False
+    pd.testing.assert_frame_equal(first.table, redone.table)
+    plt.close("all")
