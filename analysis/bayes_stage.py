@@ -24,6 +24,7 @@ from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 
 from analysis.bayes_fit import (MODELS, FREQUENTIST_COUNTERPART, BayesFit, analysis_frame, compare, fit_bayes,
                                 prior_object)
@@ -31,8 +32,8 @@ from analysis.estimands import SITE_LABELS, difference_name, estimand_name
 from analysis.io import atomic_copy, atomic_write_bytes
 from analysis.model_compare import loo_table
 from analysis.prior_checks import _quiet
-from analysis.plots import (contrast_posteriors, forest, ppc_change, prior_posterior, rank_plot, save_figure,
-                            trajectories)
+from analysis.plots import (DeferredFigure, contrast_posteriors, forest, ppc_change, prior_posterior, rank_plot,
+                            save_figure, trajectories)
 from analysis.report import Section, Table
 
 __all__ = ["BayesStage", "PRIOR_DRAWS", "PRIOR_POSTERIOR_QUANTITIES", "PriorPosterior", "run_bayes_stage",
@@ -311,7 +312,11 @@ def run_bayes_stage(derived: pd.DataFrame, config: Any, freq_estimands: pd.DataF
         stage.figures.append((site, f"Observed trajectories with the {lmm.model} posterior mean and 95% band per "
                                     f"group, {SITE_LABELS[site]}", f"trajectories_posterior_{site}"))
         for f in site_fits:
-            save(rank_plot(f.fit, label=label), figures_dir, f"rank_{f.model}_{site}")
+            # built in the figure worker: only the posterior of the plotted variables travels
+            ranked = [v for v in ("b", "sigma", "sd_patient") if v in f.fit.posterior["posterior"].data_vars]
+            dt = xr.DataTree.from_dict({"posterior": f.fit.posterior["posterior"].to_dataset()[ranked]})
+            save(DeferredFigure(rank_plot, (dt,), {"var_names": tuple(ranked), "label": label}), figures_dir,
+                 f"rank_{f.model}_{site}")
             stage.figures.append((site, f"Rank plots of {f.model} at {SITE_LABELS[site]} (diagnostics)",
                                   f"rank_{f.model}_{site}"))
             def build(f=f, site=site):

@@ -26,6 +26,8 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
+from analysis.plots import DeferredFigure
+
 __all__ = ["FigureWriter"]
 
 _FORMATS = ("png", "svg")
@@ -38,7 +40,7 @@ def _render(payload: bytes, directory: str, name: str) -> list[str]:
     matplotlib.use("Agg")
     from analysis.plots import save_figure
 
-    fig = pickle.loads(payload)
+    fig = pickle.loads(payload)  # a Figure, or a DeferredFigure that save_figure builds
     return [str(p) for p in save_figure(fig, directory, name).values()]
 
 
@@ -70,16 +72,18 @@ class FigureWriter:
     def __exit__(self, *exc: Any) -> None:
         self.close(cancel=exc[0] is not None)
 
-    def save(self, fig: Figure, directory: str | Path, name: str) -> dict[str, Path]:
-        """Queue ``fig`` for writing (it is closed here); returns the paths it will have."""
+    def save(self, fig: Figure | DeferredFigure, directory: str | Path, name: str) -> dict[str, Path]:
+        """Queue ``fig`` for writing (it is closed here); returns the paths it will have. A
+        :class:`~analysis.plots.DeferredFigure` is built in the worker."""
         from analysis.plots import save_figure
 
         if self.workers == 0:
             return save_figure(fig, directory, name)
         import matplotlib.pyplot as plt
 
-        payload = pickle.dumps(fig)
-        plt.close(fig)
+        payload = pickle.dumps(fig, protocol=pickle.HIGHEST_PROTOCOL)
+        if isinstance(fig, Figure):
+            plt.close(fig)
         if self._pool is None:
             self._pool = ProcessPoolExecutor(max_workers=self.workers,
                                              mp_context=multiprocessing.get_context("spawn"))

@@ -7,7 +7,9 @@ that is printed on the figure (the synthetic twin is always labelled SYNTHETIC).
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import matplotlib
 
@@ -21,7 +23,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from analysis.estimands import SITE_LABELS  # noqa: E402
 from analysis.io import atomic_write_bytes  # noqa: E402
 
-__all__ = ["PALETTE", "GROUP_COLOURS", "style", "save_figure", "figure_png_bytes", "trajectories",
+__all__ = ["PALETTE", "GROUP_COLOURS", "DeferredFigure", "style", "save_figure", "figure_png_bytes", "trajectories",
            "retention", "ppc_change", "contrast_posteriors", "prior_posterior", "forest", "rank_plot"]
 
 # Okabe & Ito (2008) colour-blind-safe palette
@@ -58,9 +60,29 @@ def figure_png_bytes(fig: Figure) -> bytes:
     return buf.getvalue()
 
 
-def save_figure(fig: Figure, directory: str | Path, name: str) -> dict[str, Path]:
+@dataclass(frozen=True)
+class DeferredFigure:
+    """A figure to be drawn later: ``make(*args, **kwargs)`` returns it.
+
+    For figures whose construction is itself costly (``rank_plot`` computes rank ECDFs over every
+    draw): :class:`analysis.figure_writer.FigureWriter` builds them in its worker process, and
+    :func:`save_figure` builds them on the spot. ``make`` must be importable (a module-level
+    function) and the arguments picklable.
+    """
+
+    make: Callable[..., Figure]
+    args: tuple = ()
+    kwargs: dict = field(default_factory=dict)
+
+    def build(self) -> Figure:
+        return self.make(*self.args, **self.kwargs)
+
+
+def save_figure(fig: Figure | DeferredFigure, directory: str | Path, name: str) -> dict[str, Path]:
     """Write ``name.png`` and ``name.svg`` atomically, in rajak's style (150 dpi PNG; SVG with
-    its text as text); returns the paths."""
+    its text as text); returns the paths. A :class:`DeferredFigure` is built first."""
+    if isinstance(fig, DeferredFigure):
+        fig = fig.build()
     out: dict[str, Path] = {}
     with style():
         for fmt in ("png", "svg"):
@@ -315,12 +337,16 @@ def forest(rows: pd.DataFrame, title: str, label: str | None = None) -> Figure:
 
 def rank_plot(fit, var_names=("b", "sigma", "sd_patient"), label: str | None = None) -> Figure:
     """Fractional-rank ECDF plots per chain (arviz-plots' ``plot_rank``) of the main parameters: chains
-    that mix well stay inside the simultaneous envelope."""
+    that mix well stay inside the simultaneous envelope. ``fit`` is a fit (with a ``posterior``
+    DataTree) or the DataTree itself."""
     import arviz_plots as azp
 
-    names = [v for v in var_names if v in fit.posterior["posterior"].data_vars]
+    import xarray as xr
+
+    dt = fit if isinstance(fit, xr.DataTree) else fit.posterior  # (a DataTree has .posterior too)
+    names = [v for v in var_names if v in dt["posterior"].data_vars]
     with style():
-        pc = azp.plot_rank(fit.posterior, var_names=names, backend="matplotlib")
+        pc = azp.plot_rank(dt, var_names=names, backend="matplotlib")
         fig = pc.viz.ds["figure"].item()
         _stamp(fig, label)
     return fig

@@ -8,7 +8,7 @@ import pytest
 from analysis.clinical import derive
 from analysis.data import load_twin
 from analysis.figure_writer import FigureWriter
-from analysis.plots import retention, trajectories
+from analysis.plots import DeferredFigure, retention, trajectories
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +18,9 @@ def twin():
 
 def _figures(twin):
     return {"retention": retention(twin, label="SYNTHETIC"),
-            "trajectories": trajectories(twin, label="SYNTHETIC")}
+            "trajectories": trajectories(twin, label="SYNTHETIC"),
+            # built where it is drawn: in the worker, or on the spot without one
+            "deferred": DeferredFigure(trajectories, (twin,), {"sites": ("spine",), "label": "SYNTHETIC"})}
 
 
 def test_background_files_equal_in_process_files(twin, tmp_path):
@@ -26,11 +28,13 @@ def test_background_files_equal_in_process_files(twin, tmp_path):
     for name, fig in _figures(twin).items():
         FigureWriter(workers=0).save(fig, here, name)
     with FigureWriter(workers=2) as writer:
-        promised = {name: writer.save(fig, there, name) for name, fig in _figures(twin).items()}
-        assert not plt.get_fignums()  # handed over and closed here
+        figures = _figures(twin)
+        numbers = [fig.number for fig in figures.values() if not isinstance(fig, DeferredFigure)]
+        promised = {name: writer.save(fig, there, name) for name, fig in figures.items()}
+        assert not set(numbers) & set(plt.get_fignums())  # handed over and closed here
         written = writer.wait()
     assert sorted(written) == sorted(p for paths in promised.values() for p in paths.values())
-    for name in ("retention", "trajectories"):
+    for name in ("retention", "trajectories", "deferred"):
         for fmt in ("png", "svg"):
             a, b = (here / f"{name}.{fmt}").read_bytes(), (there / f"{name}.{fmt}").read_bytes()
             assert a == b, f"{name}.{fmt} differs"
