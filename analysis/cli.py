@@ -350,6 +350,9 @@ def sensitivity(
     seed: Annotated[Optional[int], typer.Option(help="Seed.")] = None,
     map_: Annotated[Optional[list[str]], typer.Option("--map", help="Column mapping FILE_COLUMN=CONTRACT_COLUMN.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Write tables and figures into this directory.")] = None,
+    cache_dir: Annotated[Optional[Path], typer.Option(
+        help="Content-addressed fit and result cache (e.g. outputs/.fit-cache, the one rajak run uses): "
+             "unchanged fits and analyses are read back.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Emit tables and text as JSON.")] = False,
 ) -> None:
     """Dropout sensitivity analyses (MAR vs MNAR); one result type each: table, text, figures."""
@@ -367,7 +370,7 @@ def sensitivity(
     with _analysis_errors(ds.source):
         for name in names:
             _info(f"{ds.label}: sensitivity analysis {name} ...")
-            results.append(run_sensitivity(name, derived, cfg))
+            results.append(run_sensitivity(name, derived, cfg, cache_dir=cache_dir))
     if out is not None:
         for r in results:
             atomic_write_text(out / f"sensitivity_{r.name}.csv", r.table.to_csv(index=False, lineterminator="\n"))

@@ -223,6 +223,12 @@ def test_sensitivity_command(tmp_path):
     assert (tmp_path / "sensitivity_completers_vs_all.csv").is_file()
     bad = _invoke("sensitivity", "--analysis", "vibes")
     assert bad.exit_code == 2 and "unknown sensitivity analysis" in bad.stderr
+    # with --cache-dir the second call reads the finished analysis back
+    cache = tmp_path / "cache"
+    runs = [json.loads(_invoke("sensitivity", "--analysis", "completers_vs_all", "--json", "--cache-dir",
+                               cache).stdout)["results"][0] for _ in range(2)]
+    assert [r["settings"]["result_cache"]["hit"] for r in runs] == [False, True]
+    assert runs[0]["table"] == runs[1]["table"] == out["results"][0]["table"]
 
 
 def test_analysis_that_cannot_run_on_valid_data_exits_2(tmp_path):
