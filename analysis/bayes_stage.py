@@ -32,8 +32,8 @@ from analysis.estimands import SITE_LABELS, difference_name, estimand_name
 from analysis.io import atomic_copy, atomic_write_bytes
 from analysis.model_compare import loo_table
 from analysis.prior_checks import _quiet
-from analysis.plots import (DeferredFigure, contrast_posteriors, forest, ppc_change, prior_posterior, rank_plot,
-                            save_figure, trajectories)
+from analysis.plots import (RANK_VARS, DeferredFigure, contrast_posteriors, forest, ppc_change, prior_posterior,
+                            rank_plot, save_figure, trajectories)
 from analysis.report import Section, Table
 
 __all__ = ["BayesStage", "PRIOR_DRAWS", "PRIOR_POSTERIOR_QUANTITIES", "PriorPosterior", "run_bayes_stage",
@@ -308,12 +308,12 @@ def run_bayes_stage(derived: pd.DataFrame, config: Any, freq_estimands: pd.DataF
         if lmm is None:
             continue
         save(trajectories(derived, (site,), label=label, bands=_bands(lmm)), figures_dir,
-                    f"trajectories_posterior_{site}")
+             f"trajectories_posterior_{site}")
         stage.figures.append((site, f"Observed trajectories with the {lmm.model} posterior mean and 95% band per "
                                     f"group, {SITE_LABELS[site]}", f"trajectories_posterior_{site}"))
         for f in site_fits:
             # built in the figure worker: only the posterior of the plotted variables travels
-            ranked = [v for v in ("b", "sigma", "sd_patient") if v in f.fit.posterior["posterior"].data_vars]
+            ranked = [v for v in RANK_VARS if v in f.fit.posterior["posterior"].data_vars]
             dt = xr.DataTree.from_dict({"posterior": f.fit.posterior["posterior"].to_dataset()[ranked]})
             save(DeferredFigure(rank_plot, (dt,), {"var_names": tuple(ranked), "label": label}), figures_dir,
                  f"rank_{f.model}_{site}")
@@ -326,9 +326,9 @@ def run_bayes_stage(derived: pd.DataFrame, config: Any, freq_estimands: pd.DataF
             if items:
                 stage.prior_posterior += items
                 save(prior_posterior([(it.label, it.prior, it.posterior) for it in items],
-                                            title=f"Prior (dashed) vs posterior (solid): {f.model} at "
-                                                  f"{SITE_LABELS[site]}, priors '{config.priors}'", label=label),
-                            figures_dir, f"prior_posterior_{f.model}_{site}")
+                                     title=f"Prior (dashed) vs posterior (solid): {f.model} at "
+                                           f"{SITE_LABELS[site]}, priors '{config.priors}'", label=label),
+                     figures_dir, f"prior_posterior_{f.model}_{site}")
                 stage.figures.append((site, f"Prior vs posterior of the key quantities of {f.model} at "
                                             f"{SITE_LABELS[site]} ({PRIOR_DRAWS} prior draws; the posterior "
                                             "is the fit's)", f"prior_posterior_{f.model}_{site}"))

@@ -26,11 +26,9 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from analysis.plots import DeferredFigure
+from analysis.plots import FIGURE_FORMATS, DeferredFigure
 
 __all__ = ["FigureWriter"]
-
-_FORMATS = ("png", "svg")
 
 
 def _render(payload: bytes, directory: str, name: str) -> list[str]:
@@ -88,7 +86,7 @@ class FigureWriter:
             self._pool = ProcessPoolExecutor(max_workers=self.workers,
                                              mp_context=multiprocessing.get_context("spawn"))
         self._pending.append((name, self._pool.submit(_render, payload, str(directory), name)))
-        return {fmt: Path(directory) / f"{name}.{fmt}" for fmt in _FORMATS}
+        return {fmt: Path(directory) / f"{name}.{fmt}" for fmt in FIGURE_FORMATS}
 
     def wait(self) -> list[Path]:
         """Block until every queued figure is written; the paths written. A figure that failed

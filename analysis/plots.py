@@ -23,8 +23,8 @@ from matplotlib.figure import Figure  # noqa: E402
 from analysis.estimands import SITE_LABELS  # noqa: E402
 from analysis.io import atomic_write_bytes  # noqa: E402
 
-__all__ = ["PALETTE", "GROUP_COLOURS", "DeferredFigure", "style", "save_figure", "figure_png_bytes", "trajectories",
-           "retention", "ppc_change", "contrast_posteriors", "prior_posterior", "forest", "rank_plot"]
+__all__ = ["PALETTE", "GROUP_COLOURS", "FIGURE_FORMATS", "RANK_VARS", "DeferredFigure", "style", "save_figure",
+           "figure_png_bytes", "trajectories", "retention", "ppc_change", "contrast_posteriors", "prior_posterior", "forest", "rank_plot"]
 
 # Okabe & Ito (2008) colour-blind-safe palette
 PALETTE = {"orange": "#E69F00", "sky": "#56B4E9", "green": "#009E73", "yellow": "#F0E442",
@@ -53,10 +53,18 @@ def _stamp(fig: Figure, label: str | None) -> None:
         fig.text(0.995, 0.995, label, ha="right", va="top", fontsize=7, color=colour, weight="bold")
 
 
+#: The files :func:`save_figure` writes per figure.
+FIGURE_FORMATS = ("png", "svg")
+
+#: Parameters shown in the rank plots (those the model has).
+RANK_VARS = ("b", "sigma", "sd_patient")
+
+
 def figure_png_bytes(fig: Figure) -> bytes:
-    """The figure as PNG bytes (for embedding)."""
+    """The figure as PNG bytes (for embedding), in rajak's style as :func:`save_figure` writes it."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", bbox_inches="tight")
+    with style():
+        fig.savefig(buf, format="png", bbox_inches="tight")
     return buf.getvalue()
 
 
@@ -85,7 +93,7 @@ def save_figure(fig: Figure | DeferredFigure, directory: str | Path, name: str) 
         fig = fig.build()
     out: dict[str, Path] = {}
     with style():
-        for fmt in ("png", "svg"):
+        for fmt in FIGURE_FORMATS:
             buf = io.BytesIO()
             fig.savefig(buf, format=fmt, bbox_inches="tight", metadata={"Date": None} if fmt == "svg" else None)
             out[fmt] = atomic_write_bytes(Path(directory) / f"{name}.{fmt}", buf.getvalue())
@@ -335,7 +343,7 @@ def forest(rows: pd.DataFrame, title: str, label: str | None = None) -> Figure:
     return fig
 
 
-def rank_plot(fit, var_names=("b", "sigma", "sd_patient"), label: str | None = None) -> Figure:
+def rank_plot(fit, var_names=RANK_VARS, label: str | None = None) -> Figure:
     """Fractional-rank ECDF plots per chain (arviz-plots' ``plot_rank``) of the main parameters: chains
     that mix well stay inside the simultaneous envelope. ``fit`` is a fit (with a ``posterior``
     DataTree) or the DataTree itself."""

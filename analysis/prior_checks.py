@@ -330,8 +330,9 @@ class LogDensities:
     ``pymc.stats.compute_log_prior`` / ``compute_log_likelihood`` compile a new function on
     every call. Prior sets enter :class:`~models.trajectory.TrajectoryModel` as data, so one
     compiled function per group serves every set: the model's current data, prior values
-    included, are copied into the compiled clone before each evaluation. Same recipe as ``pymc.stats.compute_log_density``
-    (value transforms removed, the element-wise log density applied over the draws): ``prior``
+    included, are copied into the compiled clone before each evaluation. Same recipe as
+    ``pymc.stats.compute_log_density`` (value transforms removed, the element-wise log density
+    applied over the draws): ``prior``
     is :math:`\log p(\theta)` of the top-level free variables (no ``patient`` dim), ``likelihood``
     the observed variables' :math:`\log p(y \mid \theta)` and each ``pm.Potential``.
     """
@@ -350,10 +351,6 @@ class LogDensities:
             raise ValueError("the model has neither observed variables nor potentials")
         self._coords, self._dims = coords_and_dims_for_inferencedata(self.umodel)
         self._fns: dict[str, Any] = {}
-
-    @property
-    def likelihood_vars(self) -> list[str]:
-        return self.observed_vars + self.potential_vars
 
     def _fn(self, kind: str) -> Any:
         if kind not in self._fns:
