@@ -29,7 +29,11 @@ themselves are kept on disk by :mod:`analysis.graph_cache` (keyed on the unrewri
 warm compile in a fresh process skips PyTensor's graph rewriting too (trajectory LMM: 3.1 s without
 the graph cache, 2.1 s with it, most of the rest loading numba's cached machine code). Draws are
 bit-identical to nutpie's own compilation and with or without the graph cache (tested).
-A cold compile (empty cache) is ~20 s, nearly all numba/LLVM. Set ``RAJAK_NUTPIE_CACHE=0`` (or
+A cold compile (empty cache) is ~13 s for the trajectory LMM, nearly all numba/LLVM; it was ~18 s
+before two changes: the 0-d ``Alloc`` override (:mod:`models.numba_overrides`) and the wrappers
+copying element by element instead of ``out[...] = grad`` (both avoid numba's broadcasting
+assignment, whose error-message formatting alone took ~2.5 s to compile), and the expand callback
+compiled by a forked child meanwhile (:mod:`analysis.compile_ahead`). Set ``RAJAK_NUTPIE_CACHE=0`` (or
 pass ``fast_compile=False``) to use ``nutpie.compile_pymc_model`` unchanged; any failure of the
 cached path falls back to it with a warning.
 
@@ -500,10 +504,12 @@ def clear_compile_cache() -> None:
         _CACHE.clear()
 
 
-def _cached_compile(pm_model: Any, var_names: list[str] | None) -> tuple[Any, str]:
+def _cached_compile(pm_model: Any, var_names: list[str] | None) -> tuple[Any, str, str]:
     """nutpie's ``CompiledPyMCModel`` with a disk-cacheable numba wrapper (see module doc).
 
-    Returns the compiled model and the graph-cache status (:mod:`analysis.graph_cache`).
+    Returns the compiled model, the graph-cache status (:mod:`analysis.graph_cache`) and the
+    status of the child that compiled the expand callback (:mod:`analysis.compile_ahead`:
+    ``"off"`` when none was started, else ``"done"``, ``"failed"`` or ``"killed"``).
     """
     import numba
     import nutpie
@@ -518,6 +524,7 @@ def _cached_compile(pm_model: Any, var_names: list[str] | None) -> tuple[Any, st
         jitter_rvs=set(pm_model.free_RVs),
         return_transformed=True,
     )
+    from analysis.compile_ahead import compile_cfunc_in_child
     from analysis.graph_cache import rewritten_functions
 
     functions, graph_status = rewritten_functions(pm_model, init, var_names, _shape_signature(pm_model))
@@ -564,8 +571,12 @@ def rajak_logp_cfunc(dim, x_, out_, logp_, user_data_):
         logp = numba.carray(logp_, ())
         logp_val, grad = inner(x{args})
         logp[()] = logp_val
-        out[...] = grad
-        if not np.all(np.isfinite(out)):
+        finite = True
+        for i in range({n_dim}):  # not out[...] = grad (see models.numba_overrides)
+            g = grad[i]
+            out[i] = g
+            finite = finite and np.isfinite(g)
+        if not finite:
             return 3
         if not np.isfinite(logp_val):
             return 4
@@ -586,7 +597,8 @@ def rajak_expand_cfunc(dim, expanded, x_, out_, user_data_):
         x = numba.carray(x_, ({n_dim},))
         out = numba.carray(out_, ({n_expanded},))
         (values,) = inner(x{args})
-        out[...] = values
+        for i in range({n_expanded}):
+            out[i] = values[i]
     except Exception:
         return -2
     return 0
@@ -596,7 +608,7 @@ def rajak_expand_cfunc(dim, expanded, x_, out_, user_data_):
         "logp": t.int64(t.uint64, dptr, dptr, dptr, t.voidptr),
         "expand": t.int64(t.uint64, t.uint64, dptr, dptr, t.voidptr),
     }
-    cfuncs = {}
+    fns = {}
     for kind, src in (("logp", logp_src), ("expand", expand_src)):
         key = hashlib.sha256(
             "\n".join(
@@ -609,7 +621,7 @@ def rajak_expand_cfunc(dim, expanded, x_, out_, user_data_):
                 ]
             ).encode()
         ).hexdigest()
-        fn = compile_numba_function_src(
+        fns[kind] = compile_numba_function_src(
             src,
             f"rajak_{kind}_cfunc",
             global_env={
@@ -623,7 +635,13 @@ def rajak_expand_cfunc(dim, expanded, x_, out_, user_data_):
             },
             cache_key=key,
         )
-        cfuncs[kind] = numba.cfunc(sigs[kind], cache=True)(fn)
+    # empty cache: a forked child compiles the expand callback into the disk cache meanwhile
+    helper = compile_cfunc_in_child(fns["expand"], sigs["expand"])
+    try:
+        cfuncs = {"logp": numba.cfunc(sigs["logp"], cache=True)(fns["logp"])}
+    finally:
+        helper_status = "off" if helper is None else helper.finish()
+    cfuncs["expand"] = numba.cfunc(sigs["expand"], cache=True)(fns["expand"])
 
     dims, coords = ncp._prepare_dims_and_coords(pm_model, shape_info, reparam)
     compiled = ncp.CompiledPyMCModel(
@@ -643,7 +661,7 @@ def rajak_expand_cfunc(dim, expanded, x_, out_, user_data_):
         expand_func=expand_pt,
         reparameterized_names=reparam,
     )
-    return compiled, graph_status
+    return compiled, graph_status, helper_status
 
 
 def compile_model(model: Any, *, fast_compile: bool | None = None) -> tuple[Any, dict[str, Any]]:
@@ -661,8 +679,9 @@ def compile_model(model: Any, *, fast_compile: bool | None = None) -> tuple[Any,
         Not yet loaded with ``model``'s current data (:func:`sample` does that).
     info : dict
         ``cache_hit`` (bool), ``compile_path`` ("rajak-cached-cfunc" or "nutpie"),
-        ``graph_cache`` ("hit", "miss" or "off": :mod:`analysis.graph_cache`; only on a
-        compilation) and ``compile_time`` (s).
+        ``graph_cache`` ("hit", "miss" or "off": :mod:`analysis.graph_cache`) and
+        ``compile_helper`` ("off", "done", "failed" or "killed": :mod:`analysis.compile_ahead`),
+        both only on a compilation, and ``compile_time`` (s).
     """
     compiled, info, _ = _compile(_as_fittable(model), fast_compile)
     return compiled, info
@@ -674,6 +693,9 @@ def _compile(fm: Any, fast_compile: bool | None) -> tuple[Any, dict[str, Any], A
 
     nutpie = import_nutpie()
 
+    from models.numba_overrides import install_numba_overrides
+
+    install_numba_overrides()
     pm_model = fm.pymc_model
     if fast_compile is None:
         fast_compile = os.environ.get("RAJAK_NUTPIE_CACHE", "1") != "0"
@@ -689,10 +711,10 @@ def _compile(fm: Any, fast_compile: bool | None) -> tuple[Any, dict[str, Any], A
             _CACHE.move_to_end(key)
             info = {"cache_hit": True, "compile_path": entry.path, "compile_time": 0.0}
             return entry.compiled, info, entry.owner()
-    compiled, path, graph_status = None, "nutpie", "off"
+    compiled, path, graph_status, helper_status = None, "nutpie", "off", "off"
     if fast_compile:
         try:
-            compiled, graph_status = _cached_compile(pm_model, trace_vars)
+            compiled, graph_status, helper_status = _cached_compile(pm_model, trace_vars)
             path = "rajak-cached-cfunc"
         except Exception as err:  # noqa: BLE001 - any failure: use nutpie's own compile
             warnings.warn(
@@ -715,6 +737,7 @@ def _compile(fm: Any, fast_compile: bool | None) -> tuple[Any, dict[str, Any], A
         "cache_hit": False,
         "compile_path": path,
         "graph_cache": graph_status,
+        "compile_helper": helper_status,
         "compile_time": time.perf_counter() - t0,
     }
     return compiled, info, pm_model
@@ -929,6 +952,7 @@ def sample(
         "low_rank": low_rank,
         "compile_path": info["compile_path"],
         "compile_cache_hit": info["cache_hit"],
+        "compile_helper": info.get("compile_helper", "off"),
         "versions": {"pymc": pymc.__version__, **versions},
         "model": fm.describe(),
     }

@@ -1,0 +1,73 @@
+"""Tests of ``models/numba_overrides.py``: the 0-d ``Alloc`` override is used for 0-d values
+only, gives numpy's results for every shape and dtype, and leaves every other ``Alloc`` (and its
+errors) to PyTensor."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import models  # noqa: F401  (compile caches before pytensor)
+import pytensor
+import pytensor.tensor as pt
+from models.numba_overrides import install_numba_overrides, overrides_installed
+from pytensor.link.numba.dispatch.basic import numba_funcify_and_cache_key
+from pytensor.tensor.basic import Alloc
+
+install_numba_overrides()
+OUR_KEY_PREFIX = "rajak-alloc-0d"
+
+
+def _alloc_fn(val, shape):
+    out = pt.alloc(val, *shape)
+    fn = pytensor.function([val, *[s for s in shape if isinstance(s, pt.TensorVariable)]], out, mode="NUMBA")
+    allocs = [n for n in fn.maker.fgraph.toposort() if isinstance(n.op, Alloc)]
+    return fn, allocs
+
+
+def test_install_is_idempotent():
+    install_numba_overrides()
+    install_numba_overrides()
+    assert overrides_installed()
+
+
+@pytest.mark.parametrize("dtype", ["float64", "int64", "bool"])
+@pytest.mark.parametrize("sizes", [(), (3,), (2, 4), (0,), (3, 0, 2)])
+def test_0d_value_fills_like_numpy(dtype, sizes):
+    val = pt.tensor("v", dtype=dtype, shape=())
+    shape = [pt.lscalar(f"n{i}") for i in range(len(sizes))]
+    fn, allocs = _alloc_fn(val, shape)
+    value = np.asarray(7, dtype=dtype) if dtype != "bool" else np.asarray(True)
+    if sizes:
+        assert len(allocs) == 1
+        _, key = numba_funcify_and_cache_key(allocs[0].op, node=allocs[0])
+        from hashlib import sha256
+
+        assert key == sha256(f"{OUR_KEY_PREFIX} 1 {len(sizes)}".encode()).hexdigest()
+    got = fn(value, *sizes)
+    expected = np.full(sizes, value, dtype=dtype)
+    assert got.dtype == expected.dtype and got.shape == expected.shape
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_other_allocs_keep_pytensor_implementation_and_errors():
+    from hashlib import sha256
+
+    v = pt.dvector("v")  # shape (None,): broadcast into the trailing dim, checked at run time
+    n = pt.lscalar("n")
+    out = pt.alloc(v, 2, n)
+    fn = pytensor.function([v, n], out, mode="NUMBA")
+    node = next(nd for nd in fn.maker.fgraph.toposort() if isinstance(nd.op, Alloc))
+    _, key = numba_funcify_and_cache_key(node.op, node=node)
+    assert not any(key == sha256(f"{OUR_KEY_PREFIX} 1 {k}".encode()).hexdigest() for k in range(4))
+    np.testing.assert_array_equal(fn(np.array([1.0, 2.0, 3.0]), 3), np.tile([1.0, 2.0, 3.0], (2, 1)))
+    with pytest.raises(ValueError, match="could not broadcast|[Rr]untime broadcasting"):
+        fn(np.array([1.0, 2.0]), 3)
+
+
+def test_gradient_of_a_sum_uses_it_and_is_right():
+    x = pt.dvector("x")
+    g = pytensor.grad(pt.sum(x**2) + pt.sum(x), x)
+    fn = pytensor.function([x], g, mode="NUMBA")
+    xv = np.array([0.5, -1.0, 2.0])
+    np.testing.assert_allclose(fn(xv), 2 * xv + 1)
