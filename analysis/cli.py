@@ -18,6 +18,7 @@ import typer
 
 from analysis.config import ConfigError, load_config
 from analysis.data import DataValidationError, load_dataset
+from analysis.io import FigureWriteError
 
 __all__ = ["app", "main"]
 
@@ -31,6 +32,7 @@ app = typer.Typer(
 )
 
 EXIT_BAD_INPUT = 2
+_PATH_ERRORS = (PermissionError, FileNotFoundError, NotADirectoryError, IsADirectoryError, FileExistsError)
 
 
 def _err(msg: str) -> None:
@@ -442,6 +444,17 @@ def main() -> None:
         app()
     except SystemExit as exc:
         code = exc.code
+    except (OSError, FigureWriteError) as err:
+        # a path the user gave that cannot be written (permissions, a file where a directory
+        # should be) is bad input: exit status 2; anything else (a full disk) is 1. One line.
+        if os.environ.get("RAJAK_DEBUG") == "1":
+            raise
+        if isinstance(err, OSError) and err.filename:
+            what = f"file system error at {err.filename}: {err.strerror or err}"
+        else:
+            what = str(err)
+        _err(f"{what}; nothing was written for this command (RAJAK_DEBUG=1 shows where)")
+        code = EXIT_BAD_INPUT if isinstance(err, _PATH_ERRORS) else 1
     else:
         code = 0
     if os.environ.get("RAJAK_FAST_EXIT", "1") == "0":

@@ -26,9 +26,10 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
+from analysis.io import FigureWriteError
 from analysis.plots import FIGURE_FORMATS, DeferredFigure
 
-__all__ = ["FigureWriter"]
+__all__ = ["FigureWriteError", "FigureWriter"]
 
 
 def _render(payload: bytes, directory: str, name: str) -> list[str]:
@@ -90,14 +91,14 @@ class FigureWriter:
 
     def wait(self) -> list[Path]:
         """Block until every queued figure is written; the paths written. A figure that failed
-        raises ``RuntimeError`` naming it (after the others have finished)."""
+        raises :class:`FigureWriteError` naming it (after the others have finished)."""
         done, error = [], None
         pending, self._pending = self._pending, []
         for name, fut in pending:
             try:
                 done += [Path(p) for p in fut.result()]
             except Exception as exc:  # noqa: BLE001 -- reported below with the figure's name
-                error = error or RuntimeError(f"figure {name!r} could not be written: {exc}")
+                error = error or FigureWriteError(f"figure {name!r} could not be written: {exc}")
         if error is not None:
             raise error
         return done

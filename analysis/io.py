@@ -10,7 +10,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_copy", "atomic_write_text", "atomic_write_bytes", "atomic_write_json"]
+__all__ = ["FigureWriteError", "atomic_copy", "atomic_write_text", "atomic_write_bytes", "atomic_write_json"]
+
+
+class FigureWriteError(RuntimeError):
+    """A figure could not be drawn or written (the message names it; raised by
+    :class:`analysis.figure_writer.FigureWriter`)."""
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:

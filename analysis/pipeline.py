@@ -31,7 +31,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from analysis.clinical import derive
-from analysis.config import RunConfig
+from analysis.config import ConfigError, RunConfig
 from analysis.data import Dataset, load_for_config
 from analysis.estimands import SITE_LABELS
 from analysis.io import atomic_copy, atomic_write_json, atomic_write_text
@@ -48,6 +48,19 @@ __all__ = ["RunResult", "RunExistsError", "PowerStage", "load_for_config", "run"
 
 PACKAGES = ("rajak", "numpy", "pandas", "scipy", "statsmodels", "pymc", "pytensor", "bambi", "arviz",
             "nutpie", "xarray", "pandera", "pydantic", "matplotlib")
+
+
+def _check_writable(directory: Path) -> None:
+    """Raise :class:`ConfigError` naming ``directory`` if run directories cannot be made in it."""
+    import tempfile
+
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=directory, prefix=".rajak-write-check-"):
+            pass
+    except OSError as err:
+        raise ConfigError(f"output_dir {directory}: cannot write run directories there "
+                          f"({err.strerror or err})") from None
 
 
 class RunExistsError(FileExistsError):
@@ -101,6 +114,7 @@ def run(config: RunConfig, *, force: bool = False, log: Callable[[str], None] | 
     run_dir = out_root / run_id
     if run_dir.exists() and not force:
         raise RunExistsError(f"{run_dir}: run directory exists (use --force to replace it)")
+    _check_writable(out_root)  # before minutes of computing, not at the first file
 
     t = time.perf_counter()
     dataset = load_for_config(config)

@@ -153,6 +153,9 @@ def _prior_predictive_sampler(pm_model: Any, names: Sequence[str]) -> Callable[.
     from pymc.util import _get_seeds_per_chain
     from pytensor.tensor.random.variable import RandomGeneratorSharedVariable
 
+    from models.numba_overrides import install_numba_overrides
+
+    install_numba_overrides()
     names = list(names)
     fn, _ = compile_forward_sampling_function([pm_model[n] for n in names], vars_in_trace=[],
                                               basic_rvs=pm_model.basic_RVs, model=pm_model,
@@ -354,6 +357,9 @@ class LogDensities:
 
     def _fn(self, kind: str) -> Any:
         if kind not in self._fns:
+            from models.numba_overrides import install_numba_overrides
+
+            install_numba_overrides()
             um = self.umodel
             if kind == "prior":
                 outs = um.logp(vars=[um.named_vars[n] for n in self.prior_vars], sum=False)

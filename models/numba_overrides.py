@@ -1,7 +1,7 @@
-r"""A cheaper numba implementation of PyTensor's ``Alloc`` of a 0-d value (a compile-time fix).
+r"""Two process-level fixes to how PyTensor's numba backend compiles and caches.
 
-Why
----
+1. A cheaper numba implementation of ``Alloc`` of a 0-d value (compile time)
+----------------------------------------------------------------------------
 PyTensor (3.3) lowers ``Alloc(value, *shape)`` with a 0-d ``value`` -- ``pt.zeros(n)``, and the
 gradient of every ``sum`` -- to numba source ending in ``res[...] = val``. Numba lowers that
 array-to-array assignment through its general broadcasting ``setitem``, which carries a
@@ -11,27 +11,70 @@ compile of its log density when the compile cache was empty (measured with numba
 events, ``tests/benchmarks/bench_lmm.py``). The assignment can never fail: the value is 0-d
 and broadcasts onto any shape.
 
-What
-----
-:func:`install_numba_overrides` registers, for ``Alloc`` nodes whose value is 0-d, source
-that assigns the value's single element as a scalar (``res[...] = val.item()``, which numba
-lowers as a plain fill, without the broadcasting path). Every other ``Alloc`` is passed to PyTensor's own implementation
-unchanged. The override has its own cache key, so numba's disk cache never mixes the two
-versions. The results are identical (tested in ``tests/models/test_numba_overrides.py``).
-It is installed by :func:`analysis.fitting.sample` / ``compile_model`` before anything is
-compiled, is idempotent, and changes nothing but the numba code of that one case.
+For ``Alloc`` nodes whose value is 0-d, the override generates source that assigns the value's
+single element as a scalar (``res[...] = val.item()``, which numba lowers as a plain fill,
+without the broadcasting path). Every other ``Alloc`` is passed to PyTensor's own
+implementation unchanged. The override has its own cache key, so numba's disk cache never
+mixes the two versions. The results are identical (tested in
+``tests/models/test_numba_overrides.py``).
+
+2. Serialised writes to numba's disk cache (correctness)
+--------------------------------------------------------
+Numba's cache keeps one index file per function, mapping each compiled signature to a
+numbered data file, and picks the number of a new entry by reading the index first
+(``IndexDataCacheFile.save``: read index, choose the first free number, write index, write
+data). PyTensor gives many functions one index (the same generated source compiled for
+several dtypes: six signatures of ``add`` in one index after one LMM fit). Two processes
+sharing the cache -- pytest-xdist workers, parallel power simulations, two ``rajak`` runs --
+that add different signatures to one index at the same moment can both pick the same number;
+if their writes interleave, the index can send one signature to the other's machine code (a
+wrong result or a crash in a later process). The override holds an exclusive ``flock`` on a
+lock file in the cache directory for the duration of each save, so the read-choose-write
+sequence is atomic between processes. Reads are not locked: a reader that sees an index
+before its data file exists gets numba's usual "not cached" and compiles.
+
+:func:`install_numba_overrides` installs both; :func:`analysis.fitting.sample` /
+``compile_model`` and the prior checks call it before anything is compiled. It is idempotent
+and changes nothing else.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from hashlib import sha256
+from typing import Any
 
-__all__ = ["install_numba_overrides", "overrides_installed"]
+__all__ = ["install_numba_overrides", "locked_cache_save", "overrides_installed"]
 
 _LOCK = threading.Lock()
 _INSTALLED = False
 _CACHE_VERSION = 1
+_SAVE_LOCK_NAME = ".rajak-cache-save.lock"
+
+
+def locked_cache_save(save: Any) -> Any:
+    """Wrap numba's ``IndexDataCacheFile.save`` in an exclusive ``flock`` (see the module doc).
+
+    The lock file is ``<cache directory>/.rajak-cache-save.lock``; where it cannot be opened
+    (a read-only cache directory) the save runs unlocked, as numba's own would.
+    """
+    import fcntl
+
+    def save_locked(self: Any, key: Any, data: Any) -> None:
+        try:
+            fd = os.open(os.path.join(self._cache_path, _SAVE_LOCK_NAME), os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:
+            save(self, key, data)
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            save(self, key, data)
+        finally:
+            os.close(fd)  # releases the lock
+
+    save_locked.__wrapped__ = save
+    return save_locked
 
 
 def overrides_installed() -> bool:
@@ -40,12 +83,13 @@ def overrides_installed() -> bool:
 
 
 def install_numba_overrides() -> None:
-    """Register the 0-d ``Alloc`` override with PyTensor's numba dispatch (idempotent)."""
+    """Install the 0-d ``Alloc`` override and the locked cache saves (idempotent)."""
     global _INSTALLED
     with _LOCK:
         if _INSTALLED:
             return
         import numpy as np
+        from numba.core import caching
         from pytensor.link.numba.cache import compile_numba_function_src
         from pytensor.link.numba.dispatch import basic as numba_basic
         from pytensor.link.numba.dispatch import tensor_basic  # noqa: F401  (registers Alloc first)
@@ -71,7 +115,11 @@ def install_numba_overrides() -> None:
                 f"    return res\n"
             )
             fn = compile_numba_function_src(src, "alloc_0d", {"np": np}, write_to_disk=True)
-            key = sha256(f"rajak-alloc-0d {_CACHE_VERSION} {len(shape_vars)}".encode()).hexdigest()
+            key = sha256(
+                f"rajak-alloc-0d {_CACHE_VERSION} {len(shape_vars)} {val.type.dtype}".encode()
+            ).hexdigest()
             return numba_basic.numba_njit(fn), key
 
+        if os.name == "posix":
+            caching.IndexDataCacheFile.save = locked_cache_save(caching.IndexDataCacheFile.save)
         _INSTALLED = True

@@ -300,3 +300,33 @@ def test_run_with_a_toml_plan(tmp_path):
     bad.write_text('sites = ["hip"]\n')
     res = _invoke("run", "--config", bad, "--output-dir", tmp_path / "out")
     assert res.exit_code == 2 and "sites" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+
+
+def _one_line_error(proc):
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("rajak: error: ") and "Traceback" not in proc.stderr, proc.stderr
+    return lines[0]
+
+
+def test_unwritable_output_dir_fails_before_computing(tmp_path):
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("x")
+    proc = subprocess.run([sys.executable, "-m", "analysis.cli", "run", "--output-dir", str(blocker / "runs")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    line = _one_line_error(proc)
+    assert str(blocker / "runs") in line and "cannot write" in line
+    assert "loaded" not in proc.stderr  # stopped before loading the data
+    assert blocker.read_text() == "x"
+
+
+def test_unwritable_out_file_is_one_line(tmp_path):
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("x")
+    target = blocker / "twin.csv"
+    proc = subprocess.run([sys.executable, "-m", "analysis.cli", "twin", "--out", str(target)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    line = _one_line_error(proc)
+    assert str(blocker) in line and "nothing was written" in line
+    assert blocker.read_text() == "x"

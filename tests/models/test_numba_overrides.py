@@ -4,6 +4,9 @@ errors) to PyTensor."""
 
 from __future__ import annotations
 
+import threading
+import time
+
 import numpy as np
 import pytest
 
@@ -43,7 +46,7 @@ def test_0d_value_fills_like_numpy(dtype, sizes):
         _, key = numba_funcify_and_cache_key(allocs[0].op, node=allocs[0])
         from hashlib import sha256
 
-        assert key == sha256(f"{OUR_KEY_PREFIX} 1 {len(sizes)}".encode()).hexdigest()
+        assert key == sha256(f"{OUR_KEY_PREFIX} 1 {len(sizes)} {dtype}".encode()).hexdigest()
     got = fn(value, *sizes)
     expected = np.full(sizes, value, dtype=dtype)
     assert got.dtype == expected.dtype and got.shape == expected.shape
@@ -59,7 +62,7 @@ def test_other_allocs_keep_pytensor_implementation_and_errors():
     fn = pytensor.function([v, n], out, mode="NUMBA")
     node = next(nd for nd in fn.maker.fgraph.toposort() if isinstance(nd.op, Alloc))
     _, key = numba_funcify_and_cache_key(node.op, node=node)
-    assert not any(key == sha256(f"{OUR_KEY_PREFIX} 1 {k}".encode()).hexdigest() for k in range(4))
+    assert not any(key == sha256(f"{OUR_KEY_PREFIX} 1 {k} float64".encode()).hexdigest() for k in range(4))
     np.testing.assert_array_equal(fn(np.array([1.0, 2.0, 3.0]), 3), np.tile([1.0, 2.0, 3.0], (2, 1)))
     with pytest.raises(ValueError, match="could not broadcast|[Rr]untime broadcasting"):
         fn(np.array([1.0, 2.0]), 3)
@@ -71,3 +74,72 @@ def test_gradient_of_a_sum_uses_it_and_is_right():
     fn = pytensor.function([x], g, mode="NUMBA")
     xv = np.array([0.5, -1.0, 2.0])
     np.testing.assert_allclose(fn(xv), 2 * xv + 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# locked cache saves
+# ---------------------------------------------------------------------------------------------
+
+
+def _race(tmp_path, save):
+    """Two savers adding different keys to one empty index, interleaved as numba's race allows.
+
+    A reads the index, then waits; B reads it too and writes the index, then waits; A writes
+    its index and data; B writes its data. Unlocked, both pick data file 1 and the index sends
+    A's key to B's data. Each wait times out, so a lock that serialises the savers (B cannot
+    start until A is done) just runs them one after the other.
+    """
+    from numba.core.caching import IndexDataCacheFile
+
+    cache = IndexDataCacheFile(str(tmp_path), "race_fn", source_stamp=0)
+    a_read, b_indexed = threading.Event(), threading.Event()
+    who = threading.local()
+    load_index, save_data = IndexDataCacheFile._load_index, IndexDataCacheFile._save_data
+
+    def slow_load_index(self):
+        out = load_index(self)
+        if who.name == "A":
+            a_read.set()
+            b_indexed.wait(1.0)
+        return out
+
+    def slow_save_data(self, name, data):
+        if who.name == "B":
+            b_indexed.set()
+            time.sleep(0.3)
+        save_data(self, name, data)
+
+    def run(name, key, data):
+        who.name = name
+        if name == "B":
+            a_read.wait(1.0)
+        save(cache, key, data)
+
+    IndexDataCacheFile._load_index, IndexDataCacheFile._save_data = slow_load_index, slow_save_data
+    try:
+        threads = [threading.Thread(target=run, args=("A", "key-a", b"data-a")),
+                   threading.Thread(target=run, args=("B", "key-b", b"data-b"))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        IndexDataCacheFile._load_index, IndexDataCacheFile._save_data = load_index, save_data
+    return {k: cache.load(k) for k in ("key-a", "key-b")}
+
+
+def test_unlocked_numba_cache_save_can_mix_entries(tmp_path):
+    from numba.core.caching import IndexDataCacheFile
+
+    save = getattr(IndexDataCacheFile.save, "__wrapped__", IndexDataCacheFile.save)
+    got = _race(tmp_path, save)
+    assert got["key-a"] == b"data-b"  # numba's own save: A's key now loads B's data
+
+
+def test_locked_numba_cache_save_keeps_entries_apart(tmp_path):
+    from numba.core.caching import IndexDataCacheFile
+
+    assert getattr(IndexDataCacheFile.save, "__wrapped__", None) is not None  # installed
+    got = _race(tmp_path, IndexDataCacheFile.save)
+    assert got == {"key-a": b"data-a", "key-b": b"data-b"}
+    assert (tmp_path / ".rajak-cache-save.lock").exists()
