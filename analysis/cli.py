@@ -453,7 +453,7 @@ def main() -> None:
             what = f"file system error at {err.filename}: {err.strerror or err}"
         else:
             what = str(err)
-        _err(f"{what}; nothing was written for this command (RAJAK_DEBUG=1 shows where)")
+        _err(f"{what}; the command stopped (RAJAK_DEBUG=1 shows where)")
         code = EXIT_BAD_INPUT if isinstance(err, _PATH_ERRORS) else 1
     else:
         code = 0
