@@ -18,9 +18,12 @@ Safety
   same time can each claim the same data file; the child therefore saves nothing else (the
   entries of the functions it compiles along the way are dropped), and the parent is the only
   writer of everything else.
-- The parent never waits long and never depends on the child: if the child has not finished a
-  second after the parent is done with its own compilation, it is killed and the parent
-  compiles the callback itself, exactly as without the child. A child that failed is the same.
+- The parent never depends on the child, and waits for it no longer than compiling the callback
+  itself would take: when the parent is done with its own compilation it waits at most as long
+  as the child has already been running (at least a second) -- a child that needs longer has
+  no advantage left over starting again, and a stuck child costs at most that wait. Then the
+  child is killed and the parent compiles the callback itself, exactly as without the child.
+  A child that failed is the same.
   Draws do not depend on where a callback was compiled (compiled and cached code are the same
   machine code; fast-math is off, :mod:`models.runtime`).
 - The child is forked only where that is safe and useful: a POSIX ``fork``, at least two usable
@@ -42,7 +45,7 @@ from typing import Any
 
 __all__ = ["ChildCompile", "compile_cfunc_in_child", "parallel_compile_enabled"]
 
-_GRACE_S = 1.0
+_MIN_WAIT_S = 1.0
 
 
 def parallel_compile_enabled() -> bool:
@@ -75,16 +78,20 @@ class ChildCompile:
     def __init__(self, pid: int, index_path: str) -> None:
         self.pid = pid
         self.index_path = index_path
+        self.started = time.monotonic()
         self._status: str | None = None
 
-    def finish(self, grace_s: float = _GRACE_S) -> str:
+    def finish(self, wait_s: float | None = None) -> str:
         """Reap the child: ``"done"``, ``"failed"`` or ``"killed"`` (it took too long).
 
-        Waits at most ``grace_s`` seconds; safe to call more than once.
+        Waits at most ``wait_s`` seconds (default: as long as the child has been running, at
+        least 1 s; see the module docstring); safe to call more than once.
         """
         if self._status is not None:
             return self._status
-        deadline = time.monotonic() + grace_s
+        if wait_s is None:
+            wait_s = max(_MIN_WAIT_S, time.monotonic() - self.started)
+        deadline = time.monotonic() + wait_s
         while True:
             pid, status = os.waitpid(self.pid, os.WNOHANG)
             if pid != 0:

@@ -32,7 +32,7 @@ src = "def rajak_test_cfunc(a, b):\n    return np.sqrt(a * a + b * b) + 1.0\n"
 fn = compile_numba_function_src(src, "rajak_test_cfunc", {"np": np, "__name__": "analysis.compile_ahead"}, cache_key="rajak-test-" + sys.argv[1])
 helper = compile_cfunc_in_child(fn, sig)
 out["started"] = helper is not None
-out["status"] = helper.finish(grace_s=120.0)
+out["status"] = helper.finish(wait_s=120.0)
 out["status_again"] = helper.finish()
 out["index_exists"] = os.path.exists(helper.index_path)
 cf = numba.cfunc(sig, cache=True)(fn)
@@ -43,15 +43,27 @@ out["second_helper"] = compile_cfunc_in_child(fn, sig) is not None  # cached now
 bad = compile_numba_function_src("def rajak_bad_cfunc(a, b):\n    return undefined_name(a)\n",
                                  "rajak_bad_cfunc", {"__name__": "analysis.compile_ahead"}, cache_key="rajak-bad-" + sys.argv[1])
 h = compile_cfunc_in_child(bad, sig)
-out["bad_status"] = h.finish(grace_s=120.0)
+out["bad_status"] = h.finish(wait_s=120.0)
 
 pid = os.fork()
 if pid == 0:
     time.sleep(60)
     os._exit(0)
+slow = ChildCompile(pid, "unused")
+time.sleep(0.5)
 t0 = time.monotonic()
-out["slow_status"] = ChildCompile(pid, "unused").finish(grace_s=0.2)
+out["slow_status"] = slow.finish(wait_s=0.2)
 out["slow_wait_s"] = time.monotonic() - t0
+
+pid = os.fork()  # default wait: as long as the child has run (here ~1.5 s), then killed
+if pid == 0:
+    time.sleep(60)
+    os._exit(0)
+slow = ChildCompile(pid, "unused")
+time.sleep(1.5)
+t0 = time.monotonic()
+out["default_status"] = slow.finish()
+out["default_wait_s"] = time.monotonic() - t0
 print("RESULT " + json.dumps(out))
 """
 
@@ -76,6 +88,7 @@ def test_child_fills_the_cache_and_failures_are_reported(tmp_path):
     assert out["second_helper"] is False
     assert out["bad_status"] == "failed"
     assert out["slow_status"] == "killed" and out["slow_wait_s"] < 5.0
+    assert out["default_status"] == "killed" and 1.4 <= out["default_wait_s"] < 6.0
 
 
 def test_off_by_environment_and_with_other_threads(monkeypatch):
