@@ -12,7 +12,9 @@ PyTensor must be told ``base_compiledir`` (not ``compiledir``, which it derives 
 Python version below the base) before it is first imported; this module therefore sets environment
 variables only and imports nothing heavy. It also turns PyTensor's numba fast-math off
 (``numba__fastmath=False``) so that draws do not depend on whether a model was compiled in the
-process or loaded from the disk cache. Settings the user already made in ``PYTENSOR_FLAGS`` or
+process or loaded from the disk cache, and keeps PyTensor's generated numba source in the cache
+directory (``generated_src_dir``) instead of a new file in the system temporary directory per
+function and process. Settings the user already made in ``PYTENSOR_FLAGS`` or
 ``NUMBA_CACHE_DIR`` are respected.
 """
 
@@ -50,6 +52,13 @@ def configure_compile_cache() -> Path:
     extras = []
     if "base_compiledir" not in flags:
         extras.append(f"base_compiledir={root / 'pytensor'}")
+    if "generated_src_dir" not in flags:
+        # PyTensor writes the Python source of every numba function it generates to a file it
+        # keeps (tracebacks and numba's type inference read it back); by default one new file in
+        # the system temporary directory per function and process, never removed (~5000 files
+        # after one test-suite run). In this directory the files are content-addressed: one per
+        # distinct source, reused by later processes.
+        extras.append(f"generated_src_dir={root / 'pytensor' / 'generated-src'}")
     if "numba__fastmath" not in flags:
         # fast-math lets LLVM reassociate floating point: code compiled in this process and code
         # loaded from numba's disk cache then differ in the last bit of the gradient, and NUTS
