@@ -18,17 +18,20 @@ Safety
   same time can each claim the same data file; the child therefore saves nothing else (the
   entries of the functions it compiles along the way are dropped), and the parent is the only
   writer of everything else.
-- The parent never depends on the child, and waits for it no longer than compiling the callback
-  itself would take: when the parent is done with its own compilation it waits at most as long
-  as the child has already been running (at least a second) -- a child that needs longer has
-  no advantage left over starting again, and a stuck child costs at most that wait. Then the
-  child is killed and the parent compiles the callback itself, exactly as without the child.
-  A child that failed is the same.
+- The parent never depends on the child, and its wait is bounded: when the parent is done with
+  its own compilation it waits at most as long as the child has already been running (at least
+  a second; a heuristic -- a child that needs longer than that has little advantage left over
+  starting again, and a stuck child costs at most that wait). Then the child is killed and
+  the parent compiles the callback itself, exactly as without the child. A child that failed
+  is the same, and if the parent's own compilation fails the child is killed at once.
   Draws do not depend on where a callback was compiled (compiled and cached code are the same
   machine code; fast-math is off, :mod:`models.runtime`).
 - The child is forked only where that is safe and useful: a POSIX ``fork``, at least two usable
   CPUs, no other Python thread alive in the process (a thread holding a lock at the moment of
-  the fork would leave the child deadlocked), and the callback not already in the cache.
+  the fork would leave the child deadlocked), and no cache index for the callback yet (an
+  index left by another numba version or machine also counts as present: then no child is
+  started and the parent compiles as before). The garbage collector's objects are frozen
+  across the fork (``gc.freeze``), so the child does not copy the parent's heap by touching it.
   ``RAJAK_PARALLEL_COMPILE=0`` turns it off.
 - The child's standard streams go to ``/dev/null`` and it leaves by ``os._exit``: no atexit
   handlers, no flushed copies of the parent's buffers.
@@ -36,6 +39,7 @@ Safety
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import threading
@@ -92,20 +96,23 @@ class ChildCompile:
         if wait_s is None:
             wait_s = max(_MIN_WAIT_S, time.monotonic() - self.started)
         deadline = time.monotonic() + wait_s
-        while True:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-            if pid != 0:
-                self._status = "done" if os.waitstatus_to_exitcode(status) == 0 else "failed"
-                return self._status
-            if time.monotonic() >= deadline:
-                break
-            time.sleep(0.01)
         try:
-            os.kill(self.pid, signal.SIGKILL)
-        except ProcessLookupError:  # pragma: no cover - exited just now
-            pass
-        os.waitpid(self.pid, 0)
-        self._status = "killed"
+            while True:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+                if pid != 0:
+                    self._status = "done" if os.waitstatus_to_exitcode(status) == 0 else "failed"
+                    return self._status
+                if time.monotonic() >= deadline:
+                    break
+                time.sleep(0.01)
+        finally:
+            if self._status is None:  # timed out, or interrupted while waiting: kill and reap
+                try:
+                    os.kill(self.pid, signal.SIGKILL)
+                except ProcessLookupError:  # pragma: no cover - exited just now
+                    pass
+                os.waitpid(self.pid, 0)
+                self._status = "killed"
         return self._status
 
 
@@ -156,11 +163,17 @@ def compile_cfunc_in_child(fn: Any, sig: Any) -> ChildCompile | None:
     index_path = _index_path(fn)
     if os.path.exists(index_path):
         return None
-    with warnings.catch_warnings():
-        # Python 3.12 warns about fork() when the OS reports more than one thread; native
-        # threads (BLAS) are fork-safe, and Python threads were excluded above.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        _child(fn, sig, index_path)
+    gc.freeze()  # the child's collections then leave the parent's objects (and pages) alone
+    pid = -1
+    try:
+        with warnings.catch_warnings():
+            # Python 3.12 warns about fork() when the OS reports more than one thread; native
+            # threads (BLAS) are fork-safe, and Python threads were excluded above.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            _child(fn, sig, index_path)
+    finally:
+        if pid != 0:
+            gc.unfreeze()
     return ChildCompile(pid, index_path)

@@ -570,6 +570,8 @@ def rajak_logp_cfunc(dim, x_, out_, logp_, user_data_):
         out = numba.carray(out_, ({n_dim},))
         logp = numba.carray(logp_, ())
         logp_val, grad = inner(x{args})
+        if grad.shape[0] != {n_dim}:
+            return 1
         logp[()] = logp_val
         finite = True
         for i in range({n_dim}):  # not out[...] = grad (see models.numba_overrides)
@@ -597,6 +599,8 @@ def rajak_expand_cfunc(dim, expanded, x_, out_, user_data_):
         x = numba.carray(x_, ({n_dim},))
         out = numba.carray(out_, ({n_expanded},))
         (values,) = inner(x{args})
+        if values.shape[0] != {n_expanded}:
+            return -2
         for i in range({n_expanded}):
             out[i] = values[i]
     except Exception:
@@ -639,8 +643,11 @@ def rajak_expand_cfunc(dim, expanded, x_, out_, user_data_):
     helper = compile_cfunc_in_child(fns["expand"], sigs["expand"])
     try:
         cfuncs = {"logp": numba.cfunc(sigs["logp"], cache=True)(fns["logp"])}
-    finally:
-        helper_status = "off" if helper is None else helper.finish()
+    except BaseException:
+        if helper is not None:
+            helper.finish(wait_s=0.0)
+        raise
+    helper_status = "off" if helper is None else helper.finish()
     cfuncs["expand"] = numba.cfunc(sigs["expand"], cache=True)(fns["expand"])
 
     dims, coords = ncp._prepare_dims_and_coords(pm_model, shape_info, reparam)

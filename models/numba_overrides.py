@@ -7,8 +7,8 @@ gradient of every ``sum`` -- to numba source ending in ``res[...] = val``. Numba
 array-to-array assignment through its general broadcasting ``setitem``, which carries a
 formatted shape-mismatch error message; compiling the string formatting behind that message
 (``str`` of integers, ``join``, concatenation) took 2.5-3 s of the primary LMM's 12 s numba
-compile of its log density when the compile cache was empty (measured with numba's compile
-events, ``tests/benchmarks/bench_lmm.py``). The assignment can never fail: the value is 0-d
+compile of its log density when the compile cache was empty (measured with a listener on
+numba's ``numba:compile`` events; the whole effect is in ``tests/benchmarks/bench_lmm.py``). The assignment can never fail: the value is 0-d
 and broadcasts onto any shape.
 
 For ``Alloc`` nodes whose value is 0-d, the override generates source that assigns the value's
@@ -28,20 +28,27 @@ several dtypes: six signatures of ``add`` in one index after one LMM fit). Two p
 sharing the cache -- pytest-xdist workers, parallel power simulations, two ``rajak`` runs --
 that add different signatures to one index at the same moment can both pick the same number;
 if their writes interleave, the index can send one signature to the other's machine code (a
-wrong result or a crash in a later process). The override holds an exclusive ``flock`` on a
-lock file in the cache directory for the duration of each save, so the read-choose-write
-sequence is atomic between processes. Reads are not locked: a reader that sees an index
-before its data file exists gets numba's usual "not cached" and compiles.
+wrong result or a crash in a later process; reproduced in the tests). The override holds an
+exclusive ``flock`` on a lock file in the cache directory for the duration of each save, so
+the read-choose-write sequence of one process cannot interleave with another's.
+
+Limits: only processes that installed the override take the lock (other programs sharing the
+cache do not); numba's ``flush`` (an index reset when a function is recompiled) is not
+locked; reads are not locked -- a reader that sees an index before its data file exists gets
+numba's usual "not cached", but after an index reset (a new numba version) a reader holding
+the old index could still pick up a renumbered data file, as with numba alone. Where the lock
+cannot be had (see :func:`locked_cache_save`) the save runs unlocked. A
+``.rajak-cache-save.lock`` file is left in each numba cache directory that is written.
 
 :func:`install_numba_overrides` installs both; :func:`analysis.fitting.sample` /
-``compile_model`` and the prior checks call it before anything is compiled. It is idempotent
-and changes nothing else.
+``compile_model`` and the prior checks call it before anything is compiled. It is idempotent.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import time
 from hashlib import sha256
 from typing import Any
 
@@ -51,26 +58,58 @@ _LOCK = threading.Lock()
 _INSTALLED = False
 _CACHE_VERSION = 1
 _SAVE_LOCK_NAME = ".rajak-cache-save.lock"
+_SAVE_LOCK_TIMEOUT_S = 30.0
 
 
-def locked_cache_save(save: Any) -> Any:
+def locked_cache_save(save: Any, timeout_s: float = _SAVE_LOCK_TIMEOUT_S) -> Any:
     """Wrap numba's ``IndexDataCacheFile.save`` in an exclusive ``flock`` (see the module doc).
 
-    The lock file is ``<cache directory>/.rajak-cache-save.lock``; where it cannot be opened
-    (a read-only cache directory) the save runs unlocked, as numba's own would.
+    The lock file is ``<cache directory>/.rajak-cache-save.lock``. The save runs unlocked, as
+    numba's own would, where the lock cannot be had: the file cannot be opened (a read-only
+    directory), the file system has no ``flock`` (some network mounts), another process has
+    held it for ``timeout_s`` seconds (a stopped process must not stall every compile), or
+    this thread already holds it (a nested save).
     """
     import fcntl
 
+    held = threading.local()
+
+    def acquire(path: str) -> int | None:
+        for flags in (os.O_RDWR | os.O_CREAT, os.O_RDONLY):  # flock works on a read-only fd
+            try:
+                fd = os.open(path, flags, 0o644)
+                break
+            except OSError:
+                continue
+        else:
+            return None
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return fd
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    break
+                time.sleep(0.005)
+            except OSError:  # no flock on this file system
+                break
+        os.close(fd)
+        return None
+
     def save_locked(self: Any, key: Any, data: Any) -> None:
-        try:
-            fd = os.open(os.path.join(self._cache_path, _SAVE_LOCK_NAME), os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError:
+        if getattr(held, "active", False):
             save(self, key, data)
             return
+        fd = acquire(os.path.join(self._cache_path, _SAVE_LOCK_NAME))
+        if fd is None:
+            save(self, key, data)
+            return
+        held.active = True
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
             save(self, key, data)
         finally:
+            held.active = False
             os.close(fd)  # releases the lock
 
     save_locked.__wrapped__ = save
@@ -116,7 +155,8 @@ def install_numba_overrides() -> None:
             )
             fn = compile_numba_function_src(src, "alloc_0d", {"np": np}, write_to_disk=True)
             key = sha256(
-                f"rajak-alloc-0d {_CACHE_VERSION} {len(shape_vars)} {val.type.dtype}".encode()
+                f"rajak-alloc-0d {_CACHE_VERSION} {len(shape_vars)} {val.type.dtype}"
+                f"{'' if type(op) is Alloc else ' ' + type(op).__qualname__}".encode()
             ).hexdigest()
             return numba_basic.numba_njit(fn), key
 

@@ -64,6 +64,27 @@ time.sleep(1.5)
 t0 = time.monotonic()
 out["default_status"] = slow.finish()
 out["default_wait_s"] = time.monotonic() - t0
+import analysis.compile_ahead as ca
+pid = os.fork()  # interrupted while waiting (Ctrl-C): the child is still killed and reaped
+if pid == 0:
+    time.sleep(60)
+    os._exit(0)
+slow = ChildCompile(pid, "unused")
+real_sleep = ca.time.sleep
+def interrupt(_):
+    raise KeyboardInterrupt
+ca.time.sleep = interrupt
+try:
+    slow.finish(wait_s=30.0)
+except KeyboardInterrupt:
+    out["interrupted"] = True
+ca.time.sleep = real_sleep
+out["interrupted_status"] = slow.finish()
+try:
+    os.waitpid(pid, os.WNOHANG)
+    out["reaped"] = False
+except ChildProcessError:
+    out["reaped"] = True
 print("RESULT " + json.dumps(out))
 """
 
@@ -89,6 +110,7 @@ def test_child_fills_the_cache_and_failures_are_reported(tmp_path):
     assert out["bad_status"] == "failed"
     assert out["slow_status"] == "killed" and out["slow_wait_s"] < 5.0
     assert out["default_status"] == "killed" and 1.4 <= out["default_wait_s"] < 6.0
+    assert out["interrupted"] and out["interrupted_status"] == "killed" and out["reaped"]
 
 
 def test_off_by_environment_and_with_other_threads(monkeypatch):

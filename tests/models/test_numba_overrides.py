@@ -4,6 +4,7 @@ errors) to PyTensor."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -143,3 +144,72 @@ def test_locked_numba_cache_save_keeps_entries_apart(tmp_path):
     got = _race(tmp_path, IndexDataCacheFile.save)
     assert got == {"key-a": b"data-a", "key-b": b"data-b"}
     assert (tmp_path / ".rajak-cache-save.lock").exists()
+
+
+def _cache_file(tmp_path):
+    from numba.core.caching import IndexDataCacheFile
+
+    return IndexDataCacheFile(str(tmp_path), "lock_fn", source_stamp=0)
+
+
+def _plain_save():
+    from numba.core.caching import IndexDataCacheFile
+
+    return getattr(IndexDataCacheFile.save, "__wrapped__", IndexDataCacheFile.save)
+
+
+def test_lock_held_elsewhere_times_out_and_saves_unlocked(tmp_path):
+    import fcntl
+
+    from models.numba_overrides import locked_cache_save
+
+    save = locked_cache_save(_plain_save(), timeout_s=0.3)
+    cache = _cache_file(tmp_path)
+    holder = os.open(tmp_path / ".rajak-cache-save.lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(holder, fcntl.LOCK_EX)  # a stopped process holding the lock
+    try:
+        t0 = time.monotonic()
+        save(cache, "k", b"d")
+        waited = time.monotonic() - t0
+    finally:
+        os.close(holder)
+    assert 0.25 <= waited < 3.0
+    assert cache.load("k") == b"d"
+
+
+def test_file_system_without_flock_saves_unlocked(tmp_path, monkeypatch):
+    import errno
+    import fcntl
+
+    from models.numba_overrides import locked_cache_save
+
+    def no_flock(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_flock)
+    save = locked_cache_save(_plain_save())
+    cache = _cache_file(tmp_path)
+    save(cache, "k", b"d")
+    assert cache.load("k") == b"d"
+
+
+def test_nested_save_in_one_thread_does_not_deadlock(tmp_path):
+    from models.numba_overrides import locked_cache_save
+
+    plain = _plain_save()
+    from numba.core.caching import IndexDataCacheFile
+
+    inner_cache = IndexDataCacheFile(str(tmp_path), "lock_fn_inner", source_stamp=0)  # same lock file
+
+    def save_that_saves_again(self, key, data):
+        plain(self, key, data)
+        if key == "outer":
+            wrapped(inner_cache, "inner", b"i")  # a nested save, same thread
+
+    wrapped = locked_cache_save(save_that_saves_again, timeout_s=60.0)
+    done = threading.Event()
+    worker = threading.Thread(target=lambda: (wrapped(_cache_file(tmp_path), "outer", b"o"), done.set()))
+    worker.start()
+    worker.join(10.0)
+    assert done.is_set()
+    assert inner_cache.load("inner") == b"i"
