@@ -152,7 +152,7 @@ def run(config: RunConfig, *, force: bool = False, log: Callable[[str], None] | 
     if staging.exists():
         shutil.rmtree(staging)
     (staging / "tables").mkdir(parents=True)
-    writer = FigureWriter(config.figure_workers)  # figures drawn in the background
+    writer = FigureWriter(config.figure_workers, cache_dir=out_root / ".fit-cache")  # drawn in the background
     save_figure = writer.save
     try:
         atomic_write_json(staging / "validation.json", dataset.report.to_dict())
@@ -178,8 +178,9 @@ def run(config: RunConfig, *, force: bool = False, log: Callable[[str], None] | 
             sens_results.append(r)
             say(f"sensitivity analysis {r.name} done")
             tables[f"sensitivity_{r.name}"] = _label(r.table, dataset)
-            for fname, fig in r.figures.items():
-                save_figure(fig, figs, fname)
+            cached_result = r.settings.get("result_cache", {}).get("file")
+            for fname, fig in r.figures.items():  # keyed by the cached result's content address
+                save_figure(fig, figs, fname, key=None if cached_result is None else Path(cached_result).name)
             for src in r.settings.get("fit_files") or []:  # its Bayesian fits, beside the main ones
                 if Path(src).is_file():
                     atomic_copy(src, staging / "fits" / f"sensitivity_{r.name}" / Path(src).name)
@@ -236,6 +237,7 @@ def run(config: RunConfig, *, force: bool = False, log: Callable[[str], None] | 
             "seeds": {"run": config.seed, "sampler": config.seed, "prior_draws": config.seed,
                       **({"power": power.seed} if power is not None else {})},
             "fit_cache": {} if bayes is None else {f"{f.model}_{f.site}": f.extra for f in bayes.fits},
+            "figure_cache": dict(writer.cache_stats),  # figures copied from the cache / drawn
             "power": None if power is None else power.manifest(),
             "timings": {k: round(v, 4) for k, v in timings.items()},
             "diagnostics": {

@@ -10,7 +10,7 @@ Prints
 2. wall time with everything cached: a second run (another run id) into the same output root and
    cache -- target <= 20 s;
 3. the per-stage timings the run writes into its ``manifest.json``, and whether the two runs'
-   tables are identical (they must be: same data, configuration and seed).
+   tables and figure files are identical (they must be: same data, configuration and seed).
 
 Usage::
 
@@ -61,10 +61,10 @@ def _stage_line(manifest: dict) -> str:
     return ", ".join(f"{k} {v:.1f}" for k, v in timings.items() if isinstance(v, int | float))
 
 
-def _same_tables(a: Path, b: Path) -> tuple[bool, list[str]]:
-    names = sorted(p.name for p in (a / "tables").glob("*.csv"))
-    differ = [n for n in names if not filecmp.cmp(a / "tables" / n, b / "tables" / n, shallow=False)]
-    missing = sorted({p.name for p in (b / "tables").glob("*.csv")} ^ set(names))
+def _same_files(a: Path, b: Path, sub: str = "tables", pattern: str = "*.csv") -> tuple[bool, list[str]]:
+    names = sorted(p.name for p in (a / sub).glob(pattern))
+    differ = [n for n in names if not filecmp.cmp(a / sub / n, b / sub / n, shallow=False)]
+    missing = sorted({p.name for p in (b / sub).glob(pattern)} ^ set(names))
     return not differ and not missing, differ + missing
 
 
@@ -87,8 +87,11 @@ def main() -> None:
         print(f"all cached  : wall {warm_wall:7.1f} s  [target <= {TARGETS['cached_s']:.0f} s: "
               f"{'ok' if ok else 'MISSED'}]")
         print(f"              stages (s): {_stage_line(warm)}")
-        same, differ = _same_tables(out_root / "cold", out_root / "cached")
+        same, differ = _same_files(out_root / "cold", out_root / "cached")
         print(f"tables identical between the two runs: {same}" + (f" (differ: {', '.join(differ)})" if differ else ""))
+        same, differ = _same_files(out_root / "cold", out_root / "cached", "figures", "*.*")
+        print(f"figures identical between the two runs: {same}" + (f" (differ: {', '.join(differ)})" if differ else "")
+              + f"; cached run's figure cache: {warm.get('figure_cache')}")
         hits = warm.get("fit_cache", {})
         if hits:
             print(f"fit cache entries reported by the cached run: {len(hits)}")
