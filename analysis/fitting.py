@@ -30,10 +30,10 @@ warm compile in a fresh process skips PyTensor's graph rewriting too (trajectory
 the graph cache, 2.1 s with it, most of the rest loading numba's cached machine code). Draws are
 bit-identical to nutpie's own compilation and with or without the graph cache (tested).
 A cold compile (empty cache) is ~13 s for the trajectory LMM, nearly all numba/LLVM; it was ~18 s
-before two changes: the 0-d ``Alloc`` override (:mod:`models.numba_overrides`) and the wrappers
+before three changes: the 0-d ``Alloc`` override (:mod:`models.numba_overrides`), the wrappers
 copying element by element instead of ``out[...] = grad`` (both avoid numba's broadcasting
 assignment, whose error-message formatting alone took ~2.5 s to compile), and the expand callback
-compiled by a forked child meanwhile (:mod:`analysis.compile_ahead`). Set ``RAJAK_NUTPIE_CACHE=0`` (or
+compiled meanwhile by a forked child (:mod:`analysis.compile_ahead`). Set ``RAJAK_NUTPIE_CACHE=0`` (or
 pass ``fast_compile=False``) to use ``nutpie.compile_pymc_model`` unchanged; any failure of the
 cached path falls back to it with a warning.
 
