@@ -133,7 +133,6 @@ class FigureWriter:
         self.cache_stats = {"hits": 0, "drawn": 0}
         self._pool: ProcessPoolExecutor | None = None
         self._pending: list[tuple[str, Future, Path | None]] = []
-        self._digest: str | None = None
 
     def _entry(self, fig: Figure | DeferredFigure, name: str, key: str | None) -> Path | None:
         """The cache address of ``fig`` (``None``: not cached)."""
@@ -143,11 +142,9 @@ class FigureWriter:
             key = content_key(fig)
         if key is None:
             return None
-        if self._digest is None:
-            from analysis.sensitivity.runner import _code_digest
+        from analysis.sensitivity.runner import _code_digest  # computed once per process
 
-            self._digest = _code_digest()
-        h = hashlib.sha256(f"rajak-figure-cache {_CACHE_FORMAT}\0{key}\0{name}\0{self._digest}".encode())
+        h = hashlib.sha256(f"rajak-figure-cache {_CACHE_FORMAT}\0{key}\0{name}\0{_code_digest()}".encode())
         return self.cache_dir / h.hexdigest()[:32]
 
     def _store(self, entry: Path, written: dict[str, Path]) -> None:

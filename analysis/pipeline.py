@@ -152,7 +152,8 @@ def run(config: RunConfig, *, force: bool = False, log: Callable[[str], None] | 
     if staging.exists():
         shutil.rmtree(staging)
     (staging / "tables").mkdir(parents=True)
-    writer = FigureWriter(config.figure_workers, cache_dir=out_root / ".fit-cache")  # drawn in the background
+    cache_root = out_root / ".fit-cache"  # fits, sensitivity results, power studies, figures
+    writer = FigureWriter(config.figure_workers, cache_dir=cache_root)  # drawn in the background
     save_figure = writer.save
     try:
         atomic_write_json(staging / "validation.json", dataset.report.to_dict())
@@ -165,7 +166,7 @@ def run(config: RunConfig, *, force: bool = False, log: Callable[[str], None] | 
         bayes = None
         if config.bayes_models:
             bayes = run_bayes_stage(derived, config, freq.estimands, figs, staging / "fits", dataset.label, say,
-                                    cache_dir=out_root / ".fit-cache", save=save_figure)
+                                    cache_dir=cache_root, save=save_figure)
             tables["bayes_estimands"] = _label(bayes.estimands, dataset)
             tables["bayes_vs_frequentist"] = _label(bayes.comparison, dataset)
         tables["replication_by_method"] = _label(replication_by_method(
@@ -174,7 +175,7 @@ def run(config: RunConfig, *, force: bool = False, log: Callable[[str], None] | 
         t = time.perf_counter()
         sens_results = []
         for name in config.sensitivity:
-            r = run_sensitivity(name, derived, config, cache_dir=out_root / ".fit-cache")
+            r = run_sensitivity(name, derived, config, cache_dir=cache_root)
             sens_results.append(r)
             say(f"sensitivity analysis {r.name} done")
             tables[f"sensitivity_{r.name}"] = _label(r.table, dataset)
@@ -189,7 +190,7 @@ def run(config: RunConfig, *, force: bool = False, log: Callable[[str], None] | 
         timings["sensitivity_s"] = time.perf_counter() - t
         t = time.perf_counter()
         lmm_fits = {} if bayes is None else {f.site: f.fit for f in bayes.fits if f.model == "lmm"}
-        power = (run_power_stage(config, out_root / ".fit-cache", say, prior_fits=lmm_fits)
+        power = (run_power_stage(config, cache_root, say, prior_fits=lmm_fits)
                  if config.power_enabled else None)
         if power is not None:
             tables["power"] = _label(power.result.summary(), dataset)

@@ -45,31 +45,26 @@ bad = compile_numba_function_src("def rajak_bad_cfunc(a, b):\n    return undefin
 h = compile_cfunc_in_child(bad, sig)
 out["bad_status"] = h.finish(wait_s=120.0)
 
-pid = os.fork()
-if pid == 0:
-    time.sleep(60)
-    os._exit(0)
-slow = ChildCompile(pid, "unused")
+def sleeping_child():  # a child that would run for a minute, wrapped as a compile helper
+    pid = os.fork()
+    if pid == 0:
+        time.sleep(60)
+        os._exit(0)
+    return ChildCompile(pid, "unused")
+
+slow = sleeping_child()
 time.sleep(0.5)
 t0 = time.monotonic()
 out["slow_status"] = slow.finish(wait_s=0.2)
 out["slow_wait_s"] = time.monotonic() - t0
 
-pid = os.fork()  # default wait: as long as the child has run (here ~1.5 s), then killed
-if pid == 0:
-    time.sleep(60)
-    os._exit(0)
-slow = ChildCompile(pid, "unused")
+slow = sleeping_child()  # default wait: as long as the child has run (here ~1.5 s), then killed
 time.sleep(1.5)
 t0 = time.monotonic()
 out["default_status"] = slow.finish()
 out["default_wait_s"] = time.monotonic() - t0
 import analysis.compile_ahead as ca
-pid = os.fork()  # interrupted while waiting (Ctrl-C): the child is still killed and reaped
-if pid == 0:
-    time.sleep(60)
-    os._exit(0)
-slow = ChildCompile(pid, "unused")
+slow = sleeping_child()  # interrupted while waiting (Ctrl-C): the child is still killed and reaped
 real_sleep = ca.time.sleep
 def interrupt(_):
     raise KeyboardInterrupt
@@ -81,7 +76,7 @@ except KeyboardInterrupt:
 ca.time.sleep = real_sleep
 out["interrupted_status"] = slow.finish()
 try:
-    os.waitpid(pid, os.WNOHANG)
+    os.waitpid(slow.pid, os.WNOHANG)
     out["reaped"] = False
 except ChildProcessError:
     out["reaped"] = True
