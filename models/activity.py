@@ -85,7 +85,7 @@ patients the 95% interval of :math:`b_3` widens 1.5-1.7 times once activity is i
 
 :func:`compare_responder_effect` fits the model with and without the activity term and reports
 how much of the responder difference :math:`b_3` remains. ``models`` never imports ``analysis``,
-so it takes the sampler as an argument (``analysis.fitting.sample``).
+so it takes the sampler as an argument (``analysis.engine.sampling.sample``).
 """
 
 from __future__ import annotations
@@ -645,7 +645,7 @@ def compare_responder_effect(
     site : {"spine", "femoral_neck"}
     sample : callable
         ``sample(model, seed=..., **sample_kwargs)`` returning an object with ``.posterior``
-        (a DataTree) and ``.diagnostics``: pass ``analysis.fitting.sample``.
+        (a DataTree) and ``.diagnostics``: pass ``analysis.engine.sampling.sample``.
     activity : {"cumulative", "mean_improvement"}
     activity_column, priors, covariates, activity_slope_sd
         See :func:`build_activity_model`.
@@ -661,7 +661,7 @@ def compare_responder_effect(
     if activity == "none" or activity not in ACTIVITY_KINDS:
         raise ValueError(f"activity must be 'cumulative' or 'mean_improvement', got {activity!r}")
     if not callable(sample):
-        raise ValueError("sample must be a callable such as analysis.fitting.sample")
+        raise ValueError("sample must be a callable such as analysis.engine.sampling.sample")
     common = dict(priors=priors, activity_column=activity_column, covariates=covariates,
                   activity_slope_sd=activity_slope_sd)
     with_model = build_activity_model(data, site, activity=activity, **common)

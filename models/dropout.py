@@ -311,7 +311,7 @@ def prepare_dropout_data(
     data : DataFrame
         One row per attended patient-visit with ``patient_id``, ``month``, the site's BMD column,
         ``das28_crp`` and ``responder`` (boolean or 0/1; missing = undefined status), e.g. the
-        output of ``analysis.clinical.derive``. The schedule is the set of months in the data;
+        output of ``analysis.study.clinical.derive``. The schedule is the set of months in the data;
         a patient drops out at the first scheduled month after the last month with an observed
         BMD or DAS28 (none if that is the last scheduled month).
     site : {"spine", "femoral_neck"}

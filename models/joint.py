@@ -93,7 +93,7 @@ floating-point operations under fast-math, and the two ended up optimised differ
 amplified that (relative difference ~1e-11 after 30 tuning steps, unrelated draws soon after).
 Turning fast-math off did not slow the joint model's sampling on the twin. With the default
 ``"separate"`` covariance the graph has no ``OpFromGraph`` and its rewritten functions go into the
-graph cache (:mod:`analysis.graph_cache`); ``"packed"`` (``pm.LKJCholeskyCov``) does not pickle and
+graph cache (:mod:`analysis.engine.graph_cache`); ``"packed"`` (``pm.LKJCholeskyCov``) does not pickle and
 is rewritten in every process.
 
 Reported quantities (original scale, see :data:`REPORTED_VARS`)
@@ -304,7 +304,7 @@ def _data_arrays(prep: JointData, priors: TrajectoryPriors) -> dict[str, np.ndar
 
 @dataclass
 class JointModel:
-    """A built joint two-site model plus what :func:`analysis.fitting.sample` needs to fit it.
+    """A built joint two-site model plus what :func:`analysis.engine.sampling.sample` needs to fit it.
 
     Attributes
     ----------

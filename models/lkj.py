@@ -21,7 +21,7 @@ Cholesky factor is read off directly (Stan's ``cholesky_corr_constrain``):
 For :math:`d = 2` this is :math:`(\rho + 1)/2 \sim \mathrm{Beta}(\eta, \eta)`, the form
 :mod:`models.trajectory` uses. Written with ``pm.Beta`` and elementary operations, the graph has
 no ``OpFromGraph`` (``pm.LKJCorr`` / ``pm.LKJCholeskyCov`` use one): it pickles, so its rewritten
-functions go into the graph cache (:mod:`analysis.graph_cache`), and it compiles faster from an
+functions go into the graph cache (:mod:`analysis.engine.graph_cache`), and it compiles faster from an
 empty cache. :math:`\eta` may be a tensor (``pm.Data``), so prior sets are data.
 """
 

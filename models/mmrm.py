@@ -553,7 +553,7 @@ def unrolled_logdet_quad(a: list[list[Any]], c: list[Any]) -> tuple[Any, Any]:
 
 @dataclass
 class MmrmModel:
-    """A built Bayesian MMRM plus what :func:`analysis.fitting.sample` needs to fit it.
+    """A built Bayesian MMRM plus what :func:`analysis.engine.sampling.sample` needs to fit it.
 
     Attributes
     ----------
@@ -641,7 +641,7 @@ class MmrmModel:
         self.prepared, self.priors, self.data_values = prep, priors, arrays
 
     def postprocess(self, dt: xr.DataTree, *, seed: int = 0) -> xr.DataTree:
-        """Hook called by :func:`analysis.fitting.sample`; nothing to add."""
+        """Hook called by :func:`analysis.engine.sampling.sample`; nothing to add."""
         return dt
 
 

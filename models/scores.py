@@ -1,7 +1,7 @@
 """Composite disease-activity scores of rheumatoid arthritis.
 
 These formulas are shared by the twin simulator (which needs DAS28-CRP to drive a MAR dropout
-hazard) and by :mod:`analysis.clinical` (which derives the scores from a user's components).
+hazard) and by :mod:`analysis.study.clinical` (which derives the scores from a user's components).
 
 .. math::
 

@@ -380,7 +380,7 @@ PARAMETER_SOURCES: dict[str, str] = {
     "dropout.p_lack_of_efficacy_if_active": "assumption: most stops in active disease are for lack "
                                             "of efficacy (RA-BE-REAL)",
     "lsc_pct": "not a simulator input: least significant change 2.77 x CV, ~2.4% spine and ~1.9% femoral "
-               "neck in RA cohorts (the default ROPE of analysis.posterior)",
+               "neck in RA cohorts (the default ROPE of analysis.bayes.posterior)",
     "treatment.p_prednisolone": "Marotte 2007: 62% on glucocorticoids, 5.3 +/- 5.8 mg/day",
     "treatment.p_taper_*": "calibrated to prednisolone p = 0.006",
     "treatment.alp_*": "assumption: ALP ~78 U/l, falls with disease activity; calibrated to p = 0.03",

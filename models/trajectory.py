@@ -96,13 +96,13 @@ All data enter through ``pm.Data`` containers and the ``obs`` / ``patient`` dims
 one built model (and one nutpie compilation of it) serves many data sets::
 
     tm = build_trajectory_model(df_a, site="spine")
-    fit_a = sample(tm, seed=1)              # analysis.fitting.sample: compiles once
+    fit_a = sample(tm, seed=1)              # analysis.engine.sampling.sample: compiles once
     tm.set_data(df_b)                       # new rows / patients / priors
     fit_b = sample(tm, seed=1)              # reuses the compiled model via with_data
 
 :meth:`TrajectoryModel.set_data` updates the PyMC model (``Model.set_dim`` + ``Model.set_data``)
 and :attr:`TrajectoryModel.data_values` holds the arrays by container name, which
-:func:`analysis.fitting.sample` passes straight to nutpie's ``compiled.with_data(**values)``.
+:func:`analysis.engine.sampling.sample` passes straight to nutpie's ``compiled.with_data(**values)``.
 The number of rows can always change. With the latent parameterisations a different number of
 *patients* changes the length of the parameter vector, which a compiled nutpie model cannot
 do: ``sample`` then compiles (and caches) a model for that size; the marginal model, the
@@ -113,7 +113,7 @@ The bambi path
 :func:`bambi_lmm` builds a bambi model from a user formula (default
 ``"bmd ~ month * responder + (1 + month | patient_id)"``, time in months, bambi's default priors
 and its non-centred group effects without correlation) and returns a wrapper that
-:func:`analysis.fitting.sample` samples with nutpie like the model above.
+:func:`analysis.engine.sampling.sample` samples with nutpie like the model above.
 """
 
 from __future__ import annotations
@@ -429,7 +429,7 @@ def _data_arrays(prep: PreparedData, priors: TrajectoryPriors) -> dict[str, np.n
 
 @dataclass
 class TrajectoryModel:
-    """A built trajectory model plus what :func:`analysis.fitting.sample` needs to fit it.
+    """A built trajectory model plus what :func:`analysis.engine.sampling.sample` needs to fit it.
 
     Attributes
     ----------
@@ -515,7 +515,7 @@ class TrajectoryModel:
         self.prepared, self.priors, self.data_values = prep, priors, arrays
 
     def postprocess(self, dt: xr.DataTree, *, seed: int = 0) -> xr.DataTree:
-        r"""Hook called by :func:`analysis.fitting.sample` on the raw sampler output.
+        r"""Hook called by :func:`analysis.engine.sampling.sample` on the raw sampler output.
 
         For the marginal parameterisation, adds ``u`` (patient, effect; g/cm^2 and g/cm^2/yr)
         drawn from its exact conditional :math:`N(A_i^{-1} Z_i^\top W_i r_i / \sigma^2,
@@ -769,7 +769,7 @@ def build_trajectory_model(
 
 @dataclass
 class BambiLMM:
-    """A built bambi model, in the shape :func:`analysis.fitting.sample` expects.
+    """A built bambi model, in the shape :func:`analysis.engine.sampling.sample` expects.
 
     Attributes
     ----------
@@ -835,7 +835,7 @@ def bambi_lmm(
     site: str = "spine",
     **model_kwargs: Any,
 ) -> BambiLMM:
-    """Build a bambi mixed model from a user formula, to sample with ``analysis.fitting.sample``.
+    """Build a bambi mixed model from a user formula, to sample with ``analysis.engine.sampling.sample``.
 
     Parameters
     ----------

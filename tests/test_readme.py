@@ -20,7 +20,7 @@ def test_readme_python_blocks_run(tmp_path, monkeypatch):
 def test_readme_toml_plan_is_a_valid_configuration():
     import tomllib
 
-    from analysis.config import RunConfig
+    from analysis.run.config import RunConfig
 
     plan = re.findall(r"```toml\n(.*?)```", README.read_text(), flags=re.S)
     assert plan

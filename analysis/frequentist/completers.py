@@ -15,7 +15,7 @@ the completers are tested
   completers: paired t-test and Wilcoxon signed-rank.
 
 The analysis set is the completers (a DXA at the endpoint month); patients with undefined
-responder status are handled by a strategy of :mod:`analysis.groups` and the choice is recorded.
+responder status are handled by a strategy of :mod:`analysis.study.groups` and the choice is recorded.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from analysis.clinical import ResponderRule
-from analysis.estimands import GROUP_LABELS, SITE_LABELS, difference_name, estimand_name
+from analysis.study.clinical import ResponderRule
+from analysis.study.estimands import GROUP_LABELS, SITE_LABELS, difference_name, estimand_name
 from analysis.frequentist.rtests import (
     TestResult,
     t_test_one_sample,
@@ -35,7 +35,7 @@ from analysis.frequentist.rtests import (
     wilcoxon_rank_sum,
     wilcoxon_signed_rank,
 )
-from analysis.groups import UndefinedStrategy, assign_groups
+from analysis.study.groups import UndefinedStrategy, assign_groups
 
 __all__ = ["CompletersResult", "completers_analysis", "SECONDARY", "MEASURES"]
 
@@ -105,12 +105,12 @@ def completers_analysis(derived: pd.DataFrame, endpoint_month: float = 12,
                         measures: Iterable[str] = ("pct", "abs", "tscore"),
                         strategy: UndefinedStrategy = "exclude", rule: ResponderRule | None = None,
                         secondary: bool = True, conf_int: bool = True) -> CompletersResult:
-    """Run the completers analysis on an analysis-ready frame (:func:`analysis.clinical.derive`).
+    """Run the completers analysis on an analysis-ready frame (:func:`analysis.study.clinical.derive`).
 
     Parameters
     ----------
     strategy
-        How patients with undefined responder status are handled (:func:`analysis.groups.assign_groups`).
+        How patients with undefined responder status are handled (:func:`analysis.study.groups.assign_groups`).
     conf_int
         Compute Hodges-Lehmann estimates and CIs for the rank tests (slower; the twin calibration
         turns it off).

@@ -4,7 +4,7 @@ Imputation model
 ----------------
 Each patient :math:`i` contributes a *wide* record: complete covariates :math:`x_i` (age, sex, BMI
 by default), a group :math:`g_i` (the caller's column, normally the responder status of
-:func:`analysis.clinical.derive`), an auxiliary :math:`a_{it}` (DAS28-CRP by default) at the
+:func:`analysis.study.clinical.derive`), an auxiliary :math:`a_{it}` (DAS28-CRP by default) at the
 scheduled visits before the endpoint, and the BMD :math:`y_{ist}` at site :math:`s` and DXA month
 :math:`t`. By default (``scale="change"``) follow-up BMD enters as the endpoint itself, the %
 change :math:`p_{ist} = 100\,(y_{ist}/y_{is0} - 1)`, and follow-up DAS28 as the change
@@ -78,7 +78,7 @@ Responder status of dropouts
 Responder status at month 12 is *undefined* for every dropout. ``undefined=``
 
 * ``"rule"`` (default): impute the month-12 DAS28 and classify it with the
-  :class:`~analysis.clinical.ResponderRule` (``rule=``, the same rule as for the observed status);
+  :class:`~analysis.study.clinical.ResponderRule` (``rule=``, the same rule as for the observed status);
 * ``"impute"``: impute the status itself by logistic regression (any two-level group);
 * ``"level"``: keep 'undefined' as a group of its own (only possible where its members have
   observed outcomes);
@@ -116,7 +116,7 @@ import numpy as np
 import pandas as pd
 from scipy import linalg, stats
 
-from analysis.clinical import ResponderRule, eular_response
+from analysis.study.clinical import ResponderRule, eular_response
 
 __all__ = [
     "PooledResult",
@@ -732,7 +732,7 @@ class _RuleFit:
 
 def responder_codes(rule: ResponderRule, das_base, das_at) -> np.ndarray:
     """1.0 for a responder, 0.0 for a non-responder under ``rule`` (NaN where a score is missing);
-    the classification of :func:`analysis.clinical.classify_responders`."""
+    the classification of :func:`analysis.study.clinical.classify_responders`."""
     base, at = np.asarray(das_base, dtype=float), np.asarray(das_at, dtype=float)
     if rule.kind == "das28_fall":
         resp = (base - at) > rule.threshold
@@ -953,7 +953,7 @@ def impute_bmd(frame: pd.DataFrame, *, m: int = 20, seed: int | None = None,
     ----------
     frame : DataFrame
         Long data, one row per patient-visit (the rajak data contract) with the ``group`` column,
-        e.g. from :func:`analysis.clinical.derive`. Visits without a row (after dropout) are
+        e.g. from :func:`analysis.study.clinical.derive`. Visits without a row (after dropout) are
         missing; patients need a baseline row.
     m : int
         Number of imputations (at least 2).
@@ -969,7 +969,7 @@ def impute_bmd(frame: pd.DataFrame, *, m: int = 20, seed: int | None = None,
         The label of an undefined group.
     rule : ResponderRule, optional
         For ``undefined="rule"``: the rule that classifies the imputed DAS28 (default EULAR good or
-        moderate at month 12, as :func:`analysis.clinical.derive`).
+        moderate at month 12, as :func:`analysis.study.clinical.derive`).
     assign_to : str
         For ``undefined="assign"``: the group undefined patients are counted in.
     sites : sequence of str

@@ -36,11 +36,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.frequentist._design import prepare_design
-from analysis.frequentist._ddf import kenward_roger
-from analysis.frequentist._reml import (Inference, RemlEngine, minimise_profiled, newton_polish,
+from analysis.frequentist.design import prepare_design
+from analysis.frequentist.ddf import kenward_roger
+from analysis.frequentist.reml import (Inference, RemlEngine, minimise_profiled, newton_polish,
                                          single_threaded_blas)
-from analysis.frequentist._result import DF_METHODS, RemlFit
+from analysis.frequentist.result import DF_METHODS, RemlFit
 
 __all__ = ["fit_lmm", "LmmResult"]
 
@@ -111,7 +111,7 @@ class LmmResult(RemlFit):
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable summary of the fit."""
-        from analysis.frequentist._result import _jsonable
+        from analysis.frequentist.result import jsonable
 
         d = self._base_dict()
         d.update({"model": "lmm", "formula": self.formula, "subject": self.subject,
@@ -120,7 +120,7 @@ class LmmResult(RemlFit):
                   "varpar_vcov": self.varpar_vcov, "converged": self.converged,
                   "singular": self.singular, "diagnostics": self.diagnostics,
                   "messages": self.messages})
-        return _jsonable(d)
+        return jsonable(d)
 
     def __repr__(self) -> str:
         return (f"LmmResult({self.formula!r}, n_obs={self.n_obs}, n_subjects={self.n_subjects}, "

@@ -51,11 +51,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.frequentist._design import prepare_design
-from analysis.frequentist._ddf import kenward_roger
-from analysis.frequentist._reml import (RemlEngine, complex_jacobian, minimise_profiled,
+from analysis.frequentist.design import prepare_design
+from analysis.frequentist.ddf import kenward_roger
+from analysis.frequentist.reml import (RemlEngine, complex_jacobian, minimise_profiled,
                                          newton_polish, single_threaded_blas)
-from analysis.frequentist._result import DF_METHODS, RemlFit, _jsonable
+from analysis.frequentist.result import DF_METHODS, RemlFit, jsonable
 
 __all__ = ["fit_mmrm", "MmrmResult", "COVARIANCE_STRUCTURES"]
 
@@ -233,7 +233,7 @@ class MmrmResult(RemlFit):
                   "omega": dict(zip(self.omega_names, self.omega)),
                   "converged": self.converged, "diagnostics": self.diagnostics,
                   "messages": self.messages})
-        return _jsonable(d)
+        return jsonable(d)
 
     def __repr__(self) -> str:
         return (f"MmrmResult({self.formula!r}, covariance={self.covariance_type!r}, "

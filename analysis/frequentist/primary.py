@@ -27,12 +27,12 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analysis.clinical import ResponderRule
-from analysis.estimands import difference_name, estimand_name
+from analysis.study.clinical import ResponderRule
+from analysis.study.estimands import difference_name, estimand_name
 from analysis.frequentist.completers import CompletersResult, completers_analysis
 from analysis.frequentist.lmm import LmmResult, fit_lmm
 from analysis.frequentist.mmrm import MmrmResult, fit_mmrm
-from analysis.groups import UndefinedStrategy, assign_groups
+from analysis.study.groups import UndefinedStrategy, assign_groups
 
 __all__ = ["FrequentistResult", "frequentist_analysis", "model_frame", "lmm_estimands", "mmrm_estimands",
            "mmrm_lsmeans", "mi_estimands", "ESTIMAND_COLUMNS", "LSMEANS_COLUMNS", "MMRM_COVARIANCES"]
@@ -191,7 +191,7 @@ def frequentist_analysis(derived: pd.DataFrame, sites: Iterable[str] = ("spine",
     Parameters
     ----------
     strategy
-        Handling of undefined responder status (:func:`analysis.groups.assign_groups`); recorded.
+        Handling of undefined responder status (:func:`analysis.study.groups.assign_groups`); recorded.
     covariates
         Baseline covariates of the adjusted LMM (those present and complete in the data are used;
         one left out for missing values is named in the notes).

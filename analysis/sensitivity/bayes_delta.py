@@ -37,7 +37,7 @@ marginal form, fitted once per site through the fit cache, so ``rajak run`` reus
    (:func:`analysis.sensitivity.reference_based.endpoint_analysis`).
 
 Patients enter with the groups of the run's strategy for undefined responder status
-(:func:`analysis.bayes_fit.analysis_frame`); the LMM is fitted without covariates.
+(:func:`analysis.bayes.fit.analysis_frame`); the LMM is fitted without covariates.
 """
 
 from __future__ import annotations
@@ -50,8 +50,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.clinical import ResponderRule
-from analysis.estimands import SITE_LABELS, difference_name, estimand_name
+from analysis.study.clinical import ResponderRule
+from analysis.study.estimands import SITE_LABELS, difference_name, estimand_name
 from analysis.sensitivity.delta import DEFAULT_SCENARIOS, UNITS, DeltaScenario
 from analysis.sensitivity.reference_based import GROUPS, endpoint_analysis
 from analysis.sensitivity.result import FOREST_COLUMNS, SensitivityResult
@@ -179,7 +179,7 @@ def prepare_site(fit: Any, frame: pd.DataFrame, site: str, endpoint_month: float
         Of :func:`models.trajectory.build_trajectory_model` (marginal form, no covariates): its
         posterior holds ``b`` (coef), ``u`` (patient, effect) and ``sigma``.
     frame : DataFrame
-        The analysis frame the model saw (:func:`analysis.bayes_fit.analysis_frame`).
+        The analysis frame the model saw (:func:`analysis.bayes.fit.analysis_frame`).
     """
     from models.trajectory import SITES, prepare_trajectory_data
 
@@ -290,12 +290,12 @@ def bayes_delta_analysis(derived: pd.DataFrame, scenarios: Sequence[DeltaScenari
     Parameters
     ----------
     derived : DataFrame
-        Output of :func:`analysis.clinical.derive` (not modified).
+        Output of :func:`analysis.study.clinical.derive` (not modified).
     scenarios : sequence of DeltaScenario
         As :mod:`analysis.sensitivity.delta` (additive and multiplicative, per group).
     sites : sequence of str
     priors, undefined, rule, draws, tune, chains, seed, target_accept, cache_dir
-        The LMM fit (:func:`analysis.bayes_fit.fit_bayes`; one per site, from the cache when it
+        The LMM fit (:func:`analysis.bayes.fit.fit_bayes`; one per site, from the cache when it
         exists, e.g. the main fit of ``rajak run``).
     m : int
         Imputations of the posterior-predictive MI (posterior draws, evenly spaced).
@@ -316,7 +316,7 @@ def bayes_delta_analysis(derived: pd.DataFrame, scenarios: Sequence[DeltaScenari
         posterior draws of every in-model estimand in ``draws``; figures ``sensitivity_delta_bayes``
         and ``sensitivity_tipping_bayes``.
     """
-    from analysis.bayes_fit import analysis_frame, fit_bayes
+    from analysis.bayes.fit import analysis_frame, fit_bayes
     from analysis.sensitivity.reference_based import _interval_figure
     from analysis.sensitivity.tipping import DEFAULT_GRID, _heatmap
 

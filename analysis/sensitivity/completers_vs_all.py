@@ -11,10 +11,10 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.clinical import ResponderRule
-from analysis.estimands import difference_name, estimand_name
+from analysis.study.clinical import ResponderRule
+from analysis.study.estimands import difference_name, estimand_name
 from analysis.frequentist.primary import frequentist_analysis
-from analysis.groups import UndefinedStrategy
+from analysis.study.groups import UndefinedStrategy
 from analysis.sensitivity.result import FOREST_COLUMNS, SensitivityResult
 
 __all__ = ["completers_vs_all"]
@@ -51,7 +51,7 @@ def completers_vs_all(derived: pd.DataFrame, sites=("spine", "femoral_neck"),
                          "estimate": r["estimate"], "ci_low": r["ci_low"], "ci_high": r["ci_high"], "p": r["p"],
                          "n": r["n"]})
     if bayes:
-        from analysis.bayes_fit import fit_bayes
+        from analysis.bayes.fit import fit_bayes
 
         for label, frame in (("completers", comp), ("all observed (MAR)", derived)):
             for site in sites:

@@ -39,7 +39,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from analysis.clinical import ResponderRule
+from analysis.study.clinical import ResponderRule
 from analysis.sensitivity.reference_based import (
     DEFAULT_M,
     SiteData,
@@ -194,7 +194,7 @@ def delta_analysis(derived: pd.DataFrame, scenarios: Sequence[DeltaScenario] = D
     Parameters
     ----------
     derived : DataFrame
-        Output of :func:`analysis.clinical.derive` (not modified).
+        Output of :func:`analysis.study.clinical.derive` (not modified).
     scenarios : sequence of DeltaScenario
     sites : sequence of str
     base_strategy : {"MAR", "J2R", "CR", "CIR", "LMCF"}

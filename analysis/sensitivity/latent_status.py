@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.estimands import SITE_LABELS, difference_name, estimand_name
-from analysis.sensitivity._bayes_dropout import (FitCache, cached_sample, check_sites, diagnostics_rows,
+from analysis.study.estimands import SITE_LABELS, difference_name, estimand_name
+from analysis.sensitivity.bayes_common import (FitCache, cached_sample, check_sites, diagnostics_rows,
                                                 diagnostics_text, sampler_settings)
 from analysis.sensitivity.result import FOREST_COLUMNS, SensitivityResult
 
@@ -107,7 +107,7 @@ def _membership_rows(fit: Any, model: Any, site: str, label: str) -> list[dict[s
 def _membership_figure(table: pd.DataFrame, label: str | None) -> Any:
     import matplotlib.pyplot as plt
 
-    from analysis.plots import PALETTE, _stamp, style
+    from analysis.figures.plots import PALETTE, stamp, style
 
     mem = table[table["section"] == "membership"]
     sites = list(dict.fromkeys(mem["site"]))
@@ -127,7 +127,7 @@ def _membership_figure(table: pd.DataFrame, label: str | None) -> Any:
             ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="P(responder | early DAS28)",
                    ylabel="P(responder | DAS28, BMD)", title=SITE_LABELS.get(site, site))
             ax.legend(fontsize=7, loc="upper left")
-        _stamp(fig, label)
+        stamp(fig, label)
         fig.tight_layout()
     return fig
 
@@ -147,7 +147,7 @@ def latent_status_analysis(
     label: str | None = None,
     cache_dir: Path | None = None,
 ) -> SensitivityResult:
-    """Run the latent-status analysis on a derived frame (``analysis.clinical.derive``).
+    """Run the latent-status analysis on a derived frame (``analysis.study.clinical.derive``).
 
     Parameters
     ----------
@@ -163,7 +163,7 @@ def latent_status_analysis(
         Sampler settings (nutpie), the same for both models.
     cache_dir : Path, optional
         Content-addressed fit cache (the pipeline's ``<output_dir>/.fit-cache``): unchanged fits are
-        read instead of sampled (:func:`analysis.sensitivity._bayes_dropout.cached_sample`).
+        read instead of sampled (:func:`analysis.sensitivity.bayes_common.cached_sample`).
     label : str, optional
         Stamp on the figures (e.g. "SYNTHETIC").
 
@@ -235,7 +235,7 @@ def latent_status_analysis(
     figures = {"latent_status_membership": _membership_figure(table, label)}
     forest_rows = forest_from_rows(table, {"exclude": "exclude undefined (MAR)",
                                            "latent status": "latent responder status"})
-    from analysis.plots import forest
+    from analysis.figures.plots import forest
 
     frows = forest_rows.assign(label=forest_rows["estimand"] + " | " + forest_rows["analysis"])
     figures["latent_status_forest"] = forest(frows, "Latent responder status vs exclusion", label)

@@ -1,6 +1,6 @@
 """Sensitivity 6: the Bayesian LMM under each named prior set (weakly informative, sceptical,
 literature, vague), with prior predictive checks and power-scaling prior/likelihood sensitivity
-(:mod:`analysis.prior_checks`)."""
+(:mod:`analysis.bayes.prior_checks`)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.bayes_fit import analysis_frame
-from analysis.estimands import difference_name, estimand_name
-from analysis.sensitivity._bayes_dropout import FitCache, caching_sampler, diagnostics_text
+from analysis.bayes.fit import analysis_frame
+from analysis.study.estimands import difference_name, estimand_name
+from analysis.sensitivity.bayes_common import FitCache, caching_sampler, diagnostics_text
 from analysis.sensitivity.result import FOREST_COLUMNS, SensitivityResult
 
 __all__ = ["prior_sensitivity_analysis"]
@@ -27,12 +27,12 @@ def _estimand(site: str, variable: str) -> str | None:
 
 def prior_sensitivity_analysis(derived: pd.DataFrame, config: Any, label: str | None = None, *,
                                cache_dir: Path | None = None) -> SensitivityResult:
-    """Run :func:`analysis.prior_checks.prior_checks` at every configured site.
+    """Run :func:`analysis.bayes.prior_checks.prior_checks` at every configured site.
 
     Parameters
     ----------
     derived : DataFrame
-        From :func:`analysis.clinical.derive`.
+        From :func:`analysis.study.clinical.derive`.
     config : RunConfig
         Sites, undefined-status strategy, responder rule and sampler settings.
     label : str, optional
@@ -40,14 +40,14 @@ def prior_sensitivity_analysis(derived: pd.DataFrame, config: Any, label: str | 
     cache_dir : Path, optional
         Content-addressed fit cache (the pipeline's ``<output_dir>/.fit-cache``): a fit whose model,
         prior set, data and settings are unchanged is read instead of sampled
-        (:func:`analysis.sensitivity._bayes_dropout.cached_sample`).
+        (:func:`analysis.sensitivity.bayes_common.cached_sample`).
 
     Returns
     -------
     SensitivityResult
         ``name="priors"``; ``settings["fit_cache"]`` counts cache hits and new fits.
     """
-    from analysis.prior_checks import prior_checks
+    from analysis.bayes.prior_checks import prior_checks
 
     frame, strategy = analysis_frame(derived, config.undefined_responders, config.responder.rule())
     tables, sens, texts, figures = [], [], [], {}

@@ -100,7 +100,7 @@ pooled with :func:`analysis.frequentist.imputation.rubin_pool` (Barnard-Rubin df
 variance is known to be conservative for reference-based estimators (it targets the variance
 under the MAR model; Seaman, White & Leacy 2014), so the intervals are, if anything, wide.
 
-Responder status is a fixed per-patient group (:func:`analysis.groups.assign_groups`); the
+Responder status is a fixed per-patient group (:func:`analysis.study.groups.assign_groups`); the
 ``"unknown"`` third group is not supported (patients must be in one of the two groups). Patients
 the strategy excludes (no responder status) are listed in the result.
 
@@ -123,10 +123,10 @@ import numpy as np
 import pandas as pd
 from scipy import linalg
 
-from analysis.clinical import ResponderRule
-from analysis.estimands import GROUP_LABELS, SITE_LABELS, difference_name, estimand_name
+from analysis.study.clinical import ResponderRule
+from analysis.study.estimands import GROUP_LABELS, SITE_LABELS, difference_name, estimand_name
 from analysis.frequentist.imputation import PooledResult, rubin_pool
-from analysis.frequentist._reml import single_threaded_blas
+from analysis.frequentist.reml import single_threaded_blas
 from analysis.frequentist.mmrm import MmrmResult, fit_mmrm
 from analysis.frequentist.primary import model_frame
 from analysis.sensitivity.result import FOREST_COLUMNS, SensitivityResult
@@ -657,7 +657,7 @@ def impute_reference_based(derived: pd.DataFrame, site: str = "spine", strategie
     Parameters
     ----------
     derived : DataFrame
-        Output of :func:`analysis.clinical.derive` (not modified).
+        Output of :func:`analysis.study.clinical.derive` (not modified).
     site : str
         DXA site (column ``bmd_<site>``).
     strategies : sequence of {"MAR", "J2R", "CR", "CIR", "LMCF"}
@@ -672,7 +672,7 @@ def impute_reference_based(derived: pd.DataFrame, site: str = "spine", strategie
     outcome : {"pct", "change"}
         Scale of the MMRM: % change (default) or change in g/cm^2.
     undefined : {"last_observed", "exclude"}
-        Strategy for undefined responder status (:func:`analysis.groups.assign_groups`).
+        Strategy for undefined responder status (:func:`analysis.study.groups.assign_groups`).
     rule : ResponderRule, optional
     covariates : sequence of str
         Numeric per-patient baseline covariates added to the MMRM.
@@ -746,7 +746,7 @@ def endpoint_analysis(pct: np.ndarray, group: np.ndarray, site: str, month: floa
     group : ndarray of int, shape (n,)
         0 non-responder, 1 responder.
     site, month
-        For the estimand names (:mod:`analysis.estimands`).
+        For the estimand names (:mod:`analysis.study.estimands`).
     level : float
 
     Returns
@@ -801,7 +801,7 @@ def _interval_figure(table: pd.DataFrame, by: str, order: Sequence[str], sites: 
     value of ``by`` (top to bottom in ``order``)."""
     import matplotlib.pyplot as plt
 
-    from analysis.plots import PALETTE, _stamp, style
+    from analysis.figures.plots import PALETTE, stamp, style
 
     keys = [("non-responder", "non-responders"), ("responder", "responders"),
             ("difference", "responders - non-responders")]
@@ -826,7 +826,7 @@ def _interval_figure(table: pd.DataFrame, by: str, order: Sequence[str], sites: 
                 if r == len(sites) - 1:
                     ax.set_xlabel("% change to endpoint (95% CI)")
         fig.suptitle(title, fontsize=10)
-        _stamp(fig, label)
+        stamp(fig, label)
         fig.tight_layout()
     return fig
 
@@ -854,7 +854,7 @@ def reference_based_analysis(derived: pd.DataFrame, sites: Sequence[str] = ("spi
     Parameters
     ----------
     derived : DataFrame
-        Output of :func:`analysis.clinical.derive` (not modified).
+        Output of :func:`analysis.study.clinical.derive` (not modified).
     sites, strategies, reference, m, seed, draws, outcome, undefined, rule, covariates
         See :func:`impute_reference_based`.
     endpoint_month : float
@@ -943,7 +943,7 @@ def reference_based_analysis(derived: pd.DataFrame, sites: Sequence[str] = ("spi
 
 
 def _config_options(config: Any) -> tuple[dict[str, Any], list[str]]:
-    """Common keyword arguments from a :class:`analysis.config.RunConfig` (and notes)."""
+    """Common keyword arguments from a :class:`analysis.run.config.RunConfig` (and notes)."""
     notes = []
     undefined = getattr(config, "undefined_responders", "last_observed")
     if undefined == "unknown":

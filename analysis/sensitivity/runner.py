@@ -22,13 +22,13 @@ from __future__ import annotations
 import hashlib
 import importlib
 import pickle
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable
 
 import pandas as pd
 
-from analysis.estimands import difference_name, estimand_name
+from analysis.common.provenance import code_digest
+from analysis.study.estimands import difference_name, estimand_name
 from analysis.sensitivity.result import FOREST_COLUMNS, SensitivityResult
 
 __all__ = ["ANALYSES", "MAIN_METHODS", "available", "run_sensitivity", "result_cache_key", "forest_table",
@@ -108,11 +108,11 @@ def run_sensitivity(name: str, derived: pd.DataFrame, config: Any, *,
     name : str
         One of :func:`available`.
     derived : DataFrame
-        From :func:`analysis.clinical.derive`.
+        From :func:`analysis.study.clinical.derive`.
     config : RunConfig
     cache_dir : path, optional
         Content-addressed fit cache shared with the main Bayesian fits
-        (:func:`analysis.bayes_fit.fit_bayes`); the Bayesian analyses (``priors``,
+        (:func:`analysis.bayes.fit.fit_bayes`); the Bayesian analyses (``priors``,
         ``latent_status``, ``selection``) read unchanged fits from it instead of sampling again.
 
     Returns
@@ -135,7 +135,7 @@ def run_sensitivity(name: str, derived: pd.DataFrame, config: Any, *,
             result.settings = {**result.settings, "result_cache": {"file": str(path), "hit": True}}
             return result
     result = ANALYSES[name](derived, config, cache_dir=cache_dir)
-    from analysis.io import atomic_write_bytes
+    from analysis.common.io import atomic_write_bytes
 
     atomic_write_bytes(path, pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
     result.settings = {**result.settings, "result_cache": {"file": str(path), "hit": False}}
@@ -144,24 +144,6 @@ def run_sensitivity(name: str, derived: pd.DataFrame, config: Any, *,
 
 #: Configuration fields that never reach a sensitivity analysis (left out of the result address).
 _NOT_IN_KEY = ("output_dir", "run_id", "figure_workers")
-
-
-@lru_cache(maxsize=1)
-def _code_digest() -> str:
-    """SHA-256 over the source of the ``analysis`` and ``models`` packages and the versions of the
-    libraries the analyses compute with."""
-    import analysis
-    import models
-    from analysis.pipeline import package_versions
-
-    h = hashlib.sha256()
-    for pkg in (analysis, models):
-        root = Path(pkg.__file__).parent
-        for f in sorted(root.rglob("*.py")):
-            h.update(str(f.relative_to(root)).encode())
-            h.update(f.read_bytes())
-    h.update(repr(sorted(package_versions().items())).encode())
-    return h.hexdigest()
 
 
 def result_cache_key(name: str, derived: pd.DataFrame, config: Any) -> str:
@@ -176,7 +158,7 @@ def result_cache_key(name: str, derived: pd.DataFrame, config: Any) -> str:
     settings = {k: v for k, v in config.model_dump(mode="json").items()
                 if k not in _NOT_IN_KEY and not k.startswith("power_")}
     h.update(json.dumps(settings, sort_keys=True, default=str).encode())
-    h.update(_code_digest().encode())
+    h.update(code_digest().encode())
     return h.hexdigest()
 
 
@@ -214,7 +196,7 @@ def forest_figure(results: list[SensitivityResult], frequentist_estimands: pd.Da
                   label: str | None = None, bayes_estimands: pd.DataFrame | None = None):
     """Forest plot of the responder - non-responder difference and the non-responders' change across
     the main analyses and every sensitivity analysis (:func:`forest_table`)."""
-    from analysis.plots import forest
+    from analysis.figures.plots import forest
 
     keys = [difference_name(site, "pct"), estimand_name(site, "non-responder", "pct")]
     frames = []

@@ -30,9 +30,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.estimands import SITE_LABELS, difference_name
+from analysis.study.estimands import SITE_LABELS, difference_name
 from analysis.sensitivity.latent_status import TABLE_COLUMNS, estimand_rows, forest_from_rows
-from analysis.sensitivity._bayes_dropout import (FitCache, cached_sample, check_sites, diagnostics_rows,
+from analysis.sensitivity.bayes_common import (FitCache, cached_sample, check_sites, diagnostics_rows,
                                                 diagnostics_text, sampler_settings)
 from analysis.sensitivity.result import SensitivityResult
 
@@ -48,7 +48,7 @@ def _psi_figure(psi: dict[tuple[str, str], np.ndarray], priors: dict[str, tuple[
     import matplotlib.pyplot as plt
     from scipy import stats
 
-    from analysis.plots import PALETTE, _stamp, style
+    from analysis.figures.plots import PALETTE, stamp, style
 
     sites = list(dict.fromkeys(s for s, _ in psi))
     colours = [PALETTE["blue"], PALETTE["orange"], PALETTE["green"], PALETTE["purple"]]
@@ -66,7 +66,7 @@ def _psi_figure(psi: dict[tuple[str, str], np.ndarray], priors: dict[str, tuple[
             ax.set(xlabel="psi: log-odds of dropout per 1 % BMD change", ylabel="density",
                    title=f"{SITE_LABELS.get(site, site)} (dashed: prior)")
             ax.legend(fontsize=6)
-        _stamp(fig, label)
+        stamp(fig, label)
         fig.tight_layout()
     return fig
 
@@ -88,7 +88,7 @@ def selection_analysis(
     label: str | None = None,
     cache_dir: Path | None = None,
 ) -> SensitivityResult:
-    """Run the selection-model analysis on a derived frame (``analysis.clinical.derive``).
+    """Run the selection-model analysis on a derived frame (``analysis.study.clinical.derive``).
 
     Parameters
     ----------
@@ -107,7 +107,7 @@ def selection_analysis(
         Sampler settings (nutpie), the same for every fit.
     cache_dir : Path, optional
         Content-addressed fit cache (the pipeline's ``<output_dir>/.fit-cache``): unchanged fits are
-        read instead of sampled (:func:`analysis.sensitivity._bayes_dropout.cached_sample`).
+        read instead of sampled (:func:`analysis.sensitivity.bayes_common.cached_sample`).
     label : str, optional
         Stamp on the figures.
 
@@ -119,7 +119,7 @@ def selection_analysis(
         (latent status) model and of each selection fit with ``shift`` = selection minus MAR,
         and the dropout parameters (``psi``, ``beta_das28``, ``alpha[...]``).
     """
-    from analysis.plots import forest
+    from analysis.figures.plots import forest
     from models.dropout import DropoutPriors, build_latent_status_model, build_selection_model
 
     sites = check_sites(sites)

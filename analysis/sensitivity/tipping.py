@@ -53,8 +53,8 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
-from analysis.clinical import ResponderRule
-from analysis.estimands import GROUP_LABELS, SITE_LABELS
+from analysis.study.clinical import ResponderRule
+from analysis.study.estimands import GROUP_LABELS, SITE_LABELS
 from analysis.sensitivity.delta import UNIT_TEXT, UNITS, delta_shift
 from analysis.sensitivity.reference_based import (
     _CI_PHRASE,
@@ -304,7 +304,7 @@ def _heatmap(grids: dict[str, dict[str, dict[str, np.ndarray]]], grid_nr: np.nda
     from matplotlib.colors import BoundaryNorm, ListedColormap
     from matplotlib.patches import Patch
 
-    from analysis.plots import PALETTE, _stamp, style
+    from analysis.figures.plots import PALETTE, stamp, style
 
     colours = [PALETTE["vermillion"], "#EBEBEB", PALETTE["blue"]]  # below 0 / includes 0 / above 0
     cmap, norm = ListedColormap(colours), BoundaryNorm([-1.5, -0.5, 0.5, 1.5], 3)
@@ -353,7 +353,7 @@ def _heatmap(grids: dict[str, dict[str, dict[str, np.ndarray]]], grid_nr: np.nda
                    plt.Line2D([], [], color=PALETTE["black"], lw=0.5, label=f"{estimate} (%), month {month:g}")]
         fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=7)
         fig.suptitle(title, fontsize=10)
-        _stamp(fig, label)
+        stamp(fig, label)
         fig.tight_layout(rect=(0, 0.07, 1, 0.97))
     return fig
 
@@ -395,7 +395,7 @@ def tipping_point_analysis(derived: pd.DataFrame, grid_non_responders: Sequence[
     Parameters
     ----------
     derived : DataFrame
-        Output of :func:`analysis.clinical.derive` (not modified).
+        Output of :func:`analysis.study.clinical.derive` (not modified).
     grid_non_responders, grid_responders : sequence of float
         Deltas per year after the last observed DXA (``unit``); sorted, duplicates dropped.
     sites : sequence of str

@@ -17,7 +17,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import models  # noqa: E402,F401  (compile caches before pymc)
-from analysis.fitting import sample  # noqa: E402
+from analysis.engine.sampling import sample  # noqa: E402
 from models.trajectory import build_trajectory_model  # noqa: E402
 from tests.lmm_sim import LMMTruth, simulate_lmm  # noqa: E402
 

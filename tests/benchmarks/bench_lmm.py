@@ -47,11 +47,11 @@ def _child_fit(seed: int) -> None:
 
     t0 = time.perf_counter()
     import models  # noqa: F401  (compile caches first)
-    from analysis.fitting import sample
+    from analysis.engine.sampling import sample
     from models.trajectory import build_trajectory_model
-    from analysis.bayes_fit import analysis_frame
-    from analysis.clinical import derive
-    from analysis.data import load_twin
+    from analysis.bayes.fit import analysis_frame
+    from analysis.study.clinical import derive
+    from analysis.study.data import load_twin
 
     t_import = time.perf_counter() - t0
     df, _ = analysis_frame(derive(load_twin().frame))  # the RAJAK twin (synthetic), as rajak fit sees it
@@ -168,7 +168,7 @@ CONFIGS = [
 
 def geometry(seeds: int = 5) -> dict[str, dict[str, float]]:
     import models  # noqa: F401
-    from analysis.fitting import sample
+    from analysis.engine.sampling import sample
     from models.trajectory import bambi_lmm, build_trajectory_model
     from tests.lmm_sim import simulate_lmm
 
@@ -218,9 +218,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.child_fit:
         _child_fit(args.seed)
-        # leave as the rajak console script does (analysis.cli.main): the result is out, so skip the
+        # leave as the rajak console script does (analysis.cli.app.main): the result is out, so skip the
         # interpreter's final deallocation of the PyMC/PyTensor/numba objects (~1.5 s)
-        from analysis.cli import _fast_exit
+        from analysis.cli.app import _fast_exit
 
         _fast_exit(0)
     both = not (args.timing or args.geometry)

@@ -1,9 +1,9 @@
 """Benchmark of models 2-5 (Bayesian MMRM, joint two-site, activity, robust) on the twin (a
 script, not a test).
 
-Data: the RAJAK twin (``analysis.data.load_twin``) as ``rajak fit`` sees it
-(``analysis.bayes_fit.analysis_frame``: ``last_observed`` strategy, undefined patients dropped),
-each model built by the registry (``analysis.bayes_fit.MODELS``, default prior set, spine).
+Data: the RAJAK twin (``analysis.study.data.load_twin``) as ``rajak fit`` sees it
+(``analysis.bayes.fit.analysis_frame``: ``last_observed`` strategy, undefined patients dropped),
+each model built by the registry (``analysis.bayes.fit.MODELS``, default prior set, spine).
 Fits: nutpie, 4 chains x 1000 draws after 1000 tuning, 2 cores, target_accept 0.9.
 
 Prints
@@ -52,9 +52,9 @@ MODELS = ("mmrm", "joint", "activity", "robust")
 
 def _twin_frame(study_data=None):
     """Long data with a boolean ``responder`` (twin, or a simulated cohort's data)."""
-    from analysis.clinical import derive
-    from analysis.data import load_twin
-    from analysis.groups import assign_groups
+    from analysis.study.clinical import derive
+    from analysis.study.data import load_twin
+    from analysis.study.groups import assign_groups
 
     raw = load_twin().frame if study_data is None else study_data
     frame = assign_groups(derive(raw), "last_observed").frame
@@ -93,11 +93,11 @@ def _child_fit(name: str, seed: int) -> None:
     import resource
 
     import models  # noqa: F401  (compile caches first)
-    from analysis.bayes_fit import MODELS as REGISTRY
-    from analysis.bayes_fit import analysis_frame
-    from analysis.clinical import derive
-    from analysis.data import load_twin
-    from analysis.fitting import sample
+    from analysis.bayes.fit import MODELS as REGISTRY
+    from analysis.bayes.fit import analysis_frame
+    from analysis.study.clinical import derive
+    from analysis.study.data import load_twin
+    from analysis.engine.sampling import sample
     from models.priors import prior_set
 
     frame, _ = analysis_frame(derive(load_twin().frame))
@@ -184,7 +184,7 @@ def timing(models: tuple[str, ...], seeds: int, cold: bool = True) -> dict[str, 
 
 def joint_geometry(cohorts: int, seeds: int) -> dict[str, dict[str, float]]:
     import models  # noqa: F401
-    from analysis.fitting import sample
+    from analysis.engine.sampling import sample
     from models.simulate import Design, simulate
 
     print(f"\n== 2. joint model covariance parameterisation: twin + {cohorts} simulated cohorts, "
@@ -236,10 +236,10 @@ ROBUST_CONFIGS = (
 
 def robust_geometry(seeds: int) -> dict[str, dict[str, float]]:
     import models  # noqa: F401
-    from analysis.bayes_fit import analysis_frame
-    from analysis.clinical import derive
-    from analysis.data import load_twin
-    from analysis.fitting import sample
+    from analysis.bayes.fit import analysis_frame
+    from analysis.study.clinical import derive
+    from analysis.study.data import load_twin
+    from analysis.engine.sampling import sample
     from models.trajectory import build_trajectory_model
 
     print(f"\n== 3. robust (Student-t) model on the twin, spine and femoral neck, sampler seeds "

@@ -3,7 +3,7 @@
 Prints
 
 1. the per-study Bayesian refit time: the trajectory LMM built and compiled once
-   (:class:`analysis.refit.Refitter`), then refitted to twin-like studies (46 patients, 43% MAR
+   (:class:`analysis.engine.refit.Refitter`), then refitted to twin-like studies (46 patients, 43% MAR
    dropout, groups derived from DAS28-CRP) at 4 chains x 1000 draws after 1000 tuning steps,
    2 cores (target <= 0.25 s), with the time spent inside nutpie's sampler, a check that the
    estimates change between data sets, and the diagnostics of every refit;
@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import numpy as np  # noqa: E402
 
 import models  # noqa: E402,F401  (compile caches before pymc)
-from analysis.power import (BayesRefitter, PowerDesign, PowerSettings, closed_form_power, power_frame,  # noqa: E402
+from analysis.power.simulation import (BayesRefitter, PowerDesign, PowerSettings, closed_form_power, power_frame,  # noqa: E402
                             run_power)
 from models.simulate import Design, simulate  # noqa: E402
 
@@ -109,7 +109,7 @@ def part_studies(studies: int) -> None:
 
 def part_scaling(reps: int, ns: list[int]) -> None:
     print(f"\n== 3. per-study cost vs n (one process; {_load()}) ==")
-    from analysis.power import _lmm_row
+    from analysis.power.simulation import _lmm_row
 
     design = TWIN_LIKE.resolved().design
     r = BayesRefitter("spine", draws=1000, tune=1000, chains=4, cores=1)

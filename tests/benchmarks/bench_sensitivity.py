@@ -11,8 +11,8 @@ fit is sampled; only the compile caches differ between the passes:
 2. *warm*: a fresh process with the same ``RAJAK_CACHE_DIR`` (compiled models on disk).
 
 Each pass runs the default suite plus ``latent_status`` and ``selection`` (timed separately) and
-prints, per analysis, wall time, the number of fits (calls of ``analysis.fitting.sample``) and the
-number of model compilations (``analysis.fitting._compile`` calls that were not in-process cache
+prints, per analysis, wall time, the number of fits (calls of ``analysis.engine.sampling.sample``) and the
+number of model compilations (``analysis.engine.sampling.compile_fittable`` calls that were not in-process cache
 hits), then the total of the default suite and of the suite with the two extra analyses. One
 compilation per model structure -- not per delta, prior set or psi prior -- is the reuse the issue
 asks for (delta and tipping impute in closed form/MI and compile nothing).
@@ -42,14 +42,14 @@ def _one_pass() -> None:
     import matplotlib.pyplot as plt
 
     import models  # noqa: F401  (compile caches before pytensor is imported)
-    import analysis.fitting as fitting
-    from analysis.clinical import derive
-    from analysis.config import RunConfig
-    from analysis.data import load_twin
+    import analysis.engine.sampling as fitting
+    from analysis.study.clinical import derive
+    from analysis.run.config import RunConfig
+    from analysis.study.data import load_twin
     from analysis.sensitivity.runner import run_sensitivity
 
     counts = {"fits": 0, "compiles": 0, "compile_s": 0.0}
-    sample, compile_ = fitting.sample, fitting._compile
+    sample, compile_ = fitting.sample, fitting.compile_fittable
 
     def counted_sample(*a, **kw):
         counts["fits"] += 1
@@ -62,7 +62,7 @@ def _one_pass() -> None:
             counts["compile_s"] += float(out[1].get("compile_time", 0.0))
         return out
 
-    fitting.sample, fitting._compile = counted_sample, counted_compile
+    fitting.sample, fitting.compile_fittable = counted_sample, counted_compile
     config = RunConfig()
     t = time.perf_counter()
     derived = derive(load_twin().frame, config.responder.rule())

@@ -12,7 +12,7 @@ a type for the adjustment to be complete (measurement error in the mediator): mo
 disease-control effect then stays with the responder indicator (see the report).
 
 Fits are short (2 chains x 400 draws); compiled models are shared through
-``analysis.fitting``'s cache (one per activity variant).
+``analysis.engine.sampling``'s cache (one per activity variant).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import pytest
 from scipy import stats
 
 import models  # noqa: F401  (compile caches before pymc)
-from analysis.fitting import sample
+from analysis.engine.sampling import sample
 from models.activity import (
     ACTIVITY_KINDS,
     ActivityComparison,

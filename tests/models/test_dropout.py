@@ -18,9 +18,9 @@ import pytest
 from scipy import special, stats
 
 import models  # noqa: F401  (compile caches before pymc)
-from analysis.clinical import derive
-from analysis.data import load_twin
-from analysis.fitting import sample
+from analysis.study.clinical import derive
+from analysis.study.data import load_twin
+from analysis.engine.sampling import sample
 from analysis.sensitivity.latent_status import TABLE_COLUMNS, latent_status_analysis
 from analysis.sensitivity.result import FOREST_COLUMNS, SensitivityResult
 from analysis.sensitivity.selection import selection_analysis

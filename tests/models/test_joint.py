@@ -33,7 +33,7 @@ import xarray as xr
 from scipy import stats
 
 import models  # noqa: F401  (compile caches before pymc)
-from analysis.fitting import sample
+from analysis.engine.sampling import sample
 from models.joint import (
     _PAIRS,
     EFFECT_PAIRS,
@@ -327,9 +327,9 @@ def test_95pct_intervals_cover_the_truth(model):
 
 
 def test_runs_on_the_twin(model):
-    from analysis.clinical import derive
-    from analysis.data import load_twin
-    from analysis.groups import assign_groups
+    from analysis.study.clinical import derive
+    from analysis.study.data import load_twin
+    from analysis.study.groups import assign_groups
 
     frame = assign_groups(derive(load_twin().frame), "last_observed").frame
     frame = frame[frame["analysis_group"].notna()].assign(
@@ -381,7 +381,7 @@ def _digest(fit) -> str:
 
 _CHILD = """
 import models
-from analysis.fitting import sample
+from analysis.engine.sampling import sample
 from tests.models.test_joint import _REPRO, _digest, simulate_joint
 if "{model}" == "joint":
     from models.joint import build_joint_model

@@ -20,7 +20,7 @@ import pytest
 from scipy import stats
 
 import models  # noqa: F401  (compile caches before pymc)
-from analysis.fitting import sample
+from analysis.engine.sampling import sample
 from analysis.frequentist.mmrm import fit_mmrm
 from models.mmrm import (
     PRIOR_VISIT_FIELDS,
@@ -262,7 +262,7 @@ def test_prior_sets_set_the_prior_on_the_visits(model, sim):
 
 def test_registry_passes_the_prior_set(sim):
     """``rajak fit --model mmrm --priors NAME`` builds the model with that set's prior."""
-    from analysis.bayes_fit import MODELS
+    from analysis.bayes.fit import MODELS
 
     arrays = {name: MODELS["mmrm"](sim, "spine", prior_set(name, "spine")).data_values
               for name in ("weakly_informative", "sceptical", "vague")}
@@ -421,9 +421,9 @@ def test_95pct_intervals_cover_the_truth(model):
 
 
 def test_runs_on_the_twin(model):
-    from analysis.clinical import derive
-    from analysis.data import load_twin
-    from analysis.groups import assign_groups
+    from analysis.study.clinical import derive
+    from analysis.study.data import load_twin
+    from analysis.study.groups import assign_groups
 
     frame = assign_groups(derive(load_twin().frame), "last_observed").frame
     frame = frame[frame["analysis_group"].notna()].assign(

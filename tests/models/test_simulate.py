@@ -144,7 +144,7 @@ def test_design_validation_and_round_trip():
 
 
 def test_simulated_data_pass_validation(tmp_path):
-    from analysis.data import load_dataset
+    from analysis.study.data import load_dataset
 
     s = simulate(Design(n_patients=60), seed=21)
     path = tmp_path / "sim.csv"

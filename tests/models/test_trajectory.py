@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 import models  # noqa: F401  (compile caches before pymc)
-from analysis.fitting import sample
+from analysis.engine.sampling import sample
 from models.trajectory import (
     COEF_NAMES,
     BambiLMM,

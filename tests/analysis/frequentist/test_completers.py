@@ -5,9 +5,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from analysis.clinical import derive
-from analysis.data import load_twin
-from analysis.estimands import difference_name, estimand_name
+from analysis.study.clinical import derive
+from analysis.study.data import load_twin
+from analysis.study.estimands import difference_name, estimand_name
 from analysis.frequentist.completers import completers_analysis
 
 

@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from analysis.clinical import ResponderRule, classify_responders, derive
-from analysis.data import load_twin
+from analysis.study.clinical import ResponderRule, classify_responders, derive
+from analysis.study.data import load_twin
 from analysis.frequentist import imputation as imp
 from analysis.frequentist.imputation import (
     SITES,

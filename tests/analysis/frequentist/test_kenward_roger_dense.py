@@ -11,7 +11,7 @@ information ``1/2 tr(Pi dV_h Pi dV_j)`` (or, for ``kr_information="observed"``, 
 derivative of the dense REML log-likelihood written out in the same matrices, itself checked
 against a finite-difference Hessian of that log-likelihood), then ``Phi_A`` and the df. The
 paper's df formulae are written out again here on purpose rather than imported from
-``analysis.frequentist._ddf``: the point is a second, separate computation.
+``analysis.frequentist.ddf``: the point is a second, separate computation.
 
 The dense computation is itself checked against pbkrtest where pbkrtest applies (``us`` and
 ``cs``: the R reference numbers in fixtures/reml_reference.json), so the chain is

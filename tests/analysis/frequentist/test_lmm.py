@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.frequentist._reml import Inference
+from analysis.frequentist.reml import Inference
 from analysis.frequentist.lmm import fit_lmm
 
 FORMULA = "bmd ~ month * responder + age"

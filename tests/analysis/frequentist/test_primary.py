@@ -5,9 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.clinical import derive
-from analysis.data import load_twin
-from analysis.estimands import difference_name, estimand_name
+from analysis.study.clinical import derive
+from analysis.study.data import load_twin
+from analysis.study.estimands import difference_name, estimand_name
 from analysis.frequentist.lmm import fit_lmm
 from analysis.frequentist.primary import frequentist_analysis, lmm_estimands, model_frame
 from models.simulate import Design, DropoutModel, simulate
@@ -90,7 +90,7 @@ def test_strategies_are_recorded_and_change_the_analysis_set():
 def test_to_dict_is_json_serialisable(twin_result):
     import json
 
-    from analysis.cli import _json_default
+    from analysis.cli.app import _json_default
 
     json.dumps(twin_result.to_dict(), default=_json_default)
 

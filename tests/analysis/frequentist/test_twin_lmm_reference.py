@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.clinical import derive
-from analysis.data import load_twin
+from analysis.study.clinical import derive
+from analysis.study.data import load_twin
 from analysis.frequentist.lmm import fit_lmm
 from analysis.frequentist.primary import model_frame
 

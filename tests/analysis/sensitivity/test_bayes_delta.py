@@ -9,9 +9,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from analysis.bayes_fit import analysis_frame, fit_bayes
-from analysis.clinical import derive
-from analysis.data import load_twin
+from analysis.bayes.fit import analysis_frame, fit_bayes
+from analysis.study.clinical import derive
+from analysis.study.data import load_twin
 from analysis.sensitivity.bayes_delta import (METHOD_MODEL, TABLE_COLUMNS, bayes_delta_analysis, prepare_site)
 from analysis.sensitivity.delta import DeltaScenario
 from analysis.sensitivity.result import FOREST_COLUMNS

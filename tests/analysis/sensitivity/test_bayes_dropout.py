@@ -8,9 +8,9 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import pytest
 
-import analysis.fitting as fitting
-from analysis.clinical import derive
-from analysis.data import load_twin
+import analysis.engine.sampling as fitting
+from analysis.study.clinical import derive
+from analysis.study.data import load_twin
 from analysis.sensitivity.latent_status import TABLE_COLUMNS, latent_status_analysis
 from analysis.sensitivity.selection import selection_analysis
 

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from analysis.clinical import derive
-from analysis.data import load_twin
-from analysis.estimands import difference_name, estimand_name
+from analysis.study.clinical import derive
+from analysis.study.data import load_twin
+from analysis.study.estimands import difference_name, estimand_name
 from analysis.sensitivity.completers_vs_all import completers_vs_all
 from models.simulate import Design, DropoutModel, simulate
 

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.clinical import derive
-from analysis.data import load_twin
+from analysis.study.clinical import derive
+from analysis.study.data import load_twin
 from analysis.sensitivity.delta import DEFAULT_SCENARIOS, DeltaScenario, apply_delta, delta_analysis, delta_shift
 from analysis.sensitivity.reference_based import SiteData, reference_based_analysis
 from analysis.sensitivity.result import FOREST_COLUMNS

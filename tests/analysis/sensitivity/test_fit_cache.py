@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import analysis.fitting as fitting
-from analysis.clinical import derive
-from analysis.config import RunConfig
-from analysis.data import load_twin
-from analysis.sensitivity._bayes_dropout import FitCache, cached_sample, diagnostics_rows, diagnostics_text
+import analysis.engine.sampling as fitting
+from analysis.study.clinical import derive
+from analysis.run.config import RunConfig
+from analysis.study.data import load_twin
+from analysis.sensitivity.bayes_common import FitCache, cached_sample, diagnostics_rows, diagnostics_text
 from analysis.sensitivity.runner import run_sensitivity
 
 
@@ -24,7 +24,7 @@ def twin():
 
 @pytest.fixture
 def counted(monkeypatch):
-    """Count calls to the sampler (analysis.fitting.sample)."""
+    """Count calls to the sampler (analysis.engine.sampling.sample)."""
     calls = []
     original = fitting.sample
 
@@ -74,7 +74,7 @@ def test_priors_second_run_reads_the_cache_and_a_new_seed_refits(twin, tmp_path,
 
 
 def test_cached_sample_key_depends_on_extra_settings(twin, tmp_path, counted):
-    from analysis.bayes_fit import analysis_frame
+    from analysis.bayes.fit import analysis_frame
     from models.trajectory import build_trajectory_model
 
     frame, _ = analysis_frame(twin)

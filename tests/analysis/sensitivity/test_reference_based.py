@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.clinical import derive
-from analysis.data import load_twin
-from analysis.estimands import difference_name, estimand_name
+from analysis.study.clinical import derive
+from analysis.study.data import load_twin
+from analysis.study.estimands import difference_name, estimand_name
 from analysis.frequentist.imputation import standard_analyses
 from analysis.sensitivity import reference_based as rb
 from analysis.sensitivity.reference_based import (

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.clinical import derive
-from analysis.data import load_twin
+from analysis.study.clinical import derive
+from analysis.study.data import load_twin
 from analysis.frequentist.imputation import rubin_pool
 from analysis.sensitivity.delta import DeltaScenario, delta_analysis
 from analysis.sensitivity.tipping import (

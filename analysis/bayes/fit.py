@@ -1,0 +1,191 @@
+"""Fit a named Bayesian model to a study and summarise its estimands: what ``rajak fit`` and
+``rajak compare`` call.
+
+Models are plain builder functions in a registry (``MODELS``), each taking the analysis frame (one
+row per patient-visit with a boolean ``responder``), the site and the prior set, and returning a
+model object that :func:`analysis.engine.sampling.sample` fits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from analysis.bayes.estimands import bayes_table, compare_table, fit_estimands
+from analysis.study.clinical import ResponderRule
+from analysis.study.groups import UndefinedStrategy, assign_groups
+from analysis.bayes.posterior import EstimandDraws
+
+__all__ = ["MODELS", "FREQUENTIST_COUNTERPART", "BayesFit", "analysis_frame", "fit_bayes", "fit_cache_key",
+           "model_names", "compare", "prior_object"]
+
+
+def _trajectory(likelihood: str) -> Callable[..., Any]:
+    def build(frame: pd.DataFrame, site: str, priors: Any, covariates: tuple[str, ...] = ()) -> Any:
+        from models.trajectory import build_trajectory_model
+
+        return build_trajectory_model(frame, site, covariates=covariates, priors=priors, likelihood=likelihood)
+
+    return build
+
+
+def _activity(frame: pd.DataFrame, site: str, priors: Any, covariates: tuple[str, ...] = ()) -> Any:
+    from models.activity import build_activity_model
+
+    return build_activity_model(frame, site, priors, covariates=covariates)
+
+
+def _mmrm(frame: pd.DataFrame, site: str, priors: Any, covariates: tuple[str, ...] = ()) -> Any:
+    """Bayesian MMRM of the change in g/cm^2 (no covariates); the prior set is translated to the
+    visits (see models.mmrm, *Scaling and priors*)."""
+    from models.mmrm import build_mmrm_model
+
+    return build_mmrm_model(frame, site, "abs", priors=priors)
+
+
+def _joint(frame: pd.DataFrame, site: str, priors: Any, covariates: tuple[str, ...] = ()) -> Any:
+    """Joint spine + femoral-neck model (both sites are fitted; the site's estimands are read off)."""
+    from models.joint import build_joint_model
+
+    return build_joint_model(frame, covariates=covariates, priors=priors)
+
+
+MODELS: dict[str, Callable[..., Any]] = {
+    "lmm": _trajectory("normal"),
+    "robust": _trajectory("student_t"),
+    "activity": _activity,
+    "mmrm": _mmrm,
+    "joint": _joint,
+}
+
+#: Which frequentist estimate each Bayesian model is compared with.
+FREQUENTIST_COUNTERPART = {"lmm": "LMM (REML)", "robust": "LMM (REML)", "mmrm": "MMRM (us, REML)",
+                           "joint": "LMM (REML)", "activity": "LMM (REML)"}
+
+
+def model_names() -> list[str]:
+    return sorted(MODELS)
+
+
+@dataclass
+class BayesFit:
+    """One fitted model at one site: the fit, its estimands (with draws) and their summary."""
+
+    model: str
+    site: str
+    fit: Any
+    estimands: list[EstimandDraws]
+    table: pd.DataFrame
+    strategy: str
+    priors: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "site": self.site, "priors": self.priors, "strategy": self.strategy,
+                "diagnostics": self.fit.diagnostics.to_dict(), "settings": self.fit.settings,
+                "timings": self.fit.timings,
+                "estimands": self.table.replace({np.nan: None}).to_dict(orient="records")}
+
+
+def analysis_frame(derived: pd.DataFrame, strategy: UndefinedStrategy = "last_observed",
+                   rule: ResponderRule | None = None) -> tuple[pd.DataFrame, str]:
+    """Rows of patients with a resolved group and a boolean ``responder`` (``unknown`` status is
+    not modelled by the Bayesian models: those patients are left out and the text says so)."""
+    assignment = assign_groups(derived, strategy, rule)
+    f = assignment.frame
+    keep = f["analysis_group"].isin(["responder", "non-responder"])
+    text = assignment.describe()
+    if strategy == "unknown" and (~keep & f["analysis_group"].notna()).any():
+        text += "; 'unknown' patients are not in the Bayesian models"
+    out = f[keep].copy()
+    out["responder"] = out["analysis_group"] == "responder"
+    return out.reset_index(drop=True), text
+
+
+def prior_object(name: str, site: str) -> Any:
+    """The :class:`models.trajectory.TrajectoryPriors` of prior set ``name`` at ``site`` (``"default"``
+    is ``"weakly_informative"``)."""
+    try:
+        from models.priors import prior_set
+    except ImportError:  # prior sets not available: only the default
+        from models.trajectory import TrajectoryPriors
+
+        if name not in ("default", "weakly_informative"):
+            raise ValueError(f"unknown prior set {name!r}") from None
+        return TrajectoryPriors()
+    return prior_set("weakly_informative" if name == "default" else name, site)
+
+
+def fit_bayes(derived: pd.DataFrame, model: str = "lmm", site: str = "spine", priors: str = "default",
+              strategy: UndefinedStrategy = "last_observed", rule: ResponderRule | None = None,
+              draws: int = 1000, tune: int = 1000, chains: int = 4, seed: int = 0, sampler: str = "nutpie",
+              target_accept: float = 0.9, cores: int = 2, covariates: tuple[str, ...] = (),
+              cache_dir: str | Path | None = None) -> BayesFit:
+    """Build, sample and summarise one model (see :data:`MODELS`).
+
+    With ``cache_dir``, a fit whose model, priors, data, strategy, settings and library versions are
+    unchanged is read from the content-addressed cache instead of being sampled again.
+    """
+    from analysis.engine.sampling import load_fit, sample
+
+    if model not in MODELS:
+        raise ValueError(f"unknown model {model!r}; available: {', '.join(model_names())}")
+    frame, text = analysis_frame(derived, strategy, rule)
+    prior_obj = prior_object(priors, site)
+    built = MODELS[model](frame, site, prior_obj, covariates=covariates)
+    key = None
+    if cache_dir is not None:
+        key = fit_cache_key(model, site, prior_obj, frame, built, text,
+                            dict(draws=draws, tune=tune, chains=chains, seed=seed, sampler=sampler,
+                                 target_accept=target_accept, covariates=list(covariates)))
+        cached = Path(cache_dir) / f"{model}_{site}_{key}.nc"
+        if cached.is_file():
+            fit = load_fit(cached)
+            items = fit_estimands(fit, site, model)
+            return BayesFit(model=model, site=site, fit=fit, estimands=items, table=bayes_table(items),
+                            strategy=text, priors=priors,
+                            extra={"cache": "hit", "cache_key": key, "cache_path": str(cached)})
+    fit = sample(built, draws=draws, tune=tune, chains=chains, seed=seed, sampler=sampler,
+                 target_accept=target_accept, cores=cores)
+    extra: dict[str, Any] = {"cache": "miss" if key else "off", "cache_key": key}
+    if key is not None:
+        path = Path(cache_dir) / f"{model}_{site}_{key}.nc"
+        fit.save(path)
+        extra["cache_path"] = str(path)
+    items = fit_estimands(fit, site, model)
+    return BayesFit(model=model, site=site, fit=fit, estimands=items, table=bayes_table(items), strategy=text,
+                    priors=priors, extra=extra)
+
+
+def fit_cache_key(model: str, site: str, priors: Any, frame: pd.DataFrame, built: Any, strategy_text: str,
+                  settings: dict[str, Any]) -> str:
+    """Content address of a fit: model and its graph version, site, priors, the exact data the model
+    sees, the strategy for undefined status, sampler settings and library versions."""
+    import dataclasses
+    import hashlib
+    import importlib.metadata as md
+    import json
+
+    data_values = getattr(built, "data_values", {}) or {}
+    h = hashlib.sha256()
+    for name in sorted(data_values):
+        h.update(name.encode())
+        h.update(np.ascontiguousarray(np.asarray(data_values[name], dtype=float)).tobytes())
+    spec = {
+        "model": model, "site": site, "structure": getattr(built, "structure_key", None),
+        "priors": dataclasses.asdict(priors) if dataclasses.is_dataclass(priors) else repr(priors),
+        "data": h.hexdigest(), "n_rows": len(frame), "strategy": strategy_text, "settings": settings,
+        "versions": {p: md.version(p) for p in ("pymc", "pytensor", "nutpie", "numpy")},
+        "rajak": md.version("rajak"),
+    }
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def compare(fits: list[BayesFit], frequentist_estimands: pd.DataFrame) -> pd.DataFrame:
+    """The Bayesian-vs-frequentist table for a list of fits."""
+    bayes = pd.concat([f.table for f in fits], ignore_index=True)
+    return compare_table(frequentist_estimands, bayes, {f.model: FREQUENTIST_COUNTERPART[f.model] for f in fits})

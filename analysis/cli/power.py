@@ -1,0 +1,197 @@
+"""``rajak power``: sample size and assurance by simulation (a thin layer over :mod:`analysis.power.simulation`).
+
+Register with ``app.command()(power)`` in :mod:`analysis.cli.app`. Results go to stdout (a table, or
+JSON with ``--json``), messages and the progress bar to stderr; bad input ends with one line
+``rajak: error: ...`` and exit status 2.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+__all__ = ["power"]
+
+EXIT_BAD_INPUT = 2
+
+
+def _err(msg: str) -> None:
+    typer.echo(f"rajak: error: {msg}", err=True)
+
+
+def _info(msg: str) -> None:
+    typer.echo(msg, err=True)
+
+
+def _analyses(values: list[str] | None) -> tuple[str, ...]:
+    from analysis.power.simulation import ANALYSES
+
+    out: list[str] = []
+    for v in values or ["lmm"]:
+        out += [a.strip() for a in v.split(",") if a.strip()]
+    bad = [a for a in out if a not in ANALYSES]
+    if bad or not out:
+        raise ValueError(f"unknown analysis {bad[0] if bad else ''!r}; choose from {', '.join(ANALYSES)}")
+    return tuple(dict.fromkeys(out))
+
+
+def _dropout(text: str) -> float | tuple[float, ...]:
+    """``--dropout``: one number (fraction without the final visit) or a comma-separated list (hazard
+    per scheduled post-baseline visit)."""
+    parts = [p.strip() for p in str(text).split(",")]
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        raise ValueError(f"--dropout must be a number or a comma-separated list of per-visit hazards, "
+                         f"got {text!r}") from None
+    bad = [v for v in values if not 0.0 <= v < 1.0]
+    if bad:
+        raise ValueError(f"--dropout values must be in [0, 1), got {bad[0]:g}")
+    return values[0] if len(values) == 1 else tuple(values)
+
+
+def _assurance_prior(design, prior_fits: list[Path] | None, seed: int, log, data: Path | None = None):
+    """The design prior, one per site of the design: saved fits (``--prior-fit``, one per site, in
+    the order of the sites), or the trajectory LMM fitted now to ``--data`` (default: the embedded
+    twin) at every site; per-site priors are paired draw by draw (:meth:`DesignPrior.combine`)."""
+    from analysis.power.simulation import DesignPrior
+
+    sites = list(design.sites)
+    if prior_fits:
+        from analysis.engine.sampling import load_fit
+
+        if len(prior_fits) != len(sites):
+            raise ValueError(f"--prior-fit: give one saved fit per site of the design ({', '.join(sites)}), "
+                             f"got {len(prior_fits)}")
+        fits = []
+        for p in prior_fits:
+            if not Path(p).is_file():
+                raise ValueError(f"prior fit {p} does not exist")
+            fits.append(load_fit(p))
+    else:
+        from analysis.bayes.fit import analysis_frame
+        from analysis.study.clinical import derive
+        from analysis.study.data import load_dataset, load_twin
+        from analysis.engine.sampling import sample
+        from models.trajectory import build_trajectory_model
+
+        ds = load_twin() if data is None else load_dataset(data)
+        frame, _ = analysis_frame(derive(ds.frame))
+        fits = []
+        for site in sites:
+            log(f"assurance: fitting the trajectory LMM at {site} to {ds.label} for the design prior")
+            fit = sample(build_trajectory_model(frame, site), seed=seed)
+            if not fit.passed:
+                log(f"WARNING: the design-prior fit at {site} FAILED its diagnostics: "
+                    + "; ".join(fit.diagnostics.failures))
+            fits.append(fit)
+    priors = [DesignPrior.from_fit(f, design.design, site=s, generator=design.generator) for f, s in zip(fits, sites)]
+    return priors[0] if len(priors) == 1 else DesignPrior.combine(priors)
+
+
+def power(
+    n: Annotated[str, typer.Option("--n", help="Sample sizes: START:STOP:STEP (stop included), N1,N2,... or N.")] = "20:200:20",
+    sims: Annotated[int, typer.Option(help="Simulated studies per sample size.")] = 500,
+    analysis: Annotated[Optional[list[str]], typer.Option("--analysis", help="lmm, mmrm, completers or bayes (repeatable or comma-separated).")] = None,
+    dropout: Annotated[Optional[str], typer.Option(help="One number: expected fraction of patients without the final visit (0 <= d < 1). A comma-separated list (e.g. 0.1,0.15,0.2): hazard of dropout at each scheduled post-baseline visit (months 3, 6, 12 by default).")] = None,
+    mechanism: Annotated[Optional[str], typer.Option(help="Dropout mechanism: mcar, mar (via DAS28) or mnar (via the unobserved spine change).")] = None,
+    bmd_log_odds: Annotated[float, typer.Option(help="MNAR: log-odds of dropout per % of true spine change.")] = -0.2,
+    design: Annotated[Optional[Path], typer.Option("--design", help="Power design file (JSON or TOML).")] = None,
+    site: Annotated[Optional[list[str]], typer.Option("--site", help="spine or femoral_neck (repeatable).")] = None,
+    generator: Annotated[Optional[str], typer.Option(help="cohort (the twin simulator) or gaussian (the closed form's LMM).")] = None,
+    assurance: Annotated[bool, typer.Option("--assurance", help="Draw design parameters from a design prior (a fitted model's posterior).")] = False,
+    prior_fit: Annotated[Optional[list[Path]], typer.Option(help="Saved fit (rajak fit --save) for the design prior, one per site (repeatable); default: fit the LMM to --data now.")] = None,
+    data: Annotated[Optional[Path], typer.Option(help="Assurance: the study whose LMM posterior is the design prior (default: the embedded SYNTHETIC twin).")] = None,
+    scheduler: Annotated[Optional[str], typer.Option(help="Dask scheduler tcp://HOST:PORT (default: local processes).")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Local worker processes (default: CPU count).")] = None,
+    seed: Annotated[int, typer.Option(help="Root seed.")] = 1,
+    target: Annotated[float, typer.Option(help="Target power / assurance for the smallest n.")] = 0.8,
+    alpha: Annotated[float, typer.Option(help="Two-sided level of the frequentist tests.")] = 0.05,
+    draws: Annotated[int, typer.Option(help="Bayesian: draws per chain.")] = 1000,
+    tune: Annotated[int, typer.Option(help="Bayesian: tuning steps per chain.")] = 1000,
+    chains: Annotated[int, typer.Option(help="Bayesian: chains.")] = 4,
+    as_json: Annotated[bool, typer.Option("--json", help="Emit the summary, smallest n and closed form as JSON.")] = False,
+    out: Annotated[Optional[Path], typer.Option(help="Output directory: resumable raw results, tables, figure.")] = None,
+    progress: Annotated[Optional[bool], typer.Option("--progress/--no-progress", help="Progress bar (default: on a terminal).")] = None,
+) -> None:
+    """Sample size or assurance of the next study, by simulation (power curve, smallest n, MC SEs)."""
+    from analysis.power.simulation import PowerDesign, PowerSettings, load_power_design, parse_n_grid, run_power
+
+    try:
+        extra: dict = {}
+        if design is not None:
+            pdz, extra = load_power_design(design)
+        else:
+            pdz = PowerDesign()
+        grid = parse_n_grid(n)
+        updates: dict = {"n": grid}
+        if site:
+            updates["sites"] = tuple(site)
+        if generator is not None:
+            updates["generator"] = generator
+        if dropout is not None:
+            updates["dropout"] = _dropout(dropout)
+        pdz = PowerDesign.from_dict({**{k: getattr(pdz, k) for k in ("design", "sites", "generator", "grouping",
+                                                                      "strategy", "rule", "dropout")}, **updates})
+        if mechanism is not None:
+            if mechanism not in ("mcar", "mar", "mnar"):
+                raise ValueError(f"--mechanism must be mcar, mar or mnar, got {mechanism!r}")
+            dm = {"mcar": {"dropout.activity_log_odds": 0.0, "dropout.bmd_log_odds": 0.0},
+                  "mar": {"dropout.bmd_log_odds": 0.0},
+                  "mnar": {"dropout.bmd_log_odds": bmd_log_odds}}[mechanism]
+            pdz = pdz.with_updates(**{"dropout.mechanism": mechanism, **dm})
+        if sims < 1:
+            raise ValueError(f"--sims must be at least 1, got {sims}")
+        if workers is not None and workers < 1:
+            raise ValueError(f"--workers must be at least 1, got {workers}")
+        if not 0.0 < target < 1.0:
+            raise ValueError(f"--target must be in (0, 1), got {target:g}")
+        analyses = _analyses(analysis)
+        settings_kw = dict(extra.get("settings", {}) or {})
+        settings_kw.update(alpha=alpha, draws=draws, tune=tune, chains=chains)
+        settings = PowerSettings(**settings_kw)
+        if scheduler is not None:
+            from analysis.power.simulation import check_scheduler
+
+            check_scheduler(scheduler)
+        if not prior_fit and isinstance(extra.get("prior"), dict) and extra["prior"].get("fit"):
+            given = extra["prior"]["fit"]
+            prior_fit = [Path(f) for f in ([given] if isinstance(given, str) else given)]
+            prior_fit = [f if f.is_absolute() or design is None else design.parent / f for f in prior_fit]
+        if data is not None and not assurance:
+            raise ValueError("--data gives the design prior of --assurance; add --assurance")
+        prior = _assurance_prior(pdz, prior_fit, seed, _info, data) if assurance else None
+        if pdz.dropout is not None and pdz.generator == "cohort":
+            if pdz.per_visit_dropout:
+                _info(f"calibrating the dropout hazards to {', '.join(f'{h:g}' for h in pdz.dropout)} "
+                      "at the post-baseline visits ...")
+            else:
+                _info(f"calibrating the dropout hazard to {pdz.dropout:g} lost before the final visit ...")
+        res = run_power(pdz, sims, seed, analyses=analyses, settings=settings, prior=prior, out=out,
+                        scheduler=scheduler, workers=workers, progress=progress, log=_info, target=target)
+    except (ValueError, TypeError, KeyError) as err:  # DataValidationError is a ValueError: one line too
+        _err(str(err).splitlines()[0] if str(err) else type(err).__name__)
+        raise typer.Exit(EXIT_BAD_INPUT)
+    except OSError as err:
+        _err(f"cannot run the power study: {err}")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    if out is not None:
+        _info(f"wrote {out}/ (raw.parquet, summary.csv, smallest_n.csv, power_table.csv, power_curve.png/.svg)")
+    failed = int((~res.raw["ok"].astype(bool)).sum())
+    if failed:
+        _info(f"WARNING: {failed} fits failed (counted as no success); see the 'message' column of raw.parquet")
+    if as_json:
+        typer.echo(json.dumps(res.to_dict(target), indent=2))
+        return
+    kind = res.kind
+    typer.echo(f"== {kind} by simulation: {sims} studies per n, seed {seed}, generator {res.design.generator}, "
+               f"dropout {res.design.dropout if res.design.dropout is not None else 'as designed'} ==")
+    fmt = {"index": False, "float_format": lambda v: f"{v:.3f}"}
+    cols = ["site", "analysis", "criterion", "n", "power", "mc_se", "ci_low", "ci_high", "failed"]
+    typer.echo(res.summary()[cols].rename(columns={"power": kind}).to_string(**fmt))
+    typer.echo(f"\nSmallest n reaching {kind} {target:g}:")
+    typer.echo(res.smallest_n(target).to_string(index=False, float_format=lambda v: f"{v:.3f}", na_rep="-"))
+    typer.echo("(n_min: estimate reaches the target; n_min_sure: its lower 95% Monte-Carlo limit does; - : not in the grid)")

@@ -1,0 +1,437 @@
+"""The Bayesian stage of ``rajak run``: fit the configured models at each site, summarise the
+estimands, compare with the frequentist analysis, check the fits, set each fit's posterior against
+its prior, and describe it all as report sections with figures.
+
+Prior draws
+-----------
+The prior of the key quantities of a fit (group changes to month 12, the responder difference in %
+and the responder x time coefficient in g/cm^2/yr) is drawn by ``pymc.sample_prior_predictive`` from
+the same built model with the same priors and data layout as the fit (``PRIOR_DRAWS`` draws, seeded
+by the run seed). The models' likelihoods are ``pm.Potential`` terms, which forward sampling
+ignores, so these are draws from the prior itself. With a fit cache they are stored beside the fit
+(``prior_<model>_<site>_<key>.npz``, keyed on the fit's cache key, the number of draws and the seed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from analysis.bayes.fit import (MODELS, FREQUENTIST_COUNTERPART, BayesFit, analysis_frame, compare, fit_bayes,
+                                prior_object)
+from analysis.study.estimands import SITE_LABELS, difference_name, estimand_name
+from analysis.common.io import atomic_copy, atomic_write_bytes
+from analysis.bayes.model_compare import loo_table
+from analysis.common.quiet import quiet_logger
+from analysis.figures.plots import (RANK_VARS, DeferredFigure, contrast_posteriors, forest, ppc_change, prior_posterior,
+                            rank_plot, save_figure, trajectories)
+from analysis.report import Section, Table
+
+__all__ = ["BayesStage", "PRIOR_DRAWS", "PRIOR_POSTERIOR_QUANTITIES", "PriorPosterior", "run_bayes_stage",
+           "bayes_sections", "prior_draws", "prior_posterior_items", "prior_posterior_table"]
+
+#: Prior draws per fit for the prior-vs-posterior figure.
+PRIOR_DRAWS = 4000
+#: (posterior variable, group or None, measure) of the quantities set against their prior.
+PRIOR_POSTERIOR_QUANTITIES: tuple[tuple[str, str | None, str], ...] = (
+    ("pct_change_12m", "non-responder", "pct"),
+    ("pct_change_12m", "responder", "pct"),
+    ("diff_pct_change_12m", None, "pct"),
+    ("diff_change_12m", None, "abs"),
+)
+_PRIOR_CACHE_VERSION = 1
+
+#: One-line description of each registered model (report sections; unknown names fall back to the name).
+MODEL_DESCRIPTIONS = {
+    "lmm": "hierarchical linear mixed model (random intercept and slope per patient, normal errors)",
+    "robust": "the same LMM with Student-t errors (robust to outlying scans)",
+    "activity": "LMM with disease activity (DAS28-CRP) as a time-varying predictor of the BMD change",
+    "mmrm": "Bayesian MMRM: visit as a factor with an unstructured (LKJ) covariance of the change",
+    "joint": "joint spine + femoral-neck LMM with correlated patient effects across sites",
+}
+
+
+@dataclass
+class PriorPosterior:
+    """Prior and posterior draws of one quantity of one fit.
+
+    Attributes
+    ----------
+    model, site : str
+        The fit.
+    variable : str
+        Posterior variable (``pct_change_12m``, ``diff_pct_change_12m``, ``diff_change_12m``).
+    group : str or None
+        Group of ``pct_change_12m``.
+    label : str
+        Estimand name (panel title and table row).
+    prior, posterior : ndarray
+        Flat draws.
+    """
+
+    model: str
+    site: str
+    variable: str
+    group: str | None
+    label: str
+    prior: np.ndarray
+    posterior: np.ndarray
+
+
+
+
+def _quantity_label(site: str, variable: str, group: str | None, measure: str) -> str:
+    if group is not None:
+        return estimand_name(site, group, measure)
+    name = difference_name(site, measure)
+    return name + " (responder x time, per year)" if variable == "diff_change_12m" else name
+
+
+def _select(ds: Any, variable: str, group: str | None, site: str) -> np.ndarray:
+    da = ds[variable]
+    if "site" in da.dims:
+        da = da.sel(site=site)
+    if group is not None:
+        da = da.sel(group=group)
+    return np.asarray(da.values, dtype=float).ravel()
+
+
+def prior_draws(built: Any, var_names: tuple[str, ...] | list[str], draws: int = PRIOR_DRAWS,
+                seed: int = 0) -> Any:
+    """Draws of ``var_names`` from the prior of a built model.
+
+    Parameters
+    ----------
+    built : model object
+        What a :data:`analysis.bayes.fit.MODELS` builder returns (has ``pymc_model``).
+    var_names : sequence of str
+        Variables to draw; those the model lacks are skipped.
+    draws : int
+        Number of prior draws.
+    seed : int
+        Seed of ``numpy.random.default_rng``.
+
+    Returns
+    -------
+    xarray.Dataset
+        The ``prior`` group of ``pymc.sample_prior_predictive`` (dims ``chain``, ``draw``, ...).
+
+    Raises
+    ------
+    ValueError
+        If ``draws < 10`` or the model has none of ``var_names``.
+    """
+    import pymc as pm
+
+    if draws < 10:
+        raise ValueError(f"prior draws must be at least 10, got {draws}")
+    model = built.pymc_model
+    names = [v for v in var_names if v in model.named_vars]
+    if not names:
+        raise ValueError(f"the model has none of the variables {list(var_names)}")
+    with warnings.catch_warnings(), quiet_logger("pymc.sampling.forward"):
+        warnings.simplefilter("ignore")  # "Potentials are ignored": intended, they are the likelihood
+        dt = pm.sample_prior_predictive(draws, model=model, var_names=names,
+                                        random_seed=np.random.default_rng(seed))
+    return dt["prior"].to_dataset()
+
+
+def _prior_cache_path(cache_dir: Path, bf: BayesFit, draws: int, seed: int) -> Path | None:
+    key = bf.extra.get("cache_key")
+    if not key:
+        return None
+    spec = {"fit": key, "draws": draws, "seed": seed, "version": _PRIOR_CACHE_VERSION,
+            "quantities": [list(map(str, q)) for q in PRIOR_POSTERIOR_QUANTITIES]}
+    digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:20]
+    return Path(cache_dir) / f"prior_{bf.model}_{bf.site}_{digest}.npz"
+
+
+def prior_posterior_items(bf: BayesFit, built: Any, draws: int = PRIOR_DRAWS, seed: int = 0,
+                          cache_dir: str | Path | None = None) -> list[PriorPosterior]:
+    """Prior and posterior draws of :data:`PRIOR_POSTERIOR_QUANTITIES` for one fit.
+
+    Parameters
+    ----------
+    bf : BayesFit
+        The fit (its posterior supplies the posterior draws).
+    built : model object or callable
+        The same model as the fit, built on the same data with the same priors (supplies the prior
+        draws, :func:`prior_draws`), or a no-argument callable returning it: then the model is
+        built only when the prior draws are not in the cache.
+    draws, seed : int
+        Prior draws and their seed.
+    cache_dir : path, optional
+        The fit cache: prior draws are read from / written to it when ``bf`` has a cache key
+        (``bf.extra["prior_cache"]`` records ``"hit"``, ``"miss"`` or ``"off"``).
+
+    Returns
+    -------
+    list of PriorPosterior
+        One per quantity the posterior holds.
+    """
+    post = bf.fit.posterior["posterior"].to_dataset()
+    wanted = [q for q in PRIOR_POSTERIOR_QUANTITIES if q[0] in post.data_vars]
+    path = _prior_cache_path(Path(cache_dir), bf, draws, seed) if cache_dir is not None else None
+    priors: dict[str, np.ndarray] = {}
+    if path is not None and path.is_file():
+        with np.load(path) as held:
+            priors = {k: held[k] for k in held.files}
+        bf.extra["prior_cache"] = "hit"
+    if not all(f"{v}|{g or ''}" in priors for v, g, _ in wanted):
+        model = built() if callable(built) and not hasattr(built, "pymc_model") else built
+        ds = prior_draws(model, sorted({v for v, _, _ in wanted}), draws, seed)
+        priors = {f"{v}|{g or ''}": _select(ds, v, g, bf.site) for v, g, _ in wanted if v in ds.data_vars}
+        if path is not None:
+            buf = io.BytesIO()
+            np.savez(buf, **priors)
+            atomic_write_bytes(path, buf.getvalue())
+        bf.extra["prior_cache"] = "miss" if path is not None else "off"
+    items = []
+    for variable, group, measure in wanted:
+        key = f"{variable}|{group or ''}"
+        if key not in priors:
+            continue
+        items.append(PriorPosterior(bf.model, bf.site, variable, group,
+                                    _quantity_label(bf.site, variable, group, measure), priors[key],
+                                    _select(post, variable, group, bf.site)))
+    return items
+
+
+def prior_posterior_table(items: list[PriorPosterior]) -> pd.DataFrame:
+    """Prior and posterior summaries per quantity; ``width_ratio`` is the width of the posterior's
+    central 95% interval divided by the prior's (near 0: the data dominate the prior; near 1: the
+    prior does). Interval widths rather than SDs, because the priors of % changes (a ratio) have
+    heavy tails."""
+    rows = []
+    for it in items:
+        pr, po = it.prior[np.isfinite(it.prior)], it.posterior[np.isfinite(it.posterior)]
+        rows.append({"model": it.model, "site": it.site, "estimand": it.label, "prior_median": np.median(pr),
+                     "prior_q025": np.quantile(pr, 0.025), "prior_q975": np.quantile(pr, 0.975),
+                     "prior_sd": pr.std(), "posterior_median": np.median(po),
+                     "posterior_q025": np.quantile(po, 0.025), "posterior_q975": np.quantile(po, 0.975),
+                     "posterior_sd": po.std(),
+                     "width_ratio": np.subtract(*np.quantile(po, [0.975, 0.025]))
+                     / np.subtract(*np.quantile(pr, [0.975, 0.025]))})
+    return pd.DataFrame(rows, columns=["model", "site", "estimand", "prior_median", "prior_q025", "prior_q975",
+                                       "prior_sd", "posterior_median", "posterior_q025", "posterior_q975",
+                                       "posterior_sd", "width_ratio"])
+
+
+@dataclass
+class BayesStage:
+    fits: list[BayesFit]
+    estimands: pd.DataFrame
+    comparison: pd.DataFrame
+    loo: dict[str, tuple[pd.DataFrame, str]] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+    figures: list[tuple[str, str, str]] = field(default_factory=list)  # (site or '', caption, name)
+    prior_posterior: list[PriorPosterior] = field(default_factory=list)
+
+
+def _bands(fit: BayesFit, months=np.linspace(0, 12, 13)) -> pd.DataFrame:
+    post = fit.fit.posterior["posterior"].to_dataset()
+    rows = []
+    for g in ("non-responder", "responder"):
+        pct12 = post["pct_change_12m"].sel(group=g).values.reshape(-1)
+        for m in months:
+            x = pct12 * m / 12.0
+            rows.append({"site": fit.site, "group": g, "month": m, "mean": x.mean(),
+                         "low": np.quantile(x, 0.025), "high": np.quantile(x, 0.975)})
+    return pd.DataFrame(rows)
+
+
+def run_bayes_stage(derived: pd.DataFrame, config: Any, freq_estimands: pd.DataFrame, figures_dir: Path,
+                    fits_dir: Path, label: str, log: Callable[[str], None],
+                    cache_dir: Path | None = None, save: Callable[..., Any] = save_figure) -> BayesStage:
+    """Fit ``config.bayes_models`` at ``config.sites`` and write figures and fits.
+
+    Parameters
+    ----------
+    derived : DataFrame
+        The derived study data.
+    config : RunConfig
+        Models, sites, priors, sampler settings, seed.
+    freq_estimands : DataFrame
+        The frequentist estimands (for the comparison and the forest plots).
+    figures_dir, fits_dir : Path
+        Where figures (PNG + SVG) and fits (``<model>_<site>.nc``) are written.
+    label : str
+        The dataset's label, printed on every figure.
+    log : callable
+        Receives progress messages.
+    cache_dir : Path, optional
+        Content-addressed fit cache: fits (and their prior draws) whose model, data and settings
+        are unchanged are read back instead of sampled.
+    save : callable, optional
+        ``save(fig, directory, name)`` writes a figure (default :func:`analysis.figures.plots.save_figure`;
+        the pipeline passes :meth:`analysis.report.figure_writer.FigureWriter.save`).
+
+    Returns
+    -------
+    BayesStage
+    """
+    fits: list[BayesFit] = []
+    failures: list[str] = []
+    for model in config.bayes_models:
+        for site in config.sites:
+            log(f"Bayesian {model} at {site} ({config.chains} chains x {config.draws} draws)")
+            bf = fit_bayes(derived, model, site, config.priors, config.undefined_responders,
+                           config.responder.rule(), draws=config.draws, tune=config.tune, chains=config.chains,
+                           seed=config.seed, target_accept=config.target_accept, cache_dir=cache_dir)
+            log(f"  {model} at {site}: {'read from the fit cache' if bf.extra.get('cache') == 'hit' else 'sampled'}"
+                f" ({bf.fit.diagnostics})")
+            cached = bf.extra.get("cache_path")
+            if bf.extra.get("cache") == "hit" and cached and Path(cached).is_file():
+                atomic_copy(cached, fits_dir / f"{model}_{site}.nc")  # the same bytes save() wrote
+            else:
+                bf.fit.save(fits_dir / f"{model}_{site}.nc")
+            if not bf.fit.passed:
+                failures.append(f"{model} at {site}: " + "; ".join(bf.fit.diagnostics.failures))
+            fits.append(bf)
+    estimands = pd.concat([f.table for f in fits], ignore_index=True)
+    comparison = compare(fits, freq_estimands)
+    stage = BayesStage(fits=fits, estimands=estimands, comparison=comparison, failures=failures)
+
+    frame, _ = analysis_frame(derived, config.undefined_responders, config.responder.rule())
+    for site in config.sites:
+        site_fits = [f for f in fits if f.site == site]
+        lmm = next((f for f in site_fits if f.model == "lmm"), site_fits[0] if site_fits else None)
+        if lmm is None:
+            continue
+        save(trajectories(derived, (site,), label=label, bands=_bands(lmm)), figures_dir,
+             f"trajectories_posterior_{site}")
+        stage.figures.append((site, f"Observed trajectories with the {lmm.model} posterior mean and 95% band per "
+                                    f"group, {SITE_LABELS[site]}", f"trajectories_posterior_{site}"))
+        for f in site_fits:
+            # built in the figure worker: only the posterior of the plotted variables travels
+            ranked = [v for v in RANK_VARS if v in f.fit.posterior["posterior"].data_vars]
+            dt = xr.DataTree.from_dict({"posterior": f.fit.posterior["posterior"].to_dataset()[ranked]})
+            save(DeferredFigure(rank_plot, (dt,), {"var_names": tuple(ranked), "label": label}), figures_dir,
+                 f"rank_{f.model}_{site}")
+            stage.figures.append((site, f"Rank plots of {f.model} at {SITE_LABELS[site]} (diagnostics)",
+                                  f"rank_{f.model}_{site}"))
+            def build(f=f, site=site):
+                return MODELS[f.model](frame, site, prior_object(config.priors, site))
+
+            items = prior_posterior_items(f, build, PRIOR_DRAWS, config.seed, cache_dir)
+            if items:
+                stage.prior_posterior += items
+                save(prior_posterior([(it.label, it.prior, it.posterior) for it in items],
+                                     title=f"Prior (dashed) vs posterior (solid): {f.model} at "
+                                           f"{SITE_LABELS[site]}, priors '{config.priors}'", label=label),
+                     figures_dir, f"prior_posterior_{f.model}_{site}")
+                stage.figures.append((site, f"Prior vs posterior of the key quantities of {f.model} at "
+                                            f"{SITE_LABELS[site]} ({PRIOR_DRAWS} prior draws; the posterior "
+                                            "is the fit's)", f"prior_posterior_{f.model}_{site}"))
+        pct_items = [it for it in lmm.estimands if it.estimand.endswith("%")]
+        save(contrast_posteriors(pct_items, label=label), figures_dir, f"contrasts_{site}")
+        stage.figures.append((site, f"Posterior of the key % estimands with the ROPE (DXA least significant "
+                                    f"change) and 95% HDI, {SITE_LABELS[site]}", f"contrasts_{site}"))
+        built = MODELS[lmm.model](frame, site, None)
+        if hasattr(built, "posterior_predictive"):
+            y_rep = built.posterior_predictive(lmm.fit.posterior["posterior"].to_dataset(), seed=config.seed)
+            save(ppc_change(built.prepared, y_rep, site, label=label), figures_dir, f"ppc_{site}")
+            stage.figures.append((site, f"Posterior predictive check of the {lmm.model} model: % change to "
+                                        f"month 12, {SITE_LABELS[site]}", f"ppc_{site}"))
+        # forest of the responder - non-responder difference across analyses
+        name = difference_name(site, "pct")
+        rows = []
+        for _, r in freq_estimands[freq_estimands["estimand"] == name].iterrows():
+            rows.append({"label": r["method"], "estimate": r["estimate"], "low": r["ci_low"], "high": r["ci_high"],
+                         "kind": "frequentist"})
+        for _, r in estimands[estimands["estimand"] == name].iterrows():
+            rows.append({"label": f"Bayesian {r['model']}", "estimate": r["median"], "low": r["eti_low"],
+                         "high": r["eti_high"], "kind": "bayesian"})
+        if rows:
+            save(forest(pd.DataFrame(rows), name, label=label), figures_dir, f"forest_{site}")
+            stage.figures.append((site, f"Responder - non-responder difference across analyses, "
+                                        f"{SITE_LABELS[site]}", f"forest_{site}"))
+        comparable = {f.model: f.fit for f in site_fits if "log_likelihood" in f.fit.posterior.children}
+        if len(comparable) >= 1:
+            stage.loo[site] = loo_table(comparable)
+    return stage
+
+
+def bayes_sections(stage: BayesStage, config: Any) -> list[Section]:
+    """Report sections of the Bayesian stage.
+
+    ``bayes`` (overview: settings, posterior summaries, diagnostics, posterior trajectories and
+    contrasts), one ``bayes_<model>`` per configured model (prior vs posterior, contraction table,
+    rank plots), ``ppc`` (posterior predictive checks), ``compare`` (Bayesian vs frequentist) and
+    ``loo`` (PSIS-LOO, when any fit has a pointwise log-likelihood).
+    """
+    cols = ["estimand", "model", "median", "eti_low", "eti_high", "hdi_low", "hdi_high", "p_lt_0", "p_gt_0",
+            "rope", "p_in_rope", "bf10", "diagnostics"]
+    diag = pd.DataFrame([{"model": f.model, "site": f.site, "verdict": "pass" if f.fit.passed else "FAIL",
+                          "max_rhat": f.fit.diagnostics.max_rhat, "min_ess_bulk": f.fit.diagnostics.min_ess_bulk,
+                          "min_ess_tail": f.fit.diagnostics.min_ess_tail, "divergences": f.fit.diagnostics.n_divergences,
+                          "min_ebfmi": min(f.fit.diagnostics.ebfmi), "wall_s": f.fit.wall_time} for f in stage.fits])
+    sections = [
+        Section("bayes", "Bayesian hierarchical models",
+                paragraphs=[f"Models: {', '.join(config.bayes_models)}; priors: {config.priors}; "
+                            f"{config.chains} chains x {config.draws} draws after {config.tune} tuning steps "
+                            f"(nutpie). Intervals are 95% (ETI and HDI); ROPE = +/- the DXA least significant "
+                            "change; BF10 is the Savage-Dickey Bayes factor of the responder x time interaction. "
+                            "Each model's prior is set against its posterior in the section that follows."],
+                tables=[Table("Posterior summaries", stage.estimands[cols], "bayes_estimands"),
+                        Table("Convergence diagnostics (R-hat <= 1.01, bulk and tail ESS >= 400, no divergences, "
+                              "E-BFMI >= 0.3)", diag, "bayes_diagnostics")],
+                figures=[(c, n) for s, c, n in stage.figures if n.startswith(("trajectories", "contrasts"))],
+                status="fail" if stage.failures else "ok"),
+    ]
+    pp_table = prior_posterior_table(stage.prior_posterior)
+    for model in config.bayes_models:
+        fits = [f for f in stage.fits if f.model == model]
+        if not fits:
+            continue
+        failed = [f.site for f in fits if not f.fit.passed]
+        tab = pp_table[pp_table["model"] == model]
+        paras = [f"{model}: {MODEL_DESCRIPTIONS.get(model, model)}. Sites: "
+                 f"{', '.join(SITE_LABELS[f.site] for f in fits)}; priors '{config.priors}'."]
+        if len(tab):
+            weakest = tab.loc[tab["width_ratio"].idxmax()]
+            paras.append(f"Prior (dashed) against posterior (solid) of the group changes, the responder difference "
+                         f"and the responder x time coefficient; the prior draws come from the same model and "
+                         f"data layout ({PRIOR_DRAWS} draws). width_ratio = width of the posterior 95% interval / "
+                         f"width of the prior's: near 0 the data dominate the prior, near 1 the prior does. "
+                         f"Largest: {weakest['width_ratio']:.3f} ({weakest['estimand']}).")
+        if failed:
+            paras.append("FAILED diagnostics at " + ", ".join(SITE_LABELS[s] for s in failed)
+                         + ": do not interpret these posteriors.")
+        sections.append(Section(
+            f"bayes_{model}", f"Bayesian model '{model}': prior vs posterior and diagnostics", paragraphs=paras,
+            tables=[Table(f"Prior vs posterior, {model}", tab.reset_index(drop=True), f"bayes_prior_posterior_{model}")]
+            if len(tab) else [],
+            figures=[(c, n) for s, c, n in stage.figures
+                     if n.startswith((f"prior_posterior_{model}_", f"rank_{model}_"))],
+            status="fail" if failed else "ok"))
+    ppc = [(c, n) for s, c, n in stage.figures if n.startswith("ppc")]
+    if ppc:
+        sections.append(Section("ppc", "Posterior predictive checks",
+                                paragraphs=["Replicated data sets drawn from the posterior predictive distribution "
+                                            "against the observed data: the observed ECDF (black) should look like "
+                                            "one of the replicated ones. A systematic shift or spread flags misfit."],
+                                figures=ppc))
+    sections.append(
+        Section("compare", "Bayesian vs frequentist",
+                paragraphs=["Each Bayesian estimate next to its frequentist counterpart "
+                            f"({', '.join(sorted({FREQUENTIST_COUNTERPART[m] for m in config.bayes_models}))})."],
+                tables=[Table("Bayesian vs frequentist", stage.comparison, "bayes_vs_frequentist")],
+                figures=[(c, n) for s, c, n in stage.figures if n.startswith("forest")]))
+    if stage.loo:
+        paras, tabs = [], []
+        for site, (tab, text) in stage.loo.items():
+            paras.append(f"{SITE_LABELS[site]}: {text}")
+            tabs.append(Table(f"PSIS-LOO, {SITE_LABELS[site]}", tab, f"loo_{site}"))
+        sections.append(Section("loo", "Model comparison (PSIS-LOO)", paragraphs=paras, tables=tabs,
+                                status="warning" if any("UNRELIABLE" in t for _, t in stage.loo.values()) else "ok"))
+    return sections

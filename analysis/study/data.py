@@ -1,0 +1,455 @@
+"""Reading a study file, mapping its columns, validating it against the data contract, and the
+validation report.
+
+Every problem becomes one line that names the file, the line (CSV; "row" for Parquet), the patient,
+the column and the value. Nothing is dropped silently: rows excluded by a rule (a visit with no
+recorded value at all) are listed in the report. The input file is only read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+
+from analysis.study.contract import (
+    BASELINE_COVARIATES,
+    CDAI_COMPONENTS,
+    DAS28_COMPONENTS,
+    MEASUREMENT_COLUMNS,
+    REQUIRED,
+    coercion_schema,
+    range_schema,
+    spec,
+)
+
+__all__ = [
+    "DataValidationError",
+    "Problem",
+    "ExcludedRow",
+    "ValidationReport",
+    "Dataset",
+    "load_dataset",
+    "load_twin",
+    "load_for_config",
+    "read_table",
+]
+
+_SEX_ALIASES = {"f": "F", "female": "F", "w": "F", "woman": "F", "m": "M", "male": "M", "man": "M"}
+_TRUE = {"true", "yes", "1", "responder", "y", "t"}
+_FALSE = {"false", "no", "0", "non-responder", "nonresponder", "n", "f"}
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One validation failure."""
+
+    message: str
+    column: str | None = None
+    row: int | None = None
+    patient: str | None = None
+    value: Any = None
+
+
+class DataValidationError(ValueError):
+    """Bad input. ``str(err)`` is one line; ``err.problems`` lists every problem found."""
+
+    def __init__(self, problems: list[Problem] | str):
+        if isinstance(problems, str):
+            problems = [Problem(problems)]
+        self.problems = problems
+        first = problems[0].message
+        more = f" (and {len(problems) - 1} more problem{'s' if len(problems) > 2 else ''})" if len(problems) > 1 else ""
+        super().__init__(first + more)
+
+
+@dataclass(frozen=True)
+class ExcludedRow:
+    """A row left out of the analysis by a rule."""
+
+    where: str
+    patient: str
+    month: float
+    reason: str
+
+
+@dataclass
+class ValidationReport:
+    """What was read and what the analyses will see."""
+
+    file: str
+    n_rows: int
+    n_patients: int
+    visits_per_month: dict[float, int]
+    dxa_per_month: dict[float, int]
+    completers: int
+    dropouts_by_month: dict[float, int]
+    missing_per_column: dict[str, int]
+    column_mapping: dict[str, str]
+    passthrough_columns: list[str]
+    excluded: list[ExcludedRow] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    synthetic: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["excluded"] = [e.__dict__ for e in self.excluded]
+        d["visits_per_month"] = {f"{k:g}": v for k, v in self.visits_per_month.items()}
+        d["dxa_per_month"] = {f"{k:g}": v for k, v in self.dxa_per_month.items()}
+        d["dropouts_by_month"] = {f"{k:g}": v for k, v in self.dropouts_by_month.items()}
+        return d
+
+    def to_text(self) -> str:
+        """Human-readable summary (what ``rajak validate`` prints)."""
+        lines = [f"{self.file}: valid"]
+        if self.synthetic:
+            lines.append("  SYNTHETIC DATA: the RAJAK digital twin, not patient data")
+        lines.append(f"  patients: {self.n_patients}   rows: {self.n_rows}   completers: {self.completers}"
+                     f"   dropouts: {self.n_patients - self.completers}")
+        lines.append("  visits per month:    " + ", ".join(f"{k:g}: {v}" for k, v in self.visits_per_month.items()))
+        lines.append("  DXA scans per month: " + ", ".join(f"{k:g}: {v}" for k, v in self.dxa_per_month.items()))
+        drops = ", ".join(f"{k:g}: {v}" for k, v in self.dropouts_by_month.items()) or "none"
+        lines.append(f"  dropouts by month (first missed visit): {drops}")
+        miss = [f"{k}: {v}" for k, v in self.missing_per_column.items() if v]
+        lines.append("  missing values: " + (", ".join(miss) if miss else "none"))
+        if self.column_mapping:
+            lines.append("  column mapping: " + ", ".join(f"{k} -> {v}" for k, v in self.column_mapping.items()))
+        if self.passthrough_columns:
+            lines.append("  passed through: " + ", ".join(self.passthrough_columns))
+        if self.excluded:
+            lines.append(f"  excluded rows ({len(self.excluded)}):")
+            lines += [f"    {e.where} (patient {e.patient}, month {e.month:g}): {e.reason}" for e in self.excluded]
+        else:
+            lines.append("  excluded rows: none")
+        lines += [f"  note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+
+@dataclass
+class Dataset:
+    """A validated study: the frame in the data contract, where it came from, and the report."""
+
+    frame: pd.DataFrame
+    source: str
+    sha256: str
+    report: ValidationReport
+    synthetic: bool = False
+
+    @property
+    def label(self) -> str:
+        """How results on this dataset are labelled."""
+        return "SYNTHETIC (RAJAK digital twin)" if self.synthetic else f"data: {Path(self.source).name}"
+
+
+def _where(fmt: str, idx: int) -> str:
+    return f"line {idx + 2}" if fmt == "csv" else f"row {idx + 1}"
+
+
+def _show(value: Any) -> str:
+    """A value as the user wrote it: numbers plainly (``-2.5``, not ``np.float64(-2.5)``), text
+    quoted, a missing value as ``(empty)``."""
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return "(empty)"
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return f"{float(value):g}"
+    return repr(str(value))
+
+
+def read_table(path: str | Path, encoding: str = "utf-8") -> tuple[pd.DataFrame, str, bytes]:
+    """Read a CSV or Parquet file as strings/values without interpretation.
+
+    Returns the frame, the format ('csv' or 'parquet') and the raw bytes (for the hash).
+    Raises :class:`DataValidationError` with one line for every way the file can be unreadable.
+    """
+    p = Path(path)
+    name = str(path)
+    if not p.exists():
+        raise DataValidationError(f"{name}: file not found")
+    if p.is_dir():
+        raise DataValidationError(f"{name}: is a directory, not a data file")
+    ext = p.suffix.lower()
+    if ext not in (".csv", ".parquet", ".pq"):
+        raise DataValidationError(f"{name}: unknown extension '{p.suffix or '(none)'}' (expected .csv or .parquet)")
+    raw = p.read_bytes()
+    if not raw.strip():
+        raise DataValidationError(f"{name}: empty file")
+    if ext == ".csv":
+        default = encoding.lower().replace("_", "-") in ("utf-8", "utf8")
+        if default and raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
+            encoding, default = "utf-16", False  # a byte-order mark says which: unambiguous
+        if raw[:4] == b"PAR1" or (default and b"\x00" in raw[:4096]):
+            raise DataValidationError(f"{name}: not a CSV file (binary content; if it is text in another "
+                                      f"encoding, give it, e.g. --encoding utf-16)")
+        try:
+            text = raw.decode("utf-8-sig" if default else encoding)
+        except UnicodeDecodeError as err:
+            raise DataValidationError(
+                f"{name}: unreadable encoding: byte 0x{raw[err.start]:02x} at position {err.start} is not valid "
+                f"{encoding} (save the file as UTF-8 or give its encoding)") from None
+        except LookupError:
+            raise DataValidationError(f"{name}: unknown encoding {encoding!r}") from None
+        if "\x00" in text:
+            raise DataValidationError(f"{name}: not a CSV file (NUL characters after decoding as {encoding})")
+        try:
+            df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skipinitialspace=True)
+        except pd.errors.EmptyDataError:
+            raise DataValidationError(f"{name}: empty file") from None
+        except pd.errors.ParserError as err:
+            raise DataValidationError(f"{name}: not a readable CSV file ({str(err).strip().splitlines()[-1]})") from None
+        df = df.replace({"": np.nan, "NA": np.nan, "NaN": np.nan, "nan": np.nan, "N/A": np.nan, "NULL": np.nan})
+        fmt = "csv"
+    else:
+        try:
+            df = pd.read_parquet(io.BytesIO(raw))
+        except Exception as err:  # pyarrow raises several types for corrupt files
+            raise DataValidationError(f"{name}: not a valid Parquet file ({type(err).__name__})") from None
+        fmt = "parquet"
+        text_cols = [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])
+                     and not pd.api.types.is_bool_dtype(df[c])]
+        df[text_cols] = df[text_cols].replace({"": np.nan})
+    if df.shape[0] == 0:
+        raise DataValidationError(f"{name}: empty file (a header but no data rows)")
+    unnamed = [c for c in df.columns if str(c).startswith("Unnamed:")]
+    if unnamed:
+        raise DataValidationError(f"{name}: a column has no name (header position {df.columns.get_loc(unnamed[0]) + 1})")
+    return df, fmt, raw
+
+
+def _apply_mapping(df: pd.DataFrame, mapping: Mapping[str, str], name: str) -> pd.DataFrame:
+    missing = [k for k in mapping if k not in df.columns]
+    if missing:
+        raise DataValidationError(f"{name}: column mapping names column '{missing[0]}', which is not in the file")
+    clash = [v for k, v in mapping.items() if v in df.columns and v not in mapping]
+    if clash:
+        raise DataValidationError(f"{name}: column mapping would create a second '{clash[0]}' column")
+    out = df.rename(columns=dict(mapping))
+    dup = out.columns[out.columns.duplicated()].tolist()
+    if dup:
+        raise DataValidationError(f"{name}: column '{dup[0]}' appears more than once")
+    return out
+
+
+def _schema_problems(err: pa.errors.SchemaErrors, df: pd.DataFrame, fmt: str, name: str,
+                     kind: str) -> list[Problem]:
+    problems: list[Problem] = []
+    fc = err.failure_cases
+    fc = fc[fc["index"].notna()] if "index" in fc else fc
+    seen: set[tuple[str, int]] = set()
+    for _, r in fc.sort_values(["index", "column"], key=lambda s: s.astype(str) if s.name == "column" else s).iterrows():
+        col, idx = str(r["column"]), int(r["index"])
+        if (col, idx) in seen:
+            continue
+        seen.add((col, idx))
+        raw_value = df.at[idx, col] if col in df.columns else r["failure_case"]
+        pid = df.at[idx, "patient_id"] if "patient_id" in df.columns else None
+        s = spec(col)
+        shown = _show(raw_value)
+        if col == "month" and shown == "(empty)":
+            what = "missing month (every row needs one; 0 = baseline)"
+        elif kind == "coerce":
+            what = f"non-numeric value {shown}"
+        elif s is not None and s.kind == "sex":
+            what = f"value {shown} is not a sex (expected F or M)"
+        elif col == "month":
+            what = f"value {shown} is not a valid month (must be >= 0)"
+        elif s is not None and col.startswith("bmd_"):
+            what = f"value {shown} outside the physiological range {s.range_text()}"
+        elif s is not None and col == "prednisolone_mg" and float(raw_value) < 0:
+            what = f"negative dose {shown}"
+        elif s is not None:
+            what = f"value {shown} outside the allowed range {s.range_text()}"
+        else:
+            what = f"invalid value {shown}"
+        who = f" (patient {pid})" if pid is not None and not pd.isna(pid) else ""
+        problems.append(Problem(f"{name}, {_where(fmt, idx)}{who}: column '{col}': {what}",
+                                col, idx, None if pid is None else str(pid), raw_value))
+    return problems
+
+
+def _normalise_text(df: pd.DataFrame, name: str, fmt: str) -> tuple[pd.DataFrame, list[Problem]]:
+    problems: list[Problem] = []
+    out = df.copy()
+    if "patient_id" in out.columns:
+        pid = out["patient_id"]
+        empty = pid.isna() | (pid.astype(str).str.strip() == "")
+        for idx in out.index[empty]:
+            problems.append(Problem(f"{name}, {_where(fmt, idx)}: column 'patient_id': empty patient id",
+                                    "patient_id", idx))
+        out["patient_id"] = pid.astype(str).str.strip().where(~empty, None)
+        if pd.api.types.is_float_dtype(pid):  # parquet ids stored as numbers
+            out["patient_id"] = pid.map(lambda v: None if pd.isna(v) else f"{v:g}")
+    if "sex" in out.columns:
+        def _sex(v):
+            if pd.isna(v):
+                return v
+            return _SEX_ALIASES.get(str(v).strip().lower(), str(v).strip())
+        out["sex"] = out["sex"].map(_sex)
+    if "responder" in out.columns:
+        def _bool(v):
+            if pd.isna(v) or isinstance(v, (bool, np.bool_)):
+                return v
+            s = str(v).strip().lower()
+            return True if s in _TRUE else False if s in _FALSE else ("?", v)
+        mapped = out["responder"].map(_bool)
+        for idx, v in mapped.items():
+            if isinstance(v, tuple):
+                pidv = out.at[idx, "patient_id"] if "patient_id" in out.columns else None
+                problems.append(Problem(
+                    f"{name}, {_where(fmt, idx)} (patient {pidv}): column 'responder': value {_show(v[1])} is not "
+                    f"a responder flag (expected true/false, yes/no, 1/0)", "responder", idx, pidv, v[1]))
+        out["responder"] = pd.array([None if isinstance(v, tuple) or pd.isna(v) else bool(v) for v in mapped],
+                                    dtype="boolean")
+    return out, problems
+
+
+def _structure_problems(df: pd.DataFrame, name: str, fmt: str) -> list[Problem]:
+    problems: list[Problem] = []
+    dup = df.duplicated(["patient_id", "month"], keep=False)
+    if dup.any():
+        for (pid, month), grp in df[dup].groupby(["patient_id", "month"], sort=False):
+            where = " and ".join(_where(fmt, i) for i in grp.index[:2])
+            problems.append(Problem(f"{name}, {where}: duplicate visit for patient {pid} at month {month:g}",
+                                    "month", int(grp.index[0]), str(pid), month))
+    has_base = df.groupby("patient_id", sort=False)["month"].apply(lambda m: (m == 0).any())
+    for pid in has_base.index[~has_base.to_numpy()]:
+        first = df.index[df["patient_id"] == pid][0]
+        problems.append(Problem(f"{name}: patient {pid} has no baseline visit (month 0; first row at "
+                                f"{_where(fmt, first)})", "month", int(first), str(pid)))
+    for col in BASELINE_COVARIATES:
+        if col not in df.columns:
+            continue
+        for pid, grp in df.groupby("patient_id", sort=False):
+            vals = grp[col].dropna()
+            if vals.nunique() > 1:
+                i0 = vals.index[0]
+                i1 = vals.index[(vals != vals.iloc[0]).to_numpy()][0]
+                problems.append(Problem(
+                    f"{name}, {_where(fmt, i1)}: column '{col}' changes within patient {pid} "
+                    f"({_show(vals.iloc[0])} at {_where(fmt, i0)}, {_show(vals.at[i1])} at {_where(fmt, i1)})",
+                    col, int(i1), str(pid), vals.at[i1]))
+    return problems
+
+
+def load_dataset(path: str | Path, column_map: Mapping[str, str] | None = None, *,
+                 encoding: str = "utf-8", endpoint_month: float = 12, synthetic: bool = False) -> Dataset:
+    """Read, map and validate a study file.
+
+    Parameters
+    ----------
+    path
+        A ``.csv`` or ``.parquet`` file, one row per patient-visit (see :mod:`analysis.study.contract`).
+    column_map
+        ``{name in the file: contract name}`` for files that use other names.
+    encoding
+        Text encoding of a CSV file.
+    endpoint_month
+        The month that defines a completer.
+    synthetic
+        Mark the data as the synthetic twin (labels every result).
+
+    Raises
+    ------
+    DataValidationError
+        With a one-line message naming the file, line/row, patient, column and value.
+    """
+    name = str(path)
+    raw_df, fmt, raw = read_table(path, encoding)
+    mapping = dict(column_map or {})
+    df = _apply_mapping(raw_df, mapping, name)
+
+    missing = [c for c in REQUIRED if c not in df.columns]
+    if missing:
+        raise DataValidationError(f"{name}: missing required column '{missing[0]}' "
+                                  f"(columns found: {', '.join(map(str, df.columns))})")
+    df, problems = _normalise_text(df, name, fmt)
+    try:
+        df = coercion_schema(list(df.columns)).validate(df, lazy=True)
+    except pa.errors.SchemaErrors as err:
+        problems += _schema_problems(err, df, fmt, name, "coerce")
+    if problems:
+        raise DataValidationError(problems)
+    try:
+        range_schema(list(df.columns)).validate(df, lazy=True)
+    except pa.errors.SchemaErrors as err:
+        problems += _schema_problems(err, df, fmt, name, "range")
+    if problems:
+        raise DataValidationError(problems)
+    problems += _structure_problems(df, name, fmt)
+    if problems:
+        raise DataValidationError(problems)
+    has_activity = ("das28_crp" in df.columns or set(DAS28_COMPONENTS) <= set(df.columns)
+                    or "cdai" in df.columns or set(CDAI_COMPONENTS) <= set(df.columns)
+                    or "responder" in df.columns)
+    if not has_activity:
+        raise DataValidationError(
+            f"{name}: no disease activity: need column 'das28_crp' or 'cdai', their components "
+            f"({', '.join(dict.fromkeys([*DAS28_COMPONENTS, *CDAI_COMPONENTS]))}) or a 'responder' column")
+
+    # exclusion rule: a visit row with no recorded value at all carries no information
+    measured = [c for c in MEASUREMENT_COLUMNS if c in df.columns]
+    empty = df[measured].isna().all(axis=1) & (df["month"] != 0)
+    excluded = [ExcludedRow(_where(fmt, i), str(df.at[i, "patient_id"]), float(df.at[i, "month"]),
+                            "no value recorded at this visit") for i in df.index[empty]]
+    frame = df.loc[~empty].sort_values(["patient_id", "month"], kind="stable").reset_index(drop=True)
+
+    report = _report(frame, name, mapping, excluded, endpoint_month, synthetic)
+    return Dataset(frame=frame, source=name, sha256=hashlib.sha256(raw).hexdigest(), report=report,
+                   synthetic=synthetic)
+
+
+def _report(frame: pd.DataFrame, name: str, mapping: dict[str, str], excluded: list[ExcludedRow],
+            endpoint_month: float, synthetic: bool) -> ValidationReport:
+    from analysis.study.clinical import patient_status
+
+    status = patient_status(frame, endpoint_month)
+    bmd = frame[["bmd_spine", "bmd_femoral_neck"]].notna().any(axis=1)
+    drops = status.loc[~status["completer"], "dropout_month"]
+    notes = []
+    if drops.isna().any():
+        notes.append(f"{int(drops.isna().sum())} non-completer(s) attended the last scheduled visit "
+                     f"but had no DXA at month {endpoint_month:g}")
+    if "responder" in frame.columns and frame["responder"].notna().any():
+        given = int(frame.groupby("patient_id")["responder"].first().notna().sum())
+        notes.append(f"responder status user-supplied for {given} of {frame['patient_id'].nunique()} patients "
+                     f"(column 'responder'; overrides the derived status and is reported as user-supplied)")
+    known = {c for c in frame.columns if spec(c) is not None}
+    return ValidationReport(
+        file=name,
+        n_rows=int(frame.shape[0]),
+        n_patients=int(frame["patient_id"].nunique()),
+        visits_per_month={float(k): int(v) for k, v in frame.groupby("month").size().items()},
+        dxa_per_month={float(k): int(v) for k, v in frame[bmd].groupby("month").size().items()},
+        completers=int(status["completer"].sum()),
+        dropouts_by_month={float(k): int(v) for k, v in drops.dropna().value_counts().sort_index().items()},
+        missing_per_column={c: int(frame[c].isna().sum()) for c in frame.columns if spec(c) is not None},
+        column_mapping=mapping,
+        passthrough_columns=[c for c in frame.columns if c not in known],
+        excluded=excluded,
+        notes=notes,
+        synthetic=synthetic,
+    )
+
+
+def load_twin(encoding: str = "utf-8") -> Dataset:
+    """The embedded RAJAK digital twin (synthetic), validated like any user file."""
+    from analysis.common.resources import data_path
+
+    return load_dataset(data_path("rajak_twin.csv"), encoding=encoding, synthetic=True)
+
+
+def load_for_config(config: Any) -> Dataset:
+    """The dataset a run configuration (:class:`analysis.run.config.RunConfig`) names: the embedded
+    twin when ``config.data`` is unset, else that file with the configuration's column map,
+    encoding and endpoint month."""
+    if config.data is None:
+        return load_twin(encoding=config.encoding)
+    return load_dataset(config.data, config.column_map, encoding=config.encoding,
+                        endpoint_month=config.endpoint_month)

@@ -1,0 +1,96 @@
+"""Analysis groups and the strategies for patients whose responder status is undefined.
+
+A patient without a DAS28-CRP at the response month has no responder status. Every analysis that
+compares groups takes one documented strategy, recorded with its results:
+
+``exclude``
+    Leave such patients out of group comparisons (they are listed).
+``last_observed``
+    Classify them with the same rule from their last observed post-baseline DAS28-CRP (a
+    last-observation-carried-forward classification); patients with no post-baseline DAS28 stay
+    undefined and are excluded (listed).
+``unknown``
+    Keep them as a third group, ``"unknown"``.
+
+:mod:`models.dropout` adds a latent-status model on top of these (``rajak sensitivity --analysis
+latent_status``): undefined patients belong to both groups with posterior weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from analysis.study.clinical import ResponderRule, eular_response
+
+__all__ = ["UndefinedStrategy", "GroupAssignment", "assign_groups", "STRATEGY_TEXT"]
+
+UndefinedStrategy = Literal["exclude", "last_observed", "unknown"]
+
+STRATEGY_TEXT = {
+    "exclude": "patients with undefined responder status excluded from group comparisons",
+    "last_observed": "undefined responder status classified from the last observed DAS28-CRP (LOCF)",
+    "unknown": "patients with undefined responder status kept as a separate 'unknown' group",
+}
+
+
+@dataclass
+class GroupAssignment:
+    """The frame with an ``analysis_group`` column, and what the strategy did."""
+
+    frame: pd.DataFrame
+    strategy: str
+    excluded: list[str] = field(default_factory=list)
+    reclassified: dict[str, str] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        text = STRATEGY_TEXT[self.strategy]
+        if self.reclassified:
+            text += f"; {len(self.reclassified)} reclassified"
+        if self.excluded:
+            text += f"; excluded: {', '.join(self.excluded)}"
+        return text
+
+
+def _classify(base: float, last: float, rule: ResponderRule) -> str | None:
+    if np.isnan(base) or np.isnan(last):
+        return None
+    if rule.kind == "das28_fall":
+        ok = (base - last) > rule.threshold
+    else:
+        cat = eular_response([base], [last])[0]
+        ok = cat in (("good",) if rule.kind == "eular_good" else ("good", "moderate"))
+    return "responder" if ok else "non-responder"
+
+
+def assign_groups(derived: pd.DataFrame, strategy: UndefinedStrategy = "exclude",
+                  rule: ResponderRule | None = None) -> GroupAssignment:
+    """Add ``analysis_group`` ('responder', 'non-responder', 'unknown' or missing = excluded)."""
+    if strategy not in STRATEGY_TEXT:
+        raise ValueError(f"unknown strategy for undefined responder status {strategy!r}; "
+                         f"expected one of {sorted(STRATEGY_TEXT)}")
+    rule = rule or ResponderRule()
+    out = derived.copy()
+    status = out.groupby("patient_id", sort=False)["responder_status"].first()
+    group = status.where(status != "undefined")
+    reclassified: dict[str, str] = {}
+    undefined = status.index[status == "undefined"]
+    if strategy == "unknown":
+        group[undefined] = "unknown"
+    elif strategy == "last_observed" and "das28_crp" in out.columns:
+        for pid in undefined:
+            rows = out[(out["patient_id"] == pid) & out["das28_crp"].notna()].sort_values("month")
+            base = rows.loc[rows["month"] == 0, "das28_crp"]
+            post = rows[rows["month"] > 0]
+            if base.empty or post.empty:
+                continue
+            g = _classify(float(base.iloc[0]), float(post["das28_crp"].iloc[-1]), rule)
+            if g is not None:
+                group[pid] = g
+                reclassified[pid] = f"{g} (month {post['month'].iloc[-1]:g})"
+    excluded = [str(p) for p in group.index[group.isna()]]
+    out["analysis_group"] = out["patient_id"].map(group)
+    return GroupAssignment(frame=out, strategy=strategy, excluded=excluded, reclassified=reclassified)
