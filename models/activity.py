@@ -24,26 +24,18 @@ with the random effects, priors and likelihood of :mod:`models.trajectory` (norm
 random effects integrated out analytically: the ``"marginal"`` parameterisation, the only one
 that passed the convergence verdict on twin-like data) and
 :math:`b_a \sim N(0, \text{activity\_slope\_sd})` (g/cm^2/yr per DAS28 unit of improvement).
-Two versions of :math:`I_i(s)` (``activity=``):
 
-``"cumulative"`` (time-varying, default)
-    :math:`I_i` is linear between the patient's observed DAS28-CRP visits and carried forward
-    after the last one, so :math:`\int_0^{t} I_i` is exact by the trapezoid rule over the visits
-    up to :math:`t` (a BMD at month 6 uses the DAS28 at months 0, 3, 6 only).
-``"mean_improvement"``
-    :math:`I_i(s) \equiv \bar I_i`, the mean improvement over the patient's observed
-    post-baseline visits (all of them), so :math:`a_{ij} = (\bar I_i - \bar I)\, t_{ij}`: a
-    patient-level modifier of the slope.
-``"none"``
-    :math:`b_a = 0`: the trajectory model on the same rows, the reference for the comparison.
-
-:math:`A_i = \int_0^1 I_i(s)\,ds` (``"cumulative"``; carried forward beyond the last visit) or
-:math:`\bar I_i` (``"mean_improvement"``) is patient :math:`i`'s 12-month activity exposure and
-:math:`\bar I` its mean over the patients with a post-baseline DAS28 (the centring constant), so
+The exposure :math:`a_{ij}` is computed in :mod:`models.activity_exposure`
+(:func:`prepare_activity_data`, :class:`ActivityData`; re-exported here), in one of the versions
+of :math:`I_i(s)` given by ``activity=``: ``"cumulative"`` (time-varying, the default:
+:math:`I_i` linear between the patient's observed DAS28-CRP visits and carried forward after the
+last one), ``"mean_improvement"`` (:math:`I_i(s) \equiv \bar I_i`, the patient's mean
+improvement, so :math:`a_{ij} = (\bar I_i - \bar I)\, t_{ij}`: a patient-level modifier of the
+slope) or ``"none"`` (:math:`b_a = 0`: the trajectory model on the same rows, the reference for
+the comparison). With :math:`A_i` patient :math:`i`'s 12-month activity exposure and
+:math:`\bar I` its mean over the patients with a post-baseline DAS28 (the centring constant),
 :math:`b_1` and :math:`b_1 + b_3` are the groups' annual changes *at the cohort's mean
-improvement*, and :math:`b_3` is the responder effect at equal disease control. Patients with
-no post-baseline BMD need no DAS28; a patient with a follow-up BMD but no baseline or no
-post-baseline DAS28 is an error.
+improvement*, and :math:`b_3` is the responder effect at equal disease control.
 
 Reported on the original scale (in addition to those of :mod:`models.trajectory`, except ``u``
 which :meth:`ActivityModel.postprocess` adds):
@@ -62,30 +54,10 @@ which :meth:`ActivityModel.postprocess` adds):
   ``diff_pct_change_12m_total``; ``diff_change_12m_activity`` :math:`= b_a(\bar A_1 - \bar A_0)`,
   the part of the responder difference carried by disease activity.
 
-Interpretation
---------------
-:math:`b_3` with activity in the model is the responder effect at equal *observed* disease
-control. Two things bias it away from the direct effect of the drug, both measured with
-:mod:`models.simulate` (``tests/models/test_activity.py``):
-
-- *measurement error in the mediator*: DAS28-CRP is a noisy measure of the true improvement,
-  so adjusting for it is incomplete. With the twin's activity parameters (between-patient
-  SD of the improvement fraction 0.15), 150 patients and bone that follows the true improvement
-  only, 41-89% of the responder difference remained (4 data sets); with a wider spread of
-  improvement (SD 0.3, types overlapping) and 200 patients, 12-47% (``"cumulative"``) and
-  4-36% (``"mean_improvement"``) remained (8 data sets), against 86-110% under a pure type
-  effect;
-- *misclassification*: when the responder indicator is itself derived from DAS28 (EULAR
-  response), the DAS28 term also absorbs part of a pure type effect (21-79% remained in 4 data
-  sets with the twin's parameters).
-
-So a large remaining share is weak evidence for an effect beyond disease control, and a small
-one under a derived responder status is weak evidence against it; on the twin's 34 analysable
-patients the 95% interval of :math:`b_3` widens 1.5-1.7 times once activity is in the model.
-
-:func:`compare_responder_effect` fits the model with and without the activity term and reports
-how much of the responder difference :math:`b_3` remains. ``models`` never imports ``analysis``,
-so it takes the sampler as an argument (``analysis.engine.sampling.sample``).
+How to read :math:`b_3` with activity in the model (measurement error in the mediator,
+misclassification) is in :mod:`models.activity_comparison`, whose
+:func:`~models.activity_comparison.compare_responder_effect` fits the model with and without the
+activity term and reports how much of the responder difference :math:`b_3` remains.
 """
 
 from __future__ import annotations
@@ -93,11 +65,17 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
+from models.activity_exposure import (
+    ACTIVITY_KINDS,
+    ActivityData,
+    ActivityKind,
+    prepare_activity_data,
+)
 from models.marginal import (
     covariate_term,
     data_containers,
@@ -109,173 +87,36 @@ from models.marginal import (
     standardised_arrays,
     update_model_data,
 )
-from models.trajectory import (
-    COEF_NAMES,
-    GROUP_NAMES,
-    PreparedData,
-    TrajectoryPriors,
-    prepare_trajectory_data,
-)
+from models.trajectory import TrajectoryPriors
+from models.trajectory_data import COEF_NAMES, GROUP_NAMES, PreparedData
 
 if TYPE_CHECKING:  # pragma: no cover
     import xarray as xr
 
-__all__ = [
+__all__ = [  # with the names re-exported from models.activity_exposure
     "ACTIVITY_KINDS",
-    "ActivityComparison",
+    "DEFAULT_ACTIVITY_SLOPE_SD",
+    "REPORTED_VARS",
     "ActivityData",
     "ActivityModel",
     "build_activity_model",
-    "compare_responder_effect",
     "prepare_activity_data",
 ]
 
-#: Versions of the activity term accepted by :func:`build_activity_model`.
-ACTIVITY_KINDS: tuple[str, ...] = ("cumulative", "mean_improvement", "none")
 #: Default prior SD of :math:`b_a` (g/cm^2/yr per DAS28 unit of improvement): ~2.2%/yr at
 #: 0.911 g/cm^2, several times the 0.3-0.5%/yr per unit the twin's simulator assumes.
 DEFAULT_ACTIVITY_SLOPE_SD = 0.02
-
-ActivityKind = Literal["cumulative", "mean_improvement", "none"]
 
 _MODEL_VERSION = 1
 _PRIOR_FIELDS = (*TrajectoryPriors.FIELDS, "activity_slope_sd")
 
 
-@dataclass(frozen=True)
-class ActivityData:
-    r"""Model arrays for one site plus the activity exposure.
-
-    Attributes
-    ----------
-    prepared : PreparedData
-        As for the trajectory model (rows with an observed outcome).
-    activity : str
-    exposure : ndarray
-        Per row: :math:`\int_0^{t_{ij}} I_i(s) ds` (``"cumulative"``) or
-        :math:`\bar I_i t_{ij}` (``"mean_improvement"``), DAS28 units x years; zeros for
-        ``"none"``.
-    patient_exposure : ndarray
-        Per patient: :math:`A_i`, NaN without a post-baseline activity score.
-    reference : float
-        :math:`\bar I`.
-    group_exposure : ndarray, shape (2,)
-        :math:`\bar A_g` for non-responders and responders.
-    """
-
-    prepared: PreparedData
-    activity: str
-    exposure: np.ndarray
-    patient_exposure: np.ndarray
-    reference: float
-    group_exposure: np.ndarray
-
-    @property
-    def x_activity(self) -> np.ndarray:
-        """The centred regressor :math:`a_{ij}`."""
-        return self.exposure - self.reference * self.prepared.t_years
-
-
-def _integral(knots_t: np.ndarray, knots_v: np.ndarray, upto: float) -> float:
-    """Integral over [0, upto] of the piecewise-linear interpolant, constant after the last knot."""
-    if upto <= 0.0:
-        return 0.0
-    grid = np.union1d(knots_t[knots_t < upto], [0.0, upto])
-    return float(np.trapezoid(np.interp(grid, knots_t, knots_v), grid))
-
-
-def prepare_activity_data(
-    data: pd.DataFrame,
-    site: str = "spine",
-    covariates: tuple[str, ...] = (),
-    activity: ActivityKind = "cumulative",
-    activity_column: str = "das28_crp",
-) -> ActivityData:
-    """Validate long-format data and compute the activity exposure (see the module docstring).
-
-    Parameters
-    ----------
-    data : DataFrame
-        One row per patient-visit: the trajectory model's columns (``patient_id``, ``month``,
-        the site's BMD, a boolean ``responder``, covariates) and ``activity_column`` (rows
-        without BMD, e.g. month 3, still contribute their activity score).
-    site : {"spine", "femoral_neck"}
-    covariates : tuple of str
-    activity : {"cumulative", "mean_improvement", "none"}
-    activity_column : str
-        The activity score; improvement is baseline minus current value.
-
-    Returns
-    -------
-    ActivityData
-
-    Raises
-    ------
-    ValueError
-        On a bad option, a missing column, or a patient with follow-up BMD but no baseline or no
-        post-baseline activity score.
-    """
-    if activity not in ACTIVITY_KINDS:
-        raise ValueError(f"activity must be one of {ACTIVITY_KINDS}, got {activity!r}")
-    prep = prepare_trajectory_data(data, site, tuple(covariates))
-    n_pat = prep.n_patients
-    if activity == "none":
-        return ActivityData(prep, activity, np.zeros(prep.n_obs), np.full(n_pat, np.nan), 0.0,
-                            np.zeros(2))
-    if activity_column not in data.columns:
-        raise ValueError(f"data lacks the activity column {activity_column!r}")
-    scores = data.loc[data[activity_column].notna() & data["month"].notna(),
-                      ["patient_id", "month", activity_column]].copy()
-    scores["patient_id"] = scores["patient_id"].astype(str)
-    scores = scores.groupby(["patient_id", "month"], as_index=False)[activity_column].mean()
-    by_patient = {pid: g.sort_values("month") for pid, g in scores.groupby("patient_id")}
-
-    followed = np.zeros(n_pat, dtype=bool)
-    followed[prep.patient_idx[prep.t_years > 0]] = True
-    exposure = np.zeros(prep.n_obs)
-    patient_exposure = np.full(n_pat, np.nan)
-    no_base, no_post = [], []
-    for k, pid in enumerate(prep.patient_ids):
-        g = by_patient.get(pid)
-        months = g["month"].to_numpy(float) if g is not None else np.zeros(0)
-        values = g[activity_column].to_numpy(float) if g is not None else np.zeros(0)
-        if not np.any(months == 0.0):
-            if followed[k]:
-                no_base.append(pid)
-            continue
-        base = values[months == 0.0][0]
-        post = months > 0.0
-        if not post.any():
-            if followed[k]:
-                no_post.append(pid)
-            continue
-        knots_t = np.concatenate([[0.0], months[post] / 12.0])
-        knots_v = np.concatenate([[0.0], base - values[post]])
-        rows = np.flatnonzero(prep.patient_idx == k)
-        if activity == "cumulative":
-            patient_exposure[k] = _integral(knots_t, knots_v, 1.0)
-            exposure[rows] = [_integral(knots_t, knots_v, t) for t in prep.t_years[rows]]
-        else:
-            patient_exposure[k] = float(np.mean(knots_v[1:]))
-            exposure[rows] = patient_exposure[k] * prep.t_years[rows]
-    if no_base:
-        raise ValueError(f"{activity_column} at month 0 is missing for patient(s) with follow-up "
-                         f"BMD: {', '.join(no_base)}")
-    if no_post:
-        raise ValueError(f"no post-baseline {activity_column} for patient(s) with follow-up BMD: "
-                         f"{', '.join(no_post)}")
-    has = ~np.isnan(patient_exposure)
-    groups = [has & (prep.responder == g) for g in (0.0, 1.0)]
-    if not all(m.any() for m in groups):
-        raise ValueError(f"both groups need patients with a post-baseline {activity_column}")
-    reference = float(np.mean(patient_exposure[has]))
-    group_exposure = np.array([np.mean(patient_exposure[m]) for m in groups])
-    return ActivityData(prep, activity, exposure, patient_exposure, reference, group_exposure)
-
-
 def _data_arrays(
     ad: ActivityData, priors: TrajectoryPriors, activity_slope_sd: float
 ) -> dict[str, np.ndarray]:
+    """Arrays for every ``pm.Data`` container: the trajectory model's (``prior`` extended by the
+    scaled ``activity_slope_sd``) plus, with an activity term, ``activity_x`` :math:`a_{ij}` and
+    ``activity_group_dev`` :math:`\bar A_g - \bar I`."""
     prep = ad.prepared
     prior = np.append(priors.to_array(prep.y_scale), activity_slope_sd / prep.y_scale)
     arrays = standardised_arrays(prep, prior)
@@ -444,6 +285,7 @@ class ActivityModel:
 
 
 def _check_sd(value: float) -> float:
+    """``value`` as a float, or ValueError unless positive and finite."""
     value = float(value)
     if not (np.isfinite(value) and value > 0):
         raise ValueError(f"activity_slope_sd must be a positive finite number, got {value!r}")
@@ -548,160 +390,3 @@ def build_activity_model(
         data=ad,
         data_values=arrays,
     )
-
-
-# ---------------------------------------------------------------------------------------------
-# with vs without the activity term
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass
-class ActivityComparison:
-    """The responder effect with and without disease activity in the model.
-
-    Attributes
-    ----------
-    models : dict
-        ``{"without": ActivityModel, "with": ActivityModel}``.
-    fits : dict
-        The matching fits (whatever ``sample`` returned; ``.posterior`` is a DataTree).
-    table : DataFrame
-        One row per model and quantity: ``model, quantity, unit, median, eti_low, eti_high,
-        p_gt_0, diagnostics``.
-    remaining : float
-        Posterior median of :math:`b_3` with activity over that without: the share of the
-        responder difference that disease activity does not account for.
-    remaining_pct : float
-        The same for ``diff_pct_change_12m``.
-    text : str
-    """
-
-    models: dict[str, ActivityModel]
-    fits: dict[str, Any]
-    table: pd.DataFrame
-    remaining: float
-    remaining_pct: float
-    text: str
-
-
-_QUANTITIES: tuple[tuple[str, str, str], ...] = (
-    ("diff_change_12m", "responder x time (b3)", "g/cm^2/yr"),
-    ("diff_pct_change_12m", "responder difference in 12-month change", "percentage points"),
-    ("diff_change_12m_total", "total responder difference (own disease control)", "g/cm^2/yr"),
-    ("diff_change_12m_activity", "part carried by disease activity", "g/cm^2/yr"),
-    ("b_activity", "slope per unit of activity improvement (b_a)", "g/cm^2/yr per unit"),
-)
-
-
-def _summary(fit: Any, label: str) -> list[dict[str, Any]]:
-    post = fit.posterior["posterior"]
-    diag = getattr(fit, "diagnostics", None)
-    verdict = "" if diag is None else ("pass" if diag.passed else "FAIL: " + ", ".join(
-        diag.failed_checks))
-    rows = []
-    for var, quantity, unit in _QUANTITIES:
-        if var not in post:
-            continue
-        x = np.asarray(post[var].values, dtype=float).ravel()
-        lo, med, hi = np.quantile(x, [0.025, 0.5, 0.975])
-        rows.append({"model": label, "variable": var, "quantity": quantity, "unit": unit,
-                     "median": med, "eti_low": lo, "eti_high": hi,
-                     "p_gt_0": float(np.mean(x > 0)), "diagnostics": verdict})
-    return rows
-
-
-def compare_responder_effect(
-    data: pd.DataFrame,
-    site: str = "spine",
-    *,
-    sample: Callable[..., Any],
-    activity: ActivityKind = "cumulative",
-    activity_column: str = "das28_crp",
-    priors: TrajectoryPriors | None = None,
-    covariates: tuple[str, ...] | list[str] = (),
-    activity_slope_sd: float = DEFAULT_ACTIVITY_SLOPE_SD,
-    seed: int = 0,
-    **sample_kwargs: Any,
-) -> ActivityComparison:
-    r"""Fit the model without and with the activity term and compare the responder effect.
-
-    Both models see the same rows. The share of the responder difference that remains once
-    disease activity is in the model is
-
-    .. math::
-
-        \rho = \frac{\operatorname{median}(b_3 \mid \text{with activity})}
-                    {\operatorname{median}(b_3 \mid \text{without})}
-
-    (and the same for ``diff_pct_change_12m``): near 1 when the responder effect is beyond
-    disease control, near 0 when bone follows disease control. The with-activity fit also
-    decomposes its total responder difference into ``diff_change_12m`` (direct) and
-    ``diff_change_12m_activity``.
-
-    Parameters
-    ----------
-    data : DataFrame
-        As for :func:`build_activity_model`.
-    site : {"spine", "femoral_neck"}
-    sample : callable
-        ``sample(model, seed=..., **sample_kwargs)`` returning an object with ``.posterior``
-        (a DataTree) and ``.diagnostics``: pass ``analysis.engine.sampling.sample``.
-    activity : {"cumulative", "mean_improvement"}
-    activity_column, priors, covariates, activity_slope_sd
-        See :func:`build_activity_model`.
-    seed : int
-        Passed to both fits.
-    **sample_kwargs
-        E.g. ``draws``, ``tune``, ``chains``, ``cores``.
-
-    Returns
-    -------
-    ActivityComparison
-    """
-    if activity == "none" or activity not in ACTIVITY_KINDS:
-        raise ValueError(f"activity must be 'cumulative' or 'mean_improvement', got {activity!r}")
-    if not callable(sample):
-        raise ValueError("sample must be a callable such as analysis.engine.sampling.sample")
-    common = dict(priors=priors, activity_column=activity_column, covariates=covariates,
-                  activity_slope_sd=activity_slope_sd)
-    with_model = build_activity_model(data, site, activity=activity, **common)
-    without_model = build_activity_model(data, site, activity="none", **common)
-    models = {"without": without_model, "with": with_model}
-    fits = {k: sample(mdl, seed=seed, **sample_kwargs) for k, mdl in models.items()}
-    rows = _summary(fits["without"], "without activity") + _summary(fits["with"], "with activity")
-    table = pd.DataFrame(rows)
-
-    def draws(k: str, var: str) -> np.ndarray:
-        return np.asarray(fits[k].posterior["posterior"][var].values, dtype=float).ravel()
-
-    def med(k: str, var: str) -> float:
-        return float(np.median(draws(k, var)))
-
-    def eti(k: str, var: str, fmt: str) -> str:
-        lo, hi = np.quantile(draws(k, var), [0.025, 0.975])
-        return f"95% CrI {lo:{fmt}} to {hi:{fmt}}"
-
-    def ratio(var: str) -> float:
-        den = med("without", var)
-        return med("with", var) / den if den != 0 else float("nan")
-
-    remaining, remaining_pct = ratio("diff_change_12m"), ratio("diff_pct_change_12m")
-    lo, hi = np.quantile(draws("without", "diff_change_12m"), [0.025, 0.975])
-    clear = lo > 0 or hi < 0
-    via = med("with", "diff_change_12m_activity")
-    text = (
-        f"{site}: responder x time difference {med('without', 'diff_change_12m'):+.4f} g/cm^2/yr "
-        f"({med('without', 'diff_pct_change_12m'):+.2f} percentage points, "
-        f"{eti('without', 'diff_pct_change_12m', '+.2f')}) without disease activity; "
-        f"{med('with', 'diff_change_12m'):+.4f} g/cm^2/yr "
-        f"({med('with', 'diff_pct_change_12m'):+.2f} points, "
-        f"{eti('with', 'diff_pct_change_12m', '+.2f')}) with {activity_column} improvement "
-        f"({activity}) in the model: {100 * remaining:.0f}% of the difference remains "
-        f"(ratio of posterior medians). Disease activity carries {via:+.4f} g/cm^2/yr of the "
-        f"total {med('with', 'diff_change_12m_total'):+.4f}; slope per unit of improvement "
-        f"{med('with', 'b_activity'):+.4f} g/cm^2/yr ({eti('with', 'b_activity', '+.4f')})."
-        + ("" if clear else " Without activity the responder difference is not clearly "
-           "non-zero, so the remaining share is not interpretable.")
-    )
-    return ActivityComparison(models=models, fits=fits, table=table, remaining=remaining,
-                              remaining_pct=remaining_pct, text=text)

@@ -1,5 +1,8 @@
 r"""Joint two-site model: spine and femoral-neck BMD trajectories with correlated patient effects.
 
+The data preparation (:func:`prepare_joint_data`, :class:`JointData`, :data:`SITE_NAMES`) is in
+:mod:`models.joint_data` and re-exported here.
+
 The model
 ---------
 For patient :math:`i`, site :math:`s \in \{\text{spine}, \text{femoral neck}\}` and visit
@@ -51,7 +54,7 @@ identity give
 Only per-patient, per-site sums of :math:`1, t, t^2, \rho, t\rho, \rho^2` enter. :math:`B_i`
 has all eigenvalues :math:`\ge 1`, so no :math:`\Sigma^{-1}` is formed and the likelihood stays
 smooth as an SD goes to zero; its 4 x 4 Cholesky factorisation is unrolled elementwise over
-patients (:func:`models.mmrm.unrolled_logdet_quad`). Measured on the twin: batched
+patients (:func:`models.unrolled_cholesky.unrolled_logdet_quad`). Measured on the twin: batched
 ``pt.linalg.cholesky`` + ``solve_triangular`` gave the same posterior but sampled 4-6x slower
 and compiled ~3x slower from an empty cache; forming :math:`\Sigma^{-1} + D_i` unrolled made
 PyTensor's graph rewrites take ~30 s on every (even warm-cache) compile, against ~5 s here. A
@@ -78,7 +81,8 @@ Scaling
 Each site's outcome is centred and scaled by its own observed mean and SD, covariates are
 standardised per site, and the priors (:class:`models.trajectory.TrajectoryPriors`, on the data's
 scale in g/cm^2, the same for both sites; ``nu_*`` are unused) are divided by each site's SD.
-They are data: one compiled model serves any data set and any priors.
+They are data: one compiled model serves any data set and any priors
+(:func:`models.joint_data.joint_data_arrays`).
 
 Reproducibility
 ---------------
@@ -121,21 +125,23 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from models.lkj import lkj_corr_cholesky
-from models.marginal import standardised_arrays, update_model_data
-from models.mmrm import unrolled_logdet_quad
-from models.trajectory import (
-    COEF_NAMES,
-    GROUP_NAMES,
-    PreparedData,
-    TrajectoryPriors,
-    prepare_trajectory_data,
+from models.joint_data import (
+    SITE_NAMES,
+    JointData,
+    joint_data_arrays,
+    prepare_joint_data,
 )
+from models.lkj import lkj_corr_cholesky
+from models.marginal import update_model_data
+from models.trajectory import TrajectoryPriors
+from models.trajectory_data import COEF_NAMES, GROUP_NAMES
+from models.unrolled_cholesky import unrolled_logdet_quad
 
 if TYPE_CHECKING:  # pragma: no cover
     import xarray as xr
 
-__all__ = [
+
+__all__ = [  # with the names re-exported from models.joint_data
     "COVARIANCES",
     "COVARIANCE_BENCHMARK",
     "EFFECT_NAMES",
@@ -148,8 +154,6 @@ __all__ = [
     "prepare_joint_data",
 ]
 
-#: Sites in the order of the ``site`` dim.
-SITE_NAMES: tuple[str, ...] = ("spine", "femoral_neck")
 #: Labels of the ``effect`` dim (per site).
 EFFECT_NAMES: tuple[str, ...] = ("intercept", "slope")
 #: The four patient effects in the order of :math:`\Sigma`.
@@ -198,108 +202,6 @@ COVARIANCE_BENCHMARK: dict[str, dict[str, float]] = {
 Covariance = Literal["separate", "packed"]
 
 _MODEL_VERSION = 2  # bump when the graph built below changes (part of the compile-cache key); 2: models.lkj
-
-
-@dataclass(frozen=True)
-class JointData:
-    """Both sites' validated data, patients indexed jointly.
-
-    Attributes
-    ----------
-    patient_ids : ndarray of str
-        Sorted ids of the patients with at least one observed value at either site.
-    responder : ndarray of float
-        0/1 per patient.
-    sites : dict of str to PreparedData
-        Each site's rows (:func:`models.trajectory.prepare_trajectory_data`; its
-        ``patient_idx`` refers to that site's own patients).
-    site_patient_idx : dict of str to ndarray of int64
-        Row -> position in ``patient_ids``, per site.
-    covariates : tuple of str
-    """
-
-    patient_ids: np.ndarray
-    responder: np.ndarray
-    sites: dict[str, PreparedData]
-    site_patient_idx: dict[str, np.ndarray]
-    covariates: tuple[str, ...]
-
-    @property
-    def n_patients(self) -> int:
-        return int(self.patient_ids.shape[0])
-
-    @property
-    def n_obs(self) -> int:
-        return int(sum(p.n_obs for p in self.sites.values()))
-
-    def n_obs_by_site(self) -> dict[str, int]:
-        return {s: p.n_obs for s, p in self.sites.items()}
-
-
-def prepare_joint_data(data: pd.DataFrame, covariates: tuple[str, ...] = ()) -> JointData:
-    """Validate long-format data and turn both sites into joint model arrays.
-
-    Parameters
-    ----------
-    data : DataFrame
-        One row per patient-visit with ``patient_id``, ``month``, ``bmd_spine``,
-        ``bmd_femoral_neck``, ``responder`` and any ``covariates`` (see
-        :func:`models.trajectory.prepare_trajectory_data`, which checks each site).
-    covariates : tuple of str
-
-    Returns
-    -------
-    JointData
-
-    Raises
-    ------
-    ValueError
-        As :func:`models.trajectory.prepare_trajectory_data` for either site.
-    """
-    covariates = tuple(covariates)
-    sites = {s: prepare_trajectory_data(data, s, covariates) for s in SITE_NAMES}
-    ids = np.unique(np.concatenate([p.patient_ids for p in sites.values()]))
-    responder = np.full(ids.shape[0], np.nan)
-    site_idx = {}
-    for s, p in sites.items():
-        pos = np.searchsorted(ids, p.patient_ids)
-        site_idx[s] = pos[p.patient_idx].astype(np.int64)
-        prev = responder[pos]
-        if np.any(np.isfinite(prev) & (prev != p.responder)):
-            raise ValueError("responder status varies within a patient")
-        responder[pos] = p.responder
-    return JointData(
-        patient_ids=ids.astype(str),
-        responder=responder,
-        sites=sites,
-        site_patient_idx=site_idx,
-        covariates=covariates,
-    )
-
-
-def _data_arrays(prep: JointData, priors: TrajectoryPriors) -> dict[str, np.ndarray]:
-    """Arrays for every ``pm.Data`` container, keyed by container name (rows stacked by site;
-    each site standardised as in the single-site models, :func:`models.marginal.standardised_arrays`)."""
-    per_site = [
-        standardised_arrays(prep.sites[s], priors.to_array(prep.sites[s].y_scale))
-        for s in SITE_NAMES
-    ]
-    arrays = {
-        "y_std": np.concatenate([a["y_std"] for a in per_site]),
-        "t": np.concatenate([a["t"] for a in per_site]),
-        "site_idx": np.concatenate(
-            [np.full(a["t"].shape[0], k, dtype=np.int64) for k, a in enumerate(per_site)]
-        ),
-        "patient_idx": np.concatenate([prep.site_patient_idx[s] for s in SITE_NAMES]),
-        "responder": prep.responder,
-        "y_loc": np.array([float(a["y_loc"]) for a in per_site]),
-        "y_scale": np.array([float(a["y_scale"]) for a in per_site]),
-        "prior": np.stack([a["prior"] for a in per_site]),
-    }
-    if prep.covariates:
-        arrays["x_std"] = np.concatenate([a["x_std"] for a in per_site])
-        arrays["x_scale"] = np.stack([a["x_scale"] for a in per_site])
-    return arrays
 
 
 @dataclass
@@ -365,7 +267,7 @@ class JointModel:
         """
         prep = prepare_joint_data(data, self.covariates) if data is not None else self.prepared
         priors = priors if priors is not None else self.priors
-        arrays = _data_arrays(prep, priors)
+        arrays = joint_data_arrays(prep, priors)
         update_model_data(self.pymc_model, arrays, prep.n_obs, prep.patient_ids)
         self.prepared, self.priors, self.data_values = prep, priors, arrays
 
@@ -522,7 +424,7 @@ def build_joint_model(
     covariates = tuple(covariates)
     priors = priors if priors is not None else TrajectoryPriors()
     prep = prepare_joint_data(data, covariates)
-    arrays = _data_arrays(prep, priors)
+    arrays = joint_data_arrays(prep, priors)
     coords: dict[str, Any] = {
         "obs": np.arange(prep.n_obs),
         "patient": prep.patient_ids,

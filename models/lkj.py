@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["cpc_shapes", "lkj_corr_cholesky", "corr_cholesky_from_cpc"]
+__all__ = ["corr_cholesky_from_cpc", "cpc_shapes", "lkj_corr_cholesky"]
 
 
 def cpc_shapes(n: int, eta: Any) -> list[Any]:

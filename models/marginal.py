@@ -100,7 +100,7 @@ def standardised_arrays(prep: Any, prior: np.ndarray) -> dict[str, np.ndarray]:
 
     Parameters
     ----------
-    prep : models.trajectory.PreparedData
+    prep : models.trajectory_data.PreparedData
         One site's rows.
     prior : ndarray
         The ``prior`` container (already divided by ``prep.y_scale`` where a scale).

@@ -70,7 +70,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from models.trajectory import SITES, TrajectoryPriors
+from models.trajectory import TrajectoryPriors
+from models.trajectory_data import SITES
 
 __all__ = [
     "BETWEEN_PATIENT_SD",

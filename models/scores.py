@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
-__all__ = ["das28_crp", "cdai"]
+__all__ = ["cdai", "das28_crp"]
 
 
 def das28_crp(tjc28: ArrayLike, sjc28: ArrayLike, crp_mg_l: ArrayLike,

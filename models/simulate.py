@@ -79,16 +79,16 @@ import pandas as pd
 from models.scores import cdai, das28_crp
 
 __all__ = [
-    "SIMULATOR_VERSION",
-    "SiteParameters",
-    "ActivityParameters",
-    "TreatmentParameters",
-    "CovariateParameters",
-    "DropoutModel",
-    "Design",
-    "SimulatedStudy",
-    "simulate",
     "PARAMETER_SOURCES",
+    "SIMULATOR_VERSION",
+    "ActivityParameters",
+    "CovariateParameters",
+    "Design",
+    "DropoutModel",
+    "SimulatedStudy",
+    "SiteParameters",
+    "TreatmentParameters",
+    "simulate",
 ]
 
 SIMULATOR_VERSION = "1.0.0"

@@ -1,4 +1,11 @@
-r"""Hierarchical linear mixed model for BMD trajectories, one skeletal site at a time.
+r"""Hierarchical linear mixed model for BMD trajectories, one skeletal site at a time: the builder.
+
+This module holds the model (:func:`build_trajectory_model`, :class:`TrajectoryModel`) and its
+prior scales (:class:`TrajectoryPriors`). The data preparation is in :mod:`models.trajectory_data`
+(:func:`prepare_trajectory_data`, :class:`PreparedData`, :data:`SITES`, :data:`COEF_NAMES`,
+:data:`GROUP_NAMES`), the latent random effects and the Student-t weights in
+:mod:`models.trajectory_terms`, and the bambi wrapper in :mod:`models.formula` (:func:`bambi_lmm`,
+:class:`BambiLMM`); those names are re-exported here.
 
 The model
 ---------
@@ -57,8 +64,8 @@ slope, the options are
   :math:`w_{ij} \sim \mathrm{Gamma}(\nu/2, \nu/2)`; given the weights the model is Gaussian
   and the effects are integrated out as before (:math:`V_i = \sigma^2 W_i^{-1} + Z_i \Sigma
   Z_i^\top`), and the weights are sampled in a non-centred form (see
-  :func:`_student_t_weights`), one per row (so here a new number of *rows* needs a new
-  compilation). See *The robust model* below.
+  :func:`models.trajectory_terms.student_t_weights`), one per row (so here a new number of
+  *rows* needs a new compilation). See *The robust model* below.
 - ``"centred_intercept"``: :math:`a_{0i} \sim N(m_{0i}, L_{00})` centred
   in location and scale, :math:`u_{0i} = a_{0i} - m_{0i}`, and the slope non-centred given the
   intercept, :math:`u_{1i} = (L_{10}/L_{00}) u_{0i} + L_{11} z_{1i}`, :math:`z_{1i} \sim N(0, 1)`;
@@ -110,7 +117,7 @@ default, and the PyMC sampler take any size. Priors are data too (``set_data(pri
 
 The bambi path
 --------------
-:func:`bambi_lmm` builds a bambi model from a user formula (default
+:func:`bambi_lmm` (:mod:`models.formula`) builds a bambi model from a user formula (default
 ``"bmd ~ month * responder + (1 + month | patient_id)"``, time in months, bambi's default priors
 and its non-centred group effects without correlation) and returns a wrapper that
 :func:`analysis.engine.sampling.sample` samples with nutpie like the model above.
@@ -126,8 +133,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
+from models.formula import BambiLMM, bambi_lmm
 from models.marginal import (
-    as_bool_responder,
     covariate_term,
     data_containers,
     draw_marginal_effects,
@@ -138,12 +145,19 @@ from models.marginal import (
     standardised_arrays,
     update_model_data,
 )
+from models.trajectory_data import (
+    COEF_NAMES,
+    GROUP_NAMES,
+    SITES,
+    PreparedData,
+    prepare_trajectory_data,
+)
+from models.trajectory_terms import latent_effects, student_t_weights
 
 if TYPE_CHECKING:  # pragma: no cover
-    import pymc as pm
     import xarray as xr
 
-__all__ = [
+__all__ = [  # with the names re-exported from models.trajectory_data and models.formula
     "COEF_NAMES",
     "GROUP_NAMES",
     "PARAMETERISATIONS",
@@ -160,12 +174,6 @@ __all__ = [
     "prepare_trajectory_data",
 ]
 
-#: Skeletal sites and the data-contract column holding each one's BMD (g/cm^2).
-SITES: dict[str, str] = {"spine": "bmd_spine", "femoral_neck": "bmd_femoral_neck"}
-#: Labels of the ``coef`` dim of ``b``.
-COEF_NAMES: tuple[str, ...] = ("intercept", "time", "responder", "time:responder")
-#: Labels of the ``group`` dim (responder indicator 0, 1).
-GROUP_NAMES: tuple[str, ...] = ("non-responder", "responder")
 #: Random-effect parameterisations accepted by :func:`build_trajectory_model`.
 PARAMETERISATIONS: tuple[str, ...] = ("marginal", "centred_intercept", "centred", "noncentred")
 #: Original-scale quantities reported by the model (``gamma`` only with covariates, ``nu`` only
@@ -292,134 +300,6 @@ class TrajectoryPriors:
         values = np.array([getattr(self, f) for f in self.FIELDS], dtype=float)
         values[: self.N_SCALES] /= y_scale
         return values
-
-
-@dataclass(frozen=True)
-class PreparedData:
-    """Validated arrays for one site (rows with a missing outcome dropped).
-
-    Attributes
-    ----------
-    patient_ids : ndarray of str
-        Sorted unique patient ids (the ``patient`` coord).
-    patient_idx : ndarray of int64
-        Row -> position in ``patient_ids``.
-    months, t_years, y : ndarray of float
-        Visit month, time in years, outcome (g/cm^2) per row.
-    responder : ndarray of float
-        0/1 per patient.
-    x : ndarray, shape (n_rows, n_covariates)
-        Raw covariates (``sex`` as 1 = "M").
-    covariates : tuple of str
-    """
-
-    patient_ids: np.ndarray
-    patient_idx: np.ndarray
-    months: np.ndarray
-    t_years: np.ndarray
-    y: np.ndarray
-    responder: np.ndarray
-    x: np.ndarray
-    covariates: tuple[str, ...]
-
-    @property
-    def n_obs(self) -> int:
-        return int(self.y.shape[0])
-
-    @property
-    def n_patients(self) -> int:
-        return int(self.patient_ids.shape[0])
-
-    @property
-    def y_loc(self) -> float:
-        return float(np.mean(self.y))
-
-    @property
-    def y_scale(self) -> float:
-        sd = float(np.std(self.y))
-        return sd if np.isfinite(sd) and sd > 1e-8 else 1.0
-
-    @property
-    def x_loc(self) -> np.ndarray:
-        return self.x.mean(axis=0) if self.x.shape[1] else np.zeros(0)
-
-    @property
-    def x_scale(self) -> np.ndarray:
-        if not self.x.shape[1]:
-            return np.zeros(0)
-        sd = self.x.std(axis=0)
-        return np.where(sd > 1e-12, sd, 1.0)
-
-
-def prepare_trajectory_data(
-    data: pd.DataFrame, site: str = "spine", covariates: tuple[str, ...] = ()
-) -> PreparedData:
-    """Validate long-format data and turn one site into model arrays.
-
-    Parameters
-    ----------
-    data : DataFrame
-        One row per patient-visit with ``patient_id``, ``month``, the site's BMD column (see
-        :data:`SITES`), ``responder`` and any ``covariates``.
-    site : {"spine", "femoral_neck"}
-    covariates : tuple of str
-        Columns added linearly; ``"sex"`` ("F"/"M") becomes an indicator of male sex.
-
-    Returns
-    -------
-    PreparedData
-
-    Raises
-    ------
-    ValueError
-        On a missing column, a missing month/responder/covariate where the outcome is observed,
-        a responder status that varies within a patient, or no observed outcome at all.
-    """
-    if site not in SITES:
-        raise ValueError(f"site must be one of {sorted(SITES)}, got {site!r}")
-    outcome = SITES[site]
-    needed = ["patient_id", "month", outcome, "responder", *covariates]
-    missing = [c for c in needed if c not in data.columns]
-    if missing:
-        raise ValueError(f"data lacks column(s) {missing}")
-    df = data.loc[data[outcome].notna(), needed].copy()
-    if df.empty:
-        raise ValueError(f"no observed {outcome} values")
-    if df["month"].isna().any():
-        raise ValueError("month is missing for rows with an observed outcome")
-    df["patient_id"] = df["patient_id"].astype(str)
-    df["responder"] = as_bool_responder(df["responder"])
-    if (df.groupby("patient_id")["responder"].nunique() > 1).any():
-        raise ValueError("responder status varies within a patient")
-    codes, ids = pd.factorize(df["patient_id"], sort=True)
-    x_cols = []
-    for cov in covariates:
-        col = df[cov]
-        if cov == "sex":
-            bad = ~col.isin(["F", "M"])
-            if bad.any():
-                got = sorted(map(str, col[bad].unique()))
-                raise ValueError(f"sex must be 'F' or 'M', got {got}")
-            col = (col == "M").astype(float)
-        col = pd.to_numeric(col, errors="raise").astype(float)
-        if col.isna().any():
-            raise ValueError(f"covariate {cov!r} is missing for rows with an observed outcome")
-        x_cols.append(col.to_numpy())
-    x = np.column_stack(x_cols) if x_cols else np.zeros((len(df), 0))
-    responder = (
-        df.groupby(codes)["responder"].first().sort_index().to_numpy().astype(float)
-    )
-    months = df["month"].to_numpy(dtype=float)
-    return PreparedData(
-        patient_ids=np.asarray(ids, dtype=str),
-        patient_idx=codes.astype(np.int64),
-        months=months,
-        t_years=months / 12.0,
-        y=df[outcome].to_numpy(dtype=float),
-        responder=responder,
-        x=x,
-        covariates=tuple(covariates),
-    )
 
 
 def _data_arrays(prep: PreparedData, priors: TrajectoryPriors) -> dict[str, np.ndarray]:
@@ -587,75 +467,6 @@ class TrajectoryModel:
         return mu + sigma * eps
 
 
-def _latent_effects(
-    parameterisation: str, m0: Any, m1: Any, l00: Any, l10: Any, l11: Any
-) -> tuple[Any, Any]:
-    """Random effects (scaled units) for the latent parameterisations; see the module doc."""
-    import pymc as pm
-    import pytensor.tensor as pt
-
-    if parameterisation == "noncentred":
-        z = pm.Normal("z_patient", 0.0, 1.0, dims=("patient", "effect"))
-        return l00 * z[:, 0], l10 * z[:, 0] + l11 * z[:, 1]
-    if parameterisation == "centred":
-        chol = pt.stack([pt.stack([l00, pt.zeros_like(l00)]), pt.stack([l10, l11])])
-        theta = pm.MvNormal(
-            "theta_std", mu=pt.stack([m0, m1], axis=1), chol=chol, dims=("patient", "effect")
-        )
-        return theta[:, 0] - m0, theta[:, 1] - m1
-    # intercept centred in location and scale; slope non-centred given the intercept
-    a0 = pm.Normal("theta0_std", mu=m0, sigma=l00, dims="patient")
-    z1 = pm.Normal("z1_patient", 0.0, 1.0, dims="patient")
-    u0 = a0 - m0
-    return u0, (l10 / l00) * u0 + l11 * z1
-
-
-def _student_t_weights(nu: Any) -> Any:
-    r"""Precision weights of Student-t residuals as a scale mixture, non-centred (in a model).
-
-    :math:`e_{ij} \sim t_\nu(0, \sigma)` is :math:`e_{ij} \mid w_{ij} \sim N(0, \sigma^2 /
-    w_{ij})` with :math:`w_{ij} \sim \mathrm{Gamma}(a, a)`, :math:`a = \nu / 2`. Sampled
-    directly, :math:`\log w_{ij}` has prior SD :math:`\sqrt{\psi_1(a)} \approx
-    \sqrt{2/\nu}`, which shrinks as :math:`\nu` grows: a funnel (measured on the twin:
-    E-BFMI 0.05-0.10, bulk ESS of :math:`\nu` ~100 of 4000). Instead the sampler sees
-    :math:`z_{ij}` with
-
-    .. math::
-
-        \log w_{ij} = \mu(a) + s(a)\, z_{ij}, \qquad
-        \mu(a) = -\frac{1}{2a} - \frac{1}{12 a^2}, \qquad
-        s(a) = \sqrt{\frac{1}{a} + \frac{1}{2a^2}},
-
-    the leading terms of the asymptotic expansions of the mean :math:`\psi(a) - \log a` and SD
-    :math:`\sqrt{\psi_1(a)}` of :math:`\log w` (within 1% / 5% of them
-    at :math:`\nu = 2`, 5% / 10% at :math:`\nu = 1`), so :math:`z_{ij}` has mean near 0 and SD near 1 for every :math:`\nu`. (The exact
-    digamma / trigamma would need PyTensor's trigamma and polygamma, which numba runs in object
-    mode: 5x slower per gradient and not disk-cacheable.) Any such smooth bijection is exact
-    once its Jacobian is included: the density of :math:`z` given :math:`\nu`,
-
-    .. math::
-
-        \log p(z \mid \nu) = a \log a - \log\Gamma(a) + a \log w - a w + \log s(a),
-
-    is added as a potential (``w_prior``) on top of a :math:`N(0, 1)` placeholder prior
-    (``z_w``, whose log density is subtracted again), so the model is exactly the Student-t
-    one. Returns :math:`w` and stores it as the deterministic ``w_obs`` (dims ``obs``; small
-    weights flag outlying observations).
-    """
-    import pymc as pm
-    import pytensor.tensor as pt
-
-    a = 0.5 * nu
-    z = pm.Normal("z_w", 0.0, 1.0, dims="obs")
-    inv_a = 1.0 / a
-    log_s = 0.5 * pt.log(inv_a + 0.5 * inv_a**2)
-    log_w = -0.5 * inv_a - inv_a**2 / 12.0 + pt.exp(log_s) * z
-    w = pt.exp(log_w)
-    log_p = a * pt.log(a) - pt.gammaln(a) + a * log_w - a * w + log_s
-    pm.Potential("w_prior", pt.sum(log_p + 0.5 * z**2 + 0.5 * np.log(2.0 * np.pi)))
-    return pm.Deterministic("w_obs", w, dims="obs")
-
-
 def build_trajectory_model(
     data: pd.DataFrame,
     site: str = "spine",
@@ -730,13 +541,13 @@ def build_trajectory_model(
             weights = None
             if likelihood == "student_t":
                 nu = pm.Gamma("nu", alpha=ps[9], beta=ps[10])
-                weights = _student_t_weights(nu)
+                weights = student_t_weights(nu)
             pm.Potential(
                 "y_marginal",
                 marginal_loglik(resid, t, pidx, resp.shape[0], l00, l10, l11, sigma_std, weights),
             )
         else:
-            u0, u1 = _latent_effects(parameterisation, m0, m1, l00, l10, l11)
+            u0, u1 = latent_effects(parameterisation, m0, m1, l00, l10, l11)
             mu = (m0 + u0)[pidx] + (m1 + u1)[pidx] * t + fixed
             if likelihood == "student_t":
                 nu = pm.Gamma("nu", alpha=ps[9], beta=ps[10])
@@ -760,113 +571,3 @@ def build_trajectory_model(
         prepared=prep,
         data_values=arrays,
     )
-
-
-# ---------------------------------------------------------------------------------------------
-# bambi
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass
-class BambiLMM:
-    """A built bambi model, in the shape :func:`analysis.engine.sampling.sample` expects.
-
-    Attributes
-    ----------
-    bambi_model : bambi.Model
-        Built (``bambi_model.build()`` has run); its PyMC model is
-        ``bambi_model.backend.model``.
-    formula : str
-    data : DataFrame
-        The rows bambi saw (outcome column ``bmd``).
-    """
-
-    bambi_model: Any
-    formula: str
-    data: pd.DataFrame
-    site: str
-    priors: dict[str, Any] | None = None
-    data_values: dict[str, np.ndarray] = field(default_factory=dict)
-    structure_key: str | None = None  # data are baked in as constants: compile per object
-
-    @property
-    def pymc_model(self) -> Any:
-        return self.bambi_model.backend.model
-
-    @property
-    def trace_vars(self) -> list[str]:
-        """Everything but the per-row likelihood parameters (bambi drops them too)."""
-        m = self.pymc_model
-        lik_params = set(self.bambi_model.family.likelihood.params)
-        return [
-            v.name
-            for v in m.free_RVs + m.deterministics
-            if not (v.name in lik_params and v in m.deterministics)
-        ]
-
-    @property
-    def diagnostic_vars(self) -> None:
-        return None  # every variable left after postprocess
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "model": "bambi_lmm",
-            "formula": self.formula,
-            "site": self.site,
-            "priors": None if self.priors is None else {k: str(v) for k, v in self.priors.items()},
-            "n_obs": int(len(self.data)),
-        }
-
-    def postprocess(self, dt: xr.DataTree, *, seed: int = 0) -> xr.DataTree:
-        """Drop the ``_offset`` variables and undo bambi's predictor centring of the intercept.
-
-        This is what ``bambi.Model.fit`` does after sampling (its backend's ``_clean_results``).
-        """
-        return self.bambi_model.backend._clean_results(
-            dt, omit_offsets=True, include_response_params=False
-        )
-
-
-def bambi_lmm(
-    data: pd.DataFrame,
-    formula: str = "bmd ~ month * responder + (1 + month | patient_id)",
-    priors: dict[str, Any] | None = None,
-    *,
-    site: str = "spine",
-    **model_kwargs: Any,
-) -> BambiLMM:
-    """Build a bambi mixed model from a user formula, to sample with ``analysis.engine.sampling.sample``.
-
-    Parameters
-    ----------
-    data : DataFrame
-        Long format (see :func:`build_trajectory_model`). A ``bmd`` column is added from the
-        site's column when absent; rows with a missing ``bmd`` are dropped.
-    formula : str
-        Any bambi formula. The default has time in months and bambi's default (weakly
-        informative, data-scaled) priors; its group effects are non-centred and uncorrelated.
-    priors : dict, optional
-        Passed to ``bambi.Model(priors=...)``.
-    site : {"spine", "femoral_neck"}
-    **model_kwargs
-        Passed to ``bambi.Model`` (e.g. ``family``, ``center_predictors``).
-
-    Returns
-    -------
-    BambiLMM
-    """
-    import bambi as bmb
-
-    if site not in SITES:
-        raise ValueError(f"site must be one of {sorted(SITES)}, got {site!r}")
-    df = data.copy()
-    if "bmd" not in df.columns:
-        df["bmd"] = df[SITES[site]]
-    df = df.loc[df["bmd"].notna()].reset_index(drop=True)
-    if "responder" in df.columns:
-        df["responder"] = as_bool_responder(df["responder"])
-    if "patient_id" in df.columns:
-        df["patient_id"] = df["patient_id"].astype(str)
-    model = bmb.Model(formula, df, priors=priors, **model_kwargs)
-    model.build()
-    return BambiLMM(bambi_model=model, formula=formula, data=df, site=site, priors=priors)

@@ -1,1 +1,56 @@
-"""TODO"""
+"""The Bayesian analyses of one study: fit a named model (``fit``: lmm, robust, mmrm, joint,
+activity), estimands and contrasts from the draws with their summaries (``estimands``,
+``posterior``), the Bayes-vs-frequentist table, prior predictive checks and prior sensitivity
+(``prior_checks``) and PSIS-LOO model comparison (``model_compare``).
+
+Public names are imported lazily (PEP 562), so importing one module of the room does not import
+the others.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "fit_estimands": "analysis.bayes.estimands",
+    "bayes_table": "analysis.bayes.estimands",
+    "compare_table": "analysis.bayes.estimands",
+    "COMPARE_COLUMNS": "analysis.bayes.estimands",
+    "MODELS": "analysis.bayes.fit",
+    "FREQUENTIST_COUNTERPART": "analysis.bayes.fit",
+    "BayesFit": "analysis.bayes.fit",
+    "analysis_frame": "analysis.bayes.fit",
+    "fit_bayes": "analysis.bayes.fit",
+    "fit_cache_key": "analysis.bayes.fit",
+    "model_names": "analysis.bayes.fit",
+    "compare": "analysis.bayes.fit",
+    "prior_object": "analysis.bayes.fit",
+    "loo_table": "analysis.bayes.model_compare",
+    "LSC_PCT": "analysis.bayes.posterior",
+    "EstimandDraws": "analysis.bayes.posterior",
+    "summarise_draws": "analysis.bayes.posterior",
+    "savage_dickey_bf10": "analysis.bayes.posterior",
+    "summary_table": "analysis.bayes.posterior",
+    "SUMMARY_COLUMNS": "analysis.bayes.posterior",
+    "CONTRASTS": "analysis.bayes.prior_checks",
+    "LogDensities": "analysis.bayes.prior_checks",
+    "PriorCheckResult": "analysis.bayes.prior_checks",
+    "add_log_densities": "analysis.bayes.prior_checks",
+    "prior_checks": "analysis.bayes.prior_checks",
+    "prior_predictive": "analysis.bayes.prior_checks",
+    "prior_predictive_figure": "analysis.bayes.prior_checks",
+    "prior_sensitivity": "analysis.bayes.prior_checks",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

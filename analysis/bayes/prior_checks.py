@@ -51,6 +51,7 @@ from matplotlib.figure import Figure
 
 from analysis.figures.plots import GROUP_COLOURS, GROUP_TITLES, PALETTE, stamp, style
 from analysis.common.quiet import quiet_logger
+from analysis.engine.prior_predictive import prior_predictive_sampler
 from models.priors import PRIOR_SET_NAMES, prior_set
 from models.trajectory import GROUP_NAMES, SITES, build_trajectory_model
 
@@ -125,40 +126,6 @@ def _pct_change_pairs(months: np.ndarray, pidx: np.ndarray) -> tuple[np.ndarray,
             np.array([end[p] for p in pats], dtype=int), pats)
 
 
-def _prior_predictive_sampler(pm_model: Any, names: Sequence[str]) -> Callable[..., dict[str, np.ndarray]]:
-    """Forward sampler of ``names`` from the prior, compiled once for the model.
-
-    What ``pymc.sample_prior_predictive`` does (``compile_forward_sampling_function`` with no
-    variables in the trace, then one call per draw), except that the compiled function is kept:
-    prior sets enter as data, so calling ``draw(n, seed)`` after ``set_data(priors=...)`` samples
-    under the new set without compiling again. ``seed`` reseeds the function's random generators
-    (``pymc.pytensorf.reseed_rngs``) before the draws, so a set's draws do not depend on which sets
-    were drawn before it.
-    """
-    from pymc.pytensorf import reseed_rngs
-    from pymc.sampling.forward import compile_forward_sampling_function
-    from pymc.util import _get_seeds_per_chain
-    from pytensor.tensor.random.variable import RandomGeneratorSharedVariable
-
-    from analysis.engine.numba_overrides import install_numba_overrides
-
-    install_numba_overrides()
-    names = list(names)
-    fn, _ = compile_forward_sampling_function([pm_model[n] for n in names], vars_in_trace=[],
-                                              basic_rvs=pm_model.basic_RVs, model=pm_model,
-                                              random_seed=False, allow_input_downcast=True,
-                                              accept_inplace=True)
-    rngs = [v for v in fn.get_shared() if isinstance(v, RandomGeneratorSharedVariable)]
-
-    def draw(n: int, seed: Any) -> dict[str, np.ndarray]:
-        (s,) = _get_seeds_per_chain(seed, 1)
-        reseed_rngs(rngs, s)
-        values = list(zip(*(fn() for _ in range(n))))
-        return {k: np.stack(v) for k, v in zip(names, values)}
-
-    return draw
-
-
 def prior_predictive(
     data: pd.DataFrame,
     site: str = "spine",
@@ -209,7 +176,7 @@ def prior_predictive(
     obs_base = prep.y[prep.months == 0]
     rows: list[dict[str, Any]] = []
     samples: dict[str, dict[str, np.ndarray]] = {}
-    draw_prior = _prior_predictive_sampler(tm.pymc_model, ("y", "pct_change_12m", "sigma", "sd_patient"))
+    draw_prior = prior_predictive_sampler(tm.pymc_model, ("y", "pct_change_12m", "sigma", "sd_patient"))
     effects = list(tm.pymc_model.coords["effect"])
     for k, name in enumerate(sets):
         tm.set_data(priors=prior_set(name, site))

@@ -1,4 +1,4 @@
-"""``rajak power``: sample size and assurance by simulation (a thin layer over :mod:`analysis.power.simulation`).
+"""``rajak power``: sample size and assurance by simulation (a thin layer over :mod:`analysis.power`).
 
 Register with ``app.command()(power)`` in :mod:`analysis.cli.app`. Results go to stdout (a table, or
 JSON with ``--json``), messages and the progress bar to stderr; bad input ends with one line
@@ -27,7 +27,7 @@ def _info(msg: str) -> None:
 
 
 def _analyses(values: list[str] | None) -> tuple[str, ...]:
-    from analysis.power.simulation import ANALYSES
+    from analysis.power import ANALYSES
 
     out: list[str] = []
     for v in values or ["lmm"]:
@@ -57,7 +57,7 @@ def _assurance_prior(design, prior_fits: list[Path] | None, seed: int, log, data
     """The design prior, one per site of the design: saved fits (``--prior-fit``, one per site, in
     the order of the sites), or the trajectory LMM fitted now to ``--data`` (default: the embedded
     twin) at every site; per-site priors are paired draw by draw (:meth:`DesignPrior.combine`)."""
-    from analysis.power.simulation import DesignPrior
+    from analysis.power import DesignPrior
 
     sites = list(design.sites)
     if prior_fits:
@@ -73,9 +73,9 @@ def _assurance_prior(design, prior_fits: list[Path] | None, seed: int, log, data
             fits.append(load_fit(p))
     else:
         from analysis.bayes.fit import analysis_frame
+        from analysis.engine.sampling import sample
         from analysis.study.clinical import derive
         from analysis.study.data import load_dataset, load_twin
-        from analysis.engine.sampling import sample
         from models.trajectory import build_trajectory_model
 
         ds = load_twin() if data is None else load_dataset(data)
@@ -118,7 +118,7 @@ def power(
     progress: Annotated[Optional[bool], typer.Option("--progress/--no-progress", help="Progress bar (default: on a terminal).")] = None,
 ) -> None:
     """Sample size or assurance of the next study, by simulation (power curve, smallest n, MC SEs)."""
-    from analysis.power.simulation import PowerDesign, PowerSettings, load_power_design, parse_n_grid, run_power
+    from analysis.power import PowerDesign, PowerSettings, load_power_design, parse_n_grid, run_power
 
     try:
         extra: dict = {}
@@ -154,7 +154,7 @@ def power(
         settings_kw.update(alpha=alpha, draws=draws, tune=tune, chains=chains)
         settings = PowerSettings(**settings_kw)
         if scheduler is not None:
-            from analysis.power.simulation import check_scheduler
+            from analysis.power import check_scheduler
 
             check_scheduler(scheduler)
         if not prior_fit and isinstance(extra.get("prior"), dict) and extra["prior"].get("fit"):

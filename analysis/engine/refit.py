@@ -145,7 +145,7 @@ class Refitter:
     :func:`analysis.engine.sampling.sample` on the same data and seed:
 
     >>> from analysis.engine.refit import Refitter
-    >>> from analysis.power.simulation import power_frame
+    >>> from analysis.power import power_frame
     >>> from models.simulate import Design, simulate
     >>> from models.trajectory import build_trajectory_model
     >>> d1 = power_frame(simulate(Design(n_patients=46), seed=1).data, "spine")

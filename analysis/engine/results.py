@@ -67,8 +67,8 @@ class FitResult:
         return self.diagnostics.passed
 
     def summary(self, var_names: list[str] | None = None, ci_prob: float = 0.95) -> Any:
-        """``arviz.summary`` (equal-tailed ``ci_prob`` interval) of the diagnostic variables."""
-        import arviz as az
+        """``arviz_stats.summary`` (equal-tailed ``ci_prob`` interval) of the diagnostic variables."""
+        import arviz_stats as az
 
         names = var_names or list(self.diagnostics.var_names)
         return az.summary(self.posterior, var_names=names, ci_prob=ci_prob, ci_kind="eti")

@@ -1,1 +1,57 @@
-"""TODO"""
+"""Figures, in one colour-blind-safe style (Okabe-Ito palette), written as PNG and SVG.
+
+Every figure function returns a :class:`matplotlib.figure.Figure` and takes an optional ``label``
+printed on the figure (the synthetic twin's figures always say SYNTHETIC). Posteriors, posterior
+predictive checks and convergence diagnostics are drawn by arviz-plots; the observed data and the
+forest plot across analyses by hand in matplotlib.
+
+Modules
+-------
+theme
+    Palette, group colours and names, matplotlib style, the label stamp.
+output
+    :func:`save_figure` (PNG + SVG, atomic), :func:`figure_png_bytes`, :class:`DeferredFigure` (a
+    figure drawn where it is written), :func:`figure_of` (the figure of an arviz-plots PlotCollection).
+observed
+    Trajectories per patient and the patients remaining at each visit.
+posterior
+    Estimand densities with HDI and ROPE, prior vs posterior, posterior predictive checks, forest plot.
+diagnostics
+    Rank, effective-sample-size and energy plots of a fit.
+plots
+    The names above under the room's former single module (kept for callers).
+
+Importing this room imports no plotting library: each name below is loaded from its module the
+first time it is used (PEP 562).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+#: Public name -> the module of this room that defines it.
+_WHERE = {
+    **dict.fromkeys(("PALETTE", "GROUP_COLOURS", "GROUP_TITLES", "style", "stamp"), "theme"),
+    **dict.fromkeys(("FIGURE_FORMATS", "DeferredFigure", "save_figure", "figure_png_bytes", "figure_of"), "output"),
+    **dict.fromkeys(("trajectories", "retention"), "observed"),
+    **dict.fromkeys(("estimand_tree", "contrast_posteriors", "prior_posterior_tree", "prior_posterior",
+                     "ppc_change_tree", "ppc_change", "forest"), "posterior"),
+    **dict.fromkeys(("RANK_VARS", "MIN_ESS", "diagnostics_tree", "rank_plot", "ess_plot", "energy_plot"),
+                    "diagnostics"),
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

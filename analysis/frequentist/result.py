@@ -23,6 +23,8 @@ DF_METHODS = ("satterthwaite", "kenward-roger")
 
 
 def jsonable(obj: Any) -> Any:
+    """``obj`` as plain JSON types: frames as lists of records, numpy scalars and arrays as Python
+    ones, non-finite floats as ``None``."""
     if isinstance(obj, pd.DataFrame):
         return [jsonable(r) for r in obj.to_dict(orient="records")]
     if isinstance(obj, dict):

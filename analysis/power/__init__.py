@@ -1,1 +1,109 @@
-"""TODO"""
+r"""Sample size and assurance of the next study, by simulation and in closed form.
+
+A power study simulates many copies of the next study at each sample size :math:`n` of a grid,
+analyses every copy as the real study would be analysed, and reports the fraction of copies in
+which an analysis "succeeds" (its decision rule fires). With fixed design parameters that fraction
+is the **power**; with parameters drawn from a *design prior* for every simulated study it is the
+**assurance** (O'Hagan, Stevens & Campbell 2005), :math:`\int \mathrm{power}(\theta)\,p(\theta)\,d\theta`.
+It runs on one machine or on a Dask cluster, and resumes after an interruption.
+
+Modules, in the order a study uses them:
+
+==============================  ==================================================================
+``design``                      :class:`PowerDesign` (what is simulated), grids, design files
+``dropout``                     calibration of the simulator's dropout hazard to a target
+``prior``                       :class:`DesignPrior` (assurance), from a fitted LMM's posterior
+``settings``                    :class:`PowerSettings` (thresholds, Bayesian sampler settings)
+``gaussian``, ``frames``        the Gaussian data generator; one study's analysis frame
+``analyses``, ``bayes_rule``    the per-study frequentist analyses; the Bayesian refit
+``simulated_study``, ``raw``    one simulated study (seeds, rows); the raw-result layout
+``execution``                   this process, local processes or Dask; resumable results on disk
+``study``                       :func:`run_power`, the loop
+``summary``, ``results``        decision rules and summaries; :class:`PowerResult`
+``closed_form``                 Diggle et al. and Liu & Liang closed forms
+==============================  ==================================================================
+
+Every public name below is importable from here (``from analysis.power import PowerDesign,
+run_power``); the submodule holding it is imported on first use, so importing one piece does not
+import them all.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from analysis.power.analyses import ANALYSES
+    from analysis.power.bayes_rule import BayesRefit, BayesRefitter
+    from analysis.power.closed_form import (PowerCalculation, closed_form_power, diggle_linear_power,
+                                            liu_liang_linear_power, random_slope_covariance, slope_difference_power,
+                                            slope_difference_sample_size)
+    from analysis.power.design import PowerDesign, disease_control_slope_pct, load_power_design, parse_n_grid
+    from analysis.power.dropout import calibrate_dropout, calibrate_dropout_per_visit
+    from analysis.power.execution import check_scheduler
+    from analysis.power.frames import power_frame
+    from analysis.power.gaussian import simulate_gaussian
+    from analysis.power.prior import DesignPrior
+    from analysis.power.raw import POWER_FORMAT, RAW_COLUMNS, TIMING_COLUMNS
+    from analysis.power.results import PowerResult
+    from analysis.power.settings import PowerSettings
+    from analysis.power.simulated_study import simulation_seed_sequence
+    from analysis.power.study import run_power
+    from analysis.power.summary import smallest_n, summarise, wilson_interval
+
+# public name -> the submodule that defines it
+_HOME = MappingProxyType({
+    "ANALYSES": "analyses",
+    "BayesRefit": "bayes_rule",
+    "BayesRefitter": "bayes_rule",
+    "DesignPrior": "prior",
+    "POWER_FORMAT": "raw",
+    "PowerCalculation": "closed_form",
+    "PowerDesign": "design",
+    "PowerResult": "results",
+    "PowerSettings": "settings",
+    "RAW_COLUMNS": "raw",
+    "TIMING_COLUMNS": "raw",
+    "calibrate_dropout": "dropout",
+    "calibrate_dropout_per_visit": "dropout",
+    "check_scheduler": "execution",
+    "closed_form_power": "closed_form",
+    "diggle_linear_power": "closed_form",
+    "disease_control_slope_pct": "design",
+    "liu_liang_linear_power": "closed_form",
+    "load_power_design": "design",
+    "parse_n_grid": "design",
+    "power_frame": "frames",
+    "random_slope_covariance": "closed_form",
+    "run_power": "study",
+    "simulate_gaussian": "gaussian",
+    "simulation_seed_sequence": "simulated_study",
+    "slope_difference_power": "closed_form",
+    "slope_difference_sample_size": "closed_form",
+    "smallest_n": "summary",
+    "summarise": "summary",
+    "wilson_interval": "summary",
+})
+
+__all__ = [
+    "ANALYSES", "BayesRefit", "BayesRefitter", "DesignPrior", "POWER_FORMAT", "PowerCalculation",
+    "PowerDesign", "PowerResult", "PowerSettings", "RAW_COLUMNS", "TIMING_COLUMNS", "calibrate_dropout",
+    "calibrate_dropout_per_visit", "check_scheduler", "closed_form_power", "diggle_linear_power",
+    "disease_control_slope_pct", "liu_liang_linear_power", "load_power_design", "parse_n_grid", "power_frame",
+    "random_slope_covariance", "run_power", "simulate_gaussian", "simulation_seed_sequence",
+    "slope_difference_power", "slope_difference_sample_size", "smallest_n", "summarise", "wilson_interval",
+]
+
+
+def __getattr__(name: str) -> Any:
+    """Import the submodule that defines public ``name`` on first use (PEP 562)."""
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{home}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -24,20 +24,51 @@ Status = Literal["ok", "warning", "fail"]
 
 @dataclass
 class Table:
-    """A table with a caption; ``name`` is its CSV under ``tables/``."""
+    """A table with a caption, and the figures that belong with it.
+
+    Attributes
+    ----------
+    caption : str
+        Shown above the table.
+    frame : DataFrame
+        The rows (numbers to 4 significant digits).
+    name : str, optional
+        Its CSV under ``tables/`` (the pipeline writes every named table).
+    figures : list of (str, str)
+        ``(caption, figure name)`` shown right after the table (e.g. a fit's diagnostics plots
+        beside its diagnostics row).
+    """
 
     caption: str
     frame: pd.DataFrame
     name: str | None = None
+    figures: list[tuple[str, str]] = field(default_factory=list)
 
     def html(self) -> str:
+        """The table as HTML (escaped, no index)."""
         return self.frame.to_html(index=False, classes="tbl", border=0, na_rep="",
                                   float_format=lambda v: f"{v:.4g}", escape=True)
 
 
 @dataclass
 class Section:
-    """One report section."""
+    """One report section.
+
+    Attributes
+    ----------
+    key : str
+        Its HTML id.
+    title : str
+        Its heading.
+    paragraphs : list of str
+        Text, shown first.
+    tables : list of Table
+        Shown after the text, each followed by its own figures.
+    figures : list of (str, str)
+        ``(caption, figure name)``, shown after the tables.
+    status : {"ok", "warning", "fail"}
+        Colours the heading; ``fail`` adds "(FAILED DIAGNOSTICS)".
+    """
 
     key: str
     title: str
@@ -45,6 +76,10 @@ class Section:
     tables: list[Table] = field(default_factory=list)
     figures: list[tuple[str, str]] = field(default_factory=list)  # (caption, figure name)
     status: Status = "ok"
+
+    def figure_names(self) -> list[str]:
+        """Every figure the section shows: its tables' figures, then its own."""
+        return [name for t in self.tables for _, name in t.figures] + [name for _, name in self.figures]
 
 
 @dataclass
@@ -69,14 +104,29 @@ def _env() -> jinja2.Environment:
 
 
 def render_report(report: Report, figures_dir: str | Path) -> str:
-    """Render ``report`` to HTML; figures are read from ``figures_dir/<name>.png`` and embedded.
+    """Render ``report`` to HTML with every figure embedded.
 
-    Raises ``FileNotFoundError`` naming a figure that a section references but that does not exist.
+    Parameters
+    ----------
+    report : Report
+        What to show.
+    figures_dir : path
+        Where the figures are (``<name>.png``, embedded as base64 data URIs).
+
+    Returns
+    -------
+    str
+        One self-contained HTML page (inline CSS, no script, no external resource).
+
+    Raises
+    ------
+    FileNotFoundError
+        Naming a figure that a section (or one of its tables) references but that does not exist.
     """
     figures_dir = Path(figures_dir)
     embedded: dict[str, str] = {}
     for section in report.sections:
-        for _, name in section.figures:
+        for name in section.figure_names():
             path = figures_dir / f"{name}.png"
             if not path.is_file():
                 raise FileNotFoundError(f"report section '{section.key}' references missing figure {path}")

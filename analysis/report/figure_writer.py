@@ -3,7 +3,7 @@
 Rendering is the largest single cost of a ``rajak run`` whose fits all come from the cache:
 about 26 figures, each drawn twice (PNG and SVG) by matplotlib's pure-Python layout, roughly
 14 s on one core. :class:`FigureWriter` pickles each finished figure (matplotlib figures pickle)
-and hands it to a worker process, which draws and writes it with :func:`analysis.figures.plots.save_figure`
+and hands it to a worker process, which draws and writes it with :func:`analysis.figures.output.save_figure`
 (rajak's style, atomic writes), so the drawing overlaps the statistics on the second core.
 :meth:`FigureWriter.wait` blocks until every figure is on disk and re-raises the first error;
 the pipeline calls it before it builds the report, which embeds the PNGs.
@@ -11,7 +11,7 @@ the pipeline calls it before it builds the report, which embeds the PNGs.
 A standard-library :class:`concurrent.futures.ProcessPoolExecutor` with the ``spawn`` start
 method does the work: a fresh interpreter (no forked copies of the sampler's threads or of
 PyTensor/numba state), and no dependency beyond the standard library. ``workers=0`` draws in the
-calling process, exactly as :func:`~analysis.figures.plots.save_figure` alone does. The files are the
+calling process, exactly as :func:`~analysis.figures.output.save_figure` alone does. The files are the
 same either way: the worker receives the figure's full state and draws it with the same
 matplotlib and the same style.
 
@@ -21,8 +21,9 @@ With ``cache_dir``, a figure that has a *content key* is drawn once: its PNG and
 in ``<cache_dir>/figures/`` and later saves of the same key copy the files instead of drawing
 (the report and the run directory get byte-identical files; rendering is deterministic). Keys:
 
-- a :class:`~analysis.figures.plots.DeferredFigure` is keyed by its content -- the builder's name and
-  a hash of its arguments' values (arrays and DataTrees by their bytes) -- automatically;
+- a :class:`~analysis.figures.output.DeferredFigure` is keyed by its content automatically:
+  ``dask.base.tokenize`` of the builder's qualified name and its arguments (:func:`content_key`:
+  arrays, pandas and xarray objects by their values), the same in every process;
 - any other figure only when the caller passes ``key=`` (matplotlib figures do not pickle
   deterministically, so they cannot be keyed by their pickle), e.g. the sensitivity analyses'
   figures by the address of their cached result.
@@ -35,67 +36,74 @@ counts hits and draws.
 
 from __future__ import annotations
 
-import hashlib
+import dataclasses
 import multiprocessing
 import pickle
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from matplotlib.figure import Figure
 
 from analysis.common.io import FigureWriteError, atomic_copy
 from analysis.common.provenance import code_digest
-from analysis.figures.plots import FIGURE_FORMATS, DeferredFigure
+from analysis.figures.output import FIGURE_FORMATS, DeferredFigure
 
 __all__ = ["FigureWriteError", "FigureWriter", "content_key"]
 
-_CACHE_FORMAT = 1
+_CACHE_FORMAT = 2  # 2: keys by dask's tokenize
 
 
-def _feed(h: Any, obj: Any) -> bool:
-    """Hash ``obj`` into ``h`` by value; False for a type with no defined value hash."""
+def _canonical(obj: Any) -> Any:
+    """``obj`` with the values that dask tokenizes by their layout replaced by what they hold.
+
+    ``dask.base.tokenize`` hashes numpy arrays, pandas Series and xarray Datasets by their values,
+    but a DataFrame by its internal blocks (a frame and its consolidated copy get different tokens)
+    and a DataTree, which has no ``__dask_tokenize__``, by its pickle (which holds the variables'
+    encodings, such as the file a fit was read from, and for lazily read files the file handles).
+    So DataFrames become their columns and index, DataTrees their nodes' paths and Datasets, inside
+    tuples, lists, dicts and dataclasses too.
+    """
     import pandas as pd
     import xarray as xr
 
     if isinstance(obj, xr.DataTree):
-        h.update(b"tree")
-        return all(_feed(h, (node.path, node.to_dataset())) for node in obj.subtree)
-    if isinstance(obj, xr.Dataset):
-        h.update(b"ds")
-        return _feed(h, sorted(obj.variables.items()))
-    if isinstance(obj, (xr.DataArray, xr.Variable)):
-        return _feed(h, (obj.dims, np.asarray(obj.values), dict(obj.attrs)))
+        return ("DataTree", [(node.path, node.to_dataset()) for node in obj.subtree])
     if isinstance(obj, pd.DataFrame):
-        h.update(repr((list(obj.columns), [str(t) for t in obj.dtypes])).encode())
-        h.update(pd.util.hash_pandas_object(obj, index=True).values.tobytes())
-        return True
-    if isinstance(obj, np.ndarray):
-        if obj.dtype == object:
-            return _feed(h, obj.tolist())
-        h.update(f"{obj.dtype}{obj.shape}".encode())
-        h.update(np.ascontiguousarray(obj).tobytes())
-        return True
+        return ("DataFrame", list(obj.columns), [obj.iloc[:, i] for i in range(obj.shape[1])], obj.index)
     if isinstance(obj, dict):
-        h.update(b"dict")
-        return all(_feed(h, (k, v)) for k, v in sorted(obj.items(), key=lambda kv: repr(kv[0])))
+        return ("dict", type(obj).__name__, {k: _canonical(v) for k, v in obj.items()})
     if isinstance(obj, (list, tuple)):
-        h.update(f"{type(obj).__name__}{len(obj)}".encode())
-        return all(_feed(h, x) for x in obj)
-    if obj is None or isinstance(obj, (str, bytes, bool, int, float, np.generic)):
-        h.update(repr((type(obj).__name__, obj)).encode())
-        return True
-    return False
+        return (type(obj).__name__, [_canonical(x) for x in obj])
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return (f"{type(obj).__module__}.{type(obj).__qualname__}",
+                [(f.name, _canonical(getattr(obj, f.name))) for f in dataclasses.fields(obj)])
+    return obj
 
 
 def content_key(fig: DeferredFigure) -> str | None:
-    """The content key of a deferred figure (see the module docstring), or ``None`` when an
-    argument has no value hash."""
-    h = hashlib.sha256()
-    h.update(f"{fig.make.__module__}.{fig.make.__qualname__}".encode())
-    return h.hexdigest() if _feed(h, (fig.args, fig.kwargs)) else None
+    """The content key of a deferred figure: ``dask.base.tokenize`` of its builder and arguments.
+
+    Parameters
+    ----------
+    fig : DeferredFigure
+        The builder (a module-level function, tokenized by its qualified name) and its arguments
+        (numpy arrays, pandas and xarray objects by their values, DataFrames column by column,
+        DataTrees node by node; dataclasses by their fields; containers by their items).
+
+    Returns
+    -------
+    str or None
+        The key, equal for equal content in any process; ``None`` when an argument cannot be
+        tokenized deterministically (then the figure is not cached).
+    """
+    from dask.base import TokenizationError, tokenize
+
+    try:
+        return tokenize(f"{fig.make.__module__}.{fig.make.__qualname__}", _canonical(fig.args),
+                        _canonical(fig.kwargs), ensure_deterministic=True)
+    except TokenizationError:
+        return None
 
 
 def _render(payload: bytes, directory: str, name: str) -> list[str]:
@@ -103,7 +111,7 @@ def _render(payload: bytes, directory: str, name: str) -> list[str]:
     import matplotlib
 
     matplotlib.use("Agg")
-    from analysis.figures.plots import save_figure
+    from analysis.figures.output import save_figure
 
     fig = pickle.loads(payload)  # a Figure, or a DeferredFigure that save_figure builds
     return [str(p) for p in save_figure(fig, directory, name).values()]
@@ -144,8 +152,9 @@ class FigureWriter:
         if key is None:
             return None
 
-        h = hashlib.sha256(f"rajak-figure-cache {_CACHE_FORMAT}\0{key}\0{name}\0{code_digest()}".encode())
-        return self.cache_dir / h.hexdigest()[:32]
+        from dask.base import tokenize
+
+        return self.cache_dir / tokenize("rajak-figure-cache", _CACHE_FORMAT, key, name, code_digest())
 
     def _store(self, entry: Path, written: dict[str, Path]) -> None:
         """Keep the files just written under ``entry`` (best effort: a cache that cannot be
@@ -165,11 +174,11 @@ class FigureWriter:
     def save(self, fig: Figure | DeferredFigure, directory: str | Path, name: str,
              key: str | None = None) -> dict[str, Path]:
         """Queue ``fig`` for writing (it is closed here); returns the paths it will have. A
-        :class:`~analysis.figures.plots.DeferredFigure` is built in the worker. ``key``: the content key
+        :class:`~analysis.figures.output.DeferredFigure` is built in the worker. ``key``: the content key
         of a figure that is not deferred, for the rendered-figure cache (module docstring)."""
         import matplotlib.pyplot as plt
 
-        from analysis.figures.plots import save_figure
+        from analysis.figures.output import save_figure
 
         paths = {fmt: Path(directory) / f"{name}.{fmt}" for fmt in FIGURE_FORMATS}
         entry = self._entry(fig, name, key)

@@ -24,7 +24,6 @@ from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
-import xarray as xr
 
 from analysis.bayes.fit import (MODELS, FREQUENTIST_COUNTERPART, BayesFit, analysis_frame, compare, fit_bayes,
                                 prior_object)
@@ -32,12 +31,15 @@ from analysis.study.estimands import SITE_LABELS, difference_name, estimand_name
 from analysis.common.io import atomic_copy, atomic_write_bytes
 from analysis.bayes.model_compare import loo_table
 from analysis.common.quiet import quiet_logger
-from analysis.figures.plots import (RANK_VARS, DeferredFigure, contrast_posteriors, forest, ppc_change, prior_posterior,
-                            rank_plot, save_figure, trajectories)
+from analysis.figures.diagnostics import diagnostics_tree, energy_plot, ess_plot, rank_plot
+from analysis.figures.observed import trajectories
+from analysis.figures.output import DeferredFigure, save_figure
+from analysis.figures.posterior import contrast_posteriors, forest, ppc_change, prior_posterior
 from analysis.report import Section, Table
 
-__all__ = ["BayesStage", "PRIOR_DRAWS", "PRIOR_POSTERIOR_QUANTITIES", "PriorPosterior", "run_bayes_stage",
-           "bayes_sections", "prior_draws", "prior_posterior_items", "prior_posterior_table"]
+__all__ = ["BayesStage", "DIAGNOSTIC_FIGURES", "PRIOR_DRAWS", "PRIOR_POSTERIOR_QUANTITIES", "PriorPosterior",
+           "run_bayes_stage", "bayes_sections", "diagnostic_figure_names", "prior_draws", "prior_posterior_items",
+           "prior_posterior_table"]
 
 #: Prior draws per fit for the prior-vs-posterior figure.
 PRIOR_DRAWS = 4000
@@ -49,6 +51,18 @@ PRIOR_POSTERIOR_QUANTITIES: tuple[tuple[str, str | None, str], ...] = (
     ("diff_change_12m", None, "abs"),
 )
 _PRIOR_CACHE_VERSION = 1
+
+#: The convergence diagnostics figures drawn for every fit: (name prefix, builder, fit groups it
+#: reads, caption). Each is drawn from :func:`analysis.figures.diagnostics.diagnostics_tree` of the
+#: fit in the figure writer's process; the figure is ``<prefix>_<model>_<site>``.
+DIAGNOSTIC_FIGURES: tuple[tuple[str, Callable[..., Any], tuple[str, ...], str], ...] = (
+    ("rank", rank_plot, ("posterior",), "Rank plots per chain of the main parameters (chains that mix well stay "
+                                        "flat and inside the envelope)"),
+    ("ess", ess_plot, ("posterior",), "Effective sample size across the posterior of the main parameters, with "
+                                      "the required 400"),
+    ("energy", energy_plot, ("sample_stats",), "Sampler energy: marginal vs transition density and E-BFMI per "
+                                               "chain"),
+)
 
 #: One-line description of each registered model (report sections; unknown names fall back to the name).
 MODEL_DESCRIPTIONS = {
@@ -249,9 +263,29 @@ def _bands(fit: BayesFit, months=np.linspace(0, 12, 13)) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def diagnostic_figure_names(model: str, site: str) -> list[str]:
+    """The names of the diagnostics figures of the fit of ``model`` at ``site`` (:data:`DIAGNOSTIC_FIGURES`)."""
+    return [f"{prefix}_{model}_{site}" for prefix, _, _, _ in DIAGNOSTIC_FIGURES]
+
+
+def _save_diagnostics(f: BayesFit, site: str, figures_dir: Path, label: str, save: Callable[..., Any],
+                      stage: BayesStage, log: Callable[[str], None]) -> None:
+    """Queue the diagnostics figures of one fit: each is built in the figure writer's process, and
+    only the fit's groups it reads travel there."""
+    for prefix, make, groups, caption in DIAGNOSTIC_FIGURES:
+        try:
+            tree = diagnostics_tree(f.fit, groups)
+        except ValueError as exc:  # e.g. a sampler without energy statistics
+            log(f"  {f.model} at {site}: no {prefix} plot ({exc})")
+            continue
+        name = f"{prefix}_{f.model}_{site}"
+        save(DeferredFigure(make, (tree,), {"label": label}), figures_dir, name)
+        stage.figures.append((site, f"{caption}: {f.model} at {SITE_LABELS[site]}", name))
+
+
 def run_bayes_stage(derived: pd.DataFrame, config: Any, freq_estimands: pd.DataFrame, figures_dir: Path,
                     fits_dir: Path, label: str, log: Callable[[str], None],
-                    cache_dir: Path | None = None, save: Callable[..., Any] = save_figure) -> BayesStage:
+                    cache_dir: Path | None = None, save: Callable[..., Any] | None = None) -> BayesStage:
     """Fit ``config.bayes_models`` at ``config.sites`` and write figures and fits.
 
     Parameters
@@ -272,13 +306,17 @@ def run_bayes_stage(derived: pd.DataFrame, config: Any, freq_estimands: pd.DataF
         Content-addressed fit cache: fits (and their prior draws) whose model, data and settings
         are unchanged are read back instead of sampled.
     save : callable, optional
-        ``save(fig, directory, name)`` writes a figure (default :func:`analysis.figures.plots.save_figure`;
-        the pipeline passes :meth:`analysis.report.figure_writer.FigureWriter.save`).
+        ``save(fig, directory, name)`` writes a figure or a :class:`~analysis.figures.output.DeferredFigure`
+        (default :func:`analysis.figures.output.save_figure`; the pipeline passes
+        :meth:`analysis.report.figure_writer.FigureWriter.save`, which draws them in its worker).
 
     Returns
     -------
     BayesStage
+        With ``figures``: per site the posterior trajectories, the contrasts, the PPC and the forest
+        plot; per fit the prior vs posterior and the diagnostics figures (:data:`DIAGNOSTIC_FIGURES`).
     """
+    save = save_figure if save is None else save
     fits: list[BayesFit] = []
     failures: list[str] = []
     for model in config.bayes_models:
@@ -312,34 +350,29 @@ def run_bayes_stage(derived: pd.DataFrame, config: Any, freq_estimands: pd.DataF
         stage.figures.append((site, f"Observed trajectories with the {lmm.model} posterior mean and 95% band per "
                                     f"group, {SITE_LABELS[site]}", f"trajectories_posterior_{site}"))
         for f in site_fits:
-            # built in the figure worker: only the posterior of the plotted variables travels
-            ranked = [v for v in RANK_VARS if v in f.fit.posterior["posterior"].data_vars]
-            dt = xr.DataTree.from_dict({"posterior": f.fit.posterior["posterior"].to_dataset()[ranked]})
-            save(DeferredFigure(rank_plot, (dt,), {"var_names": tuple(ranked), "label": label}), figures_dir,
-                 f"rank_{f.model}_{site}")
-            stage.figures.append((site, f"Rank plots of {f.model} at {SITE_LABELS[site]} (diagnostics)",
-                                  f"rank_{f.model}_{site}"))
+            _save_diagnostics(f, site, figures_dir, label, save, stage, log)
             def build(f=f, site=site):
                 return MODELS[f.model](frame, site, prior_object(config.priors, site))
 
             items = prior_posterior_items(f, build, PRIOR_DRAWS, config.seed, cache_dir)
             if items:
                 stage.prior_posterior += items
-                save(prior_posterior([(it.label, it.prior, it.posterior) for it in items],
-                                     title=f"Prior (dashed) vs posterior (solid): {f.model} at "
-                                           f"{SITE_LABELS[site]}, priors '{config.priors}'", label=label),
+                save(DeferredFigure(prior_posterior, ([(it.label, it.prior, it.posterior) for it in items],),
+                                    {"title": f"Prior (dashed) vs posterior (solid): {f.model} at "
+                                              f"{SITE_LABELS[site]}, priors '{config.priors}'", "label": label}),
                      figures_dir, f"prior_posterior_{f.model}_{site}")
                 stage.figures.append((site, f"Prior vs posterior of the key quantities of {f.model} at "
                                             f"{SITE_LABELS[site]} ({PRIOR_DRAWS} prior draws; the posterior "
                                             "is the fit's)", f"prior_posterior_{f.model}_{site}"))
         pct_items = [it for it in lmm.estimands if it.estimand.endswith("%")]
-        save(contrast_posteriors(pct_items, label=label), figures_dir, f"contrasts_{site}")
+        save(DeferredFigure(contrast_posteriors, (pct_items,), {"label": label}), figures_dir, f"contrasts_{site}")
         stage.figures.append((site, f"Posterior of the key % estimands with the ROPE (DXA least significant "
                                     f"change) and 95% HDI, {SITE_LABELS[site]}", f"contrasts_{site}"))
         built = MODELS[lmm.model](frame, site, None)
         if hasattr(built, "posterior_predictive"):
             y_rep = built.posterior_predictive(lmm.fit.posterior["posterior"].to_dataset(), seed=config.seed)
-            save(ppc_change(built.prepared, y_rep, site, label=label), figures_dir, f"ppc_{site}")
+            save(DeferredFigure(ppc_change, (built.prepared, y_rep, site), {"label": label, "seed": 0}),
+                 figures_dir, f"ppc_{site}")
             stage.figures.append((site, f"Posterior predictive check of the {lmm.model} model: % change to "
                                         f"month 12, {SITE_LABELS[site]}", f"ppc_{site}"))
         # forest of the responder - non-responder difference across analyses
@@ -361,20 +394,36 @@ def run_bayes_stage(derived: pd.DataFrame, config: Any, freq_estimands: pd.DataF
     return stage
 
 
+def _diagnostics_row(f: BayesFit) -> dict[str, Any]:
+    d = f.fit.diagnostics
+    return {"model": f.model, "site": f.site, "verdict": "pass" if f.fit.passed else "FAIL", "max_rhat": d.max_rhat,
+            "min_ess_bulk": d.min_ess_bulk, "min_ess_tail": d.min_ess_tail, "divergences": d.n_divergences,
+            "min_ebfmi": min(d.ebfmi), "wall_s": f.fit.wall_time}
+
+
 def bayes_sections(stage: BayesStage, config: Any) -> list[Section]:
     """Report sections of the Bayesian stage.
 
-    ``bayes`` (overview: settings, posterior summaries, diagnostics, posterior trajectories and
-    contrasts), one ``bayes_<model>`` per configured model (prior vs posterior, contraction table,
-    rank plots), ``ppc`` (posterior predictive checks), ``compare`` (Bayesian vs frequentist) and
-    ``loo`` (PSIS-LOO, when any fit has a pointwise log-likelihood).
+    Parameters
+    ----------
+    stage : BayesStage
+        What :func:`run_bayes_stage` returned (its figures written).
+    config : RunConfig
+        Models, priors and sampler settings (text).
+
+    Returns
+    -------
+    list of Section
+        ``bayes`` (overview: settings, posterior summaries, diagnostics of every fit, posterior
+        trajectories and contrasts), one ``bayes_<model>`` per configured model (prior vs posterior
+        with its contraction table; then per fit its diagnostics row followed by its rank, ESS and
+        energy plots), ``ppc`` (posterior predictive checks), ``compare`` (Bayesian vs frequentist)
+        and ``loo`` (PSIS-LOO, when any fit has a pointwise log-likelihood).
     """
     cols = ["estimand", "model", "median", "eti_low", "eti_high", "hdi_low", "hdi_high", "p_lt_0", "p_gt_0",
             "rope", "p_in_rope", "bf10", "diagnostics"]
-    diag = pd.DataFrame([{"model": f.model, "site": f.site, "verdict": "pass" if f.fit.passed else "FAIL",
-                          "max_rhat": f.fit.diagnostics.max_rhat, "min_ess_bulk": f.fit.diagnostics.min_ess_bulk,
-                          "min_ess_tail": f.fit.diagnostics.min_ess_tail, "divergences": f.fit.diagnostics.n_divergences,
-                          "min_ebfmi": min(f.fit.diagnostics.ebfmi), "wall_s": f.fit.wall_time} for f in stage.fits])
+    diag = pd.DataFrame([_diagnostics_row(f) for f in stage.fits])
+    drawn = {n: c for _, c, n in stage.figures}
     sections = [
         Section("bayes", "Bayesian hierarchical models",
                 paragraphs=[f"Models: {', '.join(config.bayes_models)}; priors: {config.priors}; "
@@ -404,16 +453,23 @@ def bayes_sections(stage: BayesStage, config: Any) -> list[Section]:
                          f"data layout ({PRIOR_DRAWS} draws). width_ratio = width of the posterior 95% interval / "
                          f"width of the prior's: near 0 the data dominate the prior, near 1 the prior does. "
                          f"Largest: {weakest['width_ratio']:.3f} ({weakest['estimand']}).")
+        paras.append("Each fit's convergence diagnostics follow, drawn by arviz-plots: rank plots per chain "
+                     "(well-mixed chains stay flat, inside the envelope), the effective sample size across the "
+                     "posterior against the required 400, and the sampler's energy (the transition density "
+                     "should be about as wide as the marginal one; E-BFMI >= 0.3 per chain).")
         if failed:
             paras.append("FAILED diagnostics at " + ", ".join(SITE_LABELS[s] for s in failed)
                          + ": do not interpret these posteriors.")
+        tables = ([Table(f"Prior vs posterior, {model}", tab.reset_index(drop=True), f"bayes_prior_posterior_{model}",
+                         figures=[(c, n) for _, c, n in stage.figures if n.startswith(f"prior_posterior_{model}_")])]
+                  if len(tab) else [])
+        tables += [Table(f"Convergence diagnostics, {model} at {SITE_LABELS[f.site]}",
+                         pd.DataFrame([_diagnostics_row(f)]),
+                         figures=[(drawn[n], n) for n in diagnostic_figure_names(model, f.site) if n in drawn])
+                   for f in fits]
         sections.append(Section(
             f"bayes_{model}", f"Bayesian model '{model}': prior vs posterior and diagnostics", paragraphs=paras,
-            tables=[Table(f"Prior vs posterior, {model}", tab.reset_index(drop=True), f"bayes_prior_posterior_{model}")]
-            if len(tab) else [],
-            figures=[(c, n) for s, c, n in stage.figures
-                     if n.startswith((f"prior_posterior_{model}_", f"rank_{model}_"))],
-            status="fail" if failed else "ok"))
+            tables=tables, status="fail" if failed else "ok"))
     ppc = [(c, n) for s, c, n in stage.figures if n.startswith("ppc")]
     if ppc:
         sections.append(Section("ppc", "Posterior predictive checks",

@@ -54,7 +54,7 @@ class RunConfig(_Strict):
 
     ``data = None`` means the embedded synthetic RAJAK twin.
 
-    The ``power_*`` fields set the sample-size stage (:mod:`analysis.power.simulation`, simulated from the
+    The ``power_*`` fields set the sample-size stage (:mod:`analysis.power`, simulated from the
     twin's calibrated design): total patients per simulated study (``power_ns``), simulated studies
     per n (``power_sims``), the analyses of each (``power_analyses``), the target power for the
     smallest n, and the expected fraction of patients without the final visit (``power_dropout``;
@@ -130,7 +130,7 @@ class RunConfig(_Strict):
     @field_validator("power_analyses")
     @classmethod
     def _power_analyses(cls, v):
-        from analysis.power.simulation import ANALYSES
+        from analysis.power import ANALYSES
 
         bad = [a for a in v if a not in ANALYSES]
         if bad:

@@ -34,7 +34,7 @@ marginal form, fitted once per site through the fit cache, so ``rajak run`` reus
    observed baseline, adjusted as in :func:`analysis.sensitivity.delta.apply_delta` (scale on the
    change, plus :math:`\delta_g w_i`), and the completed data are analysed like the primary MI
    (group means, Welch difference) and pooled by Rubin's rules
-   (:func:`analysis.sensitivity.reference_based.endpoint_analysis`).
+   (:func:`analysis.sensitivity.mi_reporting.endpoint_analysis`).
 
 Patients enter with the groups of the run's strategy for undefined responder status
 (:func:`analysis.bayes.fit.analysis_frame`); the LMM is fitted without covariates.
@@ -50,11 +50,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analysis.sensitivity.delta import DEFAULT_SCENARIOS, UNITS, DeltaScenario
+from analysis.sensitivity.mi_reporting import endpoint_analysis, interval_figure
+from analysis.sensitivity.result import FOREST_COLUMNS, SensitivityResult
+from analysis.sensitivity.site_data import GROUPS
 from analysis.study.clinical import ResponderRule
 from analysis.study.estimands import SITE_LABELS, difference_name, estimand_name
-from analysis.sensitivity.delta import DEFAULT_SCENARIOS, UNITS, DeltaScenario
-from analysis.sensitivity.reference_based import GROUPS, endpoint_analysis
-from analysis.sensitivity.result import FOREST_COLUMNS, SensitivityResult
 
 __all__ = ["BayesDeltaSite", "prepare_site", "TABLE_COLUMNS", "TIPPING_COLUMNS", "bayes_delta_analysis",
            "bayes_delta_from_config"]
@@ -317,8 +318,7 @@ def bayes_delta_analysis(derived: pd.DataFrame, scenarios: Sequence[DeltaScenari
         and ``sensitivity_tipping_bayes``.
     """
     from analysis.bayes.fit import analysis_frame, fit_bayes
-    from analysis.sensitivity.reference_based import _interval_figure
-    from analysis.sensitivity.tipping import DEFAULT_GRID, _heatmap
+    from analysis.sensitivity.tipping import DEFAULT_GRID, tipping_heatmap
 
     scenarios, sites = tuple(scenarios), tuple(sites)
     if not scenarios or not all(isinstance(s, DeltaScenario) for s in scenarios):
@@ -404,13 +404,13 @@ def bayes_delta_analysis(derived: pd.DataFrame, scenarios: Sequence[DeltaScenari
                         + ". The results below rest on a fit that failed its checks.")
     text += notes
     model_rows = table[(table["method"] == METHOD_MODEL) & (table["measure"] == "pct")]
-    fig = _interval_figure(model_rows, "scenario", names, sites,
-                           f"Delta-adjusted pattern mixture in the Bayesian LMM, % change to month {endpoint_month:g} "
-                           "(median, 95% CrI)", label)
-    fig_tip = _heatmap(heat, grid_arr, grid_arr, flips, "pct", endpoint_month, label, interval="95% CrI",
-                       estimate="posterior median",
-                       title="Tipping points in the Bayesian LMM (95% CrI of the pattern-mixture estimand; delta per "
-                             "year after the last DXA)")
+    fig = interval_figure(model_rows, "scenario", names, sites,
+                          f"Delta-adjusted pattern mixture in the Bayesian LMM, % change to month {endpoint_month:g} "
+                          "(median, 95% CrI)", label)
+    fig_tip = tipping_heatmap(heat, grid_arr, grid_arr, flips, "pct", endpoint_month, label, interval="95% CrI",
+                              estimate="posterior median",
+                              title="Tipping points in the Bayesian LMM (95% CrI of the pattern-mixture estimand; "
+                                    "delta per year after the last DXA)")
     forest = pd.DataFrame({"estimand": model_rows["estimand"], "site": model_rows["site"],
                            "analysis": "Bayesian LMM + delta: " + model_rows["scenario"],
                            "estimate": model_rows["estimate"], "low": model_rows["ci_low"],

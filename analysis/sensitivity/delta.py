@@ -2,9 +2,11 @@ r"""Delta-adjusted pattern-mixture sensitivity analysis by multiple imputation.
 
 MAR says that a patient who dropped out would have continued like comparable patients who stayed.
 The delta adjustment says: *worse (or better) by* :math:`\delta`. The completed datasets of
-:mod:`analysis.sensitivity.reference_based` (MAR by default, or any reference-based strategy) are
+:mod:`analysis.sensitivity.mmrm_imputation` (MAR by default, or any reference-based strategy) are
 adjusted at every post-dropout visit :math:`j` of patient :math:`i` in group :math:`g` (visits after
-the last observed DXA month :math:`t_{d_i}`, see that module), then analysed and pooled as there:
+the last observed DXA month :math:`t_{d_i}`, see :mod:`analysis.sensitivity.imputation_strategies`),
+then analysed and pooled as in :mod:`analysis.sensitivity.reference_based`
+(:mod:`analysis.sensitivity.mi_reporting`):
 
 .. math::
 
@@ -39,22 +41,24 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from analysis.study.clinical import ResponderRule
-from analysis.sensitivity.reference_based import (
-    DEFAULT_M,
-    SiteData,
-    _CI_PHRASE,
-    _check_common,
-    _config_options,
-    _conclusion,
-    _forest,
-    _interval_figure,
-    _per_imputation,
-    _table_rows,
+from analysis.sensitivity.mi_reporting import (
+    CI_PHRASE,
+    ci_conclusion,
     endpoint_analysis,
+    forest_rows,
+    interval_figure,
+    mi_options_from_config,
+    per_imputation_estimates,
+    pooled_table_rows,
+)
+from analysis.sensitivity.mmrm_imputation import (
+    DEFAULT_M,
+    check_imputation_args,
     impute_reference_based,
 )
 from analysis.sensitivity.result import SensitivityResult
+from analysis.sensitivity.site_data import SiteData
+from analysis.study.clinical import ResponderRule
 
 __all__ = ["DeltaScenario", "DEFAULT_SCENARIOS", "UNITS", "TABLE_COLUMNS", "delta_shift", "apply_delta",
            "delta_analysis", "delta_from_config"]
@@ -200,7 +204,7 @@ def delta_analysis(derived: pd.DataFrame, scenarios: Sequence[DeltaScenario] = D
     base_strategy : {"MAR", "J2R", "CR", "CIR", "LMCF"}
         Imputation the deltas are applied to (MAR: the classical delta-adjusted pattern mixture).
     reference, m, seed, draws, outcome, undefined, rule, covariates
-        As :func:`analysis.sensitivity.reference_based.impute_reference_based`; with the same
+        As :func:`analysis.sensitivity.mmrm_imputation.impute_reference_based`; with the same
         ``seed`` and ``m`` the unadjusted scenario equals the ``base_strategy`` row there.
     endpoint_month, level
         Endpoint and confidence level.
@@ -222,7 +226,7 @@ def delta_analysis(derived: pd.DataFrame, scenarios: Sequence[DeltaScenario] = D
     names = [s.name() for s in scenarios]
     if len(set(names)) != len(names):
         raise ValueError(f"scenario names must be unique, got {names}")
-    _check_common(m, draws, reference, (base_strategy,))
+    check_imputation_args(m, draws, reference, (base_strategy,))
     rows, draws_out, excluded, notes = [], {}, {}, []
     for site in sites:
         imp = impute_reference_based(derived, site, (base_strategy,), reference, m, seed, draws, outcome,
@@ -239,8 +243,8 @@ def delta_analysis(derived: pd.DataFrame, scenarios: Sequence[DeltaScenario] = D
                      "scale_non_responders": sc.scale_non_responders, "scale_responders": sc.scale_responders,
                      "unit": sc.unit, "base_strategy": base_strategy,
                      "method": f"MI {base_strategy} + delta ({name}), m={m}"}
-            rows += _table_rows(pooled, site, endpoint_month, d.group, imputed, extra)
-            for key, (q, _, _) in _per_imputation(pct, d.group).items():
+            rows += pooled_table_rows(pooled, site, endpoint_month, d.group, imputed, extra)
+            for key, (q, _, _) in per_imputation_estimates(pct, d.group).items():
                 draws_out[f"{name} | {site} | {key}"] = q
     table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
     text = [f"Delta-adjusted pattern mixture: {m} imputations per site under {base_strategy} (MMRM of the "
@@ -252,23 +256,23 @@ def delta_analysis(derived: pd.DataFrame, scenarios: Sequence[DeltaScenario] = D
     for site in sites:
         for key in ("difference", "non-responder", "responder"):
             sub = table[(table["site"] == site) & (table["group"] == key)]
-            states = [_conclusion(r) for _, r in sub.iterrows()]
+            states = [ci_conclusion(r) for _, r in sub.iterrows()]
             base = states[0]
             changed = [f"{r['scenario']} ({r['estimate']:.2f}, {r['ci_low']:.2f} to {r['ci_high']:.2f})"
                        for (_, r), st in zip(sub.iterrows(), states) if st != base]
             head = (f"{sub['estimand'].iloc[0]}: under '{sub['scenario'].iloc[0]}' {sub['estimate'].iloc[0]:.2f} "
-                    f"({sub['ci_low'].iloc[0]:.2f} to {sub['ci_high'].iloc[0]:.2f}), 95% CI {_CI_PHRASE[base]}")
+                    f"({sub['ci_low'].iloc[0]:.2f} to {sub['ci_high'].iloc[0]:.2f}), 95% CI {CI_PHRASE[base]}")
             text.append(head + ("; the same in every scenario." if not changed else
                                 "; the conclusion changes under " + "; ".join(changed) + "."))
     text.append("Each adjustment is applied after imputation and does not feed back into the imputation of later "
                 "visits (as rbmi's delta); the tipping-point analysis maps the additive deltas on a grid.")
     text += notes
-    fig = _interval_figure(table, "scenario", names, sites,
-                           f"Delta-adjusted MI ({base_strategy} + delta), % change to month {endpoint_month:g}", label)
+    fig = interval_figure(table, "scenario", names, sites,
+                          f"Delta-adjusted MI ({base_strategy} + delta), % change to month {endpoint_month:g}", label)
     return SensitivityResult(
         name="delta", title="Delta-adjusted pattern mixture (MNAR) by multiple imputation", table=table, text=text,
         figures={"sensitivity_delta": fig},
-        forest_rows=_forest(table, "MI " + base_strategy + " + delta: " + table["scenario"]),
+        forest_rows=forest_rows(table, "MI " + base_strategy + " + delta: " + table["scenario"]),
         settings={"sites": list(sites), "scenarios": [s.settings() for s in scenarios],
                   "base_strategy": base_strategy, "reference": reference, "m": int(m), "seed": int(seed),
                   "draws": draws, "outcome": outcome, "undefined": undefined, "covariates": list(covariates),
@@ -278,7 +282,7 @@ def delta_analysis(derived: pd.DataFrame, scenarios: Sequence[DeltaScenario] = D
 
 def delta_from_config(derived: pd.DataFrame, config: Any) -> SensitivityResult:
     """:func:`delta_analysis` with the default scenarios and a run configuration's settings."""
-    opts, notes = _config_options(config)
+    opts, notes = mi_options_from_config(config)
     res = delta_analysis(derived, **opts)
     res.text = notes + res.text
     return res

@@ -53,23 +53,24 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
-from analysis.study.clinical import ResponderRule
-from analysis.study.estimands import GROUP_LABELS, SITE_LABELS
 from analysis.sensitivity.delta import UNIT_TEXT, UNITS, delta_shift
-from analysis.sensitivity.reference_based import (
-    _CI_PHRASE,
+from analysis.sensitivity.mi_reporting import (
+    CI_PHRASE,
+    endpoint_estimand_names,
+    mi_options_from_config,
+)
+from analysis.sensitivity.mmrm_imputation import (
     DEFAULT_M,
-    GROUPS,
-    SiteData,
-    _check_common,
-    _config_options,
-    _names,
+    check_imputation_args,
     impute_reference_based,
 )
 from analysis.sensitivity.result import FOREST_COLUMNS, SensitivityResult
+from analysis.sensitivity.site_data import GROUPS, SiteData
+from analysis.study.clinical import ResponderRule
+from analysis.study.estimands import GROUP_LABELS, SITE_LABELS
 
 __all__ = ["DEFAULT_GRID", "CONCLUSIONS", "RAYS", "TABLE_COLUMNS", "TIPPING_COLUMNS", "rubin_arrays",
-           "TippingSurface", "tipping_surface", "tipping_point_analysis", "tipping_from_config"]
+           "TippingSurface", "tipping_surface", "tipping_heatmap", "tipping_point_analysis", "tipping_from_config"]
 
 #: Default deltas (%/yr) on both axes: -6 to +6 in steps of 0.5. Negative: dropouts lost more bone
 #: than MAR predicts; positive values are needed to challenge the non-responders' decline.
@@ -222,7 +223,7 @@ def tipping_surface(derived: pd.DataFrame, site: str = "spine", base_strategy: s
                     undefined: str = "last_observed", rule: ResponderRule | None = None,
                     covariates: Sequence[str] = (), endpoint_month: float = 12,
                     level: float = 0.95) -> TippingSurface:
-    """Impute one site once (:func:`analysis.sensitivity.reference_based.impute_reference_based`)
+    """Impute one site once (:func:`analysis.sensitivity.mmrm_imputation.impute_reference_based`)
     and return its :class:`TippingSurface`."""
     if unit not in UNITS:
         raise ValueError(f"unit must be one of {UNITS}, got {unit!r}")
@@ -295,11 +296,38 @@ def _edges(v: np.ndarray) -> np.ndarray:
     return np.concatenate([[v[0] - (mid[0] - v[0])], mid, [v[-1] + (v[-1] - mid[-1])]])
 
 
-def _heatmap(grids: dict[str, dict[str, dict[str, np.ndarray]]], grid_nr: np.ndarray, grid_r: np.ndarray,
-             flips: pd.DataFrame, unit: str, month: float, label: str | None, interval: str = "95% CI",
-             estimate: str = "pooled estimate",
-             title: str = "Tipping points: delta-adjusted MI (shift of post-dropout values per year after the last "
-                          "DXA)"):
+def tipping_heatmap(grids: dict[str, dict[str, dict[str, np.ndarray]]], grid_nr: np.ndarray, grid_r: np.ndarray,
+                    flips: pd.DataFrame, unit: str, month: float, label: str | None, interval: str = "95% CI",
+                    estimate: str = "pooled estimate",
+                    title: str = "Tipping points: delta-adjusted MI (shift of post-dropout values per year after "
+                                 "the last DXA)"):
+    """Heat map of the interval class over the delta grid: rows = sites, columns = :data:`CONCLUSIONS`.
+
+    Also used for the Bayesian tipping points (:mod:`analysis.sensitivity.bayes_delta`).
+
+    Parameters
+    ----------
+    grids : dict
+        ``{site: {key: {"estimate" | "ci_low" | "ci_high": ndarray (len(grid_nr), len(grid_r))}}}``,
+        e.g. :meth:`TippingSurface.evaluate` on the meshgrid (``indexing="ij"``).
+    grid_nr, grid_r : ndarray
+        Deltas of the non-responders (x axis) and responders (y axis).
+    flips : DataFrame
+        Tipping points with ``site, group, ray, tipping_delta`` (drawn as diamonds on their ray).
+    unit : {"pct", "abs"}
+    month : float
+        Endpoint month (legend).
+    label : str, optional
+        Stamped on the figure.
+    interval, estimate, title : str
+        Wording of the legend and the title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Cells coloured by the interval's side of 0, contours of the estimate, the exact class
+        boundaries (a bound equal to 0), MAR at the origin.
+    """
     import matplotlib.pyplot as plt
     from matplotlib.colors import BoundaryNorm, ListedColormap
     from matplotlib.patches import Patch
@@ -372,7 +400,7 @@ def _describe(flips: pd.DataFrame, site: str, key: str, unit: str, grid_text: st
     sub = flips[(flips["site"] == site) & (flips["group"] == key)]
     base = sub["from_state"].iloc[0]
     found = sub[sub["tipping_delta"].notna()]
-    name = f"{SITE_LABELS.get(site, site)}, {CONCLUSIONS[key]}: under MAR the 95% CI {_CI_PHRASE[base]}."
+    name = f"{SITE_LABELS.get(site, site)}, {CONCLUSIONS[key]}: under MAR the 95% CI {CI_PHRASE[base]}."
     if found.empty:
         return f"{name} It does not flip on any ray within the grid ({grid_text})."
     who = {"non-responders": "only non-responder dropouts are shifted", "responders": "only responder dropouts are "
@@ -421,14 +449,14 @@ def tipping_point_analysis(derived: pd.DataFrame, grid_non_responders: Sequence[
         raise ValueError("sites must name at least one DXA site")
     if unit not in UNITS:
         raise ValueError(f"unit must be one of {UNITS}, got {unit!r}")
-    _check_common(m, draws, reference, (base_strategy,))
+    check_imputation_args(m, draws, reference, (base_strategy,))
     rows, flip_rows, grids, draws_out, excluded = [], [], {}, {}, {}
     dnr, dr = np.meshgrid(grid_nr, grid_r, indexing="ij")
     for site in sites:
         surf = tipping_surface(derived, site, base_strategy, reference, m, seed, draws, outcome, unit, undefined,
                                rule, covariates, endpoint_month, level)
         excluded[site] = list(surf.data.excluded)
-        names = _names(site, endpoint_month)
+        names = endpoint_estimand_names(site, endpoint_month)
         res = surf.evaluate(dnr, dr)
         grids[site] = res
         mar = surf.evaluate(0.0, 0.0)
@@ -459,7 +487,7 @@ def tipping_point_analysis(derived: pd.DataFrame, grid_non_responders: Sequence[
     for site in sites:
         for key in ("non-responder", "difference", "responder"):
             text.append(_describe(flips, site, key, unit, grid_text))
-    fig = _heatmap(grids, grid_nr, grid_r, flips, unit, endpoint_month, label)
+    fig = tipping_heatmap(grids, grid_nr, grid_r, flips, unit, endpoint_month, label)
     return SensitivityResult(
         name="tipping", title="Tipping-point analysis (delta-adjusted MI over a grid)", table=table, text=text,
         figures={"sensitivity_tipping": fig}, forest_rows=pd.DataFrame(columns=FOREST_COLUMNS),
@@ -473,7 +501,7 @@ def tipping_point_analysis(derived: pd.DataFrame, grid_non_responders: Sequence[
 
 def tipping_from_config(derived: pd.DataFrame, config: Any) -> SensitivityResult:
     """:func:`tipping_point_analysis` on the default grid with a run configuration's settings."""
-    opts, notes = _config_options(config)
+    opts, notes = mi_options_from_config(config)
     res = tipping_point_analysis(derived, **opts)
     res.text = notes + res.text
     return res

@@ -218,9 +218,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.child_fit:
         _child_fit(args.seed)
-        # leave as the rajak console script does (analysis.cli.app.main): the result is out, so skip the
+        # leave as the rajak console script does (analysis.cli.main): the result is out, so skip the
         # interpreter's final deallocation of the PyMC/PyTensor/numba objects (~1.5 s)
-        from analysis.cli.app import _fast_exit
+        from analysis.engine.process_exit import fast_exit as _fast_exit
 
         _fast_exit(0)
     both = not (args.timing or args.geometry)

@@ -37,8 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import numpy as np  # noqa: E402
 
 import models  # noqa: E402,F401  (compile caches before pymc)
-from analysis.power.simulation import (BayesRefitter, PowerDesign, PowerSettings, closed_form_power, power_frame,  # noqa: E402
-                            run_power)
+from analysis.power import BayesRefitter, PowerDesign, closed_form_power, power_frame, run_power  # noqa: E402
 from models.simulate import Design, simulate  # noqa: E402
 
 TARGETS = {"refit_s": 0.25, "bayes_1000_s": 360.0, "lmm_1000_s": 60.0}
@@ -109,7 +108,7 @@ def part_studies(studies: int) -> None:
 
 def part_scaling(reps: int, ns: list[int]) -> None:
     print(f"\n== 3. per-study cost vs n (one process; {_load()}) ==")
-    from analysis.power.simulation import _lmm_row
+    from analysis.power.analyses import lmm_row
 
     design = TWIN_LIKE.resolved().design
     r = BayesRefitter("spine", draws=1000, tune=1000, chains=4, cores=1)
@@ -122,7 +121,7 @@ def part_scaling(reps: int, ns: list[int]) -> None:
             t0 = time.perf_counter()
             f = power_frame(simulate(design.with_updates(n_patients=n), 10 * n + i).data, "spine")
             t1 = time.perf_counter()
-            _lmm_row(f)
+            lmm_row(f)
             t2 = time.perf_counter()
             sim_t.append(t1 - t0)
             lmm_t.append(t2 - t1)

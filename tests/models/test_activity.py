@@ -1,4 +1,5 @@
-"""Tests of ``models/activity.py``: the activity exposure against hand computations, input
+"""Tests of ``models/activity.py``, ``models/activity_exposure.py`` and
+``models/activity_comparison.py``: the activity exposure against hand computations, input
 errors, the reported algebra, agreement of the no-activity variant with the trajectory model, and
 recovery on simulated studies with known truth: bone that follows disease control only (the
 responder effect must shrink towards 0 once DAS28 improvement is in the model) and a pure
@@ -24,13 +25,8 @@ from scipy import stats
 
 import models  # noqa: F401  (compile caches before pymc)
 from analysis.engine.sampling import sample
-from models.activity import (
-    ACTIVITY_KINDS,
-    ActivityComparison,
-    build_activity_model,
-    compare_responder_effect,
-    prepare_activity_data,
-)
+from models.activity import ACTIVITY_KINDS, build_activity_model, prepare_activity_data
+from models.activity_comparison import ActivityComparison, compare_responder_effect
 from models.simulate import Design, simulate
 from models.trajectory import build_trajectory_model
 

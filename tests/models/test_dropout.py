@@ -1,4 +1,5 @@
-"""Tests of ``models/dropout.py`` and the "selection" / "latent_status" sensitivity analyses.
+"""Tests of ``models/dropout.py`` (``dropout_data``, ``dropout_latent_status``, ``dropout_selection``)
+and the "selection" / "latent_status" sensitivity analyses.
 
 - data preparation (risk sets, status patterns) on a hand-made frame;
 - the models' log-densities against a numpy/scipy reference at random points;

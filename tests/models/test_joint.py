@@ -1,4 +1,4 @@
-r"""Tests of ``models/joint.py``: data preparation, the marginal likelihood against a brute-force
+r"""Tests of ``models/joint.py`` and ``models/joint_data.py``: data preparation, the marginal likelihood against a brute-force
 multivariate normal, the conditional draws of the patient effects, interval coverage on data drawn
 from the model, recovery of the between-site correlations of the cohort simulator, and a fit on
 the twin.
@@ -234,10 +234,10 @@ def test_patient_effects_are_drawn_from_their_conditional(sim):
     Gaussian conditional u | y computed by brute force."""
     df = sim[sim["patient_id"] < "J006"]
     prep = prepare_joint_data(df)
-    from models.joint import _data_arrays
+    from models.joint_data import joint_data_arrays
     from models.trajectory import TrajectoryPriors
 
-    a = _data_arrays(prep, TrajectoryPriors())
+    a = joint_data_arrays(prep, TrajectoryPriors())
     tr = TRUTH
     n_draw = 4000
     beta = (np.asarray(tr.b) - np.c_[a["y_loc"], np.zeros((2, 3))]) / a["y_scale"][:, None]

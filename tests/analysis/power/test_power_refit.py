@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from analysis.engine.sampling import diagnose, sample
-from analysis.power.simulation import power_frame
 from analysis.engine.refit import Refitter, compile_for_refit
+from analysis.engine.sampling import diagnose, sample
+from analysis.power import power_frame
 from models.simulate import Design, simulate
 from models.trajectory import build_trajectory_model
 

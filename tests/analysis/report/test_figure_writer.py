@@ -1,4 +1,5 @@
-"""Figures written by background processes are the files the run's own process would write."""
+"""Figures written by background processes are the files the run's own process would write; the
+rendered-figure cache keys deferred figures by their content (``dask.base.tokenize``)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 from analysis.study.clinical import derive
 from analysis.study.data import load_twin
 from analysis.report.figure_writer import FigureWriter
-from analysis.figures.plots import DeferredFigure, retention, trajectories
+from analysis.figures import DeferredFigure, retention, trajectories
 
 
 @pytest.fixture(scope="module")
@@ -16,11 +17,22 @@ def twin():
     return derive(load_twin().frame)
 
 
+def _energy_tree():
+    import numpy as np
+    import xarray as xr
+
+    energy = np.random.default_rng(5).normal(size=(2, 200))
+    return xr.DataTree.from_dict({"sample_stats": xr.Dataset({"energy": (("chain", "draw"), energy)})})
+
+
 def _figures(twin):
+    from analysis.figures import energy_plot
+
     return {"retention": retention(twin, label="SYNTHETIC"),
             "trajectories": trajectories(twin, label="SYNTHETIC"),
             # built where it is drawn: in the worker, or on the spot without one
-            "deferred": DeferredFigure(trajectories, (twin,), {"sites": ("spine",), "label": "SYNTHETIC"})}
+            "deferred": DeferredFigure(trajectories, (twin,), {"sites": ("spine",), "label": "SYNTHETIC"}),
+            "arviz_plots": DeferredFigure(energy_plot, (_energy_tree(),), {"label": "SYNTHETIC"})}
 
 
 def test_background_files_equal_in_process_files(twin, tmp_path):
@@ -34,7 +46,7 @@ def test_background_files_equal_in_process_files(twin, tmp_path):
         assert not set(numbers) & set(plt.get_fignums())  # handed over and closed here
         written = writer.wait()
     assert sorted(written) == sorted(p for paths in promised.values() for p in paths.values())
-    for name in ("retention", "trajectories", "deferred"):
+    for name in ("retention", "trajectories", "deferred", "arviz_plots"):
         for fmt in ("png", "svg"):
             a, b = (here / f"{name}.{fmt}").read_bytes(), (there / f"{name}.{fmt}").read_bytes()
             assert a == b, f"{name}.{fmt} differs"
@@ -122,19 +134,87 @@ def test_plain_figures_need_a_key_and_incomplete_entries_are_redrawn(twin, tmp_p
     assert _files(tmp_path / "e") == _files(tmp_path / "c")
 
 
+def _tree(v):
+    import xarray as xr
+
+    return xr.DataTree.from_dict({"posterior": xr.Dataset({"b": (("chain", "draw"), v)},
+                                                          coords={"chain": [0, 1], "draw": range(v.shape[1])})})
+
+
 def test_content_key_covers_datatrees_and_refuses_unknown_types():
+    import numpy as np
+
+    from analysis.report.figure_writer import content_key
+
+    base = np.arange(8.0).reshape(2, 4)
+    k = content_key(DeferredFigure(counted_retention, (_tree(base),), {}))
+    assert k == content_key(DeferredFigure(counted_retention, (_tree(base.copy()),), {}))
+    bumped = base.copy()
+    bumped[1, 3] += 1e-12
+    assert k != content_key(DeferredFigure(counted_retention, (_tree(bumped),), {}))
+    assert k != content_key(DeferredFigure(counted_retention, (_tree(base),), {"label": "x"}))
+    assert k != content_key(DeferredFigure(retention, (_tree(base),), {}))  # another builder
+    assert content_key(DeferredFigure(counted_retention, (object(),), {})) is None
+
+
+def test_content_key_ignores_layout_and_file_origin(twin, tmp_path):
+    """The same values give the same key however they are held: a DataFrame and its consolidated
+    copy (other internal blocks), a DataTree in memory and the same read lazily from netCDF (with
+    encodings naming the file)."""
     import numpy as np
     import xarray as xr
 
     from analysis.report.figure_writer import content_key
 
-    def tree(v):
-        return xr.DataTree.from_dict({"posterior": xr.Dataset({"b": (("chain", "draw"), v)})})
+    copy = twin.copy()
+    assert len(copy._mgr.blocks) != len(twin._mgr.blocks)  # the premise: another layout
+    assert content_key(DeferredFigure(counted_retention, (twin,), {})) == \
+        content_key(DeferredFigure(counted_retention, (copy,), {}))
+    tree = _tree(np.random.default_rng(0).normal(size=(2, 50)))
+    tree.to_netcdf(tmp_path / "t.nc", engine="h5netcdf")
+    with xr.open_datatree(tmp_path / "t.nc", engine="h5netcdf") as lazy:
+        assert lazy["posterior"]["b"].encoding  # the premise: read from a file
+        assert content_key(DeferredFigure(counted_retention, (lazy,), {})) == \
+            content_key(DeferredFigure(counted_retention, (tree,), {}))
 
-    base = np.arange(8.0).reshape(2, 4)
-    k = content_key(DeferredFigure(counted_retention, (tree(base),), {}))
-    assert k == content_key(DeferredFigure(counted_retention, (tree(base.copy()),), {}))
-    bumped = base.copy()
-    bumped[1, 3] += 1e-12
-    assert k != content_key(DeferredFigure(counted_retention, (tree(bumped),), {}))
-    assert content_key(DeferredFigure(counted_retention, (object(),), {})) is None
+
+_KEY_SCRIPT = """
+import sys
+import numpy as np, xarray as xr
+from analysis.figures import DeferredFigure, retention
+from analysis.report.figure_writer import content_key
+from analysis.study.clinical import derive
+from analysis.study.data import load_twin
+bump = float(sys.argv[1])
+twin = derive(load_twin().frame)
+twin.loc[twin.index[0], "month"] += bump
+v = np.random.default_rng(7).normal(size=(2, 40))
+v[0, 0] += bump
+tree = xr.DataTree.from_dict({"posterior": xr.Dataset({"b": (("chain", "draw"), v)},
+                                                      coords={"chain": [0, 1], "draw": range(40)})})
+print(content_key(DeferredFigure(retention, (twin, [tree]), {"label": "SYNTHETIC"})))
+"""
+
+
+def test_content_key_is_the_same_in_another_process(twin):
+    """Keys must match across processes (the cache outlives the run): the same content built in a
+    fresh interpreter gives this process's key, a changed value another."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import numpy as np
+
+    from analysis.report.figure_writer import content_key
+
+    root = Path(__file__).resolve().parents[3]
+
+    def other(bump):
+        out = subprocess.run([sys.executable, "-c", _KEY_SCRIPT, repr(bump)], cwd=root, capture_output=True,
+                             text=True, check=True)
+        return out.stdout.strip().splitlines()[-1]
+
+    v = np.random.default_rng(7).normal(size=(2, 40))
+    here = content_key(DeferredFigure(retention, (twin, [_tree(v)]), {"label": "SYNTHETIC"}))
+    assert here is not None and other(0.0) == here
+    assert other(1e-9) != here

@@ -145,3 +145,26 @@ def test_every_configured_analysis_has_a_section(run_dir):
     assert 'data-figure="sensitivity_tipping"' in _section(html, "sensitivity_tipping")
     priors = _section(html, "sensitivity_priors")
     assert 'data-figure="priors_prior_predictive_spine"' in priors and "likelihood" in priors  # psense columns
+
+
+def test_diagnostics_plots_for_every_fit(run_dir):
+    """Every Bayesian fit of the run has its rank, ESS and energy plots (arviz-plots), in its model's
+    section right after its diagnostics table, and on disk."""
+    import html as html_lib
+    import json
+
+    from analysis.study.estimands import SITE_LABELS
+
+    html = (run_dir / "report.html").read_text()
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    config = manifest["config"]
+    fits = [(m, s) for m in config["bayes_models"] for s in config["sites"]]
+    assert fits and {f"{m}_{s}" for m, s in fits} == set(manifest["diagnostics"]["fits"])
+    for model, site in fits:
+        section = _section(html, f"bayes_{model}")
+        table = section.index(html_lib.escape(f"Convergence diagnostics, {model} at {SITE_LABELS[site]}"))
+        block = section[table:section.index("</div>", table)]  # the table and the figures that follow it
+        for kind in ("rank", "ess", "energy"):
+            name = f"{kind}_{model}_{site}"
+            assert f'data-figure="{name}"' in block, name
+            assert (run_dir / "figures" / f"{name}.png").is_file() and (run_dir / "figures" / f"{name}.svg").is_file()

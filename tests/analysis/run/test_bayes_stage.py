@@ -1,5 +1,5 @@
-"""The Bayesian stage of rajak run: prior vs posterior per fit, and a report section for every
-registered model."""
+"""The Bayesian stage of rajak run: prior vs posterior per fit, diagnostics figures for every fit
+beside its diagnostics table, and a report section for every registered model."""
 
 import dataclasses
 from pathlib import Path
@@ -16,7 +16,7 @@ from analysis.run.config import RunConfig
 from analysis.study.data import load_twin
 from analysis.frequentist.primary import frequentist_analysis
 from analysis.common.io import atomic_write_bytes
-from analysis.figures.plots import prior_posterior, save_figure
+from analysis.figures import DeferredFigure, prior_posterior, save_figure
 from analysis.report import Report, render_report
 
 
@@ -116,11 +116,15 @@ def all_models(twin, tiny, tmp_path_factory):
                            else (("chain", "draw"), rng.normal(0, 10, (1, draws))) for n in names},
                           coords={"group": ["non-responder", "responder"]})
 
+    saved = {}
+
     def quick_save(fig, directory, name):  # figure files as placeholders: rendering is tested elsewhere
         import matplotlib.pyplot as plt
 
-        assert fig.axes, name
-        plt.close(fig)
+        saved[name] = fig
+        built = fig.build() if isinstance(fig, DeferredFigure) else fig  # the builders run on these fits
+        assert built.axes, name
+        plt.close(built)
         return {fmt: atomic_write_bytes(Path(directory) / f"{name}.{fmt}", b"figure") for fmt in ("png", "svg")}
 
     out = tmp_path_factory.mktemp("bayes_stage")
@@ -133,14 +137,14 @@ def all_models(twin, tiny, tmp_path_factory):
     sections = bs.bayes_sections(stage, cfg)
     html = render_report(Report(title="t", synthetic=True, data_label=ds.label, summary=[], sections=sections,
                                 methods=[]), out / "figures")
-    return stage, sections, out, html, built_models
+    return stage, sections, out, html, built_models, saved
 
 
 @pytest.mark.parametrize("model", sorted(MODELS))
 def test_every_registered_model_has_a_report_section(all_models, model):
-    stage, sections, out, html, _ = all_models
+    stage, sections, out, html, _, _ = all_models
     section = {s.key: s for s in sections}[f"bayes_{model}"]
-    names = [n for _, n in section.figures]
+    names = section.figure_names()
     assert f"prior_posterior_{model}_spine" in names and f"rank_{model}_spine" in names
     assert (out / "figures" / f"prior_posterior_{model}_spine.svg").is_file()
     assert (out / "fits" / f"{model}_spine.nc").is_file()
@@ -150,9 +154,48 @@ def test_every_registered_model_has_a_report_section(all_models, model):
 
 
 def test_overview_ppc_compare_and_loo_sections(all_models):
-    stage, sections, _, html, built_models = all_models
+    stage, sections, _, html, built_models, _ = all_models
     keys = [s.key for s in sections]
     assert keys[0] == "bayes" and {"ppc", "compare", "loo"} <= set(keys)
     assert keys.index("ppc") > max(keys.index(f"bayes_{m}") for m in MODELS)
     assert 'data-figure="ppc_spine"' in html and 'data-figure="forest_spine"' in html
     assert len(built_models) == len(MODELS)  # each model was built for its prior draws
+
+
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_every_fit_has_its_diagnostics_figures_beside_its_diagnostics_table(all_models, model):
+    """Rank, ESS and energy plots of each fit, drawn by arviz-plots in the figure writer from only
+    the groups they read, shown in the model's section right after the fit's diagnostics row."""
+    stage, sections, out, html, _, saved = all_models
+    names = bs.diagnostic_figure_names(model, "spine")
+    assert names == [f"rank_{model}_spine", f"ess_{model}_spine", f"energy_{model}_spine"]
+    assert set(names) <= {n for _, _, n in stage.figures}
+    section = {s.key: s for s in sections}[f"bayes_{model}"]
+    (diag,) = [t for t in section.tables if t.caption.startswith("Convergence diagnostics")]
+    assert [n for _, n in diag.figures] == names
+    assert diag.frame[["model", "site"]].values.tolist() == [[model, "spine"]]
+    for name, make, group in zip(names, ("rank_plot", "ess_plot", "energy_plot"),
+                                 ("posterior", "posterior", "sample_stats")):
+        fig = saved[name]
+        assert isinstance(fig, DeferredFigure) and fig.make.__name__ == make
+        (tree,) = fig.args
+        assert set(tree.children) == {group}  # only what the figure reads travels to the worker
+        assert fig.kwargs["label"].startswith("SYNTHETIC") or "SYNTHETIC" in fig.kwargs["label"].upper()
+        assert (out / "figures" / f"{name}.png").is_file()
+    text = html[html.index(f'<section id="bayes_{model}"'):]
+    text = text[:text.index("</section>")]
+    at = text.index(f"Convergence diagnostics, {model} at")
+    positions = [text.index(f'data-figure="{n}"') for n in names]
+    assert at < positions[0] < positions[1] < positions[2]
+    assert "<table" not in text[at:positions[-1]].split("</table>", 1)[1]  # no other table in between
+
+
+def test_posterior_figures_are_drawn_in_the_figure_writer(all_models):
+    """The contrasts, prior-vs-posterior and PPC figures are deferred (built where they are written,
+    keyed by their content in the figure cache)."""
+    from analysis.report.figure_writer import content_key
+
+    *_, saved = all_models
+    for name in ("contrasts_spine", "ppc_spine", "prior_posterior_lmm_spine"):
+        assert isinstance(saved[name], DeferredFigure), name
+        assert content_key(saved[name]) is not None, name

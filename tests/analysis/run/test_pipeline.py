@@ -12,7 +12,7 @@ import analysis.run.pipeline as pl
 from analysis.run.config import RunConfig
 from analysis.study.estimands import difference_name
 from analysis.engine.sampling import load_fit
-from analysis.power.simulation import TIMING_COLUMNS
+from analysis.power import TIMING_COLUMNS
 from analysis.common.resources import data_path
 from analysis.sensitivity.result import FOREST_COLUMNS, SensitivityResult
 from analysis.sensitivity.runner import ANALYSES as SENSITIVITY_ANALYSES

@@ -8,11 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.study.clinical import derive
-from analysis.study.data import load_twin
-from analysis.study.estimands import difference_name, estimand_name
 from analysis.frequentist.imputation import standard_analyses
-from analysis.sensitivity import reference_based as rb
+from analysis.sensitivity import imputation_draws
+from analysis.sensitivity.imputation_strategies import missingness_patterns
+from analysis.sensitivity.mi_reporting import per_imputation_estimates
 from analysis.sensitivity.reference_based import (
     STRATEGIES,
     endpoint_analysis,
@@ -23,6 +22,9 @@ from analysis.sensitivity.reference_based import (
     strategy_means,
 )
 from analysis.sensitivity.result import FOREST_COLUMNS
+from analysis.study.clinical import derive
+from analysis.study.data import load_twin
+from analysis.study.estimands import difference_name, estimand_name
 from tests.analysis.sensitivity._mvn_study import mvn_study
 
 NAN = np.nan
@@ -157,9 +159,9 @@ def test_engine_gls_reproduces_the_reml_fit(study, covariates):
                      index=frame["patient_id"].unique())
     frame = frame.assign(age=frame["patient_id"].map(ages))
     d = site_data(frame, "spine", covariates=covariates)
-    fit = rb._fit(d)
-    sigma = rb._sigma_of_omega(fit.omega, 2)
-    beta, _ = rb._gls(d.design(), d.y, rb._patterns(d.observed), sigma)
+    fit = imputation_draws._fit(d)
+    sigma = imputation_draws._sigma_of_omega(fit.omega, 2)
+    beta, _ = imputation_draws._gls(d.design(), d.y, missingness_patterns(d.observed), sigma)
     assert beta.size == 5 + len(covariates)
     ls = fit.lsmeans(["responder"], by=["month"], at={"responder": [0.0, 1.0]})
     per_obs = np.column_stack([d.baseline, d.covariates])
@@ -213,7 +215,7 @@ def test_endpoint_analysis_matches_standard_analyses(study):
     imp = impute_reference_based(frame, "spine", ("MAR",), m=3, seed=1)
     d = imp.data
     pct = imp.endpoint_pct("MAR")
-    per = rb._per_imputation(pct, d.group)
+    per = per_imputation_estimates(pct, d.group)
     long = pd.DataFrame({"month": 12.0, "pct_change_spine": pct[1],
                          "responder_status": np.where(d.group == 1, "responder", "non-responder")})
     ref = standard_analyses(sites=("spine",))(long)

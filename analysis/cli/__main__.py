@@ -1,0 +1,7 @@
+"""``python -m analysis.cli``: the same as the ``rajak`` console script."""
+
+import sys
+
+from analysis.cli.app import main
+
+sys.exit(main())

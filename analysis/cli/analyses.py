@@ -1,0 +1,170 @@
+"""``rajak frequentist``, ``rajak fit`` and ``rajak compare``: the primary analyses of one study."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from analysis.cli.common import (EXIT_BAD_INPUT, analysis_errors, err, info, json_default, load_derived,
+                                 responder_text)
+from analysis.run.config import ConfigError
+from analysis.study.data import DataValidationError
+
+__all__ = ["compare", "fit", "frequentist"]
+
+
+def frequentist(
+    data: Annotated[Optional[Path], typer.Option(help="Your data file (default: the embedded SYNTHETIC twin).")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="TOML analysis plan.")] = None,
+    strategy: Annotated[Optional[str], typer.Option(help="Undefined responder status: exclude, last_observed or unknown.")] = None,
+    imputations: Annotated[int, typer.Option(help="Multiple imputations (0 = skip MI).")] = 50,
+    seed: Annotated[Optional[int], typer.Option(help="Seed of the imputations.")] = None,
+    map_: Annotated[Optional[list[str]], typer.Option("--map", help="Column mapping FILE_COLUMN=CONTRACT_COLUMN (repeatable).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Emit every table as JSON on stdout.")] = False,
+) -> None:
+    """The frequentist primary analysis: the replication table, completers tests, LMM, MMRM, MI."""
+    from analysis.frequentist.primary import frequentist_analysis
+    from analysis.rajak.published import paper_analysis, replication_table
+
+    cfg, ds, derived = load_derived(data, config, strategy, seed, map_)
+    info(f"{ds.label}: fitting completers tests, LMM and MMRM per site"
+          + (f", {imputations} imputations" if imputations else ""))
+    with analysis_errors(ds.source):
+        res = frequentist_analysis(derived, cfg.sites, cfg.undefined_responders, cfg.responder.rule(),
+                                   cfg.endpoint_month, mi_imputations=imputations, seed=cfg.seed,
+                                   mmrm_covariances=cfg.mmrm_covariances)
+        rep = replication_table(paper_analysis(derived, cfg.endpoint_month))
+    if as_json:
+        out = {"data_label": ds.label, "synthetic": ds.synthetic, "responder_rule": responder_text(cfg, derived),
+               "replication": rep.replace({float("nan"): None}).to_dict(orient="records"), **res.to_dict()}
+        typer.echo(json.dumps(out, indent=2, default=json_default))
+        return
+    fmt = {"float_format": lambda v: f"{v:.4g}", "index": False}
+    typer.echo(f"== {ds.label} ==")
+    typer.echo(f"responders: {responder_text(cfg, derived)}; undefined status: {res.strategy}")
+    typer.echo("\nPublished figures vs this analysis (completers):")
+    typer.echo(rep.drop(columns=["description", "kind"]).to_string(**fmt))
+    typer.echo("\nCompleters tests (t and Wilcoxon; 'exact' says which p-values are exact):")
+    typer.echo(_completers_text(res.completers.table).to_string(**fmt))
+    typer.echo("\nKey estimands (estimate, SE, Satterthwaite/Welch df, 95% CI, p):")
+    typer.echo(res.estimands.to_string(**fmt))
+    typer.echo(f"\nMMRM LS-means of the change per visit and group ({res.lsmeans['covariance'].iloc[0]}, "
+               "g/cm^2 and %):" if len(res.lsmeans) else "")
+    primary = res.lsmeans[res.lsmeans["covariance"] == res.lsmeans["covariance"].iloc[0]] if len(res.lsmeans) else None
+    if primary is not None:
+        typer.echo(primary.drop(columns=["covariance"]).to_string(**fmt))
+    for note in res.notes:
+        typer.echo(f"WARNING: {note}")
+
+
+def _completers_text(table):
+    """The completers tests in a compact form for the terminal."""
+    cols = [c for c in ("site", "measure", "analysis", "group", "test", "n", "estimate", "ci_low", "ci_high", "p",
+                        "exact") if c in table.columns]
+    return table[cols]
+
+
+def fit(
+    model: Annotated[str, typer.Option(help="lmm, mmrm, joint, activity or robust.")] = "lmm",
+    site: Annotated[str, typer.Option(help="spine or femoral_neck.")] = "spine",
+    priors: Annotated[str, typer.Option(help="Prior set: default, weakly_informative, sceptical, literature, vague.")] = "default",
+    draws: Annotated[int, typer.Option(min=1, help="Draws per chain.")] = 1000,
+    tune: Annotated[int, typer.Option(min=1, help="Tuning steps per chain.")] = 1000,
+    chains: Annotated[int, typer.Option(min=1, help="Chains.")] = 4,
+    seed: Annotated[int, typer.Option(help="Seed.")] = 1,
+    sampler: Annotated[str, typer.Option(help="nutpie (default) or pymc.")] = "nutpie",
+    target_accept: Annotated[float, typer.Option(min=0.5, max=0.999, help="Step-size adaptation target.")] = 0.9,
+    data: Annotated[Optional[Path], typer.Option(help="Your data file (default: the embedded SYNTHETIC twin).")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="TOML analysis plan.")] = None,
+    strategy: Annotated[Optional[str], typer.Option(help="Undefined responder status: exclude, last_observed or unknown.")] = None,
+    map_: Annotated[Optional[list[str]], typer.Option("--map", help="Column mapping FILE_COLUMN=CONTRACT_COLUMN.")] = None,
+    save: Annotated[Optional[Path], typer.Option(help="Save the fit (netCDF DataTree with settings and diagnostics).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Emit the estimands and diagnostics as JSON.")] = False,
+) -> None:
+    """Fit a Bayesian model and print its estimands with diagnostics."""
+    from analysis.bayes.fit import fit_bayes, model_names
+
+    if model not in model_names():
+        err(f"unknown model {model!r}; available: {', '.join(model_names())}")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    if site not in ("spine", "femoral_neck"):
+        err(f"unknown site {site!r}; expected spine or femoral_neck")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    cfg, ds, derived = load_derived(data, config, strategy, seed, map_)
+    info(f"{ds.label}: fitting {model} at {site} ({chains} chains x {draws} draws, {sampler})")
+    try:
+        with analysis_errors(ds.source):
+            res = fit_bayes(derived, model, site, priors, cfg.undefined_responders, cfg.responder.rule(),
+                            draws=draws, tune=tune, chains=chains, seed=seed, sampler=sampler,
+                            target_accept=target_accept)
+    except (DataValidationError, ConfigError) as exc:
+        err(str(exc))
+        raise typer.Exit(EXIT_BAD_INPUT)
+    if save is not None:
+        res.fit.save(save)
+        info(f"saved fit to {save}")
+    diag = res.fit.diagnostics
+    if not diag.passed:
+        info(f"WARNING: DIAGNOSTICS FAILED for {model} at {site}: " + "; ".join(diag.failures))
+    if as_json:
+        typer.echo(json.dumps({"data_label": ds.label, "synthetic": ds.synthetic, **res.to_dict()},
+                              indent=2, default=json_default))
+        return
+    typer.echo(f"== {ds.label}: {model} at {site}, priors {priors} ==")
+    typer.echo(f"undefined status: {res.strategy}")
+    typer.echo(f"diagnostics: {diag}")
+    cols = ["estimand", "median", "eti_low", "eti_high", "hdi_low", "hdi_high", "p_lt_0", "p_in_rope", "bf10"]
+    typer.echo(res.table[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+
+
+def compare(
+    models_: Annotated[Optional[list[str]], typer.Option("--model", help="Bayesian model(s) to compare (repeatable).")] = None,
+    sites: Annotated[Optional[list[str]], typer.Option("--site", help="Site(s) (repeatable).")] = None,
+    priors: Annotated[str, typer.Option(help="Prior set.")] = "default",
+    draws: Annotated[int, typer.Option(min=1)] = 1000,
+    tune: Annotated[int, typer.Option(min=1)] = 1000,
+    chains: Annotated[int, typer.Option(min=1)] = 4,
+    seed: Annotated[int, typer.Option()] = 1,
+    data: Annotated[Optional[Path], typer.Option(help="Your data file (default: the embedded SYNTHETIC twin).")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="TOML analysis plan.")] = None,
+    strategy: Annotated[Optional[str], typer.Option(help="Undefined responder status strategy.")] = None,
+    map_: Annotated[Optional[list[str]], typer.Option("--map", help="Column mapping FILE_COLUMN=CONTRACT_COLUMN.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Emit the table as JSON.")] = False,
+) -> None:
+    """Bayesian vs frequentist: one table per site (estimate, CI, p | median, CrI, P(direction), P(ROPE), BF)."""
+    from analysis.bayes.fit import compare as compare_fits, fit_bayes, model_names
+    from analysis.frequentist.primary import frequentist_analysis
+
+    models_ = models_ or ["lmm"]
+    sites = sites or ["spine", "femoral_neck"]
+    bad = [m for m in models_ if m not in model_names()] + [s for s in sites if s not in ("spine", "femoral_neck")]
+    if bad:
+        err(f"unknown model or site {bad[0]!r}")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    cfg, ds, derived = load_derived(data, config, strategy, seed, map_)
+    with analysis_errors(ds.source):
+        freq = frequentist_analysis(derived, sites, cfg.undefined_responders, cfg.responder.rule(),
+                                    cfg.endpoint_month, mmrm_covariances=cfg.mmrm_covariances)
+        fits = []
+        for m in models_:
+            for s in sites:
+                info(f"fitting {m} at {s} ...")
+                fits.append(fit_bayes(derived, m, s, priors, cfg.undefined_responders, cfg.responder.rule(),
+                                      draws=draws, tune=tune, chains=chains, seed=seed))
+        table = compare_fits(fits, freq.estimands)
+    if as_json:
+        typer.echo(json.dumps({"data_label": ds.label, "synthetic": ds.synthetic,
+                               "rows": table.replace({float("nan"): None}).to_dict(orient="records")},
+                              indent=2, default=json_default))
+        return
+    typer.echo(f"== {ds.label}: Bayesian vs frequentist ==")
+    for s in sites:
+        typer.echo(f"\n-- {s} --")
+        typer.echo(table[table["site"] == s].drop(columns=["site"]).to_string(
+            index=False, float_format=lambda v: f"{v:.4g}"))
+    for f in fits:
+        if not f.fit.passed:
+            typer.echo(f"WARNING: {f.model} at {f.site} FAILED diagnostics: " + "; ".join(f.fit.diagnostics.failures))

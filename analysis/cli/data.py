@@ -1,0 +1,86 @@
+"""``rajak validate`` (check a file against the data contract) and ``rajak twin`` (the synthetic twin)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from analysis.cli.common import EXIT_BAD_INPUT, err, info, parse_map
+from analysis.run.config import ConfigError
+from analysis.study.data import DataValidationError, load_dataset
+
+__all__ = ["twin", "validate"]
+
+
+def validate(
+    file: Annotated[Path, typer.Argument(help="CSV or Parquet file, one row per patient-visit.")],
+    map_: Annotated[Optional[list[str]], typer.Option("--map", help="Column mapping FILE_COLUMN=CONTRACT_COLUMN (repeatable).")] = None,
+    encoding: Annotated[str, typer.Option(help="Text encoding of a CSV file.")] = "utf-8",
+    endpoint_month: Annotated[float, typer.Option(help="Month that defines a completer.")] = 12,
+    all_problems: Annotated[bool, typer.Option("--all", help="List every problem, one per line.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the validation report as JSON.")] = False,
+) -> None:
+    """Check a data file against the data contract and summarise it."""
+    try:
+        ds = load_dataset(file, parse_map(map_), encoding=encoding, endpoint_month=endpoint_month)
+    except DataValidationError as exc:
+        if all_problems:
+            for p in exc.problems:
+                err(p.message)
+        else:
+            err(str(exc))
+        raise typer.Exit(EXIT_BAD_INPUT)
+    except ConfigError as exc:
+        err(str(exc))
+        raise typer.Exit(EXIT_BAD_INPUT)
+    if as_json:
+        typer.echo(json.dumps(ds.report.to_dict(), indent=2, default=str))
+    else:
+        typer.echo(ds.report.to_text())
+
+
+def twin(
+    seed: Annotated[Optional[int], typer.Option(help="Seed (default: the shipped twin's seed).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Write the twin CSV here (provenance JSON beside it).")] = None,
+    report: Annotated[bool, typer.Option("--report", help="Print the calibration table (published | twin).")] = False,
+    calibrate: Annotated[bool, typer.Option("--calibrate", help="Run the calibration search, then write to --out.")] = False,
+    seeds: Annotated[int, typer.Option(help="Seeds searched per grid point by --calibrate.")] = 1000,
+) -> None:
+    """Regenerate the synthetic RAJAK twin, or show how it matches the published figures."""
+    from analysis.rajak import twin as tw
+    from models.simulate import Design
+
+    if not (report or out or calibrate):
+        err("say what to do: --report, --out FILE (regenerate) or --calibrate --out FILE")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    if calibrate:
+        if out is None:
+            err("--calibrate needs --out FILE (the shipped twin is never overwritten implicitly)")
+            raise typer.Exit(EXIT_BAD_INPUT)
+        info(f"calibrating: {len(tw.CALIBRATION_GRID)} grid parameters x {seeds} seeds ...")
+        res = tw.calibrate(range(seeds), progress=lambda d, n: info(f"  {d}/{n}"))
+        design, seed = res.best.design, res.best.seed
+        search = {"grid": {k: list(v) for k, v in res.grid.items()}, "seeds": list(res.seeds),
+                  "n_evaluated": res.n_evaluated, "distance": res.best.distance}
+        tw.write_twin(design, seed, out, out.with_suffix(".json"), search=search)
+        info(f"wrote {out} and {out.with_suffix('.json')} (seed {seed}, distance {res.best.distance:.2f})")
+    elif out is not None:
+        prov = tw.load_provenance()
+        design = Design.from_dict(prov["design"])
+        use_seed = prov["seed"] if seed is None else seed
+        tw.write_twin(design, use_seed, out, out.with_suffix(".json"),
+                      search=prov.get("calibration_search") if use_seed == prov["seed"] else None)
+        info(f"wrote {out} and {out.with_suffix('.json')} (SYNTHETIC twin, seed {use_seed})")
+    if report:
+        from analysis.study.clinical import derive
+        from analysis.study.data import load_twin
+        from analysis.rajak.published import paper_analysis, replication_table
+
+        ds = load_twin() if out is None else load_dataset(out, synthetic=True)
+        table = replication_table(paper_analysis(derive(ds.frame)))
+        typer.echo(f"SYNTHETIC RAJAK twin ({ds.source}): published figure vs the paper's analysis on the twin")
+        typer.echo(table.rename(columns={"this_analysis": "twin"}).drop(columns=["description", "kind"])
+                   .to_string(index=False, float_format=lambda v: f"{v:.4g}"))

@@ -1,0 +1,150 @@
+"""A finished power (or assurance) study: :class:`PowerResult`, its tables, figure and files.
+
+Every table is computed from the raw rows (:mod:`analysis.power.raw`) with the study's decision
+thresholds (:mod:`analysis.power.summary`), unless they are overridden.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analysis.power.closed_form import closed_form_power
+from analysis.power.design import PowerDesign
+from analysis.power.prior import DesignPrior
+from analysis.power.settings import PowerSettings
+from analysis.power.summary import smallest_n, summarise
+
+__all__ = ["PowerResult"]
+
+
+@dataclass
+class PowerResult:
+    """A finished power (or assurance) study.
+
+    Attributes
+    ----------
+    raw : DataFrame
+        One row per simulation, site and analysis (:data:`~analysis.power.raw.RAW_COLUMNS`, plus
+        ``prior_draw`` and ``prior.*`` for assurance): estimates, SEs, df, p-values, posterior
+        quantiles, diagnostics. Every summary is computed from it.
+    design, analyses, settings, prior, seed, sims
+        What produced it.
+    """
+
+    raw: pd.DataFrame
+    design: PowerDesign
+    analyses: tuple[str, ...]
+    settings: PowerSettings
+    prior: DesignPrior | None
+    seed: int
+    sims: int
+
+    @property
+    def kind(self) -> str:
+        """``"assurance"`` with a design prior, else ``"power"``."""
+        return "assurance" if self.prior is not None else "power"
+
+    def summary(self, alpha: float | None = None, prob: float | None = None, rope: float | None = None) -> pd.DataFrame:
+        """:func:`~analysis.power.summary.summarise` with the study's settings unless overridden."""
+        s = self.settings
+        return summarise(self.raw, s.alpha if alpha is None else alpha, s.prob if prob is None else prob,
+                         rope if rope is not None else s.rope, s.direction)
+
+    def smallest_n(self, target: float = 0.8) -> pd.DataFrame:
+        """:func:`~analysis.power.summary.smallest_n` of :meth:`summary`."""
+        return smallest_n(self.summary(), target)
+
+    def closed_form(self) -> pd.DataFrame:
+        """The closed-form LMM power per site and ``n`` (:func:`~analysis.power.closed_form.closed_form_power`)."""
+        rows = []
+        for site in self.design.sites:
+            for n, p in zip(self.design.n, closed_form_power(self.design, site=site, alpha=self.settings.alpha)):
+                rows.append({"site": site, "n": int(n), "closed_form_power": p})
+        return pd.DataFrame(rows)
+
+    def table(self) -> pd.DataFrame:
+        """Wide table: one row per ``n``, one column per site/analysis/rule, ``power (MC SE)``."""
+        s = self.summary()
+        s = s.assign(label=s["site"] + " | " + s["analysis"] + " | " + s["criterion"],
+                     cell=[f"{p:.3f} ({se:.3f})" for p, se in zip(s["power"], s["mc_se"])])
+        wide = s.pivot(index="n", columns="label", values="cell")
+        wide.columns.name = None
+        return wide.reset_index()
+
+    def figure(self, target: float = 0.8, label: str | None = None) -> Any:
+        """Power curves with Wilson 95% Monte-Carlo intervals and the target (dotted); for the
+        Gaussian generator without dropout also the closed-form LMM power (dashed)."""
+        import matplotlib.pyplot as plt
+
+        from analysis.figures.plots import PALETTE, style
+
+        s = self.summary()
+        cf = self.closed_form()
+        colours = [PALETTE[c] for c in ("blue", "vermillion", "green", "orange", "sky", "purple", "black")]
+        with style():
+            fig, axes = plt.subplots(1, len(self.design.sites), figsize=(5.2 * len(self.design.sites), 3.8),
+                                     squeeze=False, sharey=True)
+            for ax, site in zip(axes[0], self.design.sites):
+                ss = s[s["site"] == site]
+                for i, ((analysis, crit), g) in enumerate(ss.groupby(["analysis", "criterion"], sort=False)):
+                    g = g.sort_values("n")
+                    c = colours[i % len(colours)]
+                    name = analysis if analysis != "bayes" else f"bayes: {crit}"
+                    ax.errorbar(g["n"], g["power"], yerr=[g["power"] - g["ci_low"], g["ci_high"] - g["power"]],
+                                color=c, marker="o", ms=3.5, lw=1.4, capsize=2, label=name)
+                cs = cf[cf["site"] == site]
+                if (len(cs) and "lmm" in self.analyses and self.prior is None and self.design.generator == "gaussian"
+                        and not np.any(np.atleast_1d(self.design.dropout or 0.0))):
+                    ax.plot(cs["n"], cs["closed_form_power"], color=PALETTE["black"], ls="--", lw=1,
+                            label="closed form (Liu & Liang)")
+                ax.axhline(target, color=PALETTE["grey"], ls=":", lw=1)
+                ax.set_ylim(0, 1.02)
+                ax.set_xlabel("patients per study (n)")
+                ax.set_title(site.replace("_", " "))
+            axes[0][0].set_ylabel(self.kind + " (95% MC interval)")
+            axes[0][-1].legend(loc="lower right", fontsize=7)
+            fig.suptitle(f"{self.kind.capitalize()} by simulation ({self.sims} studies per n, seed {self.seed})",
+                         fontsize=10)
+            if label:
+                fig.text(0.995, 0.995, label, ha="right", va="top", fontsize=7, color=PALETTE["grey"])
+            fig.tight_layout()
+        return fig
+
+    def to_dict(self, target: float = 0.8) -> dict[str, Any]:
+        """JSON-serialisable summary (no raw rows)."""
+        def records(df: pd.DataFrame) -> list[dict[str, Any]]:
+            return json.loads(df.to_json(orient="records"))
+
+        return {"kind": self.kind, "sims": self.sims, "seed": self.seed, "analyses": list(self.analyses),
+                "design": self.design.to_dict(), "settings": self.settings.to_dict(),
+                "prior": None if self.prior is None else {"source": self.prior.source, "n_draws": len(self.prior.draws)},
+                "target": target, "summary": records(self.summary()), "smallest_n": records(self.smallest_n(target)),
+                "closed_form": records(self.closed_form()),
+                "failed_fits": int((~self.raw["ok"].astype(bool)).sum()) if len(self.raw) else 0}
+
+    def save(self, out: str | os.PathLike, target: float = 0.8) -> dict[str, Path]:
+        """Write ``raw.parquet``, ``summary.csv``, ``smallest_n.csv``, ``power_table.csv``,
+        ``power_curve.png/.svg`` and ``result.json`` to ``out`` (each atomically)."""
+        from analysis.common.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+        from analysis.figures.plots import save_figure
+
+        out = Path(out)
+        buf = io.BytesIO()
+        self.raw.to_parquet(buf, index=False)
+        paths = {"raw": atomic_write_bytes(out / "raw.parquet", buf.getvalue()),
+                 "summary": atomic_write_text(out / "summary.csv", self.summary().to_csv(index=False)),
+                 "smallest_n": atomic_write_text(out / "smallest_n.csv", self.smallest_n(target).to_csv(index=False)),
+                 "table": atomic_write_text(out / "power_table.csv", self.table().to_csv(index=False)),
+                 "result": atomic_write_json(out / "result.json", self.to_dict(target))}
+        if len(self.raw):
+            for fmt, p in save_figure(self.figure(target), out, "power_curve").items():
+                paths[f"figure_{fmt}"] = p
+        return paths
