@@ -14,8 +14,7 @@ The trajectory LMM, one skeletal site at a time
     :mod:`models.trajectory` (the PyMC builder and its priors), :mod:`models.trajectory_data`
     (data preparation), :mod:`models.trajectory_terms` (latent random effects, Student-t
     weights), :mod:`models.marginal` (the marginal likelihood and the pieces every single-site
-    model shares), :mod:`models.priors` (named prior sets), :mod:`models.formula` (a bambi model
-    from a formula).
+    model shares), :mod:`models.priors` (named prior sets).
 Models built on it
     :mod:`models.activity` (disease activity in the slope; :mod:`models.activity_exposure`,
     :mod:`models.activity_comparison`), :mod:`models.dropout` (latent responder status and the
@@ -40,7 +39,6 @@ _LAZY: dict[str, str] = {
     "DropoutPriors": "models.dropout",
     "MmrmPriors": "models.mmrm",
     "TrajectoryPriors": "models.trajectory",
-    "bambi_lmm": "models.formula",
     "build_activity_model": "models.activity",
     "build_joint_model": "models.joint",
     "build_latent_status_model": "models.dropout",
@@ -60,7 +58,6 @@ __all__ = [  # configure_compile_cache and the lazily re-exported names of _LAZY
     "DropoutPriors",
     "MmrmPriors",
     "TrajectoryPriors",
-    "bambi_lmm",
     "build_activity_model",
     "build_joint_model",
     "build_latent_status_model",

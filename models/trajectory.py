@@ -4,8 +4,7 @@ This module holds the model (:func:`build_trajectory_model`, :class:`TrajectoryM
 prior scales (:class:`TrajectoryPriors`). The data preparation is in :mod:`models.trajectory_data`
 (:func:`prepare_trajectory_data`, :class:`PreparedData`, :data:`SITES`, :data:`COEF_NAMES`,
 :data:`GROUP_NAMES`), the latent random effects and the Student-t weights in
-:mod:`models.trajectory_terms`, and the bambi wrapper in :mod:`models.formula` (:func:`bambi_lmm`,
-:class:`BambiLMM`); those names are re-exported here.
+:mod:`models.trajectory_terms`; those names are re-exported here.
 
 The model
 ---------
@@ -117,10 +116,10 @@ default, and the PyMC sampler take any size. Priors are data too (``set_data(pri
 
 The bambi path
 --------------
-:func:`bambi_lmm` (:mod:`models.formula`) builds a bambi model from a user formula (default
-``"bmd ~ month * responder + (1 + month | patient_id)"``, time in months, bambi's default priors
-and its non-centred group effects without correlation) and returns a wrapper that
-:func:`analysis.engine.sampling.sample` samples with nutpie like the model above.
+A user's own formula (default ``"bmd ~ month * responder + (1 + month | patient_id)"``, time in
+months, bambi's default priors and its non-centred group effects without correlation) is built
+by bambi in ``analysis/bayes/formula.py`` and sampled with nutpie like the model above
+(``rajak fit --formula``).
 """
 
 from __future__ import annotations
@@ -133,7 +132,6 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
-from models.formula import BambiLMM, bambi_lmm
 from models.marginal import (
     covariate_term,
     data_containers,
@@ -157,7 +155,7 @@ from models.trajectory_terms import latent_effects, student_t_weights
 if TYPE_CHECKING:  # pragma: no cover
     import xarray as xr
 
-__all__ = [  # with the names re-exported from models.trajectory_data and models.formula
+__all__ = [  # with the names re-exported from models.trajectory_data
     "COEF_NAMES",
     "GROUP_NAMES",
     "PARAMETERISATIONS",
@@ -165,11 +163,9 @@ __all__ = [  # with the names re-exported from models.trajectory_data and models
     "REPORTED_VARS",
     "ROBUST_BENCHMARK",
     "SITES",
-    "BambiLMM",
     "PreparedData",
     "TrajectoryModel",
     "TrajectoryPriors",
-    "bambi_lmm",
     "build_trajectory_model",
     "prepare_trajectory_data",
 ]

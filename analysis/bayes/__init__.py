@@ -1,7 +1,8 @@
 """The Bayesian analyses of one study: fit a named model (``fit``: lmm, robust, mmrm, joint,
-activity), estimands and contrasts from the draws with their summaries (``estimands``,
-``posterior``), the Bayes-vs-frequentist table, prior predictive checks and prior sensitivity
-(``prior_checks``) and PSIS-LOO model comparison (``model_compare``).
+activity) or the user's own model formula (``fit.fit_formula``, a bambi model: ``formula``),
+estimands and contrasts from the draws with their summaries (``estimands``, ``posterior``), the
+Bayes-vs-frequentist table, prior predictive checks and prior sensitivity (``prior_checks``) and
+PSIS-LOO model comparison (``model_compare``).
 
 Public names are imported lazily (PEP 562), so importing one module of the room does not import
 the others.
@@ -17,12 +18,19 @@ _EXPORTS = {
     "bayes_table": "analysis.bayes.estimands",
     "compare_table": "analysis.bayes.estimands",
     "COMPARE_COLUMNS": "analysis.bayes.estimands",
+    "DEFAULT_FORMULA": "analysis.bayes.formula",
+    "BambiLMM": "analysis.bayes.formula",
+    "FormulaError": "analysis.bayes.formula",
+    "bambi_lmm": "analysis.bayes.formula",
+    "check_formula": "analysis.bayes.formula",
+    "formula_estimands": "analysis.bayes.formula",
     "MODELS": "analysis.bayes.fit",
     "FREQUENTIST_COUNTERPART": "analysis.bayes.fit",
     "BayesFit": "analysis.bayes.fit",
     "analysis_frame": "analysis.bayes.fit",
     "fit_bayes": "analysis.bayes.fit",
     "fit_cache_key": "analysis.bayes.fit",
+    "fit_formula": "analysis.bayes.fit",
     "model_names": "analysis.bayes.fit",
     "compare": "analysis.bayes.fit",
     "prior_object": "analysis.bayes.fit",

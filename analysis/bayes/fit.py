@@ -3,7 +3,10 @@
 
 Models are plain builder functions in a registry (``MODELS``), each taking the analysis frame (one
 row per patient-visit with a boolean ``responder``), the site and the prior set, and returning a
-model object that :func:`analysis.engine.sampling.sample` fits.
+model object that :func:`analysis.engine.sampling.sample` fits. A user's own model formula
+(``rajak fit --formula``) goes through :func:`fit_formula`: a bambi model
+(:mod:`analysis.bayes.formula`) sampled by the same engine and summarised into the same
+:class:`BayesFit`, one estimand per fixed-effect coefficient.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from analysis.study.groups import UndefinedStrategy, assign_groups
 from analysis.bayes.posterior import EstimandDraws
 
 __all__ = ["MODELS", "FREQUENTIST_COUNTERPART", "BayesFit", "analysis_frame", "fit_bayes", "fit_cache_key",
-           "model_names", "compare", "prior_object"]
+           "fit_formula", "model_names", "compare", "prior_object"]
 
 
 def _trajectory(likelihood: str) -> Callable[..., Any]:
@@ -161,6 +164,73 @@ def fit_bayes(derived: pd.DataFrame, model: str = "lmm", site: str = "spine", pr
                     priors=priors, extra=extra)
 
 
+def fit_formula(data: pd.DataFrame, formula: str, site: str = "spine", priors: dict[str, Any] | None = None,
+                strategy: UndefinedStrategy = "last_observed", rule: ResponderRule | None = None,
+                draws: int = 1000, tune: int = 1000, chains: int = 4, seed: int = 0, sampler: str = "nutpie",
+                target_accept: float = 0.9, cores: int = 2) -> BayesFit:
+    r"""Fit a user's model formula with bambi, sampled by the engine and summarised like every fit.
+
+    The formula's outcome ``bmd`` is the site's BMD column; the analysis frame has ``patient_id``,
+    ``month``, a boolean ``responder`` and the other columns of ``data`` (``age``, ``sex``, ``arm``...
+    where present). For ``"bmd ~ month * responder + (1 + month | patient_id)"`` the model is
+
+    .. math::
+
+        \mathrm{bmd}_{ij} = \beta_0 + \beta_1 m_{ij} + \beta_2 r_i + \beta_3 r_i m_{ij}
+            + u_{0i} + u_{1i} m_{ij} + e_{ij}
+
+    with bambi's priors (see :mod:`analysis.bayes.formula`).
+
+    Parameters
+    ----------
+    data : DataFrame
+        The derived frame (:func:`analysis.study.clinical.derive`; patients are grouped by
+        ``strategy`` as in :func:`analysis_frame`), an analysis frame (with ``analysis_group``), or
+        any long frame with ``patient_id``, ``month`` and ``bmd_<site>``, used as it is.
+    formula : str
+        bambi formula, e.g. ``"bmd ~ month * responder + (1 + month | patient_id)"``.
+    site : str
+        Any site with a ``bmd_<site>`` column.
+    priors : dict, optional
+        ``bambi.Model(priors=...)``; default bambi's own.
+    strategy, rule
+        Undefined responder status and the responder rule, as in :func:`fit_bayes`.
+    draws, tune, chains, seed, sampler, target_accept, cores
+        As in :func:`analysis.engine.sampling.sample` (nutpie by default).
+
+    Returns
+    -------
+    BayesFit
+        ``model == "formula"``; one estimand per fixed-effect coefficient (``Intercept``, ``month``,
+        ``month:responder``, ``arm[B]``...) with its draws; ``rope``, ``p_in_rope`` and ``bf10``
+        are NaN (no natural scale for an arbitrary coefficient); ``extra["formula"]`` and
+        ``fit.settings["model"]["formula"]`` hold the formula.
+
+    Raises
+    ------
+    ValueError
+        :class:`analysis.bayes.formula.FormulaError` (one line) for an unknown site or column, or a
+        formula that cannot be parsed or that bambi rejects.
+    """
+    from analysis.bayes.formula import bambi_lmm, formula_estimands
+    from analysis.engine.sampling import sample
+
+    if "analysis_group" in data.columns:
+        frame, text = data, "analysis frame as given"
+    elif "responder_status" in data.columns:
+        frame, text = analysis_frame(data, strategy, rule)
+    else:
+        frame, text = data, "data used as given (no derived responder status)"
+    built = bambi_lmm(frame, formula, priors, site=site)
+    fit = sample(built, draws=draws, tune=tune, chains=chains, seed=seed, sampler=sampler,
+                 target_accept=target_accept, cores=cores)
+    items = formula_estimands(fit, built, site)
+    table = bayes_table(items).astype({"bf10": float})  # all None: NaN, as in the other fits' tables
+    return BayesFit(model="formula", site=site, fit=fit, estimands=items, table=table, strategy=text,
+                    priors="bambi default" if priors is None else "user",
+                    extra={"formula": formula, "n_obs": int(len(built.data)), "cache": "off", "cache_key": None})
+
+
 def fit_cache_key(model: str, site: str, priors: Any, frame: pd.DataFrame, built: Any, strategy_text: str,
                   settings: dict[str, Any]) -> str:
     """Content address of a fit: model and its graph version, site, priors, the exact data the model
@@ -188,4 +258,6 @@ def fit_cache_key(model: str, site: str, priors: Any, frame: pd.DataFrame, built
 def compare(fits: list[BayesFit], frequentist_estimands: pd.DataFrame) -> pd.DataFrame:
     """The Bayesian-vs-frequentist table for a list of fits."""
     bayes = pd.concat([f.table for f in fits], ignore_index=True)
-    return compare_table(frequentist_estimands, bayes, {f.model: FREQUENTIST_COUNTERPART[f.model] for f in fits})
+    pairing = {f.model: FREQUENTIST_COUNTERPART[f.model] for f in fits
+               if f.model in FREQUENTIST_COUNTERPART}  # formula fits have no counterpart: left out
+    return compare_table(frequentist_estimands, bayes, pairing)

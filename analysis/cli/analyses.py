@@ -68,8 +68,13 @@ def _completers_text(table):
 
 
 def fit(
-    model: Annotated[str, typer.Option(help="lmm, mmrm, joint, activity or robust.")] = "lmm",
-    site: Annotated[str, typer.Option(help="spine or femoral_neck.")] = "spine",
+    model: Annotated[str, typer.Option(help="lmm, mmrm, joint, activity or robust (leave at lmm with --formula).")] = "lmm",
+    formula: Annotated[Optional[str], typer.Option(
+        help="Your own model formula, fitted with bambi and sampled like every model, e.g. "
+             "\"bmd ~ month * arm + (1 + month | patient_id)\": bmd is the site's BMD, and any column of the "
+             "data (month, responder, age, sex, arm...) may be used; one estimand per fixed-effect coefficient. "
+             "--model and --priors must stay at their defaults (bambi's default priors).")] = None,
+    site: Annotated[str, typer.Option(help="spine or femoral_neck (with --formula: any site with a bmd_<site> column).")] = "spine",
     priors: Annotated[str, typer.Option(help="Prior set: default, weakly_informative, sceptical, literature, vague.")] = "default",
     draws: Annotated[int, typer.Option(min=1, help="Draws per chain.")] = 1000,
     tune: Annotated[int, typer.Option(min=1, help="Tuning steps per chain.")] = 1000,
@@ -84,22 +89,36 @@ def fit(
     save: Annotated[Optional[Path], typer.Option(help="Save the fit (netCDF DataTree with settings and diagnostics).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Emit the estimands and diagnostics as JSON.")] = False,
 ) -> None:
-    """Fit a Bayesian model and print its estimands with diagnostics."""
-    from analysis.bayes.fit import fit_bayes, model_names
+    """Fit a Bayesian model (or your own formula, --formula) and print its estimands with diagnostics."""
+    from analysis.bayes.fit import fit_bayes, fit_formula, model_names
+    from analysis.bayes.formula import FormulaError
 
-    if model not in model_names():
+    if formula is not None:
+        if model != "lmm" or priors != "default":
+            err("--formula fits your formula with bambi's default priors: leave --model and --priors at their defaults")
+            raise typer.Exit(EXIT_BAD_INPUT)
+    elif model not in model_names():
         err(f"unknown model {model!r}; available: {', '.join(model_names())}")
         raise typer.Exit(EXIT_BAD_INPUT)
-    if site not in ("spine", "femoral_neck"):
+    elif site not in ("spine", "femoral_neck"):
         err(f"unknown site {site!r}; expected spine or femoral_neck")
         raise typer.Exit(EXIT_BAD_INPUT)
+    what = model if formula is None else f"formula {formula!r}"
     cfg, ds, derived = load_derived(data, config, strategy, seed, map_)
-    info(f"{ds.label}: fitting {model} at {site} ({chains} chains x {draws} draws, {sampler})")
+    info(f"{ds.label}: fitting {what} at {site} ({chains} chains x {draws} draws, {sampler})")
+    settings = dict(draws=draws, tune=tune, chains=chains, seed=seed, sampler=sampler, target_accept=target_accept)
     try:
         with analysis_errors(ds.source):
-            res = fit_bayes(derived, model, site, priors, cfg.undefined_responders, cfg.responder.rule(),
-                            draws=draws, tune=tune, chains=chains, seed=seed, sampler=sampler,
-                            target_accept=target_accept)
+            if formula is None:
+                res = fit_bayes(derived, model, site, priors, cfg.undefined_responders, cfg.responder.rule(),
+                                **settings)
+            else:
+                try:
+                    res = fit_formula(derived, formula, site, strategy=cfg.undefined_responders,
+                                      rule=cfg.responder.rule(), **settings)
+                except FormulaError as exc:  # the formula, not the data: say what is wrong with it
+                    err(str(exc))
+                    raise typer.Exit(EXIT_BAD_INPUT) from None
     except (DataValidationError, ConfigError) as exc:
         err(str(exc))
         raise typer.Exit(EXIT_BAD_INPUT)
@@ -108,16 +127,20 @@ def fit(
         info(f"saved fit to {save}")
     diag = res.fit.diagnostics
     if not diag.passed:
-        info(f"WARNING: DIAGNOSTICS FAILED for {model} at {site}: " + "; ".join(diag.failures))
+        info(f"WARNING: DIAGNOSTICS FAILED for {what} at {site}: " + "; ".join(diag.failures))
     if as_json:
-        typer.echo(json.dumps({"data_label": ds.label, "synthetic": ds.synthetic, **res.to_dict()},
-                              indent=2, default=json_default))
+        head = {"data_label": ds.label, "synthetic": ds.synthetic}
+        if formula is not None:
+            head["formula"] = formula
+        typer.echo(json.dumps({**head, **res.to_dict()}, indent=2, default=json_default))
         return
-    typer.echo(f"== {ds.label}: {model} at {site}, priors {priors} ==")
+    typer.echo(f"== {ds.label}: {what} at {site}, priors {res.priors} ==")
     typer.echo(f"undefined status: {res.strategy}")
     typer.echo(f"diagnostics: {diag}")
     cols = ["estimand", "median", "eti_low", "eti_high", "hdi_low", "hdi_high", "p_lt_0", "p_in_rope", "bf10"]
     typer.echo(res.table[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    if formula is not None:
+        typer.echo("(a formula's coefficients have no natural ROPE or prior scale: p_in_rope and bf10 are empty)")
 
 
 def compare(

@@ -16,6 +16,7 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
+    "clean_bambi_posterior": "analysis.engine.bambi_results",
     "clear_compile_cache": "analysis.engine.compile",
     "compile_model": "analysis.engine.compile",
     "Thresholds": "analysis.engine.diagnostics",

@@ -266,6 +266,9 @@ def rajak_expand_cfunc(dim, expanded, x_, out_, user_data_):
     helper_status = "off" if helper is None else helper.finish()
     cfuncs["expand"] = numba.cfunc(sigs["expand"], cache=True)(fns["expand"])
 
+    # private nutpie API (the why: nutpie's public compile_pymc_model recompiles its numba wrapper in
+    # every process; these are the pieces it assembles its CompiledPyMCModel from, fed here with the
+    # disk-cacheable callbacks above; tests/analysis/engine/test_upstream_private_apis.py guards them)
     dims, coords = ncp._prepare_dims_and_coords(pm_model, shape_info, reparam)
     compiled = ncp.CompiledPyMCModel(
         _n_dim=n_dim,
@@ -423,6 +426,8 @@ def initial_point_for(compiled: Any, pm_model: Any, owner: Any) -> Any:
             jitter_rvs=set(pm_model.free_RVs),
             return_transformed=True,
         )
+        # private nutpie API: nutpie's own wrapping of an initial-point function, so that a model
+        # sharing a compiled object starts from its own initial points (identical draws)
         fn = ncp._rv_dict_to_flat_array_wrapper(
             ncp._wrap_with_lock(init), names=names[:n_free], shapes=shapes[:n_free]
         )

@@ -162,6 +162,9 @@ def rewritten_functions(
     """
     import nutpie.compile_pymc as ncp
 
+    # private nutpie API (the why: the rewritten functions nutpie's _make_functions returns are what
+    # this cache stores, skipping PyTensor's graph rewriting in a fresh process; the initial-point
+    # wrappers are rebuilt around them as nutpie does; guarded by test_upstream_private_apis.py)
     wrapped_init = ncp._wrap_with_lock(initial_point_fn)
     if not _enabled():
         status, path = "off", None

@@ -140,7 +140,6 @@ def install_numba_overrides() -> None:
 
         original = numba_funcify_and_cache_key.dispatch(Alloc)
 
-        @register_funcify_and_cache_key(Alloc)
         def numba_funcify_Alloc_0d(op, node, **kwargs):
             val, *shape_vars = node.inputs
             if val.type.ndim != 0:
@@ -159,6 +158,12 @@ def install_numba_overrides() -> None:
                 f"{'' if type(op) is Alloc else ' ' + type(op).__qualname__}".encode()
             ).hexdigest()
             return numba_basic.numba_njit(fn), key
+
+        # RAJAK_NUMBA_OVERRIDES=0 leaves PyTensor's own Alloc (to measure what the override saves;
+        # the draws are the same either way); the locked cache saves below are about correctness
+        # and always go in
+        if os.environ.get("RAJAK_NUMBA_OVERRIDES", "1") != "0":
+            register_funcify_and_cache_key(Alloc)(numba_funcify_Alloc_0d)
 
         if os.name == "posix":
             caching.IndexDataCacheFile.save = locked_cache_save(caching.IndexDataCacheFile.save)

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.study.clinical import ResponderRule
-from analysis.study.estimands import GROUP_LABELS, SITE_LABELS, difference_name, estimand_name
+from analysis.study.estimands import difference_name, estimand_name
 from analysis.frequentist.rtests import (
     TestResult,
     t_test_one_sample,

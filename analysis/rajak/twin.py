@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
-import pandas as pd
 
 from analysis.study.clinical import derive
 from analysis.common.io import atomic_write_text

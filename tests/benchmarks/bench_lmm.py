@@ -168,8 +168,9 @@ CONFIGS = [
 
 def geometry(seeds: int = 5) -> dict[str, dict[str, float]]:
     import models  # noqa: F401
+    from analysis.bayes.formula import bambi_lmm
     from analysis.engine.sampling import sample
-    from models.trajectory import bambi_lmm, build_trajectory_model
+    from models.trajectory import build_trajectory_model
     from tests.lmm_sim import simulate_lmm
 
     print(f"\n== 2. geometry, seeds 0-{seeds - 1}, nutpie 4 x 1000 after 1000 ==")

@@ -1,7 +1,7 @@
-"""Tests of ``models/trajectory.py`` (with ``trajectory_data.py``, ``trajectory_terms.py`` and
-``formula.py``): data preparation, the original-scale algebra, parameter recovery, interval
-coverage over simulated data sets, agreement of the parameterisations, the Student-t option and
-the bambi path.
+"""Tests of ``models/trajectory.py`` (with ``trajectory_data.py`` and ``trajectory_terms.py``):
+data preparation, the original-scale algebra, parameter recovery, interval coverage over simulated
+data sets, agreement of the parameterisations and the Student-t option (the bambi path is tested
+in ``tests/analysis/bayes/test_formula.py``).
 
 Data come from ``tests/lmm_sim.py`` (known parameters). Fits are short (2 chains x 300 draws)
 and one compiled model is reused across data sets through ``TrajectoryModel.set_data``.
@@ -17,10 +17,8 @@ import models  # noqa: F401  (compile caches before pymc)
 from analysis.engine.sampling import sample
 from models.trajectory import (
     COEF_NAMES,
-    BambiLMM,
     TrajectoryModel,
     TrajectoryPriors,
-    bambi_lmm,
     build_trajectory_model,
     prepare_trajectory_data,
 )
@@ -301,28 +299,3 @@ def test_covariates_enter_on_their_own_scale():
     assert np.all(np.abs(z) < 3.5), (mean, sd)
     assert sd[0] < 0.002 and sd[2] < 0.004  # per year of age, per kg/m^2
 
-
-# ---------------------------------------------------------------------------------------------
-# bambi
-# ---------------------------------------------------------------------------------------------
-
-
-def test_bambi_path_samples_through_fitting(twin, twin_fit):
-    bm = bambi_lmm(twin)
-    assert isinstance(bm, BambiLMM)
-    assert bm.pymc_model is bm.bambi_model.backend.model
-    assert "mu" not in bm.trace_vars  # per-row likelihood parameter not stored
-    fit = sample(bm, seed=2, **FAST)
-    post = fit.posterior["posterior"]
-    assert {"Intercept", "month", "responder", "month:responder", "sigma"} <= set(post.data_vars)
-    assert not [v for v in post.data_vars if v.endswith("_offset")]
-    assert fit.settings["model"]["formula"] == bm.formula
-    # bambi centres predictors; after postprocess the intercept is back at month 0, and the
-    # estimates match the rajak model fitted to the same data (time in months vs years)
-    _, ours = twin_fit
-    b = ours.posterior["posterior"]["b"].mean(("chain", "draw")).values
-    assert float(post["Intercept"].mean()) == pytest.approx(b[0], abs=0.03)
-    assert 12 * float(post["month"].mean()) == pytest.approx(b[1], abs=0.01)
-    # any formula is accepted
-    bm2 = bambi_lmm(twin, "bmd ~ month + age + (1 | patient_id)")
-    assert "age" in bm2.pymc_model.named_vars

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from analysis.bayes.fit import analysis_frame, fit_bayes
+from analysis.bayes.fit import analysis_frame
 from analysis.bayes.estimands import compare_table, fit_estimands
 from analysis.cli.app import app
 from analysis.study.clinical import derive

@@ -1,4 +1,4 @@
-"""Every private name of nutpie, PyMC, PyTensor, numba and arviz that the engine relies on, checked
+"""Every private name of nutpie, PyMC, PyTensor, bambi, numba and arviz that the engine relies on, checked
 for existence and shape, so that an upgrade that changes one fails here, loudly and by name, rather
 than as a wrong draw or a traceback in a user's run.
 
@@ -86,3 +86,17 @@ def test_arviz_stand_in_names_exist_in_arviz_base():
     from analysis.engine.lazy_imports import _ARVIZ_BASE_NAMES
 
     assert _ARVIZ_BASE_NAMES and all(callable(getattr(arviz_base, n, None)) for n in _ARVIZ_BASE_NAMES)
+
+
+def test_bambi_clean_results():
+    """analysis.engine.bambi_results finishes a bambi posterior with the backend's _clean_results,
+    called with keywords omit_offsets and include_response_params, as bambi.Model.fit does."""
+    from bambi.backend.pymc import PyMCModel
+
+    fn = getattr(PyMCModel, "_clean_results", None)
+    assert callable(fn), "bambi.backend.pymc.PyMCModel._clean_results is gone"
+    params = _params(fn)
+    for kw in ("idata", "omit_offsets", "include_response_params"):
+        assert kw in params, f"PyMCModel._clean_results lost {kw!r}"
+    # still what bambi's own sampling path runs after sampling (so calling it is equivalent to Model.fit)
+    assert "self._clean_results(" in inspect.getsource(PyMCModel), "bambi no longer calls _clean_results"

@@ -1,11 +1,10 @@
 """Sensitivity 1: completers vs all available data, with the bias theory predicts under MAR."""
 
-import numpy as np
 import pytest
 
 from analysis.study.clinical import derive
 from analysis.study.data import load_twin
-from analysis.study.estimands import difference_name, estimand_name
+from analysis.study.estimands import estimand_name
 from analysis.sensitivity.completers_vs_all import completers_vs_all
 from models.simulate import Design, DropoutModel, simulate
 

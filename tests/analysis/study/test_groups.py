@@ -1,6 +1,5 @@
 """Strategies for undefined responder status."""
 
-import numpy as np
 import pandas as pd
 import pytest
 
