@@ -10,8 +10,8 @@ the others.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from analysis.common.lazy_exports import lazy_exports
+
 
 _EXPORTS = {
     "fit_estimands": "analysis.bayes.estimands",
@@ -51,14 +51,4 @@ _EXPORTS = {
     "prior_sensitivity": "analysis.bayes.prior_checks",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

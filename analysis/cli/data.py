@@ -15,9 +15,29 @@ from analysis.study.data import DataValidationError, load_dataset
 __all__ = ["twin", "validate"]
 
 
+def _parse_params(items: list[str] | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items or []:
+        code, sep, site = item.partition("=")
+        if not sep or not code.strip() or not site.strip():
+            raise ConfigError(f"--param takes PARAMCD=site (e.g. LSBMD=spine, or CODE=ignore), got {item!r}")
+        out[code.strip()] = site.strip()
+    return out
+
+
 def validate(
-    file: Annotated[Path, typer.Argument(help="CSV or Parquet file, one row per patient-visit.")],
+    file: Annotated[Path, typer.Argument(help="Data file, one row per patient-visit: CSV/TSV/TXT (delimiter and "
+                                              "decimal mark detected), XLSX, Parquet, SAS (.xpt, .sas7bdat), "
+                                              "SPSS (.sav), Stata (.dta); or a CDISC ADaM BDS file (pivoted).")],
     map_: Annotated[Optional[list[str]], typer.Option("--map", help="Column mapping FILE_COLUMN=CONTRACT_COLUMN (repeatable).")] = None,
+    sheet: Annotated[Optional[str], typer.Option(
+        help="Excel sheet: name, or 0-based index (default: the first).")] = None,
+    param: Annotated[Optional[list[str]], typer.Option(
+        "--param", help="ADaM: PARAMCD=site, e.g. BMDL24=spine, CODE=tscore_spine or CODE=ignore (repeatable).")] = None,
+    delimiter: Annotated[Optional[str], typer.Option(
+        help="Text files: the delimiter (, ; tab |) instead of detecting it.")] = None,
+    decimal: Annotated[Optional[str], typer.Option(
+        help="Text files: the decimal mark (. or ,) instead of detecting it.")] = None,
     encoding: Annotated[str, typer.Option(help="Text encoding of a CSV file.")] = "utf-8",
     endpoint_month: Annotated[float, typer.Option(help="Month that defines a completer.")] = 12,
     all_problems: Annotated[bool, typer.Option("--all", help="List every problem, one per line.")] = False,
@@ -25,7 +45,9 @@ def validate(
 ) -> None:
     """Check a data file against the data contract and summarise it."""
     try:
-        ds = load_dataset(file, parse_map(map_), encoding=encoding, endpoint_month=endpoint_month)
+        ds = load_dataset(file, parse_map(map_), encoding=encoding, sheet=sheet,
+                          param_map=_parse_params(param), delimiter=delimiter, decimal=decimal,
+                          endpoint_month=endpoint_month)
     except DataValidationError as exc:
         if all_problems:
             for p in exc.problems:

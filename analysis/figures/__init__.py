@@ -27,8 +27,8 @@ first time it is used (PEP 562).
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from analysis.common.lazy_exports import lazy_exports
+
 
 #: Public name -> the module of this room that defines it.
 _WHERE = {
@@ -41,17 +41,4 @@ _WHERE = {
                     "diagnostics"),
 }
 
-__all__ = sorted(_WHERE)
-
-
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value  # later look-ups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _WHERE)

@@ -9,7 +9,8 @@ the other modules of the room.
 
 from __future__ import annotations
 
-import importlib
+from analysis.common.lazy_exports import lazy_exports
+
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -35,19 +36,4 @@ _EXPORTS = MappingProxyType({
     "t_test_welch": "rtests", "wilcoxon_signed_rank": "rtests", "wilcoxon_rank_sum": "rtests",
 })
 
-__all__ = ["frequentist_analysis", "FrequentistResult", "model_frame", "completers_analysis", "CompletersResult",
-           "fit_lmm", "LmmResult", "fit_mmrm", "MmrmResult", "mi_analysis", "impute_bmd", "ImputationResult",
-           "rubin_pool", "PooledResult", "TestResult", "t_test_one_sample", "t_test_paired", "t_test_welch",
-           "wilcoxon_signed_rank", "wilcoxon_rank_sum"]
-
-
-def __getattr__(name: str) -> Any:
-    """Import the module that defines ``name`` on first use and return ``name`` from it."""
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -30,7 +30,8 @@ import them all.
 
 from __future__ import annotations
 
-import importlib
+from analysis.common.lazy_exports import lazy_exports
+
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -87,23 +88,4 @@ _HOME = MappingProxyType({
     "wilson_interval": "summary",
 })
 
-__all__ = [
-    "ANALYSES", "BayesRefit", "BayesRefitter", "DesignPrior", "POWER_FORMAT", "PowerCalculation",
-    "PowerDesign", "PowerResult", "PowerSettings", "RAW_COLUMNS", "TIMING_COLUMNS", "calibrate_dropout",
-    "calibrate_dropout_per_visit", "check_scheduler", "closed_form_power", "diggle_linear_power",
-    "disease_control_slope_pct", "liu_liang_linear_power", "load_power_design", "parse_n_grid", "power_frame",
-    "random_slope_covariance", "run_power", "simulate_gaussian", "simulation_seed_sequence",
-    "slope_difference_power", "slope_difference_sample_size", "smallest_n", "summarise", "wilson_interval",
-]
-
-
-def __getattr__(name: str) -> Any:
-    """Import the submodule that defines public ``name`` on first use (PEP 562)."""
-    home = _HOME.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{home}"), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _HOME)

@@ -1,7 +1,10 @@
-"""One study's data, from file to analysis-ready frame: reading and validating a file against the
-data contract (``data``, ``contract``), the clinical derivations (scores, responder status, %
-change, T-scores: ``clinical``), the grouping strategies for undefined status (``groups``) and the
-estimand names every analysis shares (``estimands``).
+"""One study's data, from file to analysis-ready frame: reading files as they come (``readers``:
+CSV/TSV with detected delimiter and decimal mark, Excel, Parquet, SAS, SPSS, Stata; ``adam``: CDISC
+ADaM BDS pivoted to the contract), validating them against the data contract (``data``,
+``contract``, ``problems``), the study design (``design``: subject, time, visits, sites, group,
+endpoint, covariates; ``rajak_design``: the RAJAK default), the clinical derivations (``clinical``),
+the grouping strategies for undefined status (``groups``) and the estimand names every analysis
+shares (``estimands``).
 
 Public names are imported lazily (PEP 562), so importing one module of the room does not import
 the others.
@@ -9,10 +12,23 @@ the others.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from analysis.common.lazy_exports import lazy_exports
 
 _EXPORTS = {
+    "ACTIVITY_CODES": "analysis.study.adam",
+    "DAYS_PER_MONTH": "analysis.study.adam",
+    "DEFAULT_PARAM_MAP": "analysis.study.adam",
+    "MEASURE_TOKENS": "analysis.study.adam",
+    "SITE_TOKENS": "analysis.study.adam",
+    "SUBJECT_COLUMNS": "analysis.study.adam",
+    "TREATMENT_COLUMNS": "analysis.study.adam",
+    "AdamPivot": "analysis.study.adam",
+    "AdamTable": "analysis.study.adam",
+    "adam_table": "analysis.study.adam",
+    "avisitn_not_months": "analysis.study.adam",
+    "is_adam_bds": "analysis.study.adam",
+    "param_target": "analysis.study.adam",
+    "pivot_adam": "analysis.study.adam",
     "das28_crp": "analysis.study.clinical",
     "cdai": "analysis.study.clinical",
     "eular_response": "analysis.study.clinical",
@@ -43,6 +59,16 @@ _EXPORTS = {
     "load_twin": "analysis.study.data",
     "load_for_config": "analysis.study.data",
     "read_table": "analysis.study.data",
+    "DesignError": "analysis.study.design",
+    "GroupSpec": "analysis.study.design",
+    "ResolvedDesign": "analysis.study.design",
+    "StudyDesign": "analysis.study.design",
+    "canonical_frame": "analysis.study.design",
+    "from_mapping": "analysis.study.design",
+    "infer_design": "analysis.study.design",
+    "parse_covariates": "analysis.study.design",
+    "parse_sites": "analysis.study.design",
+    "resolve": "analysis.study.design",
     "SITE_LABELS": "analysis.study.estimands",
     "GROUP_LABELS": "analysis.study.estimands",
     "UNIT_LABELS": "analysis.study.estimands",
@@ -52,16 +78,14 @@ _EXPORTS = {
     "GroupAssignment": "analysis.study.groups",
     "assign_groups": "analysis.study.groups",
     "STRATEGY_TEXT": "analysis.study.groups",
+    "RAJAK_DESIGN": "analysis.study.rajak_design",
+    "rajak_design": "analysis.study.rajak_design",
+    "DELIMITERS": "analysis.study.readers",
+    "EXTENSIONS": "analysis.study.readers",
+    "RawTable": "analysis.study.readers",
+    "detect_decimal": "analysis.study.readers",
+    "detect_delimiter": "analysis.study.readers",
+    "read_file": "analysis.study.readers",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -1,15 +1,18 @@
 """Reading a study file, mapping its columns, validating it against the data contract, and the
 validation report.
 
-Every problem becomes one line that names the file, the line (CSV; "row" for Parquet), the patient,
-the column and the value. Nothing is dropped silently: rows excluded by a rule (a visit with no
-recorded value at all) are listed in the report. The input file is only read.
+The file is read by ``readers`` (delimited text with its delimiter and decimal mark detected,
+Excel, Parquet, SAS, SPSS, Stata) and, when it is a CDISC ADaM BDS file, pivoted by ``adam``; this
+module validates what they return. Every problem becomes one line that names the file, the line
+(text; "row" for other formats), the patient, the column (with its label where the file has one)
+and the value. Nothing is dropped silently: rows excluded by a rule (a visit with no recorded value
+at all; an ADaM record not flagged for analysis) are listed in the report. The input file is only
+read.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -28,6 +31,8 @@ from analysis.study.contract import (
     range_schema,
     spec,
 )
+from analysis.study.problems import DataValidationError, ExcludedRow, Problem
+from analysis.study.readers import RawTable, read_file
 
 __all__ = [
     "DataValidationError",
@@ -44,39 +49,6 @@ __all__ = [
 _SEX_ALIASES = {"f": "F", "female": "F", "w": "F", "woman": "F", "m": "M", "male": "M", "man": "M"}
 _TRUE = {"true", "yes", "1", "responder", "y", "t"}
 _FALSE = {"false", "no", "0", "non-responder", "nonresponder", "n", "f"}
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One validation failure."""
-
-    message: str
-    column: str | None = None
-    row: int | None = None
-    patient: str | None = None
-    value: Any = None
-
-
-class DataValidationError(ValueError):
-    """Bad input. ``str(err)`` is one line; ``err.problems`` lists every problem found."""
-
-    def __init__(self, problems: list[Problem] | str):
-        if isinstance(problems, str):
-            problems = [Problem(problems)]
-        self.problems = problems
-        first = problems[0].message
-        more = f" (and {len(problems) - 1} more problem{'s' if len(problems) > 2 else ''})" if len(problems) > 1 else ""
-        super().__init__(first + more)
-
-
-@dataclass(frozen=True)
-class ExcludedRow:
-    """A row left out of the analysis by a rule."""
-
-    where: str
-    patient: str
-    month: float
-    reason: str
 
 
 @dataclass
@@ -96,6 +68,8 @@ class ValidationReport:
     excluded: list[ExcludedRow] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     synthetic: bool = False
+    file_format: str = "csv"
+    column_labels: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
@@ -124,7 +98,8 @@ class ValidationReport:
             lines.append("  passed through: " + ", ".join(self.passthrough_columns))
         if self.excluded:
             lines.append(f"  excluded rows ({len(self.excluded)}):")
-            lines += [f"    {e.where} (patient {e.patient}, month {e.month:g}): {e.reason}" for e in self.excluded]
+            lines += [f"    {e.where} (patient {e.patient}, month {'?' if np.isnan(e.month) else f'{e.month:g}'}): "
+                      f"{e.reason}" for e in self.excluded]
         else:
             lines.append("  excluded rows: none")
         lines += [f"  note: {n}" for n in self.notes]
@@ -147,8 +122,19 @@ class Dataset:
         return "SYNTHETIC (RAJAK digital twin)" if self.synthetic else f"data: {Path(self.source).name}"
 
 
-def _where(fmt: str, idx: int) -> str:
-    return f"line {idx + 2}" if fmt == "csv" else f"row {idx + 1}"
+@dataclass(frozen=True)
+class _Locate:
+    """Names rows and columns as the file has them: the reader's table knows where each row is
+    (line, row, ADaM record) and each column's label; ``inverse`` undoes the column mapping."""
+
+    table: RawTable
+    inverse: dict[str, str]
+
+    def at(self, idx: int, column: str | None = None) -> str:
+        return self.table.where(idx, self.inverse.get(column, column) if column is not None else None)
+
+    def col(self, column: str) -> str:
+        return self.table.describe(self.inverse.get(column, column), as_=column)
 
 
 def _show(value: Any) -> str:
@@ -163,70 +149,41 @@ def _show(value: Any) -> str:
     return repr(str(value))
 
 
-def read_table(path: str | Path, encoding: str = "utf-8") -> tuple[pd.DataFrame, str, bytes]:
-    """Read a CSV or Parquet file as strings/values without interpretation.
+def read_table(path: str | Path, encoding: str = "utf-8", *, sheet: str | int | None = None
+               ) -> tuple[pd.DataFrame, str, bytes]:
+    """Read a data file as values without interpretation (any format :func:`read_file` reads).
 
-    Returns the frame, the format ('csv' or 'parquet') and the raw bytes (for the hash).
-    Raises :class:`DataValidationError` with one line for every way the file can be unreadable.
+    Parameters
+    ----------
+    path
+        The file.
+    encoding
+        Text encoding of a delimited text file.
+    sheet
+        Excel sheet, by name or 0-based index.
+
+    Returns
+    -------
+    tuple
+        The frame, the format (``csv``, ``xlsx``, ``parquet``, ``xpt``, ``sas7bdat``, ``sav``,
+        ``dta``) and the raw bytes (for the hash). :func:`analysis.study.readers.read_file` returns
+        the same with column labels and notes.
+
+    Raises
+    ------
+    DataValidationError
+        With one line for every way the file can be unreadable.
     """
-    p = Path(path)
-    name = str(path)
-    if not p.exists():
-        raise DataValidationError(f"{name}: file not found")
-    if p.is_dir():
-        raise DataValidationError(f"{name}: is a directory, not a data file")
-    ext = p.suffix.lower()
-    if ext not in (".csv", ".parquet", ".pq"):
-        raise DataValidationError(f"{name}: unknown extension '{p.suffix or '(none)'}' (expected .csv or .parquet)")
-    raw = p.read_bytes()
-    if not raw.strip():
-        raise DataValidationError(f"{name}: empty file")
-    if ext == ".csv":
-        default = encoding.lower().replace("_", "-") in ("utf-8", "utf8")
-        if default and raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
-            encoding, default = "utf-16", False  # a byte-order mark says which: unambiguous
-        if raw[:4] == b"PAR1" or (default and b"\x00" in raw[:4096]):
-            raise DataValidationError(f"{name}: not a CSV file (binary content; if it is text in another "
-                                      f"encoding, give it, e.g. --encoding utf-16)")
-        try:
-            text = raw.decode("utf-8-sig" if default else encoding)
-        except UnicodeDecodeError as err:
-            raise DataValidationError(
-                f"{name}: unreadable encoding: byte 0x{raw[err.start]:02x} at position {err.start} is not valid "
-                f"{encoding} (save the file as UTF-8 or give its encoding)") from None
-        except LookupError:
-            raise DataValidationError(f"{name}: unknown encoding {encoding!r}") from None
-        if "\x00" in text:
-            raise DataValidationError(f"{name}: not a CSV file (NUL characters after decoding as {encoding})")
-        try:
-            df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skipinitialspace=True)
-        except pd.errors.EmptyDataError:
-            raise DataValidationError(f"{name}: empty file") from None
-        except pd.errors.ParserError as err:
-            raise DataValidationError(f"{name}: not a readable CSV file ({str(err).strip().splitlines()[-1]})") from None
-        df = df.replace({"": np.nan, "NA": np.nan, "NaN": np.nan, "nan": np.nan, "N/A": np.nan, "NULL": np.nan})
-        fmt = "csv"
-    else:
-        try:
-            df = pd.read_parquet(io.BytesIO(raw))
-        except Exception as err:  # pyarrow raises several types for corrupt files
-            raise DataValidationError(f"{name}: not a valid Parquet file ({type(err).__name__})") from None
-        fmt = "parquet"
-        text_cols = [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])
-                     and not pd.api.types.is_bool_dtype(df[c])]
-        df[text_cols] = df[text_cols].replace({"": np.nan})
-    if df.shape[0] == 0:
-        raise DataValidationError(f"{name}: empty file (a header but no data rows)")
-    unnamed = [c for c in df.columns if str(c).startswith("Unnamed:")]
-    if unnamed:
-        raise DataValidationError(f"{name}: a column has no name (header position {df.columns.get_loc(unnamed[0]) + 1})")
-    return df, fmt, raw
+    table = read_file(path, encoding=encoding, sheet=sheet)
+    return table.frame, table.fmt, table.raw
 
 
-def _apply_mapping(df: pd.DataFrame, mapping: Mapping[str, str], name: str) -> pd.DataFrame:
+def _apply_mapping(df: pd.DataFrame, mapping: Mapping[str, str], name: str, adam: bool = False) -> pd.DataFrame:
     missing = [k for k in mapping if k not in df.columns]
     if missing:
-        raise DataValidationError(f"{name}: column mapping names column '{missing[0]}', which is not in the file")
+        where = (f"the ADaM file as pivoted (columns: {', '.join(map(str, df.columns))}; --map renames them)"
+                 if adam else "the file")
+        raise DataValidationError(f"{name}: column mapping names column '{missing[0]}', which is not in {where}")
     clash = [v for k, v in mapping.items() if v in df.columns and v not in mapping]
     if clash:
         raise DataValidationError(f"{name}: column mapping would create a second '{clash[0]}' column")
@@ -237,7 +194,7 @@ def _apply_mapping(df: pd.DataFrame, mapping: Mapping[str, str], name: str) -> p
     return out
 
 
-def _schema_problems(err: pa.errors.SchemaErrors, df: pd.DataFrame, fmt: str, name: str,
+def _schema_problems(err: pa.errors.SchemaErrors, df: pd.DataFrame, loc: _Locate, name: str,
                      kind: str) -> list[Problem]:
     problems: list[Problem] = []
     fc = err.failure_cases
@@ -269,19 +226,32 @@ def _schema_problems(err: pa.errors.SchemaErrors, df: pd.DataFrame, fmt: str, na
         else:
             what = f"invalid value {shown}"
         who = f" (patient {pid})" if pid is not None and not pd.isna(pid) else ""
-        problems.append(Problem(f"{name}, {_where(fmt, idx)}{who}: column '{col}': {what}",
+        problems.append(Problem(f"{name}, {loc.at(idx, col)}{who}: {loc.col(col)}: {what}",
                                 col, idx, None if pid is None else str(pid), raw_value))
     return problems
 
 
-def _normalise_text(df: pd.DataFrame, name: str, fmt: str) -> tuple[pd.DataFrame, list[Problem]]:
+def _apply_value_labels(df: pd.DataFrame, loc: _Locate) -> pd.DataFrame:
+    """SPSS/Stata codes of the contract's text columns (sex 1/2 with labels) as their labels."""
+    out = df
+    for col in df.columns:
+        s = spec(col)
+        codes = loc.table.value_labels.get(loc.inverse.get(col, col))
+        if s is None or s.kind not in ("sex", "bool", "text") or not codes:
+            continue
+        out = out.copy() if out is df else out
+        out[col] = df[col].map(lambda v: codes.get(v, v) if not pd.isna(v) else v)
+    return out
+
+
+def _normalise_text(df: pd.DataFrame, name: str, loc: _Locate) -> tuple[pd.DataFrame, list[Problem]]:
     problems: list[Problem] = []
-    out = df.copy()
+    out = _apply_value_labels(df, loc).copy()
     if "patient_id" in out.columns:
         pid = out["patient_id"]
         empty = pid.isna() | (pid.astype(str).str.strip() == "")
         for idx in out.index[empty]:
-            problems.append(Problem(f"{name}, {_where(fmt, idx)}: column 'patient_id': empty patient id",
+            problems.append(Problem(f"{name}, {loc.at(idx, 'patient_id')}: {loc.col('patient_id')}: empty patient id",
                                     "patient_id", idx))
         out["patient_id"] = pid.astype(str).str.strip().where(~empty, None)
         if pd.api.types.is_float_dtype(pid):  # parquet ids stored as numbers
@@ -303,26 +273,27 @@ def _normalise_text(df: pd.DataFrame, name: str, fmt: str) -> tuple[pd.DataFrame
             if isinstance(v, tuple):
                 pidv = out.at[idx, "patient_id"] if "patient_id" in out.columns else None
                 problems.append(Problem(
-                    f"{name}, {_where(fmt, idx)} (patient {pidv}): column 'responder': value {_show(v[1])} is not "
-                    f"a responder flag (expected true/false, yes/no, 1/0)", "responder", idx, pidv, v[1]))
+                    f"{name}, {loc.at(idx, 'responder')} (patient {pidv}): {loc.col('responder')}: value "
+                    f"{_show(v[1])} is not a responder flag (expected true/false, yes/no, 1/0)",
+                    "responder", idx, pidv, v[1]))
         out["responder"] = pd.array([None if isinstance(v, tuple) or pd.isna(v) else bool(v) for v in mapped],
                                     dtype="boolean")
     return out, problems
 
 
-def _structure_problems(df: pd.DataFrame, name: str, fmt: str) -> list[Problem]:
+def _structure_problems(df: pd.DataFrame, name: str, loc: _Locate) -> list[Problem]:
     problems: list[Problem] = []
     dup = df.duplicated(["patient_id", "month"], keep=False)
     if dup.any():
         for (pid, month), grp in df[dup].groupby(["patient_id", "month"], sort=False):
-            where = " and ".join(_where(fmt, i) for i in grp.index[:2])
+            where = " and ".join(loc.at(i) for i in grp.index[:2])
             problems.append(Problem(f"{name}, {where}: duplicate visit for patient {pid} at month {month:g}",
                                     "month", int(grp.index[0]), str(pid), month))
     has_base = df.groupby("patient_id", sort=False)["month"].apply(lambda m: (m == 0).any())
     for pid in has_base.index[~has_base.to_numpy()]:
         first = df.index[df["patient_id"] == pid][0]
         problems.append(Problem(f"{name}: patient {pid} has no baseline visit (month 0; first row at "
-                                f"{_where(fmt, first)})", "month", int(first), str(pid)))
+                                f"{loc.at(first)})", "month", int(first), str(pid)))
     for col in BASELINE_COVARIATES:
         if col not in df.columns:
             continue
@@ -332,57 +303,84 @@ def _structure_problems(df: pd.DataFrame, name: str, fmt: str) -> list[Problem]:
                 i0 = vals.index[0]
                 i1 = vals.index[(vals != vals.iloc[0]).to_numpy()][0]
                 problems.append(Problem(
-                    f"{name}, {_where(fmt, i1)}: column '{col}' changes within patient {pid} "
-                    f"({_show(vals.iloc[0])} at {_where(fmt, i0)}, {_show(vals.at[i1])} at {_where(fmt, i1)})",
+                    f"{name}, {loc.at(i1, col)}: {loc.col(col)} changes within patient {pid} "
+                    f"({_show(vals.iloc[0])} at {loc.at(i0, col)}, {_show(vals.at[i1])} at {loc.at(i1, col)})",
                     col, int(i1), str(pid), vals.at[i1]))
     return problems
 
 
 def load_dataset(path: str | Path, column_map: Mapping[str, str] | None = None, *,
-                 encoding: str = "utf-8", endpoint_month: float = 12, synthetic: bool = False) -> Dataset:
+                 encoding: str = "utf-8", sheet: str | int | None = None,
+                 param_map: Mapping[str, str] | None = None, delimiter: str | None = None,
+                 decimal: str | None = None, endpoint_month: float = 12, synthetic: bool = False) -> Dataset:
     """Read, map and validate a study file.
 
     Parameters
     ----------
     path
-        A ``.csv`` or ``.parquet`` file, one row per patient-visit (see :mod:`analysis.study.contract`).
+        One row per patient-visit (see :mod:`analysis.study.contract`): delimited text
+        (``.csv``, ``.tsv``, ``.txt``; delimiter and decimal mark detected), ``.xlsx``,
+        ``.parquet``, SAS ``.xpt``/``.sas7bdat``, SPSS ``.sav``, Stata ``.dta``; or a CDISC ADaM
+        BDS file in any of these formats (one row per subject x parameter x visit), pivoted by
+        :func:`analysis.study.adam.pivot_adam`.
     column_map
-        ``{name in the file: contract name}`` for files that use other names.
+        ``{name in the file: contract name}`` for files that use other names (for an ADaM file:
+        names after pivoting, e.g. ``{"TRT01P": "arm"}``).
     encoding
-        Text encoding of a CSV file.
+        Text encoding of a delimited text file.
+    sheet
+        Excel sheet by name or 0-based index (default: the first).
+    param_map
+        ADaM files: ``{PARAMCD: site}`` (or ``"tscore_<site>"``, ``"ignore"``) overriding the
+        default parameter mapping; giving it for a file that is not ADaM is an error.
+    delimiter, decimal
+        Delimited text: the delimiter and decimal mark, instead of detecting them.
     endpoint_month
         The month that defines a completer.
     synthetic
         Mark the data as the synthetic twin (labels every result).
+
+    Returns
+    -------
+    Dataset
+        The validated frame, its source, hash and validation report.
 
     Raises
     ------
     DataValidationError
         With a one-line message naming the file, line/row, patient, column and value.
     """
+    from analysis.study.adam import adam_table, is_adam_bds
+
     name = str(path)
-    raw_df, fmt, raw = read_table(path, encoding)
+    table = read_file(path, encoding=encoding, sheet=sheet, delimiter=delimiter, decimal=decimal)
+    if is_adam_bds(table.frame.columns):
+        table = adam_table(table, name, param_map)
+    elif param_map:
+        raise DataValidationError(f"{name}: --param maps ADaM parameters, but this is not an ADaM BDS file "
+                                  f"(it needs USUBJID, PARAMCD and AVAL)")
     mapping = dict(column_map or {})
-    df = _apply_mapping(raw_df, mapping, name)
+    df = _apply_mapping(table.frame, mapping, name, adam=table.fmt == "adam")
+    loc = _Locate(table, {v: k for k, v in mapping.items()})
 
     missing = [c for c in REQUIRED if c not in df.columns]
     if missing:
         raise DataValidationError(f"{name}: missing required column '{missing[0]}' "
-                                  f"(columns found: {', '.join(map(str, df.columns))})")
-    df, problems = _normalise_text(df, name, fmt)
+                                  f"(columns found: {', '.join(map(str, df.columns))}){table.hint}")
+    df, problems = _normalise_text(df, name, loc)
     try:
         df = coercion_schema(list(df.columns)).validate(df, lazy=True)
     except pa.errors.SchemaErrors as err:
-        problems += _schema_problems(err, df, fmt, name, "coerce")
+        problems += _schema_problems(err, df, loc, name, "coerce")
     if problems:
         raise DataValidationError(problems)
     try:
         range_schema(list(df.columns)).validate(df, lazy=True)
     except pa.errors.SchemaErrors as err:
-        problems += _schema_problems(err, df, fmt, name, "range")
+        problems += _schema_problems(err, df, loc, name, "range")
     if problems:
         raise DataValidationError(problems)
-    problems += _structure_problems(df, name, fmt)
+    problems += _structure_problems(df, name, loc)
     if problems:
         raise DataValidationError(problems)
     has_activity = ("das28_crp" in df.columns or set(DAS28_COMPONENTS) <= set(df.columns)
@@ -396,23 +394,24 @@ def load_dataset(path: str | Path, column_map: Mapping[str, str] | None = None, 
     # exclusion rule: a visit row with no recorded value at all carries no information
     measured = [c for c in MEASUREMENT_COLUMNS if c in df.columns]
     empty = df[measured].isna().all(axis=1) & (df["month"] != 0)
-    excluded = [ExcludedRow(_where(fmt, i), str(df.at[i, "patient_id"]), float(df.at[i, "month"]),
-                            "no value recorded at this visit") for i in df.index[empty]]
+    excluded = [*table.excluded,
+                *(ExcludedRow(loc.at(i), str(df.at[i, "patient_id"]), float(df.at[i, "month"]),
+                              "no value recorded at this visit") for i in df.index[empty])]
     frame = df.loc[~empty].sort_values(["patient_id", "month"], kind="stable").reset_index(drop=True)
 
-    report = _report(frame, name, mapping, excluded, endpoint_month, synthetic)
-    return Dataset(frame=frame, source=name, sha256=hashlib.sha256(raw).hexdigest(), report=report,
+    report = _report(frame, name, mapping, excluded, endpoint_month, synthetic, table)
+    return Dataset(frame=frame, source=name, sha256=hashlib.sha256(table.raw).hexdigest(), report=report,
                    synthetic=synthetic)
 
 
 def _report(frame: pd.DataFrame, name: str, mapping: dict[str, str], excluded: list[ExcludedRow],
-            endpoint_month: float, synthetic: bool) -> ValidationReport:
+            endpoint_month: float, synthetic: bool, table: RawTable) -> ValidationReport:
     from analysis.study.clinical import patient_status
 
     status = patient_status(frame, endpoint_month)
     bmd = frame[["bmd_spine", "bmd_femoral_neck"]].notna().any(axis=1)
     drops = status.loc[~status["completer"], "dropout_month"]
-    notes = []
+    notes = list(table.notes)
     if drops.isna().any():
         notes.append(f"{int(drops.isna().sum())} non-completer(s) attended the last scheduled visit "
                      f"but had no DXA at month {endpoint_month:g}")
@@ -435,6 +434,8 @@ def _report(frame: pd.DataFrame, name: str, mapping: dict[str, str], excluded: l
         excluded=excluded,
         notes=notes,
         synthetic=synthetic,
+        file_format=table.fmt,
+        column_labels=dict(table.labels),
     )
 
 
@@ -452,4 +453,5 @@ def load_for_config(config: Any) -> Dataset:
     if config.data is None:
         return load_twin(encoding=config.encoding)
     return load_dataset(config.data, config.column_map, encoding=config.encoding,
+                        sheet=getattr(config, "sheet", None), param_map=getattr(config, "param_map", None) or None,
                         endpoint_month=config.endpoint_month)

@@ -175,10 +175,15 @@ def test_run_on_user_data(tmp_path, study):
 
 
 def test_run_bad_data_exit_2(tmp_path):
-    bad = tmp_path / "bad.txt"
+    bad = tmp_path / "bad.ods"  # not a format rajak reads
     bad.write_text("x")
     res = _invoke("run", "--data", bad, "--output-dir", tmp_path)
     assert res.exit_code == 2 and "unknown extension" in res.stderr
+    assert not any(tmp_path.glob("2*"))
+    header_only = tmp_path / "bad.txt"  # a text file is read as CSV/TSV: one line, no data rows
+    header_only.write_text("x")
+    res = _invoke("run", "--data", header_only, "--output-dir", tmp_path)
+    assert res.exit_code == 2 and "no data rows" in res.stderr and len(res.stderr.strip().splitlines()) == 1
     assert not any(tmp_path.glob("2*"))
 
 

@@ -143,9 +143,9 @@ def test_corrupt_parquet(tmp_path, frame):
 
 
 def test_unknown_extension(tmp_path, frame):
-    p = tmp_path / "study.xlsx"
+    p = tmp_path / "study.ods"
     p.write_bytes(b"PK\x03\x04")
-    assert "unknown extension '.xlsx'" in _error(p)
+    assert "unknown extension '.ods'" in _error(p)
 
 
 def test_unreadable_encoding(tmp_path, frame):
