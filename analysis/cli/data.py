@@ -11,8 +11,14 @@ import typer
 from analysis.cli.common import EXIT_BAD_INPUT, err, info, parse_map
 from analysis.run.config import ConfigError
 from analysis.study.data import DataValidationError, load_dataset
+from analysis.study.design import (
+    DesignError,
+    ResolvedDesign,
+    parse_covariates,
+    parse_sites,
+)
 
-__all__ = ["twin", "validate"]
+__all__ = ["design_text", "twin", "validate"]
 
 
 def _parse_params(items: list[str] | None) -> dict[str, str]:
@@ -42,12 +48,34 @@ def validate(
     endpoint_month: Annotated[float, typer.Option(help="Month that defines a completer.")] = 12,
     all_problems: Annotated[bool, typer.Option("--all", help="List every problem, one per line.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the validation report as JSON.")] = False,
+    id_: Annotated[Optional[str], typer.Option("--id", help="Design: the subject-identifier column.")] = None,
+    time: Annotated[Optional[str], typer.Option(help="Design: the time column.")] = None,
+    time_unit: Annotated[Optional[str], typer.Option(
+        "--time-unit", help="Design: unit of the time column: months, days, years or date.")] = None,
+    visit: Annotated[Optional[str], typer.Option(
+        help="Design: the nominal-visit column (default: the time rounded to whole months).")] = None,
+    site: Annotated[Optional[list[str]], typer.Option(
+        "--site", help="Design: a BMD site, NAME=COLUMN (e.g. total_body=bmd), repeatable.")] = None,
+    group: Annotated[Optional[str], typer.Option(
+        help="Design: the group column (an arm), 'none' (single arm) or 'responder' (derived).")] = None,
+    reference: Annotated[Optional[str], typer.Option(help="Design: the reference level of the group.")] = None,
+    endpoint: Annotated[Optional[float], typer.Option(
+        help="Design: the endpoint visit in months (default: the last visit; RAJAK-style files: --endpoint-month).")] = None,
+    covariates: Annotated[Optional[str], typer.Option(
+        help="Design: baseline covariates, a,b,... or none (default: those of age, sex, bmi present).")] = None,
 ) -> None:
-    """Check a data file against the data contract and summarise it."""
+    """Check a data file against the data contract of its study design and summarise it."""
     try:
+        if time_unit is not None and time_unit not in _TIME_UNITS:
+            raise DesignError(f"--time-unit {time_unit!r}: use one of {', '.join(_TIME_UNITS)}")
         ds = load_dataset(file, parse_map(map_), encoding=encoding, sheet=sheet,
                           param_map=_parse_params(param), delimiter=delimiter, decimal=decimal,
-                          endpoint_month=endpoint_month)
+                          endpoint_month=endpoint_month, id=id_, time=time, time_unit=time_unit, visit=visit,
+                          sites=parse_sites(site) if site else None, group=group, reference=reference,
+                          endpoint=endpoint, covariates=parse_covariates(covariates))
+    except DesignError as exc:
+        err(f"{file}: {exc}")
+        raise typer.Exit(EXIT_BAD_INPUT)
     except DataValidationError as exc:
         if all_problems:
             for p in exc.problems:
@@ -59,9 +87,32 @@ def validate(
         err(str(exc))
         raise typer.Exit(EXIT_BAD_INPUT)
     if as_json:
-        typer.echo(json.dumps(ds.report.to_dict(), indent=2, default=str))
+        out = ds.report.to_dict()
+        if ds.design is not None:
+            out["design"] = ds.design.to_dict()
+        typer.echo(json.dumps(out, indent=2, default=str))
     else:
+        if ds.design is not None:
+            typer.echo(design_text(ds.design))
         typer.echo(ds.report.to_text())
+
+
+_TIME_UNITS = ("months", "days", "years", "date")
+
+
+def design_text(resolved: ResolvedDesign) -> str:
+    """The design lines ``rajak validate`` prints before the summary: the design in the study's own
+    words, then what it resolved to on the data."""
+    levels = ", ".join(resolved.group_levels) or "none (single arm)"
+    ref = f"   reference: {resolved.reference}" if resolved.reference else ""
+    return "\n".join([
+        "design: " + resolved.design.describe(),
+        "  sites: " + ", ".join(f"{s} ({resolved.design.sites.get(s, 'bmd_' + s)})" for s in resolved.sites),
+        "  visits (months): " + ", ".join(f"{v:g}" for v in resolved.visits)
+        + f"   endpoint: month {resolved.endpoint:g}",
+        f"  groups: {levels}{ref}",
+        "  covariates: " + (", ".join(resolved.covariates) or "none"),
+    ])
 
 
 def twin(
@@ -97,9 +148,9 @@ def twin(
                       search=prov.get("calibration_search") if use_seed == prov["seed"] else None)
         info(f"wrote {out} and {out.with_suffix('.json')} (SYNTHETIC twin, seed {use_seed})")
     if report:
+        from analysis.rajak.published import paper_analysis, replication_table
         from analysis.study.clinical import derive
         from analysis.study.data import load_twin
-        from analysis.rajak.published import paper_analysis, replication_table
 
         ds = load_twin() if out is None else load_dataset(out, synthetic=True)
         table = replication_table(paper_analysis(derive(ds.frame)))

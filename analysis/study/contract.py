@@ -24,6 +24,8 @@ __all__ = [
     "coercion_schema",
     "range_schema",
     "spec",
+    "site_spec",
+    "ACTIVITY_COLUMNS",
 ]
 
 Role = Literal["required", "activity", "component", "treatment", "covariate", "optional"]
@@ -84,27 +86,44 @@ CDAI_COMPONENTS = ("tjc28", "sjc28", "patient_global_mm", "evaluator_global_mm")
 MEASUREMENT_COLUMNS = tuple(c.name for c in COLUMNS
                             if c.kind == "number" and c.role != "covariate" and c.name != "month")
 
+#: Columns that make a file a responder study (disease activity, its components, a responder flag).
+ACTIVITY_COLUMNS = ("das28_crp", "cdai", *dict.fromkeys([*DAS28_COMPONENTS, *CDAI_COMPONENTS]), "responder")
+
 _BY_NAME = {c.name: c for c in COLUMNS}
 
 
-def spec(name: str) -> ColumnSpec | None:
-    """The contract entry of ``name`` (``None`` for pass-through columns)."""
-    return _BY_NAME.get(name)
+def spec(name: str, sites: tuple[str, ...] | list[str] = ()) -> ColumnSpec | None:
+    """The contract entry of ``name`` (``None`` for pass-through columns); ``bmd_<site>`` and
+    ``tscore_<site>`` of any of the design's ``sites`` are BMD and T-score columns."""
+    return _BY_NAME.get(name) or site_spec(name, sites)
 
 
-def coercion_schema(columns: list[str]) -> pa.DataFrameSchema:
-    """Schema that only coerces the numeric contract columns present in ``columns`` to float;
-    its failures are the non-numeric values."""
+def site_spec(name: str, sites: tuple[str, ...] | list[str]) -> ColumnSpec | None:
+    """``bmd_<site>`` (BMD, 0.2-2.5 g/cm^2) or ``tscore_<site>`` (-10 to 10) of a design site."""
+    kind, _, site = name.partition("_")
+    if site not in sites:
+        return None
+    if kind == "bmd":
+        return ColumnSpec(name, "number", "required", f"{site.replace('_', ' ')} BMD (empty where not measured)",
+                          BMD_LOW, BMD_HIGH, "g/cm^2")
+    if kind == "tscore":
+        return ColumnSpec(name, "number", "optional", f"{site.replace('_', ' ')} T-score (else derived)", -10, 10)
+    return None
+
+
+def coercion_schema(columns: list[str], sites: tuple[str, ...] | list[str] = ()) -> pa.DataFrameSchema:
+    """Schema that only coerces the numeric contract columns present in ``columns`` (with the BMD
+    and T-score columns of the design's ``sites``) to float; its failures are the non-numeric values."""
     cols = {c: pa.Column(float, coerce=True, nullable=True, required=False)
-            for c in columns if (s := spec(c)) is not None and s.kind == "number"}
+            for c in columns if (s := spec(c, sites)) is not None and s.kind == "number"}
     return pa.DataFrameSchema(cols, strict=False)
 
 
-def range_schema(columns: list[str]) -> pa.DataFrameSchema:
+def range_schema(columns: list[str], sites: tuple[str, ...] | list[str] = ()) -> pa.DataFrameSchema:
     """Schema of the value rules (ranges, allowed values) for already-coerced columns."""
     cols: dict[str, pa.Column] = {}
     for c in columns:
-        s = spec(c)
+        s = spec(c, sites)
         if s is None:
             continue
         if s.kind == "number" and (s.low is not None or s.high is not None):

@@ -13,7 +13,7 @@ read.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -22,17 +22,20 @@ import pandas as pd
 import pandera.pandas as pa
 
 from analysis.study.contract import (
+    ACTIVITY_COLUMNS,
     BASELINE_COVARIATES,
     CDAI_COMPONENTS,
     DAS28_COMPONENTS,
     MEASUREMENT_COLUMNS,
-    REQUIRED,
     coercion_schema,
     range_schema,
     spec,
 )
+from analysis.study.design import (TIME_CANDIDATES, DesignError, GroupSpec, ResolvedDesign, StudyDesign,
+                                   canonical_frame, infer_design, resolve)
 from analysis.study.problems import DataValidationError, ExcludedRow, Problem
 from analysis.study.readers import RawTable, read_file
+from analysis.study.validation_report import ValidationReport, build_report
 
 __all__ = [
     "DataValidationError",
@@ -52,61 +55,6 @@ _FALSE = {"false", "no", "0", "non-responder", "nonresponder", "n", "f"}
 
 
 @dataclass
-class ValidationReport:
-    """What was read and what the analyses will see."""
-
-    file: str
-    n_rows: int
-    n_patients: int
-    visits_per_month: dict[float, int]
-    dxa_per_month: dict[float, int]
-    completers: int
-    dropouts_by_month: dict[float, int]
-    missing_per_column: dict[str, int]
-    column_mapping: dict[str, str]
-    passthrough_columns: list[str]
-    excluded: list[ExcludedRow] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    synthetic: bool = False
-    file_format: str = "csv"
-    column_labels: dict[str, str] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dict(self.__dict__)
-        d["excluded"] = [e.__dict__ for e in self.excluded]
-        d["visits_per_month"] = {f"{k:g}": v for k, v in self.visits_per_month.items()}
-        d["dxa_per_month"] = {f"{k:g}": v for k, v in self.dxa_per_month.items()}
-        d["dropouts_by_month"] = {f"{k:g}": v for k, v in self.dropouts_by_month.items()}
-        return d
-
-    def to_text(self) -> str:
-        """Human-readable summary (what ``rajak validate`` prints)."""
-        lines = [f"{self.file}: valid"]
-        if self.synthetic:
-            lines.append("  SYNTHETIC DATA: the RAJAK digital twin, not patient data")
-        lines.append(f"  patients: {self.n_patients}   rows: {self.n_rows}   completers: {self.completers}"
-                     f"   dropouts: {self.n_patients - self.completers}")
-        lines.append("  visits per month:    " + ", ".join(f"{k:g}: {v}" for k, v in self.visits_per_month.items()))
-        lines.append("  DXA scans per month: " + ", ".join(f"{k:g}: {v}" for k, v in self.dxa_per_month.items()))
-        drops = ", ".join(f"{k:g}: {v}" for k, v in self.dropouts_by_month.items()) or "none"
-        lines.append(f"  dropouts by month (first missed visit): {drops}")
-        miss = [f"{k}: {v}" for k, v in self.missing_per_column.items() if v]
-        lines.append("  missing values: " + (", ".join(miss) if miss else "none"))
-        if self.column_mapping:
-            lines.append("  column mapping: " + ", ".join(f"{k} -> {v}" for k, v in self.column_mapping.items()))
-        if self.passthrough_columns:
-            lines.append("  passed through: " + ", ".join(self.passthrough_columns))
-        if self.excluded:
-            lines.append(f"  excluded rows ({len(self.excluded)}):")
-            lines += [f"    {e.where} (patient {e.patient}, month {'?' if np.isnan(e.month) else f'{e.month:g}'}): "
-                      f"{e.reason}" for e in self.excluded]
-        else:
-            lines.append("  excluded rows: none")
-        lines += [f"  note: {n}" for n in self.notes]
-        return "\n".join(lines)
-
-
-@dataclass
 class Dataset:
     """A validated study: the frame in the data contract, where it came from, and the report."""
 
@@ -115,6 +63,7 @@ class Dataset:
     sha256: str
     report: ValidationReport
     synthetic: bool = False
+    design: ResolvedDesign | None = None
 
     @property
     def label(self) -> str:
@@ -195,7 +144,7 @@ def _apply_mapping(df: pd.DataFrame, mapping: Mapping[str, str], name: str, adam
 
 
 def _schema_problems(err: pa.errors.SchemaErrors, df: pd.DataFrame, loc: _Locate, name: str,
-                     kind: str) -> list[Problem]:
+                     kind: str, sites: tuple[str, ...] = ()) -> list[Problem]:
     problems: list[Problem] = []
     fc = err.failure_cases
     fc = fc[fc["index"].notna()] if "index" in fc else fc
@@ -207,7 +156,7 @@ def _schema_problems(err: pa.errors.SchemaErrors, df: pd.DataFrame, loc: _Locate
         seen.add((col, idx))
         raw_value = df.at[idx, col] if col in df.columns else r["failure_case"]
         pid = df.at[idx, "patient_id"] if "patient_id" in df.columns else None
-        s = spec(col)
+        s = spec(col, sites)
         shown = _show(raw_value)
         if col == "month" and shown == "(empty)":
             what = "missing month (every row needs one; 0 = baseline)"
@@ -312,7 +261,8 @@ def _structure_problems(df: pd.DataFrame, name: str, loc: _Locate) -> list[Probl
 def load_dataset(path: str | Path, column_map: Mapping[str, str] | None = None, *,
                  encoding: str = "utf-8", sheet: str | int | None = None,
                  param_map: Mapping[str, str] | None = None, delimiter: str | None = None,
-                 decimal: str | None = None, endpoint_month: float = 12, synthetic: bool = False) -> Dataset:
+                 decimal: str | None = None, endpoint_month: float = 12, synthetic: bool = False,
+                 design: StudyDesign | None = None, **design_flags: Any) -> Dataset:
     """Read, map and validate a study file.
 
     Parameters
@@ -339,11 +289,19 @@ def load_dataset(path: str | Path, column_map: Mapping[str, str] | None = None, 
         The month that defines a completer.
     synthetic
         Mark the data as the synthetic twin (labels every result).
+    design
+        The study design, instead of inferring it (:func:`analysis.study.design.infer_design`).
+    **design_flags
+        What the user said of the design (``id``, ``time``, ``time_unit``, ``visit``, ``sites``,
+        ``group``, ``reference``, ``endpoint``, ``covariates``; ``None`` values are ignored): the
+        command-line flags of the same names. Not given, a file with disease-activity columns is a
+        RAJAK-style responder study (:data:`analysis.study.rajak_design.RAJAK_DESIGN` for the twin).
 
     Returns
     -------
     Dataset
-        The validated frame, its source, hash and validation report.
+        The validated frame in canonical form (with ``visit``, and ``group`` for a design grouped by a
+        column), its source, hash, validation report and resolved design.
 
     Raises
     ------
@@ -352,6 +310,9 @@ def load_dataset(path: str | Path, column_map: Mapping[str, str] | None = None, 
     """
     from analysis.study.adam import adam_table, is_adam_bds
 
+    unknown = sorted(set(design_flags) - set(_DESIGN_FLAGS))
+    if unknown:
+        raise TypeError(f"load_dataset() got an unexpected keyword argument {unknown[0]!r}")
     name = str(path)
     table = read_file(path, encoding=encoding, sheet=sheet, delimiter=delimiter, decimal=decimal)
     if is_adam_bds(table.frame.columns):
@@ -361,23 +322,24 @@ def load_dataset(path: str | Path, column_map: Mapping[str, str] | None = None, 
                                   f"(it needs USUBJID, PARAMCD and AVAL)")
     mapping = dict(column_map or {})
     df = _apply_mapping(table.frame, mapping, name, adam=table.fmt == "adam")
-    loc = _Locate(table, {v: k for k, v in mapping.items()})
+    study = _design_for(df, design, design_flags, endpoint_month, name, table.hint)
+    df, renames = _rename_to_canonical(df, study, name)
+    inverse = {v: k for k, v in mapping.items()}
+    inverse.update({canon: inverse.get(orig, orig) for orig, canon in renames.items()})
+    loc = _Locate(table, inverse)
+    sites = tuple(study.sites)
 
-    missing = [c for c in REQUIRED if c not in df.columns]
-    if missing:
-        raise DataValidationError(f"{name}: missing required column '{missing[0]}' "
-                                  f"(columns found: {', '.join(map(str, df.columns))}){table.hint}")
     df, problems = _normalise_text(df, name, loc)
     try:
-        df = coercion_schema(list(df.columns)).validate(df, lazy=True)
+        df = coercion_schema(list(df.columns), sites).validate(df, lazy=True)
     except pa.errors.SchemaErrors as err:
-        problems += _schema_problems(err, df, loc, name, "coerce")
+        problems += _schema_problems(err, df, loc, name, "coerce", sites)
     if problems:
         raise DataValidationError(problems)
     try:
-        range_schema(list(df.columns)).validate(df, lazy=True)
+        range_schema(list(df.columns), sites).validate(df, lazy=True)
     except pa.errors.SchemaErrors as err:
-        problems += _schema_problems(err, df, loc, name, "range")
+        problems += _schema_problems(err, df, loc, name, "range", sites)
     if problems:
         raise DataValidationError(problems)
     problems += _structure_problems(df, name, loc)
@@ -386,57 +348,119 @@ def load_dataset(path: str | Path, column_map: Mapping[str, str] | None = None, 
     has_activity = ("das28_crp" in df.columns or set(DAS28_COMPONENTS) <= set(df.columns)
                     or "cdai" in df.columns or set(CDAI_COMPONENTS) <= set(df.columns)
                     or "responder" in df.columns)
-    if not has_activity:
+    if study.group.kind == "derived" and not has_activity:
         raise DataValidationError(
             f"{name}: no disease activity: need column 'das28_crp' or 'cdai', their components "
-            f"({', '.join(dict.fromkeys([*DAS28_COMPONENTS, *CDAI_COMPONENTS]))}) or a 'responder' column")
+            f"({', '.join(dict.fromkeys([*DAS28_COMPONENTS, *CDAI_COMPONENTS]))}) or a 'responder' column "
+            f"(or name the study's group: --group COLUMN, or --group none for a single arm)")
+
+    canon = study.model_copy(update={"id": "patient_id", "time": "month", "time_unit": "months",
+                                     "visit": renames.get(study.visit, study.visit) if study.visit else None,
+                                     "sites": {s: f"bmd_{s}" for s in sites}})
+    try:  # the design on the rows as read: a site or endpoint left empty is named, not excluded away
+        resolve(canonical_frame(df, canon), study, name)
+    except DesignError as exc:
+        raise _design_error(exc, name) from None
 
     # exclusion rule: a visit row with no recorded value at all carries no information
-    measured = [c for c in MEASUREMENT_COLUMNS if c in df.columns]
+    site_cols = [f"{k}_{s}" for s in sites for k in ("bmd", "tscore")]
+    measured = [c for c in dict.fromkeys([*MEASUREMENT_COLUMNS, *site_cols]) if c in df.columns]
     empty = df[measured].isna().all(axis=1) & (df["month"] != 0)
     excluded = [*table.excluded,
                 *(ExcludedRow(loc.at(i), str(df.at[i, "patient_id"]), float(df.at[i, "month"]),
                               "no value recorded at this visit") for i in df.index[empty])]
     frame = df.loc[~empty].sort_values(["patient_id", "month"], kind="stable").reset_index(drop=True)
+    try:
+        frame = canonical_frame(frame, canon)
+        resolved = resolve(frame, study, name)
+    except DesignError as exc:
+        raise _design_error(exc, name) from None
 
-    report = _report(frame, name, mapping, excluded, endpoint_month, synthetic, table)
+    report = build_report(frame, name, mapping, excluded, resolved, synthetic, table)
     return Dataset(frame=frame, source=name, sha256=hashlib.sha256(table.raw).hexdigest(), report=report,
-                   synthetic=synthetic)
+                   synthetic=synthetic, design=resolved)
 
 
-def _report(frame: pd.DataFrame, name: str, mapping: dict[str, str], excluded: list[ExcludedRow],
-            endpoint_month: float, synthetic: bool, table: RawTable) -> ValidationReport:
-    from analysis.study.clinical import patient_status
+def _design_error(exc: DesignError, name: str) -> DataValidationError:
+    """A design that does not fit: the same one line, prefixed by the file name."""
+    text = str(exc)
+    return DataValidationError(text if text.startswith(f"{name}: ") else f"{name}: {text}")
 
-    status = patient_status(frame, endpoint_month)
-    bmd = frame[["bmd_spine", "bmd_femoral_neck"]].notna().any(axis=1)
-    drops = status.loc[~status["completer"], "dropout_month"]
-    notes = list(table.notes)
-    if drops.isna().any():
-        notes.append(f"{int(drops.isna().sum())} non-completer(s) attended the last scheduled visit "
-                     f"but had no DXA at month {endpoint_month:g}")
-    if "responder" in frame.columns and frame["responder"].notna().any():
-        given = int(frame.groupby("patient_id")["responder"].first().notna().sum())
-        notes.append(f"responder status user-supplied for {given} of {frame['patient_id'].nunique()} patients "
-                     f"(column 'responder'; overrides the derived status and is reported as user-supplied)")
-    known = {c for c in frame.columns if spec(c) is not None}
-    return ValidationReport(
-        file=name,
-        n_rows=int(frame.shape[0]),
-        n_patients=int(frame["patient_id"].nunique()),
-        visits_per_month={float(k): int(v) for k, v in frame.groupby("month").size().items()},
-        dxa_per_month={float(k): int(v) for k, v in frame[bmd].groupby("month").size().items()},
-        completers=int(status["completer"].sum()),
-        dropouts_by_month={float(k): int(v) for k, v in drops.dropna().value_counts().sort_index().items()},
-        missing_per_column={c: int(frame[c].isna().sum()) for c in frame.columns if spec(c) is not None},
-        column_mapping=mapping,
-        passthrough_columns=[c for c in frame.columns if c not in known],
-        excluded=excluded,
-        notes=notes,
-        synthetic=synthetic,
-        file_format=table.fmt,
-        column_labels=dict(table.labels),
-    )
+
+#: Keywords of :func:`load_dataset` that describe the study design.
+_DESIGN_FLAGS = ("id", "time", "time_unit", "visit", "sites", "group", "reference", "endpoint", "covariates")
+#: The RAJAK sites a responder study needs when no ``--site`` is named.
+_RAJAK_SITE_COLUMNS = ("bmd_spine", "bmd_femoral_neck")
+
+
+def _design_for(df: pd.DataFrame, design: StudyDesign | None, flags: Mapping[str, Any], endpoint_month: float,
+                name: str, hint: str) -> StudyDesign:
+    """The study's design: ``design`` as given, else inferred from the columns and the user's flags.
+
+    Without flags the contract speaks as it always has: ``patient_id`` and a time column are
+    required, and a file with disease-activity columns is a responder study (derived groups,
+    reference ``non-responder``) that needs both RAJAK sites, with ``endpoint_month`` as its endpoint
+    and the baseline covariates present as its covariates.
+    """
+    cols = list(df.columns)
+
+    def missing(col: str, flag: str) -> DataValidationError:
+        return DataValidationError(f"{name}: missing required column '{col}' "
+                                   f"(columns found: {', '.join(map(str, cols))}){hint}"
+                                   + ("" if hint else f"; name it with {flag}"))
+
+    if design is not None:
+        given: dict[str, Any] = {"id": design.id, "time": design.time, "time_unit": design.time_unit,
+                                 "visit": design.visit, "sites": design.sites, "group": design.group,
+                                 "endpoint": design.endpoint, "covariates": design.covariates}
+    else:
+        given = {k: v for k, v in flags.items() if v is not None}
+        if "id" not in given:
+            if "patient_id" not in cols:
+                raise missing("patient_id", "--id COLUMN")
+            given["id"] = "patient_id"
+        if "time" not in given and not any(c in cols for c in TIME_CANDIDATES):
+            raise missing("month", "--time COLUMN")
+        group = given.get("group")
+        if isinstance(group, GroupSpec):
+            derived = group.kind == "derived"
+        elif group is None:
+            derived = any(c in cols for c in ACTIVITY_COLUMNS)
+        else:
+            derived = str(group).strip().lower() == "responder"
+        if derived:
+            reference = given.pop("reference", None)
+            given["group"] = GroupSpec(kind="derived", reference=reference or "non-responder")
+            if not given.get("sites"):
+                for col in _RAJAK_SITE_COLUMNS:
+                    if col not in cols:
+                        raise missing(col, "--site NAME=COLUMN")
+            given.setdefault("endpoint", float(endpoint_month))
+            given.setdefault("covariates", tuple(c for c in BASELINE_COVARIATES if c in cols))
+    try:
+        return infer_design(cols, **given)
+    except DesignError as exc:
+        raise _design_error(exc, name) from None
+
+
+def _rename_to_canonical(df: pd.DataFrame, design: StudyDesign, name: str) -> tuple[pd.DataFrame, dict[str, str]]:
+    """The subject, time and site columns under their canonical names (``patient_id``, ``month``,
+    ``bmd_<site>``); a time in days, years or dates becomes months since the subject's baseline
+    (:func:`analysis.study.design.canonical_frame`), a time in months is checked row by row below.
+    Returns the frame and ``{file column: canonical column}``."""
+    renames = {design.id: "patient_id", **{c: f"bmd_{s}" for s, c in design.sites.items()}}
+    if design.time_unit == "months":
+        renames[design.time] = "month"
+    else:
+        try:
+            months = canonical_frame(df, design)["month"].to_numpy()
+        except DesignError as exc:
+            raise _design_error(exc, name) from None
+    taken = set(renames.values())
+    out = df.drop(columns=[c for c in df.columns if c in taken and c not in renames]).rename(columns=renames)
+    if design.time_unit != "months":
+        out["month"] = months
+    return out, {k: v for k, v in renames.items() if k != v}
 
 
 def load_twin(encoding: str = "utf-8") -> Dataset:

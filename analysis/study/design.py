@@ -44,8 +44,8 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-__all__ = ["DAYS_PER_MONTH", "DesignError", "GroupSpec", "ResolvedDesign", "StudyDesign", "canonical_frame",
-           "from_mapping", "infer_design", "parse_covariates", "parse_sites", "resolve"]
+__all__ = ["DAYS_PER_MONTH", "ID_CANDIDATES", "TIME_CANDIDATES", "DesignError", "GroupSpec", "ResolvedDesign",
+           "StudyDesign", "canonical_frame", "from_mapping", "infer_design", "parse_covariates", "parse_sites", "resolve"]
 
 #: Days per month (365.25 / 12) for times in days or dates.
 DAYS_PER_MONTH = 30.4375
