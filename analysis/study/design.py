@@ -18,8 +18,11 @@ each subject's baseline visit (their earliest record):
           \quad 12\,(t - t_0) \text{ (years)},
 
 where :math:`t_0` is the subject's first time (for months the values are taken as given, baseline
-0). The nominal visit (``visit``, in months) is the user's visit column when given (``--visit``),
-else the time rounded to whole months: a scan on day 350-380 is the month-12 visit. The MMRM and
+0). The nominal visit (``visit``, in months) comes from the user's visit column when given
+(``--visit``; a month, an index such as ``VISITNUM`` or a visit name: each visit is placed at the
+whole month nearest the median time of its scans, so an index 0-3 at months 0/6/12/24 becomes
+0, 6, 12, 24), else it is the time rounded to whole months: a scan on day 350-380 is the month-12
+visit. The MMRM and
 visit-wise tables use the nominal visit; the LMMs use the actual ``month``.
 
 Group
@@ -279,10 +282,16 @@ def canonical_frame(frame: pd.DataFrame, design: StudyDesign) -> pd.DataFrame:
     out = frame.copy()
     months = _months(frame, design)
     if design.visit is not None:
-        visit = pd.to_numeric(frame[design.visit], errors="coerce")
-        bad = visit.isna() & frame[design.visit].notna()
-        if bad.any():
-            raise DesignError(f"column {design.visit!r}: {frame[design.visit][bad].iloc[0]!r} is not a visit month")
+        label = frame[design.visit]
+        if label.isna().any():
+            raise DesignError(f"column {design.visit!r}: empty at row {int(np.flatnonzero(label.isna())[0]) + 1}")
+        # each visit (a month, an index such as VISITNUM 0-3, or a name) at the whole month its
+        # scans were taken at, by the median: an index 0, 1, 2, 3 at months 0, 6, 12, 24 is 0, 6, 12, 24
+        nominal = months.groupby(label.to_numpy()).median().round()
+        visit = label.map(nominal).astype(float)
+        if visit.groupby(visit).apply(lambda v: label[v.index].nunique()).gt(1).any():
+            raise DesignError(f"column {design.visit!r}: two visits fall at the same month "
+                              f"({', '.join(map(str, nominal.index))} at months {', '.join(f'{m:g}' for m in nominal)})")
     else:
         visit = months.round()
     renames = {design.id: "patient_id"}

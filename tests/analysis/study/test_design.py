@@ -150,3 +150,18 @@ def test_description_speaks_the_designs_words():
                         sites={"total_body": "bmd"}, group="TRT", reference="P").describe()
     assert "total_body (bmd)" in text and "column 'TRT'" in text and "reference 'p'" in text
     assert "responder" not in text
+
+
+def test_visit_index_is_placed_at_the_month_of_its_scans():
+    raw = _trial()
+    design = infer_design(list(raw.columns), id="SUBJ", time="VISDT", time_unit="date", visit="VISITNUM",
+                          sites={"spine": "bmd"})
+    f = canonical_frame(raw, design)
+    assert dict(zip(raw["VISITNUM"], f["visit"])) == {0: 0, 1: 6, 2: 12, 3: 24}
+    named = raw.assign(VISITNUM=raw["VISITNUM"].map({0: "Baseline", 1: "Week 26", 2: "Week 52", 3: "Week 104"}))
+    g = canonical_frame(named, design)
+    np.testing.assert_array_equal(g["visit"], f["visit"])
+    clash = raw.assign(VISITNUM=raw["VISITNUM"].where(raw["VISITNUM"] != 1, 9).where(raw["VISITNUM"] != 2, 1))
+    clash.loc[clash["VISITNUM"] == 9, "VISDT"] = clash.loc[clash["VISITNUM"] == 9, "VISDT"] + pd.Timedelta(days=183)
+    with pytest.raises(DesignError, match="two visits fall at the same month"):
+        canonical_frame(clash, design)

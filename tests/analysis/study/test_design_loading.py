@@ -48,9 +48,9 @@ def test_trial_in_its_own_layout_loads_by_its_design(trial):
                       sites=parse_sites(["total_body=bmd"]), group="TRT", reference="P")
     assert {"patient_id", "month", "visit", "bmd_total_body", "group"} <= set(ds.frame.columns)
     r = ds.design
-    assert r.sites == ("total_body",) and r.visits == (0, 1, 2, 3) and r.endpoint == 3
+    assert r.sites == ("total_body",) and r.visits == (0, 6, 12, 24) and r.endpoint == 24
     assert r.group_levels == ("c", "p") and r.reference == "p" and r.covariates == ("age",)
-    assert ds.report.completers == 12 and ds.report.completers_at == 3
+    assert ds.report.completers == 12 and ds.report.completers_at == 24
     assert ds.report.patients_per_group == {"c": 6, "p": 6}
     assert "responder" not in ds.report.to_text()
     assert "passed through: VISDT, VISITNUM, TRT" in ds.report.to_text()
@@ -62,9 +62,9 @@ def test_trial_validates_through_the_cli_in_its_words(trial):
     out = res.stdout
     assert out.startswith("design: subject 'SUBJ'; time 'VISDT' in date; visits 'VISITNUM'; sites total_body (bmd)")
     assert "group column 'TRT', reference 'p'" in out
-    assert "  sites: total_body (bmd)" in out and "endpoint: month 3" in out
+    assert "  sites: total_body (bmd)" in out and "endpoint: month 24" in out
     assert "  groups: c, p   reference: p" in out
-    assert "completers (scan at month 3): 12" in out and "patients per group: c: 6, p: 6" in out
+    assert "completers (scan at month 24): 12" in out and "patients per group: c: 6, p: 6" in out
     assert "responder" not in out
     doc = json.loads(_cli(trial, *TRIAL_FLAGS, "--json").stdout)
     assert doc["design"]["group_levels"] == ["c", "p"] and doc["design"]["reference"] == "p"
@@ -120,9 +120,9 @@ def test_no_scans_at_the_endpoint(tmp_path):
     path = tmp_path / "noend.csv"
     raw.to_csv(path, index=False)
     line = _one_line_exit_2(_cli(path, *TRIAL_FLAGS))
-    assert str(path) in line and "no total_body scan at the endpoint (month 3)" in line
+    assert str(path) in line and "no total_body scan at the endpoint (month 24)" in line
     line = _one_line_exit_2(_cli(path, *TRIAL_FLAGS, "--endpoint", "5"))
-    assert "endpoint month 5 is not a visit (visits: 0, 1, 2, 3)" in line
+    assert "endpoint month 5 is not a visit (visits: 0, 6, 12, 24)" in line
 
 
 def test_bad_time_unit_is_one_line(trial):
