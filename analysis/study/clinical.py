@@ -216,15 +216,20 @@ def tscores(bmd: pd.Series, sex: pd.Series, site: str, reference: TScoreReferenc
     return (bmd - means) / sds
 
 
-def patient_status(frame: pd.DataFrame, endpoint_month: float = 12) -> pd.DataFrame:
+def patient_status(frame: pd.DataFrame, endpoint_month: float = 12, *, time: str = "month",
+                   bmd_columns: list[str] | None = None) -> pd.DataFrame:
     """Per-patient completion: ``completer`` (a DXA at ``endpoint_month``), ``last_visit`` (last
     month with any recorded value), ``dropout_month`` (the first scheduled month after the last
-    visit, NaN for completers). The schedule is the set of months present in the data."""
-    bmd_cols = [f"bmd_{s}" for s in SITES if f"bmd_{s}" in frame.columns]
-    schedule = np.sort(frame["month"].unique())
-    at_end = frame.loc[frame["month"] == endpoint_month, ["patient_id", *bmd_cols]]
+    visit, NaN for completers). The schedule is the set of months present in the data.
+
+    ``time`` is the column read as the month (``"visit"``: the nominal visits of a design);
+    ``bmd_columns`` the scans that make a completer (default: the sites' ``bmd_<site>`` columns).
+    """
+    bmd_cols = bmd_columns if bmd_columns is not None else [f"bmd_{s}" for s in SITES if f"bmd_{s}" in frame.columns]
+    schedule = np.sort(frame[time].dropna().unique())
+    at_end = frame.loc[frame[time] == endpoint_month, ["patient_id", *bmd_cols]]
     completer_ids = set(at_end.loc[at_end[bmd_cols].notna().any(axis=1), "patient_id"])
-    last = frame.groupby("patient_id", sort=False)["month"].max()
+    last = frame.groupby("patient_id", sort=False)[time].max()
     out = pd.DataFrame({"patient_id": last.index, "last_visit": last.to_numpy()})
     out["completer"] = out["patient_id"].isin(completer_ids)
 

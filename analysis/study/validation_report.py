@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analysis.study.clinical import patient_status
 from analysis.study.contract import spec
 from analysis.study.design import ResolvedDesign
 from analysis.study.problems import ExcludedRow
@@ -88,24 +89,6 @@ class ValidationReport:
         return "\n".join(lines)
 
 
-def _status(frame: pd.DataFrame, endpoint: float, bmd_cols: list[str]) -> pd.DataFrame:
-    """Per-patient completion on the nominal visits: ``completer`` (a scan at ``endpoint``),
-    ``last_visit``, ``dropout_month`` (the first visit of the schedule after the last one)."""
-    schedule = np.sort(frame["visit"].dropna().unique())
-    at_end = frame.loc[frame["visit"] == endpoint, ["patient_id", *bmd_cols]]
-    completer_ids = set(at_end.loc[at_end[bmd_cols].notna().any(axis=1), "patient_id"])
-    last = frame.groupby("patient_id", sort=False)["visit"].max()
-    out = pd.DataFrame({"patient_id": last.index, "last_visit": last.to_numpy()})
-    out["completer"] = out["patient_id"].isin(completer_ids)
-
-    def _next(m: float) -> float:
-        later = schedule[schedule > m]
-        return float(later[0]) if later.size else np.nan
-
-    out["dropout_month"] = [np.nan if c else _next(m) for c, m in zip(out["completer"], out["last_visit"])]
-    return out
-
-
 def build_report(frame: pd.DataFrame, name: str, mapping: dict[str, str], excluded: list[ExcludedRow],
                  resolved: ResolvedDesign, synthetic: bool, table: RawTable) -> ValidationReport:
     """The report of a validated canonical frame (visits are the nominal ``visit``; completers have a
@@ -114,7 +97,7 @@ def build_report(frame: pd.DataFrame, name: str, mapping: dict[str, str], exclud
     bmd_cols = [f"bmd_{s}" for s in sites]
     endpoint = resolved.endpoint
     derived = resolved.design.group.kind == "derived"
-    status = _status(frame, endpoint, bmd_cols)
+    status = patient_status(frame, endpoint, time="visit", bmd_columns=bmd_cols)
     bmd = frame[bmd_cols].notna().any(axis=1)
     drops = status.loc[~status["completer"], "dropout_month"]
     notes = list(table.notes)
