@@ -112,7 +112,7 @@ def rank_plot(fit: Any, var_names=RANK_VARS, label: str | None = None) -> Figure
         pc = azp.plot_rank(dt, var_names=names, backend="matplotlib", col_wrap=4, color=_chain_colours(dt),
                            figure_kwargs={"figsize": _panels_figsize(dt, names)}, visuals={"title": {"size": 8}})
         fig = figure_of(pc)
-        fig.suptitle("Rank plots per chain (fractional rank Delta-ECDF; p: multi-chain uniformity test)")
+        fig.suptitle("Rank plots per chain (fractional rank Delta-ECDF; p: multi-chain uniformity test)", x=0.01, ha="left")
         stamp(fig, label)
         fig.tight_layout()
     return fig
@@ -151,7 +151,7 @@ def ess_plot(fit: Any, var_names=RANK_VARS, label: str | None = None, kind: str 
                           figure_kwargs={"figsize": _panels_figsize(dt, names), "sharey": True},
                           visuals={"ess": {"color": PALETTE["blue"]}, "title": {"size": 8}})
         fig = figure_of(pc)
-        fig.suptitle(f"Effective sample size ({kind}; dash-dotted: the required {min_ess})")
+        fig.suptitle(f"Effective sample size ({kind}; dash-dotted: the required {min_ess})", x=0.01, ha="left")
         stamp(fig, label)
         fig.tight_layout()
     return fig
@@ -192,7 +192,12 @@ def energy_plot(fit: Any, label: str | None = None) -> Figure:
         for kind in lines["energy"].values:
             lines.sel(energy=kind).item().set_label(f"{kind} energy")
         pc.viz["plot"].sel(column="energy").item().legend(loc="upper right", fontsize=7)
-        fig.suptitle("Energy: marginal vs transition, and E-BFMI per chain (threshold 0.3)")
+        fig.suptitle("Energy: marginal vs transition, and E-BFMI per chain (threshold 0.3)", x=0.01, ha="left")
+        from matplotlib.ticker import MaxNLocator
+
+        for ax in fig.axes:  # chains are whole numbers
+            if ax.get_ylabel().lower() == "chain":
+                ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         stamp(fig, label)
         fig.tight_layout()
     return fig
