@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from analysis.cli.common import (EXIT_BAD_INPUT, analysis_errors, err, info, json_default, load_derived,
+from analysis.cli.common import (EXIT_BAD_INPUT, DesignFlags, design_options, analysis_errors, err, info, json_default, load_derived,
                                  responder_text)
 from analysis.run.config import ConfigError
 from analysis.study.data import DataValidationError
@@ -16,6 +16,7 @@ from analysis.study.data import DataValidationError
 __all__ = ["compare", "fit", "frequentist"]
 
 
+@design_options
 def frequentist(
     data: Annotated[Optional[Path], typer.Option(help="Your data file (default: the embedded SYNTHETIC twin).")] = None,
     config: Annotated[Optional[Path], typer.Option(help="TOML analysis plan.")] = None,
@@ -24,12 +25,13 @@ def frequentist(
     seed: Annotated[Optional[int], typer.Option(help="Seed of the imputations.")] = None,
     map_: Annotated[Optional[list[str]], typer.Option("--map", help="Column mapping FILE_COLUMN=CONTRACT_COLUMN (repeatable).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Emit every table as JSON on stdout.")] = False,
+    design: DesignFlags | None = None,
 ) -> None:
     """The frequentist primary analysis: the replication table, completers tests, LMM, MMRM, MI."""
     from analysis.frequentist.primary import frequentist_analysis
     from analysis.rajak.published import paper_analysis, replication_table
 
-    cfg, ds, derived = load_derived(data, config, strategy, seed, map_)
+    cfg, ds, derived = load_derived(data, config, strategy, seed, map_, design)
     info(f"{ds.label}: fitting completers tests, LMM and MMRM per site"
           + (f", {imputations} imputations" if imputations else ""))
     with analysis_errors(ds.source):
@@ -67,6 +69,7 @@ def _completers_text(table):
     return table[cols]
 
 
+@design_options
 def fit(
     model: Annotated[str, typer.Option(help="lmm, mmrm, joint, activity or robust (leave at lmm with --formula).")] = "lmm",
     formula: Annotated[Optional[str], typer.Option(
@@ -74,7 +77,6 @@ def fit(
              "\"bmd ~ month * arm + (1 + month | patient_id)\": bmd is the site's BMD, and any column of the "
              "data (month, responder, age, sex, arm...) may be used; one estimand per fixed-effect coefficient. "
              "--model and --priors must stay at their defaults (bambi's default priors).")] = None,
-    site: Annotated[str, typer.Option(help="spine or femoral_neck (with --formula: any site with a bmd_<site> column).")] = "spine",
     priors: Annotated[str, typer.Option(help="Prior set: default, weakly_informative, sceptical, literature, vague.")] = "default",
     draws: Annotated[int, typer.Option(min=1, help="Draws per chain.")] = 1000,
     tune: Annotated[int, typer.Option(min=1, help="Tuning steps per chain.")] = 1000,
@@ -88,6 +90,7 @@ def fit(
     map_: Annotated[Optional[list[str]], typer.Option("--map", help="Column mapping FILE_COLUMN=CONTRACT_COLUMN.")] = None,
     save: Annotated[Optional[Path], typer.Option(help="Save the fit (netCDF DataTree with settings and diagnostics).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Emit the estimands and diagnostics as JSON.")] = False,
+    design: DesignFlags | None = None,
 ) -> None:
     """Fit a Bayesian model (or your own formula, --formula) and print its estimands with diagnostics."""
     from analysis.bayes.fit import fit_bayes, fit_formula, model_names
@@ -100,11 +103,12 @@ def fit(
     elif model not in model_names():
         err(f"unknown model {model!r}; available: {', '.join(model_names())}")
         raise typer.Exit(EXIT_BAD_INPUT)
-    elif site not in ("spine", "femoral_neck"):
-        err(f"unknown site {site!r}; expected spine or femoral_neck")
-        raise typer.Exit(EXIT_BAD_INPUT)
     what = model if formula is None else f"formula {formula!r}"
-    cfg, ds, derived = load_derived(data, config, strategy, seed, map_)
+    cfg, ds, derived = load_derived(data, config, strategy, seed, map_, design)
+    if len(cfg.sites) > 1 and design is not None and len(design.site) > 1:
+        err("rajak fit fits one site: give one --site (the design's sites are " + ", ".join(cfg.sites) + ")")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    site = cfg.sites[0]
     info(f"{ds.label}: fitting {what} at {site} ({chains} chains x {draws} draws, {sampler})")
     settings = dict(draws=draws, tune=tune, chains=chains, seed=seed, sampler=sampler, target_accept=target_accept)
     try:
@@ -143,9 +147,9 @@ def fit(
         typer.echo("(a formula's coefficients have no natural ROPE or prior scale: p_in_rope and bf10 are empty)")
 
 
+@design_options
 def compare(
     models_: Annotated[Optional[list[str]], typer.Option("--model", help="Bayesian model(s) to compare (repeatable).")] = None,
-    sites: Annotated[Optional[list[str]], typer.Option("--site", help="Site(s) (repeatable).")] = None,
     priors: Annotated[str, typer.Option(help="Prior set.")] = "default",
     draws: Annotated[int, typer.Option(min=1)] = 1000,
     tune: Annotated[int, typer.Option(min=1)] = 1000,
@@ -156,18 +160,19 @@ def compare(
     strategy: Annotated[Optional[str], typer.Option(help="Undefined responder status strategy.")] = None,
     map_: Annotated[Optional[list[str]], typer.Option("--map", help="Column mapping FILE_COLUMN=CONTRACT_COLUMN.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Emit the table as JSON.")] = False,
+    design: DesignFlags | None = None,
 ) -> None:
     """Bayesian vs frequentist: one table per site (estimate, CI, p | median, CrI, P(direction), P(ROPE), BF)."""
     from analysis.bayes.fit import compare as compare_fits, fit_bayes, model_names
     from analysis.frequentist.primary import frequentist_analysis
 
     models_ = models_ or ["lmm"]
-    sites = sites or ["spine", "femoral_neck"]
-    bad = [m for m in models_ if m not in model_names()] + [s for s in sites if s not in ("spine", "femoral_neck")]
+    bad = [m for m in models_ if m not in model_names()]
     if bad:
-        err(f"unknown model or site {bad[0]!r}")
+        err(f"unknown model {bad[0]!r}; available: {', '.join(model_names())}")
         raise typer.Exit(EXIT_BAD_INPUT)
-    cfg, ds, derived = load_derived(data, config, strategy, seed, map_)
+    cfg, ds, derived = load_derived(data, config, strategy, seed, map_, design)
+    sites = list(cfg.sites)
     with analysis_errors(ds.source):
         freq = frequentist_analysis(derived, sites, cfg.undefined_responders, cfg.responder.rule(),
                                     cfg.endpoint_month, mmrm_covariances=cfg.mmrm_covariances)

@@ -8,11 +8,12 @@ from typing import Annotated, Optional
 
 import typer
 
-from analysis.cli.common import EXIT_BAD_INPUT, analysis_errors, err, info, json_default, load_derived
+from analysis.cli.common import EXIT_BAD_INPUT, DesignFlags, analysis_errors, design_options, err, info, json_default, load_derived
 
 __all__ = ["sensitivity"]
 
 
+@design_options
 def sensitivity(
     analysis: Annotated[Optional[list[str]], typer.Option("--analysis", help="Analysis name (repeatable); default: all available.")] = None,
     data: Annotated[Optional[Path], typer.Option(help="Your data file (default: the embedded SYNTHETIC twin).")] = None,
@@ -25,6 +26,7 @@ def sensitivity(
         help="Content-addressed fit and result cache (e.g. outputs/.fit-cache, the one rajak run uses): "
              "unchanged fits and analyses are read back.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Emit tables and text as JSON.")] = False,
+    design: DesignFlags | None = None,
 ) -> None:
     """Dropout sensitivity analyses (MAR vs MNAR); one result type each: table, text, figures."""
     from analysis.common.io import atomic_write_text
@@ -36,7 +38,7 @@ def sensitivity(
     if bad:
         err(f"unknown sensitivity analysis {bad[0]!r}; available: {', '.join(available())}")
         raise typer.Exit(EXIT_BAD_INPUT)
-    cfg, ds, derived = load_derived(data, config, strategy, seed, map_)
+    cfg, ds, derived = load_derived(data, config, strategy, seed, map_, design)
     results = []
     with analysis_errors(ds.source):
         for name in names:

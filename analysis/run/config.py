@@ -10,13 +10,13 @@ import hashlib
 import json
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from analysis.study.clinical import ResponderRule, TScoreReference
 
-__all__ = ["ResponderConfig", "TScoreConfig", "RunConfig", "ConfigError", "load_config"]
+__all__ = ["ResponderConfig", "TScoreConfig", "StudyConfig", "RunConfig", "ConfigError", "load_config"]
 
 
 class ConfigError(ValueError):
@@ -49,6 +49,35 @@ class TScoreConfig(_Strict):
         return TScoreReference(name=self.reference, path=self.table, sex_specific=self.sex_specific)
 
 
+class StudyConfig(_Strict):
+    """The ``[study]`` table: the study design in the file's own words, the same settings as the
+    command-line flags (:class:`analysis.study.design.StudyDesign`); unset ones are inferred.
+
+    ``sites`` is a table (``{total_body = "bmd"}``) or a list (``["total_hip", "spine=L1L4"]``);
+    ``covariates`` a list or ``"none"``; ``group`` a column, ``"none"`` or ``"responder"``;
+    ``param`` maps ADaM ``PARAMCD`` codes to sites; ``sheet`` is the Excel sheet.
+    """
+
+    id: str | None = None
+    time: str | None = None
+    time_unit: Literal["months", "days", "years", "date"] | None = None
+    visit: str | None = None
+    sites: dict[str, str] | list[str] | None = None
+    group: str | None = None
+    reference: str | None = None
+    endpoint: float | None = Field(None, gt=0)
+    covariates: list[str] | str | None = None
+    sheet: str | int | None = None
+    param: dict[str, str] = Field(default_factory=dict)
+
+    def design_flags(self) -> dict[str, Any]:
+        """The design keywords of :func:`analysis.study.data.load_dataset` (``None`` = infer)."""
+        from analysis.study.design import from_mapping
+
+        d = self.model_dump(exclude={"sheet", "param"}, exclude_none=True)
+        return from_mapping(d)
+
+
 class RunConfig(_Strict):
     """Everything that defines a run.
 
@@ -72,11 +101,12 @@ class RunConfig(_Strict):
     data: str | None = None
     column_map: dict[str, str] = Field(default_factory=dict)
     encoding: str = "utf-8"
-    endpoint_month: float = Field(12, gt=0)
+    study: StudyConfig = Field(default_factory=StudyConfig)
+    endpoint_month: float | None = Field(None, gt=0)
     responder: ResponderConfig = Field(default_factory=ResponderConfig)
     tscore: TScoreConfig = Field(default_factory=TScoreConfig)
     undefined_responders: Literal["exclude", "last_observed", "unknown"] = "last_observed"
-    sites: tuple[Literal["spine", "femoral_neck"], ...] = ("spine", "femoral_neck")
+    sites: tuple[str, ...] | None = None
     mi_imputations: int = Field(50, ge=0, le=10000)
     mmrm_covariances: tuple[Literal["us", "cs", "ar1", "csh", "ar1h"], ...] = ("us", "ar1", "cs")
     sensitivity: tuple[str, ...] = ("completers_vs_all", "delta", "delta_bayes", "tipping", "reference_based", "priors")
@@ -145,9 +175,34 @@ class RunConfig(_Strict):
     @field_validator("sites")
     @classmethod
     def _sites_nonempty(cls, v):
-        if not v:
+        if v is not None and not v:
             raise ValueError("at least one site is needed")
         return v
+
+    @model_validator(mode="after")
+    def _one_endpoint(self):
+        if (self.endpoint_month is not None and self.study.endpoint is not None
+                and float(self.endpoint_month) != float(self.study.endpoint)):
+            raise ValueError(f"endpoint_month = {self.endpoint_month:g} and study.endpoint = "
+                             f"{self.study.endpoint:g} disagree: give one")
+        return self
+
+    @property
+    def endpoint(self) -> float | None:
+        """The endpoint month the user set (``endpoint_month`` or ``study.endpoint``), or ``None``."""
+        return self.endpoint_month if self.endpoint_month is not None else self.study.endpoint
+
+    def bind(self, design: Any) -> "RunConfig":
+        """This configuration on a study's resolved design (``Dataset.design``): ``sites`` and
+        ``endpoint_month`` filled in from the design where unset; sites the design does not have are
+        a :class:`ConfigError`."""
+        if design is None:
+            return self
+        sites = self.sites if self.sites is not None else tuple(design.sites)
+        bad = [s for s in sites if s not in design.sites]
+        if bad:
+            raise ConfigError(f"site {bad[0]!r} is not in the data (sites: {', '.join(design.sites)})")
+        return self.model_copy(update={"sites": tuple(sites), "endpoint_month": float(design.endpoint)})
 
     def digest(self) -> str:
         """Content hash of the analysis settings (output location excluded)."""
@@ -177,6 +232,9 @@ def load_config(path: str | Path | None = None, **overrides) -> RunConfig:
             data = tomllib.loads(p.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
             raise ConfigError(f"{p}: not valid TOML ({err})") from None
+    study = overrides.pop("study_overrides", None)
+    if study:  # command-line design flags win over the plan's [study] table, entry by entry
+        data["study"] = {**(data.get("study") or {}), **study}
     data.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return RunConfig(**data)

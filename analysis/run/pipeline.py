@@ -104,8 +104,9 @@ def run(config: RunConfig, *, force: bool = False, log: Callable[[str], None] | 
         f"{dataset.report.completers} completers")
 
     t = time.perf_counter()
+    config = config.bind(dataset.design)  # the study's sites and endpoint where the plan leaves them open
     derived = derive(dataset.frame, config.responder.rule(), config.tscore.reference_object(),
-                     config.endpoint_month)
+                     config.endpoint_month, design=dataset.design)
     timings["derive_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -211,6 +212,7 @@ def run(config: RunConfig, *, force: bool = False, log: Callable[[str], None] | 
             "data_file": dataset.source,
             "data_sha256": dataset.sha256,
             "config": config.model_dump(),
+            "study_design": None if dataset.design is None else dataset.design.to_dict(),
             "config_digest": config.digest(),
             "responder_rule": config.responder.rule().describe(),
             "undefined_responder_strategy": completers.strategy,

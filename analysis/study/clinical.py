@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -242,7 +242,8 @@ def patient_status(frame: pd.DataFrame, endpoint_month: float = 12, *, time: str
 
 
 def derive(frame: pd.DataFrame, rule: ResponderRule | None = None,
-           reference: TScoreReference | None = None, endpoint_month: float = 12) -> pd.DataFrame:
+           reference: TScoreReference | None = None, endpoint_month: float | None = None,
+           design: Any = None) -> pd.DataFrame:
     """The analysis-ready frame: the validated input plus derived columns.
 
     Adds, where absent, ``das28_crp`` and ``cdai`` from their components (and fills their blank
@@ -250,8 +251,23 @@ def derive(frame: pd.DataFrame, rule: ResponderRule | None = None,
     (unless supplied), ``pct_change_<site>``, ``tscore_change_<site>``, and the per-patient
     ``responder``, ``responder_status``, ``responder_source``, ``eular_response``, ``completer``,
     ``last_visit`` and ``dropout_month``. The input frame is not modified.
+
+    With a resolved study design (:class:`analysis.study.design.ResolvedDesign`, e.g.
+    ``Dataset.design``) the sites, the endpoint and the group are the design's: responder status is
+    derived only for a design whose group is derived from disease activity; ``month`` becomes the
+    nominal visit (the design's ``visit``; the MMRM, completers and visit-wise analyses read it) and
+    ``month_actual`` keeps the actual months since baseline (the LMMs read it); the design rides
+    along in ``attrs["design"]``. Without one, the RAJAK sites present, ``endpoint_month`` (default
+    12) and derived responder status, as always.
     """
     out = frame.copy()
+    derived_groups = design is None or design.design.group.kind == "derived"
+    if endpoint_month is None:
+        endpoint_month = design.endpoint if design is not None else 12
+    sites = tuple(design.sites) if design is not None else SITES
+    out["month_actual"] = out["month"].astype(float)
+    if "visit" in out.columns:
+        out["month"] = out["visit"].astype(float)
     comps = {"tjc28", "sjc28", "crp_mg_l", "patient_global_mm"}
     if comps <= set(out.columns):  # the column where absent, its blank cells where present
         calc = pd.Series(das28_crp(out["tjc28"], out["sjc28"], out["crp_mg_l"], out["patient_global_mm"]),
@@ -261,18 +277,28 @@ def derive(frame: pd.DataFrame, rule: ResponderRule | None = None,
         calc = pd.Series(cdai(out["tjc28"], out["sjc28"], out["patient_global_mm"], out["evaluator_global_mm"]),
                          index=out.index, dtype=float)
         out["cdai"] = out["cdai"].fillna(calc) if "cdai" in out.columns else calc
-    for site in SITES:
+    notes: list[str] = []
+    for site in sites:
         col = f"bmd_{site}"
         if col not in out.columns:
             continue
         tcol = f"tscore_{site}"
         if tcol not in out.columns or out[tcol].isna().all():
+            ref = reference or TScoreReference()
+            if site not in set(ref.table().index.get_level_values("site")):
+                notes.append(f"no T-scores at {site}: the reference {ref.name} has no young-adult values for it")
+            elif "sex" not in out.columns:
+                notes.append(f"no T-scores at {site}: no sex column")
             out[tcol] = tscores(out[col], out["sex"], site, reference) if "sex" in out.columns else np.nan
         out[f"pct_change_{site}"] = percent_change(out, col)
         tb = out.loc[out["month"] == 0].groupby("patient_id")[tcol].first()
         out[f"tscore_change_{site}"] = out[tcol] - out["patient_id"].map(tb)
-    resp = classify_responders(out, rule).drop(columns=["das28_baseline", "das28_response"])
-    out = out.drop(columns=["responder"], errors="ignore").merge(resp, on="patient_id", how="left")
-    status = patient_status(out, endpoint_month)
+    if derived_groups:
+        resp = classify_responders(out, rule).drop(columns=["das28_baseline", "das28_response"])
+        out = out.drop(columns=["responder"], errors="ignore").merge(resp, on="patient_id", how="left")
+    status = patient_status(out, endpoint_month, bmd_columns=[f"bmd_{s}" for s in sites if f"bmd_{s}" in out.columns])
     out = out.merge(status, on="patient_id", how="left")
+    if design is not None:
+        out.attrs["design"] = design
+    out.attrs["notes"] = notes
     return out

@@ -372,6 +372,7 @@ def load_dataset(path: str | Path, column_map: Mapping[str, str] | None = None, 
     frame = df.loc[~empty].sort_values(["patient_id", "month"], kind="stable").reset_index(drop=True)
     try:
         frame = canonical_frame(frame, canon)
+        _check_nominal_visits(frame, name)
         resolved = resolve(frame, study, name)
     except DesignError as exc:
         raise _design_error(exc, name) from None
@@ -391,6 +392,18 @@ def _design_error(exc: DesignError, name: str) -> DataValidationError:
 _DESIGN_FLAGS = ("id", "time", "time_unit", "visit", "sites", "group", "reference", "endpoint", "covariates")
 #: The RAJAK sites a responder study needs when no ``--site`` is named.
 _RAJAK_SITE_COLUMNS = ("bmd_spine", "bmd_femoral_neck")
+
+
+def _check_nominal_visits(frame: pd.DataFrame, name: str) -> None:
+    """Two scans of one subject at one nominal visit cannot both be that visit: one line."""
+    dup = frame.duplicated(["patient_id", "visit"], keep=False)
+    if dup.any():
+        first = frame[dup].iloc[0]
+        times = frame.loc[dup & (frame["patient_id"] == first["patient_id"]) & (frame["visit"] == first["visit"]),
+                          "month"]
+        raise DataValidationError(
+            f"{name}: patient {first['patient_id']} has two scans at the month-{first['visit']:g} visit (at "
+            f"{' and '.join(f'{m:.1f}' for m in times)} months): name the visits with --visit COLUMN")
 
 
 def _design_for(df: pd.DataFrame, design: StudyDesign | None, flags: Mapping[str, Any], endpoint_month: float,
@@ -470,12 +483,16 @@ def load_twin(encoding: str = "utf-8") -> Dataset:
     return load_dataset(data_path("rajak_twin.csv"), encoding=encoding, synthetic=True)
 
 
-def load_for_config(config: Any) -> Dataset:
+def load_for_config(config: Any, **design_flags: Any) -> Dataset:
     """The dataset a run configuration (:class:`analysis.run.config.RunConfig`) names: the embedded
     twin when ``config.data`` is unset, else that file with the configuration's column map,
-    encoding and endpoint month."""
+    encoding, ``[study]`` design (its sheet and ADaM parameter map) and endpoint; ``design_flags``
+    (the command line's) override the ``[study]`` table."""
     if config.data is None:
         return load_twin(encoding=config.encoding)
-    return load_dataset(config.data, config.column_map, encoding=config.encoding,
-                        sheet=getattr(config, "sheet", None), param_map=getattr(config, "param_map", None) or None,
-                        endpoint_month=config.endpoint_month)
+    study = config.study
+    flags = {**study.design_flags(), **{k: v for k, v in design_flags.items() if v is not None}}
+    if config.endpoint is not None:
+        flags.setdefault("endpoint", float(config.endpoint))
+    return load_dataset(config.data, config.column_map, encoding=config.encoding, sheet=study.sheet,
+                        param_map=study.param or None, endpoint_month=flags.get("endpoint", 12), **flags)

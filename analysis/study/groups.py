@@ -19,14 +19,21 @@ latent_status``): undefined patients belong to both groups with posterior weight
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pandas as pd
 
 from analysis.study.clinical import ResponderRule, eular_response
 
-__all__ = ["UndefinedStrategy", "GroupAssignment", "assign_groups", "STRATEGY_TEXT"]
+if TYPE_CHECKING:
+    from analysis.study.design import ResolvedDesign
+
+__all__ = ["UndefinedStrategy", "GroupAssignment", "assign_groups", "design_of", "group_levels", "STRATEGY_TEXT",
+           "SINGLE_GROUP"]
+
+#: The one group of a single-arm study.
+SINGLE_GROUP = "all"
 
 UndefinedStrategy = Literal["exclude", "last_observed", "unknown"]
 
@@ -47,7 +54,7 @@ class GroupAssignment:
     reclassified: dict[str, str] = field(default_factory=dict)
 
     def describe(self) -> str:
-        text = STRATEGY_TEXT[self.strategy]
+        text = STRATEGY_TEXT.get(self.strategy, self.strategy)
         if self.reclassified:
             text += f"; {len(self.reclassified)} reclassified"
         if self.excluded:
@@ -66,12 +73,46 @@ def _classify(base: float, last: float, rule: ResponderRule) -> str | None:
     return "responder" if ok else "non-responder"
 
 
+def design_of(derived: pd.DataFrame, design: "ResolvedDesign | None" = None) -> "ResolvedDesign | None":
+    """The resolved design of a derived frame: ``design`` if given, else the one
+    :func:`analysis.study.clinical.derive` attached (``None``: a responder study, the RAJAK default)."""
+    return design if design is not None else derived.attrs.get("design")
+
+
+def group_levels(derived: pd.DataFrame, design: "ResolvedDesign | None" = None,
+                 strategy: UndefinedStrategy = "exclude") -> tuple[str, ...]:
+    """The analysis groups in model order: the reference level first, then the others as the design
+    lists them (``("non-responder", "responder")`` for a responder study, plus ``"unknown"`` under
+    that strategy; ``("all",)`` for a single arm)."""
+    d = design_of(derived, design)
+    if d is None or d.design.group.kind == "derived":
+        ref = d.reference if d is not None and d.reference else "non-responder"
+        base = (ref, *[g for g in ("non-responder", "responder") if g != ref])
+        return (*base, "unknown") if strategy == "unknown" else base
+    if d.design.group.kind == "none":
+        return (SINGLE_GROUP,)
+    return (d.reference, *[g for g in d.group_levels if g != d.reference])
+
+
 def assign_groups(derived: pd.DataFrame, strategy: UndefinedStrategy = "exclude",
-                  rule: ResponderRule | None = None) -> GroupAssignment:
-    """Add ``analysis_group`` ('responder', 'non-responder', 'unknown' or missing = excluded)."""
+                  rule: ResponderRule | None = None, design: "ResolvedDesign | None" = None) -> GroupAssignment:
+    """Add ``analysis_group``: the design's group level of each patient (for a responder study
+    'responder', 'non-responder', 'unknown' or missing = excluded, by ``strategy``; for a design
+    grouped by a column, its lower-cased level; for a single arm, ``"all"``)."""
     if strategy not in STRATEGY_TEXT:
         raise ValueError(f"unknown strategy for undefined responder status {strategy!r}; "
                          f"expected one of {sorted(STRATEGY_TEXT)}")
+    d = design_of(derived, design)
+    if d is not None and d.design.group.kind != "derived":
+        out = derived.copy()
+        if d.design.group.kind == "none":
+            out["analysis_group"] = SINGLE_GROUP
+            return GroupAssignment(frame=out, strategy="single arm: every patient in one group")
+        first = out.dropna(subset=["group"]).groupby("patient_id", sort=False)["group"].first()
+        out["analysis_group"] = out["patient_id"].map(first)
+        excluded = sorted(set(out.loc[out["analysis_group"].isna(), "patient_id"].astype(str)))
+        return GroupAssignment(frame=out, strategy=f"groups from column {d.design.group.column!r}",
+                               excluded=excluded)
     rule = rule or ResponderRule()
     out = derived.copy()
     status = out.groupby("patient_id", sort=False)["responder_status"].first()

@@ -7,7 +7,7 @@ from analysis.run.config import ConfigError, RunConfig, load_config
 
 def test_defaults_use_the_twin():
     cfg = load_config()
-    assert cfg.data is None and cfg.responder.kind == "eular" and cfg.sites == ("spine", "femoral_neck")
+    assert cfg.data is None and cfg.responder.kind == "eular" and cfg.sites is None and cfg.endpoint is None
 
 
 def test_toml_plan_and_overrides(tmp_path):
