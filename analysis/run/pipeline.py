@@ -100,11 +100,11 @@ def run(config: RunConfig, *, force: bool = False, log: Callable[[str], None] | 
     t = time.perf_counter()
     dataset = load_for_config(config)
     timings["load_validate_s"] = time.perf_counter() - t
+    config = config.bind(dataset.design)  # the study's sites and endpoint where the plan leaves them open
     say(f"loaded {dataset.source} ({dataset.label}): {dataset.report.n_patients} patients, "
         f"{dataset.report.completers} completers")
 
     t = time.perf_counter()
-    config = config.bind(dataset.design)  # the study's sites and endpoint where the plan leaves them open
     derived = derive(dataset.frame, config.responder.rule(), config.tscore.reference_object(),
                      config.endpoint_month, design=dataset.design)
     timings["derive_s"] = time.perf_counter() - t

@@ -65,7 +65,7 @@ def test_formula_fit_text_output(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (("--formula", "bmd ~ month * arm + (1 + month | patient_id)"), "'arm', not a column of the data"),
     (("--formula", "bmd ~ month +"), "cannot parse formula"),
-    (("--formula", "bmd ~ month", "--site", "wrist"), "no BMD column 'bmd_wrist'"),
+    (("--formula", "bmd ~ month", "--site", "wrist"), "site 'wrist' is not in the data"),
     (("--formula", "bmd ~ month", "--model", "mmrm"), "leave --model and --priors at their defaults"),
 ])
 def test_bad_formula_exits_2_with_one_line(args, message):
