@@ -7,13 +7,15 @@ from typing import Annotated, Optional
 
 import typer
 
-from analysis.cli.common import EXIT_BAD_INPUT, analysis_errors, err, info, parse_map
+from analysis.cli.common import EXIT_BAD_INPUT, DesignFlags, analysis_errors, design_options, err, info, parse_map
 from analysis.run.config import ConfigError, load_config
 from analysis.study.data import DataValidationError
+from analysis.study.design import DesignError
 
 __all__ = ["run"]
 
 
+@design_options
 def run(
     data: Annotated[Optional[Path], typer.Option(help="Your data file (default: the embedded SYNTHETIC twin).")] = None,
     config: Annotated[Optional[Path], typer.Option(help="TOML analysis plan.")] = None,
@@ -27,18 +29,26 @@ def run(
     sensitivity_: Annotated[Optional[list[str]], typer.Option("--sensitivity", help="Sensitivity analyses to run (repeatable; default from the plan).")] = None,
     power_sims: Annotated[Optional[int], typer.Option("--power-sims", min=0, help="Simulated studies per n in the sample-size stage (0: skip it; default from the plan).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing run directory.")] = False,
+    design: DesignFlags | None = None,
 ) -> None:
     """Run the analysis pipeline and write outputs/<run-id>/."""
     from analysis.run.pipeline import RunExistsError, run as run_pipeline
 
     try:
-        cfg = load_config(config, data=str(data) if data else None,
+        design = design or DesignFlags()
+        sites = None
+        if design.site:
+            from analysis.study.design import parse_sites
+
+            sites = tuple(parse_sites(design.site))
+        cfg = load_config(config, data=str(data) if data else None, study_overrides=design.study_overrides(),
+                          sites=sites,
                           output_dir=str(output_dir) if output_dir else None, run_id=run_id, seed=seed,
                           column_map=parse_map(map_) or None, draws=draws, tune=tune, chains=chains,
                           sensitivity=tuple(sensitivity_) if sensitivity_ else None, power_sims=power_sims)
         with analysis_errors(cfg.data or "the embedded twin"):
             result = run_pipeline(cfg, force=force, log=info)
-    except (DataValidationError, ConfigError, RunExistsError) as exc:
+    except (DataValidationError, ConfigError, DesignError, RunExistsError) as exc:
         err(str(exc))
         raise typer.Exit(EXIT_BAD_INPUT)
     typer.echo(str(result.run_dir))

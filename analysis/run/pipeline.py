@@ -110,17 +110,18 @@ def run(config: RunConfig, *, force: bool = False, log: Callable[[str], None] | 
     timings["derive_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    achieved = paper_analysis(derived, config.endpoint_month)
+    rajak_shaped = _rajak_shaped(dataset)
+    achieved = paper_analysis(derived, config.endpoint_month) if rajak_shaped else None
     freq = frequentist_analysis(derived, config.sites, config.undefined_responders, config.responder.rule(),
                                 config.endpoint_month, mi_imputations=config.mi_imputations, seed=config.seed,
                                 mmrm_covariances=config.mmrm_covariances)
     completers = freq.completers
+    per_patient = ["patient_id", "group", "responder_status", "responder_source", "eular_response", "completer",
+                   "last_visit", "dropout_month", "dropout_reason"]
     patients = derived.drop_duplicates("patient_id")[
-        ["patient_id", "responder_status", "responder_source", "eular_response", "completer",
-         "last_visit", "dropout_month"] + (["dropout_reason"] if "dropout_reason" in derived.columns else [])
-    ].reset_index(drop=True)
+        [c for c in per_patient if c in derived.columns]].reset_index(drop=True)
     tables = {
-        "replication": _label(replication_table(achieved), dataset),
+        **({"replication": _label(replication_table(achieved), dataset)} if rajak_shaped else {}),
         "completers_tests": _label(completers.table.assign(undefined_status=completers.strategy), dataset),
         "frequentist_estimands": _label(freq.estimands.assign(undefined_status=completers.strategy), dataset),
         "mmrm_lsmeans": _label(freq.lsmeans, dataset),
@@ -151,8 +152,10 @@ def run(config: RunConfig, *, force: bool = False, log: Callable[[str], None] | 
                                     cache_dir=cache_root, save=save_figure)
             tables["bayes_estimands"] = _label(bayes.estimands, dataset)
             tables["bayes_vs_frequentist"] = _label(bayes.comparison, dataset)
-        tables["replication_by_method"] = _label(replication_by_method(
-            achieved, freq.estimands, None if bayes is None else bayes.estimands, config.endpoint_month), dataset)
+        if rajak_shaped:
+            tables["replication_by_method"] = _label(replication_by_method(
+                achieved, freq.estimands, None if bayes is None else bayes.estimands, config.endpoint_month),
+                dataset)
         timings["bayesian_s"] = time.perf_counter() - t
         t = time.perf_counter()
         sens_results = []
@@ -200,7 +203,7 @@ def run(config: RunConfig, *, force: bool = False, log: Callable[[str], None] | 
                     tables[tab.name] = _label(tab.frame, dataset)
         for name, table in tables.items():
             atomic_write_text(staging / "tables" / f"{name}.csv", table.to_csv(index=False, lineterminator="\n"))
-        atomic_write_text(staging / "summary.txt", _summary_text(dataset, config, tables["replication"],
+        atomic_write_text(staging / "summary.txt", _summary_text(dataset, config, tables.get("replication"),
                                                                  report.failures, power))
         atomic_write_text(staging / "report.html", render_report(report, figs))
         timings["total_s"] = time.perf_counter() - t_all
@@ -214,7 +217,7 @@ def run(config: RunConfig, *, force: bool = False, log: Callable[[str], None] | 
             "config": config.model_dump(),
             "study_design": None if dataset.design is None else dataset.design.to_dict(),
             "config_digest": config.digest(),
-            "responder_rule": config.responder.rule().describe(),
+            "responder_rule": config.responder.rule().describe() if _derived_groups(dataset) else None,
             "undefined_responder_strategy": completers.strategy,
             "tscore_reference": config.tscore.reference_object().describe(),
             "paper_analysis_assumptions": list(ANALYSIS_ASSUMPTIONS),
@@ -266,23 +269,52 @@ def sensitivity_failures(results) -> list[str]:
     return out
 
 
-def _summary_text(dataset: Dataset, config: RunConfig, replication: pd.DataFrame,
+def _derived_groups(dataset: Dataset) -> bool:
+    """Whether the study's groups are responder status derived from disease activity (RAJAK's)."""
+    return dataset.design is None or dataset.design.design.group.kind == "derived"
+
+
+def _rajak_shaped(dataset: Dataset) -> bool:
+    """Whether the RAJAK paper's figures can be compared with this study: responder groups derived
+    from disease activity and a spine site (the twin, or a RAJAK-like cohort)."""
+    return _derived_groups(dataset) and (dataset.design is None or "spine" in dataset.design.sites)
+
+
+def _groups_text(dataset: Dataset, config: RunConfig) -> str:
+    """The study's groups in one phrase: the responder rule, the arms with their reference, or one arm."""
+    d = dataset.design
+    if _derived_groups(dataset):
+        return f"responders: {config.responder.rule().describe()}"
+    if d.design.group.kind == "none":
+        return "groups: none (single arm; within-patient change)"
+    others = [lv for lv in d.group_levels if lv != d.reference]
+    return (f"groups: {', '.join(d.group_levels)} (column {d.design.group.column!r}; "
+            f"{', '.join(others)} vs {d.reference})")
+
+
+def _summary_text(dataset: Dataset, config: RunConfig, replication: pd.DataFrame | None,
                   failures: list[str] | None = None, power: PowerStage | None = None) -> str:
     lines = [f"!!! DIAGNOSTICS FAILED: {f}" for f in failures or []]
     if dataset.synthetic:
         lines += ["*** SYNTHETIC DATA: results below are from the RAJAK digital twin, a simulation ***",
                   "*** calibrated to the published aggregates; they are not patient data.            ***", ""]
     lines.append(f"rajak run on {dataset.source}")
-    lines.append(f"responders: {config.responder.rule().describe()}")
+    if dataset.design is not None:
+        lines.append("design: " + dataset.design.design.describe())
+        lines.append("sites: " + ", ".join(dataset.design.sites) + f"; endpoint: month {config.endpoint_month:g}")
+    lines.append(_groups_text(dataset, config))
     lines.append(f"T-scores: {config.tscore.reference_object().describe()}")
     lines.append("")
     lines.append(dataset.report.to_text())
     lines.append("")
-    lines.append("Published figures vs this analysis (completers; tests as reconstructed, see manifest):")
-    lines.append(replication.drop(columns=["data", "description", "kind"])
-                 .to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    if replication is not None:
+        lines.append("Published figures vs this analysis (completers; tests as reconstructed, see manifest):")
+        lines.append(replication.drop(columns=["data", "description", "kind"])
+                     .to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     if power is not None:
-        lines += ["", "Sample size for the next study (simulated from the twin's design):"]
+        lines += ["", "Sample size for the next study (simulated from "
+                  + ("the twin's design" if dataset.synthetic else f"the design of {Path(dataset.source).name}")
+                  + "):"]
         lines += [f"  {line}" for line in power.smallest_n_sentences()]
     return "\n".join(lines) + "\n"
 
@@ -291,12 +323,16 @@ def _report(run_id: str, dataset: Dataset, config: RunConfig, tables: dict[str, 
             strategy: str, notes: list[str]) -> Report:
     rep = dataset.report
     rule = config.responder.rule().describe()
+    derived_groups = _derived_groups(dataset)
+    groups = _groups_text(dataset, config)
     summary = [
         f"{rep.n_patients} patients, {rep.completers} completed month {config.endpoint_month:g} "
-        f"({rep.n_patients - rep.completers} did not). Responders: {rule}.",
-        "The paper's completers analysis was reconstructed (rank tests; see Methods) and compared with "
-        "the published figures below.",
+        f"({rep.n_patients - rep.completers} did not). {groups[0].upper()}{groups[1:]}."
+        + ("" if dataset.design is None else " Sites: " + ", ".join(dataset.design.sites) + "."),
     ]
+    if "replication" in tables:
+        summary.append("The paper's completers analysis was reconstructed (rank tests; see Methods) and compared "
+                       "with the published figures below.")
     if dataset.synthetic:
         summary.insert(0, "The data are the SYNTHETIC RAJAK digital twin; no result here is evidence about patients.")
     visits = pd.DataFrame({"month": list(rep.visits_per_month), "visits": list(rep.visits_per_month.values()),
@@ -312,9 +348,12 @@ def _report(run_id: str, dataset: Dataset, config: RunConfig, tables: dict[str, 
                                 f"{e.where} ({e.patient}, month {e.month:g}): {e.reason}" for e in rep.excluded)
                                 if rep.excluded else "")],
                 tables=[Table("Visits per month", visits)] + ([Table("Dropout reasons", reasons)] if len(reasons) else []),
-                figures=[("Patients remaining at each visit by responder status", "retention"),
+                figures=[("Patients remaining at each visit by " + ("responder status" if derived_groups else "group"),
+                          "retention"),
                          ("Observed BMD change per patient; dashed lines are dropouts", "trajectories_observed")]),
-        Section("replication", "Published figures vs this analysis",
+    ]
+    if "replication" in tables:
+        sections.append(Section("replication", "Published figures vs this analysis",
                 paragraphs=["Each published figure of the RAJAK abstract next to the same quantity computed here "
                             "on the completers. 'close' flags p-values within a factor of 2 and the mean change "
                             "within 0.3 points."],
@@ -322,31 +361,36 @@ def _report(run_id: str, dataset: Dataset, config: RunConfig, tables: dict[str, 
                 + ([Table("Published vs frequentist vs Bayesian: the figures a model answers, by method (for a "
                           "Bayesian model: posterior median, 95% ETI and p = 2 min(P(<0), P(>0)))",
                           tables["replication_by_method"].drop(columns=["data", "description"]),
-                          "replication_by_method")] if "replication_by_method" in tables else [])),
+                          "replication_by_method")] if "replication_by_method" in tables else [])))
+    undefined = f" Undefined responder status: {strategy}." if derived_groups else ""
+    sections += [
         Section("completers", "Completers analysis (frequentist)",
-                paragraphs=[f"Analysis set: completers. Undefined responder status: {strategy}."],
+                paragraphs=[f"Analysis set: completers (a scan at month {config.endpoint_month:g}).{undefined}"],
                 tables=[Table("Within- and between-group tests of the % change and the secondary endpoints "
                               "(all measures, incl. g/cm^2 and T-score, in the CSV)",
                               _compact_tests(tables["completers_tests"]), "completers_tests")]),
         Section("mixed_models", "Mixed models on all observed data (MAR)",
                 paragraphs=[f"Reference LMM (random intercept and slope, REML, Satterthwaite df), the same with "
                             f"baseline covariates, and an MMRM (visit as a factor, REML, Satterthwaite df) of the "
-                            f"change from baseline with residual covariance {covariances_text(config)}. "
-                            f"Undefined responder status: {strategy}."] + [f"WARNING: {n}" for n in notes],
+                            f"change from baseline with residual covariance {covariances_text(config)}."
+                            f"{undefined}"] + [f"WARNING: {n}" for n in notes],
                 tables=[Table("Key estimands by method", tables["frequentist_estimands"].drop(columns=["data"]),
                               "frequentist_estimands"),
                         Table("MMRM least-squares means of the change per visit and group",
                               tables["mmrm_lsmeans"].drop(columns=["data"]), "mmrm_lsmeans")],
                 status="warning" if notes else "ok"),
     ]
+    end = f"month {config.endpoint_month:g}"
     methods = [
-        f"Responder definition: {rule}. T-scores: {config.tscore.reference_object().describe()}.",
-        "Completers analysis: within-group one-sample t-tests and Wilcoxon signed-rank tests on the change "
-        "to month 12 (exact where R is exact; Hodges-Lehmann pseudomedian and CI); between groups Welch "
-        "t-tests and Wilcoxon rank-sum tests (Hodges-Lehmann shift and CI); secondary endpoints baseline vs "
-        "month 12 by paired t and signed-rank tests. Tests follow R's t.test and wilcox.test conventions.",
-        "Reconstruction of the paper's analysis: " + "; ".join(ANALYSIS_ASSUMPTIONS) + ".",
+        (f"Responder definition: {rule}. " if derived_groups else f"{groups[0].upper()}{groups[1:]}. ")
+        + f"T-scores: {config.tscore.reference_object().describe()}.",
+        f"Completers analysis: within-group one-sample t-tests and Wilcoxon signed-rank tests on the change "
+        f"to {end} (exact where R is exact; Hodges-Lehmann pseudomedian and CI); between groups Welch "
+        f"t-tests and Wilcoxon rank-sum tests (Hodges-Lehmann shift and CI); secondary endpoints baseline vs "
+        f"{end} by paired t and signed-rank tests. Tests follow R's t.test and wilcox.test conventions.",
     ]
+    if "replication" in tables:
+        methods.append("Reconstruction of the paper's analysis: " + "; ".join(ANALYSIS_ASSUMPTIONS) + ".")
     return Report(title="rajak reanalysis of a longitudinal BMD study", synthetic=dataset.synthetic,
                   data_label=dataset.label, summary=summary, sections=sections, methods=methods,
                   versions=package_versions(), run_id=run_id)
