@@ -32,7 +32,7 @@ __all__ = ["TrialTruth", "simulate_trial"]
 
 @dataclass(frozen=True)
 class TrialTruth:
-    """The parameters of :func:`simulate_trial` (and so the truth its data estimate).
+    r"""The parameters of :func:`simulate_trial` (and so the truth its data estimate).
 
     Attributes
     ----------

@@ -1,7 +1,9 @@
 """Frequentist analyses of a longitudinal BMD study: the paper's completers tests with R's
 conventions (t-tests, Wilcoxon tests with Hodges-Lehmann intervals), REML linear mixed models and
 MMRM with Satterthwaite / Kenward-Roger df, multiple imputation pooled with Rubin's rules, and the
-one-call :func:`frequentist_analysis` that gathers them into one table of estimands.
+one-call :func:`frequentist_analysis` that gathers them into one table of estimands, on any study
+design (responder groups, arms, a single arm; :mod:`analysis.frequentist.coding` says how a design's
+groups enter the models, :mod:`analysis.frequentist.model_estimands` reads the estimands off them).
 
 The names below are loaded lazily (PEP 562): ``import analysis.frequentist.reml`` does not import
 the other modules of the room.
@@ -15,10 +17,12 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from analysis.frequentist.coding import GroupCoding, group_coding
     from analysis.frequentist.completers import CompletersResult, completers_analysis
     from analysis.frequentist.imputation import (ImputationResult, PooledResult, impute_bmd, mi_analysis,
                                                  rubin_pool)
     from analysis.frequentist.lmm import LmmResult, fit_lmm
+    from analysis.frequentist.mi_estimands import mi_estimands
     from analysis.frequentist.mmrm import MmrmResult, fit_mmrm
     from analysis.frequentist.primary import FrequentistResult, frequentist_analysis, model_frame
     from analysis.frequentist.rtests import (TestResult, t_test_one_sample, t_test_paired, t_test_welch,
@@ -28,6 +32,7 @@ if TYPE_CHECKING:
 _EXPORTS = MappingProxyType({
     "frequentist_analysis": "primary", "FrequentistResult": "primary", "model_frame": "primary",
     "completers_analysis": "completers", "CompletersResult": "completers",
+    "GroupCoding": "coding", "group_coding": "coding", "mi_estimands": "mi_estimands",
     "fit_lmm": "lmm", "LmmResult": "lmm",
     "fit_mmrm": "mmrm", "MmrmResult": "mmrm",
     "mi_analysis": "imputation", "impute_bmd": "imputation", "ImputationResult": "imputation",

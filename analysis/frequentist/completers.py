@@ -3,25 +3,28 @@ secondary endpoints, each with the parametric and the rank test (R's conventions
 :mod:`analysis.frequentist.rtests`).
 
 For site :math:`s`, measure :math:`m` (% change, change in g/cm^2, change in T-score) and group
-:math:`g`, the changes :math:`\Delta_i = y_i(12) - y_i(0)` (or :math:`100\,\Delta_i / y_i(0)`) of
-the completers are tested
+:math:`g`, the changes :math:`\Delta_i = y_i(T) - y_i(0)` to the endpoint visit :math:`T` (or
+:math:`100\,\Delta_i / y_i(0)`) of the completers are tested
 
 * within groups: one-sample t-test of :math:`E\Delta = 0` (estimate: mean, SE
   :math:`s/\sqrt n`, df :math:`n-1`) and Wilcoxon signed-rank test (estimate: Hodges-Lehmann
   pseudomedian with its CI; exact when R would be exact);
-* between groups (responders minus non-responders): Welch t-test (Welch-Satterthwaite df) and
-  Wilcoxon rank-sum (Mann-Whitney) test with the Hodges-Lehmann shift and its CI;
-* secondary endpoints (DAS28-CRP, cDAI, prednisolone dose, ALP), baseline vs month 12, all
+* between groups (each level of the design minus its reference: responders minus non-responders,
+  active minus placebo, ...): Welch t-test (Welch-Satterthwaite df) and Wilcoxon rank-sum
+  (Mann-Whitney) test with the Hodges-Lehmann shift and its CI; a single-arm study has no
+  between-group tests;
+* secondary endpoints (DAS28-CRP, cDAI, prednisolone dose, ALP, where present), baseline vs :math:`T`, all
   completers: paired t-test and Wilcoxon signed-rank.
 
-The analysis set is the completers (a DXA at the endpoint month); patients with undefined
-responder status are handled by a strategy of :mod:`analysis.study.groups` and the choice is recorded.
+The analysis set is the completers (a DXA at the endpoint's nominal visit); in a responder study
+patients with undefined responder status are handled by a strategy of :mod:`analysis.study.groups`
+and the choice is recorded.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
 import pandas as pd
@@ -35,7 +38,11 @@ from analysis.frequentist.rtests import (
     wilcoxon_rank_sum,
     wilcoxon_signed_rank,
 )
-from analysis.study.groups import UndefinedStrategy, assign_groups
+from analysis.frequentist.coding import GroupCoding, design_defaults, group_coding
+from analysis.study.groups import UndefinedStrategy, assign_groups, design_of
+
+if TYPE_CHECKING:
+    from analysis.study.design import ResolvedDesign
 
 __all__ = ["CompletersResult", "completers_analysis", "SECONDARY", "MEASURES"]
 
@@ -100,22 +107,48 @@ def _change(frame: pd.DataFrame, column: str, endpoint_month: float, percent: bo
     return 100.0 * d / wide[0] if percent else d
 
 
-def completers_analysis(derived: pd.DataFrame, endpoint_month: float = 12,
-                        sites: Iterable[str] = ("spine", "femoral_neck"),
+def _groups(change: pd.Series, group_of: pd.Series, coding: GroupCoding) -> dict[str, pd.Series]:
+    """The changes of each group's completers, in the table's order (and ``"all"``)."""
+    of = group_of.reindex(change.index)
+    if coding.kind == "none":
+        return {"all": change}
+    if coding.kind == "derived":  # the paper's order: responders, non-responders, all (unknown)
+        out = {"responder": change[of == "responder"], "non-responder": change[of == "non-responder"],
+               "all": change}
+        if (group_of == "unknown").any():
+            out["unknown"] = change[of == "unknown"]
+        return out
+    return {**{g: change[of == g] for g in coding.levels}, "all": change}
+
+
+def completers_analysis(derived: pd.DataFrame, endpoint_month: float | None = None,
+                        sites: Iterable[str] | None = None,
                         measures: Iterable[str] = ("pct", "abs", "tscore"),
                         strategy: UndefinedStrategy = "exclude", rule: ResponderRule | None = None,
-                        secondary: bool = True, conf_int: bool = True) -> CompletersResult:
+                        secondary: bool = True, conf_int: bool = True,
+                        design: "ResolvedDesign | None" = None) -> CompletersResult:
     """Run the completers analysis on an analysis-ready frame (:func:`analysis.study.clinical.derive`).
 
     Parameters
     ----------
+    endpoint_month, sites
+        Default: the design's (the RAJAK default design's without one).
     strategy
         How patients with undefined responder status are handled (:func:`analysis.study.groups.assign_groups`).
     conf_int
         Compute Hodges-Lehmann estimates and CIs for the rank tests (slower; the twin calibration
         turns it off).
+    design : ResolvedDesign, optional
+        The study's design (default: the one :func:`derive` attached; ``None``: the RAJAK
+        responder study). Within-group tests run in every level and in all completers, between-group
+        tests for every level against the reference; a single arm has the within-patient change only.
+        A measure that is missing (no T-score without a sex column) gives ``"not computed"`` rows
+        that say why.
     """
-    assignment = assign_groups(derived, strategy, rule)
+    d_design = design_of(derived, design)
+    sites, endpoint_month, _ = design_defaults(derived, d_design, sites, endpoint_month, ())
+    coding = group_coding(derived, d_design, strategy)
+    assignment = assign_groups(derived, strategy, rule, design=d_design)
     frame = assignment.frame
     comp_ids = frame.loc[frame["completer"], "patient_id"].unique()
     comp = frame[frame["patient_id"].isin(comp_ids)]
@@ -128,23 +161,21 @@ def completers_analysis(derived: pd.DataFrame, endpoint_month: float = 12,
             elif measure == "pct":
                 change = _change(comp, f"bmd_{site}", endpoint_month, percent=True)
             else:
-                change = _change(comp, f"tscore_{site}", endpoint_month)
+                change = _change(comp, f"tscore_{site}", endpoint_month) if f"tscore_{site}" in comp else \
+                    pd.Series(dtype=float)
             change = change.dropna()
-            groups = {"responder": change[group_of.reindex(change.index) == "responder"],
-                      "non-responder": change[group_of.reindex(change.index) == "non-responder"],
-                      "all": change}
-            if (group_of == "unknown").any():
-                groups["unknown"] = change[group_of.reindex(change.index) == "unknown"]
+            groups = _groups(change, group_of, coding)
             for g, x in groups.items():
                 name = estimand_name(site, g, measure, endpoint_month)
                 for fn, kw in ((t_test_one_sample, {}), (wilcoxon_signed_rank, {"conf_int": conf_int})):
                     res, why = _safe(fn, x.to_numpy(), **kw)
                     rows.append(_row(name, "within", site, measure, g, res, why))
-            name = difference_name(site, measure, endpoint_month)
-            xr, xn = groups["responder"].to_numpy(), groups["non-responder"].to_numpy()
-            for fn, kw in ((t_test_welch, {}), (wilcoxon_rank_sum, {"conf_int": conf_int})):
-                res, why = _safe(fn, xr, xn, **kw)
-                rows.append(_row(name, "between", site, measure, "responder - non-responder", res, why))
+            for g, ref in coding.comparisons:
+                name = difference_name(site, measure, endpoint_month, (g, ref))
+                xr, xn = groups[g].to_numpy(), groups[ref].to_numpy()
+                for fn, kw in ((t_test_welch, {}), (wilcoxon_rank_sum, {"conf_int": conf_int})):
+                    res, why = _safe(fn, xr, xn, **kw)
+                    rows.append(_row(name, "between", site, measure, f"{g} - {ref}", res, why))
     if secondary:
         for col, label in SECONDARY.items():
             if col not in comp.columns:

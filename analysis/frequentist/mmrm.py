@@ -304,6 +304,9 @@ def fit_mmrm(data: pd.DataFrame, formula: str, subject: str = "patient_id", visi
     m = len(visits)
     codes, subjects = pd.factorize(df[subject], sort=True)
     n, p = len(subjects), design.x.shape[1]
+    if m == 1 and covariance != "us":
+        raise ValueError(f"covariance {covariance!r} needs two or more visits; with one visit every structure is "
+                         "a single variance: use 'us'")
     st = _Structure(covariance, m)
     if n < 3:
         raise ValueError(f"need at least 3 subjects in {subject!r}, got {n}")
@@ -329,8 +332,13 @@ def fit_mmrm(data: pd.DataFrame, formula: str, subject: str = "patient_id", visi
     e = (ypad - xpad @ beta_ols) * mf
     phi_start = st.start(_empirical_cov(e, mask))
 
-    phi_hat, info = minimise_profiled(engine, st.psi0,
-                                      lambda phi: complex_jacobian(st.psi0, phi), phi_start)
+    if phi_start.size == 0:  # one visit, one variance: profiled out in closed form, nothing to optimise
+        phi_hat = phi_start
+        info = {"n_function_evals": 0, "optimizer_message": "one visit: the variance is profiled out",
+                "optimizer_success": True}
+    else:
+        phi_hat, info = minimise_profiled(engine, st.psi0,
+                                          lambda phi: complex_jacobian(st.psi0, phi), phi_start)
     ev = engine.evaluate(np.real(st.psi0(phi_hat)))
     if ev is None:
         raise RuntimeError(f"MMRM fit ({covariance!r}) failed: {info['optimizer_message']}")

@@ -69,6 +69,11 @@ class RemlFit:
         self.vcov = pd.DataFrame(vc, index=design.columns, columns=design.columns)
         self.fixed = self.contrast(np.eye(len(design.columns)), names=design.columns)
 
+    @property
+    def variables(self) -> list[str]:
+        """The raw variables of the formula's right-hand side (e.g. ``["baseline", "group", "month"]``)."""
+        return list(self._design.variables)
+
     # ------------------------------------------------------------------------------------------
     def _wald(self, lmat: np.ndarray, names: list[str], level: float) -> pd.DataFrame:
         est = lmat @ self._inf.beta

@@ -31,7 +31,8 @@ from analysis.frequentist.completers import SECONDARY, completers_analysis
 from analysis.study.groups import UndefinedStrategy
 from analysis.common.resources import data_path
 
-__all__ = ["PublishedFigure", "published_figures", "paper_analysis", "replication_table", "replication_by_method",
+__all__ = ["PublishedFigure", "published_figures", "paper_analysis", "check_replication", "replication_table",
+           "replication_by_method",
            "MODEL_FIGURES", "ANALYSIS_ASSUMPTIONS"]
 
 ANALYSIS_ASSUMPTIONS = (
@@ -73,15 +74,25 @@ def paper_analysis(derived: pd.DataFrame, endpoint_month: float = 12,
     m = endpoint_month
 
     def get(estimand: str, test: str, what: str = "p") -> float:
-        value = res.row(estimand, test)[what]
+        try:  # a test that could not run (no T-score without a sex column, one patient) is NaN
+            value = res.row(estimand, test)[what]
+        except KeyError:
+            return float("nan")
         return float(value) if value is not None and not pd.isna(value) else float("nan")
+
+    def count(estimand: str) -> int:
+        try:
+            return int(res.row(estimand, "One Sample t-test")["n"])
+        except KeyError:  # too few completers for the t-test
+            rows = res.table.loc[res.table["estimand"] == estimand, "n"]
+            return int(rows.max()) if len(rows) else 0
 
     nr, rs = estimand_name("spine", "non-responder", "pct", m), estimand_name("spine", "responder", "pct", m)
     out: dict[str, Any] = {
         "n_recruited": int(derived["patient_id"].nunique()),
         "n_completers": int(derived.drop_duplicates("patient_id")["completer"].sum()),
-        "n_responders": int(res.row(rs, "One Sample t-test")["n"]),
-        "n_nonresponders": int(res.row(nr, "One Sample t-test")["n"]),
+        "n_responders": count(rs),
+        "n_nonresponders": count(nr),
         "spine_pct_change_nonresponders": get(nr, "One Sample", "estimate"),
         "spine_pct_change_responders": get(rs, "One Sample", "estimate"),
         "p_spine_nonresponders": get(nr, "Wilcoxon"),
@@ -99,6 +110,24 @@ def paper_analysis(derived: pd.DataFrame, endpoint_month: float = 12,
         else:
             out[f"p_{key}"] = out[f"mean_change_{key}"] = float("nan")
     return out
+
+
+def check_replication(design: Any = None) -> None:
+    """Raise :class:`~analysis.study.applicability.NotApplicable` unless the study's design
+    (:class:`~analysis.study.design.ResolvedDesign`; ``None``: RAJAK) is one the published figures
+    can be compared with: responders vs non-responders derived from disease activity, with a spine
+    site."""
+    from analysis.study.applicability import NotApplicable
+
+    if design is None:
+        return
+    if design.design.group.kind != "derived":
+        raise NotApplicable("the RAJAK replication compares DAS28-CRP responders with non-responders; this study's "
+                            "groups are " + ("a single arm" if design.design.group.kind == "none"
+                                             else f"the levels of column {design.design.group.column!r}"))
+    if "spine" not in design.sites:
+        raise NotApplicable("the RAJAK replication is about the spine; this study's sites are "
+                            + ", ".join(design.sites))
 
 
 def replication_table(achieved: dict[str, Any]) -> pd.DataFrame:

@@ -114,7 +114,7 @@ def run(config: RunConfig, *, force: bool = False, log: Callable[[str], None] | 
     achieved = paper_analysis(derived, config.endpoint_month) if rajak_shaped else None
     freq = frequentist_analysis(derived, config.sites, config.undefined_responders, config.responder.rule(),
                                 config.endpoint_month, mi_imputations=config.mi_imputations, seed=config.seed,
-                                mmrm_covariances=config.mmrm_covariances)
+                                mmrm_covariances=config.mmrm_covariances, design=dataset.design)
     completers = freq.completers
     per_patient = ["patient_id", "group", "responder_status", "responder_source", "eular_response", "completer",
                    "last_visit", "dropout_month", "dropout_reason"]

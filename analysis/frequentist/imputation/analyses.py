@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.frequentist.imputation.sequence import SITES, month_label
+from analysis.study.rajak_design import RAJAK_DESIGN
 
 __all__ = ["AnalysisFn", "mean_pct_change", "difference_pct_change", "combine_analyses", "standard_analyses"]
 
@@ -33,7 +34,7 @@ def _mean_and_var(y: np.ndarray, what: str) -> tuple[float, float, float]:
     return float(y.mean()), float(y.var(ddof=1) / y.size), float(y.size - 1)
 
 
-def mean_pct_change(site: str, month: float = 12, group: str | None = "responder_status",
+def mean_pct_change(site: str, month: float = RAJAK_DESIGN.endpoint, group: str | None = "responder_status",
                     levels: Sequence[str] | None = ("responder", "non-responder")) -> AnalysisFn:
     r"""Analysis function: mean % change of BMD at ``site`` from baseline to ``month`` per group.
 
@@ -65,7 +66,7 @@ def mean_pct_change(site: str, month: float = 12, group: str | None = "responder
     return analysis
 
 
-def difference_pct_change(site: str, month: float = 12, group: str = "responder_status",
+def difference_pct_change(site: str, month: float = RAJAK_DESIGN.endpoint, group: str = "responder_status",
                           levels: tuple[str, str] = ("responder", "non-responder"),
                           variance: Literal["welch", "pooled"] = "welch") -> AnalysisFn:
     r"""Analysis function: difference in mean % change between two groups (first minus second).
@@ -117,7 +118,8 @@ def combine_analyses(*fns: AnalysisFn) -> AnalysisFn:
     return analysis
 
 
-def standard_analyses(sites: Sequence[str] = SITES, month: float = 12, group: str | None = "responder_status",
+def standard_analyses(sites: Sequence[str] = SITES, month: float = RAJAK_DESIGN.endpoint,
+                      group: str | None = "responder_status",
                       levels: tuple[str, str] = ("responder", "non-responder"),
                       variance: Literal["welch", "pooled"] = "welch") -> AnalysisFn:
     """Per site: mean % change to ``month`` in each group and the difference between the groups

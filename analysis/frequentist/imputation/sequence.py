@@ -16,12 +16,14 @@ import numpy as np
 import pandas as pd
 
 from analysis.study.clinical import ResponderRule
+from analysis.study.rajak_design import RAJAK_DESIGN
 
 __all__ = ["SITES", "UNDEFINED_MODES", "RULE_AUXILIARY", "RULE_LEVELS", "Var", "Group", "month_label",
            "per_patient", "fixed_design", "prepare_group", "group_codes", "group_fixed_columns",
            "build_sequence", "to_levels", "may_predict"]
 
-SITES = ("spine", "femoral_neck")
+#: Default sites: the RAJAK default design's.
+SITES = tuple(RAJAK_DESIGN.sites)
 UNDEFINED_MODES = ("rule", "impute", "level", "exclude", "assign")
 RULE_AUXILIARY = "das28_crp"
 RULE_LEVELS = ("non-responder", "responder")  # sorted, so the code of 'responder' is 1
