@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from analysis.cli.common import EXIT_BAD_INPUT, err, info, parse_map
+from analysis.cli.common import EXIT_BAD_INPUT, err, info, parse_map, parse_params
 from analysis.run.config import ConfigError
 from analysis.study.data import DataValidationError, load_dataset
 from analysis.study.design import (
@@ -19,16 +19,6 @@ from analysis.study.design import (
 )
 
 __all__ = ["design_text", "twin", "validate"]
-
-
-def _parse_params(items: list[str] | None) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for item in items or []:
-        code, sep, site = item.partition("=")
-        if not sep or not code.strip() or not site.strip():
-            raise ConfigError(f"--param takes PARAMCD=site (e.g. LSBMD=spine, or CODE=ignore), got {item!r}")
-        out[code.strip()] = site.strip()
-    return out
 
 
 def validate(
@@ -69,7 +59,7 @@ def validate(
         if time_unit is not None and time_unit not in _TIME_UNITS:
             raise DesignError(f"--time-unit {time_unit!r}: use one of {', '.join(_TIME_UNITS)}")
         ds = load_dataset(file, parse_map(map_), encoding=encoding, sheet=sheet,
-                          param_map=_parse_params(param), delimiter=delimiter, decimal=decimal,
+                          param_map=parse_params(param), delimiter=delimiter, decimal=decimal,
                           endpoint_month=endpoint_month, id=id_, time=time, time_unit=time_unit, visit=visit,
                           sites=parse_sites(site) if site else None, group=group, reference=reference,
                           endpoint=endpoint, covariates=parse_covariates(covariates))

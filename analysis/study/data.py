@@ -230,8 +230,39 @@ def _normalise_text(df: pd.DataFrame, name: str, loc: _Locate) -> tuple[pd.DataF
     return out, problems
 
 
-def _structure_problems(df: pd.DataFrame, name: str, loc: _Locate) -> list[Problem]:
+#: An ``age`` that changes within a subject is age at each visit, and taken at baseline, when every
+#: value is within this many years of the baseline age plus the time since baseline.
+AGE_AT_VISIT_TOLERANCE = 1.0
+
+
+def _age_at_visits(df: pd.DataFrame) -> tuple[pd.Series, pd.Series, pd.Series]:
+    """An ``age`` at each visit: per row with an age, whether it is within
+    :data:`AGE_AT_VISIT_TOLERANCE` years of the patient's baseline age (at their earliest visit with
+    an age) plus the years since that visit, |age_j - age_0 - (month_j - month_0)/12| <= 1; per
+    patient whose age changes, whether every row is; and each patient's baseline age."""
+    ages = pd.to_numeric(df["age"], errors="coerce")
+    known = pd.DataFrame({"patient_id": df["patient_id"], "month": pd.to_numeric(df["month"], errors="coerce"),
+                          "age": ages.astype("float64")})[ages.notna()]
+    if known.empty:
+        none = pd.Series(dtype=bool)
+        return none, none, pd.Series(dtype="float64")
+    first = known.sort_values("month", kind="stable").groupby("patient_id", sort=False).first()
+    age0 = known["patient_id"].map(first["age"])
+    month0 = known["patient_id"].map(first["month"])
+    within = (known["age"] - age0 - (known["month"] - month0) / 12.0).abs() <= AGE_AT_VISIT_TOLERANCE + 1e-9
+    changes = known.groupby("patient_id", sort=False)["age"].nunique() > 1
+    follows = within.groupby(known["patient_id"], sort=False).all()
+    return within, follows.reindex(changes.index[changes.to_numpy()]), first["age"]
+
+
+def _structure_problems(df: pd.DataFrame, name: str, loc: _Locate
+                        ) -> tuple[pd.DataFrame, list[Problem], list[str]]:
+    """Duplicate visits, patients without a baseline visit, and baseline covariates that change
+    within a patient (one problem each); an ``age`` that grows with the visits (age at each visit)
+    is not one: it is replaced by the age at baseline, with a note. Returns the frame, the
+    problems and the notes."""
     problems: list[Problem] = []
+    notes: list[str] = []
     dup = df.duplicated(["patient_id", "month"], keep=False)
     if dup.any():
         for (pid, month), grp in df[dup].groupby(["patient_id", "month"], sort=False):
@@ -243,6 +274,17 @@ def _structure_problems(df: pd.DataFrame, name: str, loc: _Locate) -> list[Probl
         first = df.index[df["patient_id"] == pid][0]
         problems.append(Problem(f"{name}: patient {pid} has no baseline visit (month 0; first row at "
                                 f"{loc.at(first)})", "month", int(first), str(pid)))
+    within = None
+    if "age" in df.columns:
+        within, follows, baseline_age = _age_at_visits(df)
+        at_visits = follows.index[follows.to_numpy()]
+        if len(at_visits):
+            df = df.copy()
+            rows = df["patient_id"].isin(at_visits)
+            df.loc[rows, "age"] = df.loc[rows, "patient_id"].map(baseline_age)
+            notes.append(f"age changes with the visits: taken at baseline ({loc.col('age')} is the age at each "
+                         f"visit in {len(at_visits)} of {df['patient_id'].nunique()} patients; each patient's "
+                         f"age at their first visit is used)")
     for col in BASELINE_COVARIATES:
         if col not in df.columns:
             continue
@@ -251,11 +293,17 @@ def _structure_problems(df: pd.DataFrame, name: str, loc: _Locate) -> list[Probl
             if vals.nunique() > 1:
                 i0 = vals.index[0]
                 i1 = vals.index[(vals != vals.iloc[0]).to_numpy()][0]
+                why = ""
+                if col == "age" and within is not None:  # baseline age, and the first that does not follow
+                    i0 = grp.loc[vals.index, "month"].idxmin()
+                    i1 = vals.index[~within.reindex(vals.index, fill_value=True).to_numpy()][0]
+                    why = (f" (an age at each visit grows with the time since baseline, within "
+                           f"{AGE_AT_VISIT_TOLERANCE:g} year)")
                 problems.append(Problem(
                     f"{name}, {loc.at(i1, col)}: {loc.col(col)} changes within patient {pid} "
-                    f"({_show(vals.iloc[0])} at {loc.at(i0, col)}, {_show(vals.at[i1])} at {loc.at(i1, col)})",
-                    col, int(i1), str(pid), vals.at[i1]))
-    return problems
+                    f"({_show(vals.at[i0])} at {loc.at(i0, col)}, {_show(vals.at[i1])} at {loc.at(i1, col)})"
+                    + why, col, int(i1), str(pid), vals.at[i1]))
+    return df, problems, notes
 
 
 def load_dataset(path: str | Path, column_map: Mapping[str, str] | None = None, *,
@@ -342,7 +390,8 @@ def load_dataset(path: str | Path, column_map: Mapping[str, str] | None = None, 
         problems += _schema_problems(err, df, loc, name, "range", sites)
     if problems:
         raise DataValidationError(problems)
-    problems += _structure_problems(df, name, loc)
+    df, structure, notes = _structure_problems(df, name, loc)
+    problems += structure
     if problems:
         raise DataValidationError(problems)
     has_activity = ("das28_crp" in df.columns or set(DAS28_COMPONENTS) <= set(df.columns)
@@ -377,7 +426,7 @@ def load_dataset(path: str | Path, column_map: Mapping[str, str] | None = None, 
     except DesignError as exc:
         raise _design_error(exc, name) from None
 
-    report = build_report(frame, name, mapping, excluded, resolved, synthetic, table)
+    report = build_report(frame, name, mapping, excluded, resolved, synthetic, table, notes)
     return Dataset(frame=frame, source=name, sha256=hashlib.sha256(table.raw).hexdigest(), report=report,
                    synthetic=synthetic, design=resolved)
 

@@ -268,8 +268,9 @@ def _months(frame: pd.DataFrame, design: StudyDesign) -> pd.Series:
     if design.time_unit == "months":
         return x.astype(float)
     base = x.groupby(frame[design.id]).transform("min")
-    scale = 12.0 if design.time_unit == "years" else 1.0 / DAYS_PER_MONTH
-    return (x - base).astype(float) * scale
+    elapsed = (x - base).astype(float)
+    # divided, not multiplied by 1/30.4375: bit for bit the months of an ADaM file's ADY (adam.py)
+    return elapsed * 12.0 if design.time_unit == "years" else elapsed / DAYS_PER_MONTH
 
 
 def canonical_frame(frame: pd.DataFrame, design: StudyDesign) -> pd.DataFrame:

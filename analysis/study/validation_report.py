@@ -90,9 +90,11 @@ class ValidationReport:
 
 
 def build_report(frame: pd.DataFrame, name: str, mapping: dict[str, str], excluded: list[ExcludedRow],
-                 resolved: ResolvedDesign, synthetic: bool, table: RawTable) -> ValidationReport:
+                 resolved: ResolvedDesign, synthetic: bool, table: RawTable,
+                 notes: list[str] | None = None) -> ValidationReport:
     """The report of a validated canonical frame (visits are the nominal ``visit``; completers have a
-    scan of a design site at the design's endpoint)."""
+    scan of a design site at the design's endpoint); ``notes`` are what validation adds to the
+    reader's notes (an age at each visit taken at baseline)."""
     sites = resolved.sites
     bmd_cols = [f"bmd_{s}" for s in sites]
     endpoint = resolved.endpoint
@@ -100,7 +102,7 @@ def build_report(frame: pd.DataFrame, name: str, mapping: dict[str, str], exclud
     status = patient_status(frame, endpoint, time="visit", bmd_columns=bmd_cols)
     bmd = frame[bmd_cols].notna().any(axis=1)
     drops = status.loc[~status["completer"], "dropout_month"]
-    notes = list(table.notes)
+    notes = [*table.notes, *(notes or [])]
     if drops.isna().any():
         notes.append(f"{int(drops.isna().sum())} non-completer(s) attended the last scheduled visit "
                      f"but had no DXA at month {endpoint:g}")

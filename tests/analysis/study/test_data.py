@@ -106,10 +106,77 @@ def test_no_baseline_visit(tmp_path, frame):
 def test_covariate_changes_within_patient(tmp_path, frame):
     df = frame.copy()
     pid = df.loc[1, "patient_id"]
-    df.loc[1, "age"] = df.loc[0, "age"] + 1
+    assert df.loc[1, "month"] == 3 and df.loc[0, "patient_id"] == pid
+    df.loc[1, "age"] = df.loc[0, "age"] + 5  # five years older three months later: not an age at the visit
     msg = _error(_write(tmp_path, df))
     assert f"column 'age' changes within patient {pid}" in msg and "line 3" in msg
     assert f"({df.loc[0, 'age']:g} at line 2, {df.loc[1, 'age']:g} at line 3)" in msg
+    assert "an age at each visit grows with the time since baseline, within 1 year" in msg
+
+
+@pytest.mark.parametrize("column,value", [("sex", "M"), ("bmi", 40.0)])
+def test_other_baseline_covariates_that_change_are_one_line(tmp_path, frame, column, value):
+    df = frame.copy()
+    pid = df.loc[1, "patient_id"]
+    df.loc[1, column] = value if df.loc[0, column] != value else "F" if column == "sex" else 41.0
+    msg = _error(_write(tmp_path, df))
+    assert f"column '{column}' changes within patient {pid}" in msg and "line 3" in msg
+    assert "age at each visit" not in msg
+
+
+def _age_at_each_visit(frame: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+    """The age at each visit, as a register would give it: whole years, from a birthday spread over
+    the year before baseline."""
+    df = frame.copy()
+    exact = df["patient_id"].map({p: a + rng.uniform(0, 1) for p, a in
+                                  df.groupby("patient_id")["age"].first().items()})
+    df["age"] = np.floor(exact + df["month"] / 12.0)
+    return df
+
+
+def test_age_at_each_visit_is_taken_at_baseline_with_a_note(tmp_path):
+    frame = simulate(Design(n_patients=30), seed=4).data
+    df = _age_at_each_visit(frame, np.random.default_rng(0))
+    grows = df.groupby("patient_id")["age"].nunique() > 1
+    assert grows.sum() >= 5  # the test means something: many patients have a birthday during the study
+    path = _write(tmp_path, df)
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    ds = load_dataset(path)
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before
+    baseline = df[df["month"] == 0].set_index("patient_id")["age"]
+    got = ds.frame.groupby("patient_id")["age"]
+    assert (got.nunique() == 1).all()
+    pd.testing.assert_series_equal(got.first().sort_index(), baseline.sort_index().astype(float), check_names=False)
+    note = [n for n in ds.report.notes if n.startswith("age changes with the visits: taken at baseline")]
+    assert len(note) == 1 and f"in {int(grows.sum())} of 30 patients" in note[0]
+    assert "note: age changes with the visits: taken at baseline" in ds.report.to_text()
+    # the same study with age at baseline throughout loads to the same frame, without the note
+    same = load_dataset(_write(tmp_path, frame.assign(age=frame["patient_id"].map(baseline)), "baseline.csv"))
+    pd.testing.assert_frame_equal(same.frame, ds.frame, check_dtype=False)
+    assert not any(n.startswith("age changes") for n in same.report.notes)
+
+
+def test_age_at_each_visit_in_study_days(tmp_path):
+    """Times in days: the elapsed time is months since each subject's first record; unsorted rows."""
+    frame = simulate(Design(n_patients=12), seed=5).data
+    df = _age_at_each_visit(frame, np.random.default_rng(1))
+    df = df.assign(day=(df["month"] * 30.4375).round()).drop(columns=["month"]).sample(frac=1, random_state=2)
+    ds = load_dataset(_write(tmp_path, df))
+    assert (ds.frame.groupby("patient_id")["age"].nunique() == 1).all()
+    base = df[df["day"] == 0].set_index("patient_id")["age"]
+    assert (ds.frame.groupby("patient_id")["age"].first() == base.reindex(ds.frame["patient_id"].unique())).all()
+
+
+def test_age_that_does_not_follow_the_visits_is_still_an_error(tmp_path):
+    frame = simulate(Design(n_patients=10), seed=4).data
+    df = _age_at_each_visit(frame, np.random.default_rng(0))
+    last = df[df["month"] == 12].index[0]
+    pid = df.at[last, "patient_id"]
+    age0 = df.loc[(df["patient_id"] == pid) & (df["month"] == 0), "age"].iloc[0]
+    df.loc[last, "age"] = age0 - 1  # a year younger a year later: |-1 - 1| = 2 > 1
+    msg = _error(_write(tmp_path, df))
+    assert f"column 'age' changes within patient {pid}" in msg and f"line {last + 2}" in msg
+    assert f"{age0 - 1:g} at line {last + 2})" in msg and "within 1 year" in msg
 
 
 @pytest.mark.parametrize("value,fragment", [(-3, "value -3 is not a valid month"),
