@@ -43,9 +43,9 @@ which :meth:`ActivityModel.postprocess` adds):
 - ``b`` (``coef`` = intercept, time, responder, time:responder): as in the trajectory model, the
   slopes at the cohort's mean improvement;
 - ``b_activity``: :math:`b_a` in g/cm^2/yr per unit of improvement;
-- ``change_12m`` (``group``): :math:`b_1 + b_3 g` (at the mean improvement, like ANCOVA-adjusted
-  means); ``pct_change_12m``: in % of the group's baseline mean;
-- ``diff_change_12m`` :math:`= b_3` and ``diff_pct_change_12m``: the responder difference at equal
+- ``change_end`` (``group``): :math:`b_1 + b_3 g` (at the mean improvement, like ANCOVA-adjusted
+  means); ``pct_change_end``: in % of the group's baseline mean;
+- ``diff_change_end`` :math:`= b_3` and ``diff_pct_change_end``: the responder difference at equal
   disease control (the *direct* effect; with ``activity="none"`` the total difference);
 - ``change_12m_total`` (``group``): :math:`b_1 + b_3 g + b_a (\bar A_g - \bar I)` with
   :math:`\bar A_g` the group's mean exposure (each group at its own disease control), and
@@ -137,10 +137,10 @@ REPORTED_VARS: tuple[str, ...] = (
     "corr_patient",
     "u",
     "baseline_mean",
-    "change_12m",
-    "pct_change_12m",
-    "diff_change_12m",
-    "diff_pct_change_12m",
+    "change_end",
+    "pct_change_end",
+    "diff_change_end",
+    "diff_pct_change_end",
     "change_12m_total",
     "pct_change_12m_total",
     "diff_change_12m_total",
@@ -200,8 +200,8 @@ class ActivityModel:
         """JSON-able description (stored with fits).
 
         ``priors`` holds the trajectory priors; ``responder_slope_sd`` is the prior SD of
-        ``diff_change_12m`` (:math:`b_3`) in every variant, so a Savage-Dickey Bayes factor on
-        ``diff_change_12m`` stays valid.
+        ``diff_change_end`` (:math:`b_3`) in every variant, so a Savage-Dickey Bayes factor on
+        ``diff_change_end`` stays valid.
         """
         return {
             "model": "activity_lmm",
@@ -259,8 +259,8 @@ class ActivityModel:
         a = self.data_values
         pidx, t = a["patient_idx"], a["t"]
         beta = post["beta_std"].values
-        m0 = beta[..., 0, None] + beta[..., 2, None] * a["responder"]
-        m1 = beta[..., 1, None] + beta[..., 3, None] * a["responder"]
+        m0 = beta[..., 0, None] + beta[..., 2, None] * a["group_x"][:, 0]
+        m1 = beta[..., 1, None] + beta[..., 3, None] * a["group_x"][:, 0]
         mu = (m0[..., pidx] + u_std[..., pidx, 0]) + (m1[..., pidx] + u_std[..., pidx, 1]) * t
         if "gamma_std" in post:
             mu = mu + post["gamma_std"].values @ a["x_std"].T
@@ -344,7 +344,7 @@ def build_activity_model(
 
     with pm.Model(coords=coords) as m:
         db = data_containers(arrays)
-        y_std, t, pidx, resp = db["y_std"], db["t"], db["patient_idx"], db["responder"]
+        y_std, t, pidx, resp = db["y_std"], db["t"], db["patient_idx"], db["group_x"][:, 0]
         y_scale, ps = db["y_scale"], db["prior"]
 
         c = lmm_parameters(ps)  # as the trajectory model's
@@ -368,7 +368,7 @@ def build_activity_model(
 
         # ---- original scale -------------------------------------------------------------
         rep = reported_deterministics(beta, c["tau"], c["rho"], sigma_std, db["y_loc"], y_scale)
-        base, change = rep["baseline_mean"], rep["change_12m"]
+        base, change = rep["baseline_mean"], rep["change_end"]
         if activity != "none":
             b_act = pm.Deterministic("b_activity", y_scale * b_act_std)
             total = pm.Deterministic("change_12m_total", change + b_act * dev, dims="group")

@@ -65,7 +65,7 @@ class ActivityComparison:
         Posterior median of :math:`b_3` with activity over that without: the share of the
         responder difference that disease activity does not account for.
     remaining_pct : float
-        The same for ``diff_pct_change_12m``.
+        The same for ``diff_pct_change_end``.
     text : str
     """
 
@@ -78,8 +78,8 @@ class ActivityComparison:
 
 
 _QUANTITIES: tuple[tuple[str, str, str], ...] = (
-    ("diff_change_12m", "responder x time (b3)", "g/cm^2/yr"),
-    ("diff_pct_change_12m", "responder difference in 12-month change", "percentage points"),
+    ("diff_change_end", "responder x time (b3)", "g/cm^2/yr"),
+    ("diff_pct_change_end", "responder difference in 12-month change", "percentage points"),
     ("diff_change_12m_total", "total responder difference (own disease control)", "g/cm^2/yr"),
     ("diff_change_12m_activity", "part carried by disease activity", "g/cm^2/yr"),
     ("b_activity", "slope per unit of activity improvement (b_a)", "g/cm^2/yr per unit"),
@@ -126,9 +126,9 @@ def compare_responder_effect(
         \rho = \frac{\operatorname{median}(b_3 \mid \text{with activity})}
                     {\operatorname{median}(b_3 \mid \text{without})}
 
-    (and the same for ``diff_pct_change_12m``): near 1 when the responder effect is beyond
+    (and the same for ``diff_pct_change_end``): near 1 when the responder effect is beyond
     disease control, near 0 when bone follows disease control. The with-activity fit also
-    decomposes its total responder difference into ``diff_change_12m`` (direct) and
+    decomposes its total responder difference into ``diff_change_end`` (direct) and
     ``diff_change_12m_activity``.
 
     Parameters
@@ -178,17 +178,17 @@ def compare_responder_effect(
         den = med("without", var)
         return med("with", var) / den if den != 0 else float("nan")
 
-    remaining, remaining_pct = ratio("diff_change_12m"), ratio("diff_pct_change_12m")
-    lo, hi = np.quantile(draws("without", "diff_change_12m"), [0.025, 0.975])
+    remaining, remaining_pct = ratio("diff_change_end"), ratio("diff_pct_change_end")
+    lo, hi = np.quantile(draws("without", "diff_change_end"), [0.025, 0.975])
     clear = lo > 0 or hi < 0
     via = med("with", "diff_change_12m_activity")
     text = (
-        f"{site}: responder x time difference {med('without', 'diff_change_12m'):+.4f} g/cm^2/yr "
-        f"({med('without', 'diff_pct_change_12m'):+.2f} percentage points, "
-        f"{eti('without', 'diff_pct_change_12m', '+.2f')}) without disease activity; "
-        f"{med('with', 'diff_change_12m'):+.4f} g/cm^2/yr "
-        f"({med('with', 'diff_pct_change_12m'):+.2f} points, "
-        f"{eti('with', 'diff_pct_change_12m', '+.2f')}) with {activity_column} improvement "
+        f"{site}: responder x time difference {med('without', 'diff_change_end'):+.4f} g/cm^2/yr "
+        f"({med('without', 'diff_pct_change_end'):+.2f} percentage points, "
+        f"{eti('without', 'diff_pct_change_end', '+.2f')}) without disease activity; "
+        f"{med('with', 'diff_change_end'):+.4f} g/cm^2/yr "
+        f"({med('with', 'diff_pct_change_end'):+.2f} points, "
+        f"{eti('with', 'diff_pct_change_end', '+.2f')}) with {activity_column} improvement "
         f"({activity}) in the model: {100 * remaining:.0f}% of the difference remains "
         f"(ratio of posterior medians). Disease activity carries {via:+.4f} g/cm^2/yr of the "
         f"total {med('with', 'diff_change_12m_total'):+.4f}; slope per unit of improvement "

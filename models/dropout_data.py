@@ -1,7 +1,10 @@
-r"""Data of the dropout-aware models: BMD rows, responder status and its patterns, risk sets.
+r"""Data of the dropout-aware models: BMD rows, groups (or responder status and its patterns), risk sets.
 
 :func:`prepare_dropout_data` turns a long (derived) frame into :class:`DropoutData` for
-:mod:`models.dropout_latent_status` and :mod:`models.dropout_selection`. For patient :math:`i`:
+:mod:`models.dropout_latent_status` and :mod:`models.dropout_selection`. It has two modes:
+
+*latent status* (a responder study, the default): the groups are responders and non-responders
+and a patient's status may be undefined (latent). For patient :math:`i`:
 
 - the BMD rows :math:`(t_{ij}, y_{ij})`, time in years, of every patient with an observed BMD;
 - the responder status :math:`r_i` (1, 0, or undefined when the patient dropped out before the
@@ -18,6 +21,13 @@ r"""Data of the dropout-aware models: BMD rows, responder status and its pattern
   monotone, so the risk rows also enter the model as dense ``(patient, visit)`` arrays with an
   at-risk mask (:func:`risk_wide`) and the hazard is evaluated without scatter operations.
 
+*known groups* (``group=`` a column and ``levels``: the arms of a trial, the doses of a dose study,
+the one group of a single-arm study, or responder status that is known for everyone): every
+patient's group :math:`g_i \in \{0, \dots, K - 1\}` (the reference first) is given, nothing is
+latent, and the DAS28-CRP is optional (without it, or without a baseline DAS28 for everyone,
+:attr:`DropoutData.has_das28` is false and the risk rows carry 0 for it). The BMD rows and risk
+sets are as above.
+
 :class:`DropoutPriors` holds the priors of the dropout and status parts (data, like the
 trajectory priors: :func:`dropout_data_arrays` puts both into the models' ``pm.Data``
 containers, :func:`dropout_coords` names their dims).
@@ -32,7 +42,7 @@ import numpy as np
 import pandas as pd
 
 from models.trajectory import TrajectoryPriors
-from models.trajectory_data import COEF_NAMES, GROUP_NAMES, SITES
+from models.trajectory_data import COEF_NAMES, GROUP_NAMES
 
 __all__ = [
     "DAS28_CENTRE",
@@ -40,6 +50,7 @@ __all__ = [
     "DropoutPriors",
     "dropout_coords",
     "dropout_data_arrays",
+    "group_coef_names",
     "prepare_dropout_data",
     "risk_wide",
 ]
@@ -114,6 +125,13 @@ class DropoutData:
         at that visit.
     dropout_month : ndarray of float
         Per patient: the scheduled month at which the patient dropped out, NaN if none.
+    levels : tuple of str
+        The groups in model order, the reference first (latent mode: non-responder, responder).
+    latent : bool
+        Latent-status mode (``status`` the responder status, NaN undefined); else known groups
+        (``status`` the group code, never undefined).
+    has_das28 : bool
+        Every patient has a baseline DAS28-CRP (the hazard may use the last observed one).
     """
 
     patient_ids: np.ndarray
@@ -133,6 +151,14 @@ class DropoutData:
     risk_das28: np.ndarray
     risk_event: np.ndarray
     dropout_month: np.ndarray
+    levels: tuple[str, ...] = GROUP_NAMES
+    latent: bool = True
+    has_das28: bool = True
+
+    @property
+    def group(self) -> np.ndarray:
+        """Per patient: the group code (-1 where a latent status is undefined)."""
+        return np.where(np.isnan(self.status), -1, np.nan_to_num(self.status)).astype(np.int64)
 
     @property
     def n_patients(self) -> int:
@@ -171,22 +197,62 @@ def _status_values(values: pd.Series) -> float:
     raise ValueError(f"responder must be boolean, 0/1 or missing, got {v!r}")
 
 
+def _schedule_risk(df: pd.DataFrame, ids: np.ndarray, schedule: np.ndarray, das_arr: np.ndarray):
+    """Risk rows (module docstring) of patients ``ids`` with the DAS28 table ``das_arr`` (patients x
+    schedule; NaN where unobserved) and their dropout months."""
+    last_month = df.groupby("patient_id")["month"].max().reindex(ids).to_numpy(dtype=float)
+    visits = schedule[schedule > 0]
+    rp, rv, rt, rd, re = [], [], [], [], []
+    drop_month = np.full(ids.size, np.nan)
+    for i in range(ids.size):
+        last_das = das_arr[i, 0]
+        for v, month in enumerate(visits):
+            k = int(np.searchsorted(schedule, month))
+            prev = das_arr[i, k - 1]
+            last_das = prev if np.isfinite(prev) else last_das
+            event = month > last_month[i]
+            rp.append(i), rv.append(v), rt.append(month / 12.0)
+            rd.append(last_das - DAS28_CENTRE), re.append(float(event))
+            if event:
+                drop_month[i] = month
+                break
+    return visits, {"risk_patient": np.asarray(rp, dtype=np.int64), "risk_visit": np.asarray(rv, dtype=np.int64),
+                    "risk_t": np.asarray(rt, dtype=float), "risk_das28": np.asarray(rd, dtype=float),
+                    "risk_event": np.asarray(re, dtype=float), "dropout_month": drop_month}
+
+
+def _outcome_column(data: pd.DataFrame, site: str) -> str:
+    col = f"bmd_{site}"
+    if col not in data.columns:
+        bmd = sorted(c[4:] for c in data.columns if str(c).startswith("bmd_"))
+        raise ValueError(f"site {site!r}: no column {col} in the data (sites: {', '.join(bmd) or 'none'})")
+    return col
+
+
 def prepare_dropout_data(
-    data: pd.DataFrame, site: str = "spine", *, response_month: float = 12
+    data: pd.DataFrame, site: str = "spine", *, response_month: float = 12, group: str | None = None,
+    levels: tuple[str, ...] | None = None,
 ) -> DropoutData:
     """Turn a long (derived) frame into the arrays of the dropout-aware models.
 
     Parameters
     ----------
     data : DataFrame
-        One row per attended patient-visit with ``patient_id``, ``month``, the site's BMD column,
-        ``das28_crp`` and ``responder`` (boolean or 0/1; missing = undefined status), e.g. the
-        output of ``analysis.study.clinical.derive``. The schedule is the set of months in the data;
-        a patient drops out at the first scheduled month after the last month with an observed
-        BMD or DAS28 (none if that is the last scheduled month).
-    site : {"spine", "femoral_neck"}
+        One row per attended patient-visit with ``patient_id``, ``month``, the site's BMD column
+        ``bmd_<site>`` and, in latent-status mode, ``das28_crp`` and ``responder`` (boolean or 0/1;
+        missing = undefined status), e.g. the output of ``analysis.study.clinical.derive``; with
+        known groups, the ``group`` column (``das28_crp`` optional). The schedule is the set of months
+        in the data; a patient drops out at the first scheduled month after the last month with an
+        observed BMD or DAS28 (none if that is the last scheduled month).
+    site : str
+        The skeletal site (column ``bmd_<site>``).
     response_month : float
-        Month at which responder status is defined.
+        Month at which responder status is defined (latent-status mode).
+    group : str, optional
+        Known groups (module docstring): the column holding each patient's level; patients without
+        one are left out.
+    levels : tuple of str, optional
+        With ``group``: the levels in model order, the reference first.
 
     Returns
     -------
@@ -195,12 +261,13 @@ def prepare_dropout_data(
     Raises
     ------
     ValueError
-        On a missing column, a status varying within a patient, a patient without a baseline
-        DAS28 or a status defined for a patient without a DAS28 at ``response_month``.
+        On a missing column, a status (group) varying within a patient, a level that is not one of
+        ``levels``, (latent mode) a patient without a baseline DAS28 or a status defined for a patient
+        without a DAS28 at ``response_month``.
     """
-    if site not in SITES:
-        raise ValueError(f"site must be one of {sorted(SITES)}, got {site!r}")
-    outcome = SITES[site]
+    outcome = _outcome_column(data, site)
+    if group is not None:
+        return _prepare_known(data, outcome, group, tuple(levels or ()))
     needed = ["patient_id", "month", outcome, "das28_crp", "responder"]
     missing = [c for c in needed if c not in data.columns]
     if missing:
@@ -239,24 +306,7 @@ def prepare_dropout_data(
     status_mask[:, 0] = defined  # the prevalence regression
     delta_at = np.nan_to_num(delta_at)
 
-    last_month = df.groupby("patient_id")["month"].max().reindex(ids).to_numpy(dtype=float)
-    visits = schedule[schedule > 0]
-    rp, rv, rt, rd, re = [], [], [], [], []
-    drop_month = np.full(n, np.nan)
-    das_arr = das.to_numpy()
-    for i in range(n):
-        last_das = das_arr[i, 0]
-        for v, month in enumerate(visits):
-            k = int(np.searchsorted(schedule, month))
-            prev = das_arr[i, k - 1]
-            last_das = prev if np.isfinite(prev) else last_das
-            event = month > last_month[i]
-            rp.append(i), rv.append(v), rt.append(month / 12.0)
-            rd.append(last_das - DAS28_CENTRE), re.append(float(event))
-            if event:
-                drop_month[i] = month
-                break
-
+    visits, risk = _schedule_risk(df, ids, schedule, das.to_numpy())
     bmd = df.loc[df[outcome].notna()]
     return DropoutData(
         patient_ids=ids.astype(str),
@@ -270,12 +320,66 @@ def prepare_dropout_data(
         delta_at=delta_at,
         status_mask=status_mask,
         visit_months=visits,
-        risk_patient=np.asarray(rp, dtype=np.int64),
-        risk_visit=np.asarray(rv, dtype=np.int64),
-        risk_t=np.asarray(rt, dtype=float),
-        risk_das28=np.asarray(rd, dtype=float),
-        risk_event=np.asarray(re, dtype=float),
-        dropout_month=drop_month,
+        **risk,
+    )
+
+
+def _prepare_known(data: pd.DataFrame, outcome: str, group: str, levels: tuple[str, ...]) -> DropoutData:
+    """:func:`prepare_dropout_data` with known groups."""
+    if not levels:
+        raise ValueError("known groups need their levels (reference first)")
+    has_das = "das28_crp" in data.columns
+    needed = ["patient_id", "month", outcome, group] + (["das28_crp"] if has_das else [])
+    missing = [c for c in needed if c not in data.columns]
+    if missing:
+        raise ValueError(f"data lacks column(s) {missing}")
+    df = data[needed].copy()
+    df["patient_id"] = df["patient_id"].astype(str)
+    if df["month"].isna().any():
+        raise ValueError("month is missing for some rows")
+    per = df.dropna(subset=[group]).groupby("patient_id")[group]
+    if (per.nunique() > 1).any():
+        raise ValueError(f"the group ({group}) varies within a patient")
+    first = per.first()
+    bad = sorted(set(map(str, first)) - set(levels))
+    if bad:
+        raise ValueError(f"group {bad[0]!r} is not one of the levels {levels}")
+    df = df.loc[df["patient_id"].isin(first.index)]
+    seen = df[outcome].notna() | (df["das28_crp"].notna() if has_das else False)
+    df = df.loc[seen]
+    schedule = np.sort(df["month"].unique().astype(float))
+    if not schedule.size or schedule[0] != 0:
+        raise ValueError("the schedule must contain month 0")
+    ids = np.sort(df.loc[df[outcome].notna(), "patient_id"].unique())
+    if not len(ids):
+        raise ValueError(f"no observed {outcome} values")
+    df = df.loc[df["patient_id"].isin(ids)]
+    pos = {p: k for k, p in enumerate(ids)}
+    n = len(ids)
+    code = first.reindex(ids).map({lv: k for k, lv in enumerate(levels)}).to_numpy(dtype=float)
+    if has_das:
+        das = df.pivot_table(index="patient_id", columns="month", values="das28_crp", aggfunc="first")
+        das = das.reindex(index=ids, columns=schedule)
+        has_das = bool(das[0.0].notna().all())
+    das_arr = das.to_numpy() if has_das else np.full((n, schedule.size), DAS28_CENTRE)
+    visits, risk = _schedule_risk(df, ids, schedule, das_arr)
+    bmd = df.loc[df[outcome].notna()]
+    return DropoutData(
+        patient_ids=ids.astype(str),
+        patient_idx=bmd["patient_id"].map(pos).to_numpy(dtype=np.int64),
+        t=bmd["month"].to_numpy(dtype=float) / 12.0,
+        y=bmd[outcome].to_numpy(dtype=float),
+        status=code,
+        patterns=np.array([0.0]),
+        pattern_idx=np.zeros(n, dtype=np.int64),
+        delta=np.zeros(n),
+        delta_at=np.zeros((n, 1)),
+        status_mask=np.zeros((n, 1)),
+        visit_months=visits,
+        **risk,
+        levels=levels,
+        latent=False,
+        has_das28=has_das,
     )
 
 
@@ -287,7 +391,8 @@ def dropout_data_arrays(
     The BMD rows standardised as in the trajectory model (``y_std`` :math:`= (y - m)/s`), the
     status and pattern arrays, ``prior`` (:meth:`TrajectoryPriors.to_array`, scales divided by
     :math:`s`) and ``dropout_prior`` (:meth:`DropoutPriors.to_array`); with ``selection`` the
-    risk sets as dense arrays (:func:`risk_wide`).
+    risk sets as dense arrays (:func:`risk_wide`). With known groups the status model's arrays are
+    replaced by ``group_idx``, each patient's group code (none for a single group).
     """
     arrays = {
         "y_std": (d.y - d.y_loc) / d.y_scale,
@@ -304,6 +409,12 @@ def dropout_data_arrays(
         "prior": priors.to_array(d.y_scale),
         "dropout_prior": dpriors.to_array(),
     }
+    if not d.latent:  # no status model: its containers do not exist
+        for name in ("status", "pattern_idx", "delta", "delta_at", "status_mask",
+                     *(() if selection else ("dropout_prior",))):
+            del arrays[name]
+        if len(d.levels) > 1:  # one group: nothing to index
+            arrays["group_idx"] = d.group
     if selection:
         arrays.update(risk_wide(d))
     return arrays
@@ -323,6 +434,16 @@ def risk_wide(d: DropoutData) -> dict[str, np.ndarray]:
             "visit_t": d.visit_months / 12.0}
 
 
+def group_coef_names(levels: tuple[str, ...]) -> list[str]:
+    """Labels of the ``coef`` dim for groups ``levels`` (reference first): ``intercept, time``, then
+    ``<level>, time:<level>`` for every other level (for non-responder, responder: those of
+    :data:`models.trajectory_data.COEF_NAMES`)."""
+    out = ["intercept", "time"]
+    for lv in levels[1:]:
+        out += [lv, f"time:{lv}"]
+    return out
+
+
 def dropout_coords(d: DropoutData, selection: bool) -> dict[str, Any]:
     """The models' coords: rows, patients, effects, coefficients, groups, prior fields, status
     patterns (and, with ``selection``, the visits at risk)."""
@@ -330,8 +451,8 @@ def dropout_coords(d: DropoutData, selection: bool) -> dict[str, Any]:
         "obs": np.arange(d.n_obs),
         "patient": d.patient_ids,
         "effect": ["intercept", "slope"],
-        "coef": list(COEF_NAMES),
-        "group": list(GROUP_NAMES),
+        "coef": list(COEF_NAMES) if d.latent else group_coef_names(d.levels),
+        "group": list(GROUP_NAMES) if d.latent else list(d.levels),
         "prior_field": list(TrajectoryPriors.FIELDS),
         "dropout_prior_field": list(DropoutPriors.FIELDS),
         "pattern": [f"month {m:g}" for m in d.patterns],

@@ -46,9 +46,28 @@ Each undefined patient contributes to both groups' trajectories with these weigh
 trajectory model's ``"marginal"`` form, which mixes best), per component.
 
 Reported quantities (original scale) are those of :mod:`models.trajectory` (``b``,
-``sd_patient``, ``corr_patient``, ``sigma``, ``baseline_mean``, ``change_12m``,
-``pct_change_12m``, ``diff_change_12m``, ``diff_pct_change_12m``) plus ``p_responder``
+``sd_patient``, ``corr_patient``, ``sigma``, ``baseline_mean``, ``change_end``,
+``pct_change_end``, ``diff_change_end``, ``diff_pct_change_end``) plus ``p_responder``
 (dim ``patient``) and ``kappa`` (dims ``pattern, kcoef``).
+
+Known groups
+------------
+With known groups (:func:`models.dropout_data.prepare_dropout_data` with ``group=``: the arms of a
+trial, the doses of a dose study, a single arm) nothing is latent: patient :math:`i` of group
+:math:`g_i \in \{0, \dots, K-1\}` (the reference 0) has
+
+.. math::
+
+    a_{0i} = b_0 + b_{0 g_i} + u_{0i}, \quad a_{1i} = b_1 + b_{1 g_i} + u_{1i}, \qquad
+    b_{00} = b_{10} = 0,
+
+(``b`` = intercept, time, then ``<level>, time:<level>`` for every other level,
+:func:`models.dropout_data.group_coef_names`; priors: the intercept's and time's scales of
+:class:`~models.trajectory.TrajectoryPriors` for :math:`b_0, b_1`, the responder terms' for every
+group's :math:`b_{0g}, b_{1g}`), and the model is the trajectory LMM of the :math:`K` groups (the MAR
+reference of the selection model). With :math:`K \ne 2` the reported quantities are ``b``,
+``sd_patient``, ``corr_patient`` and ``sigma`` (each group's change to any month follows from ``b``);
+with :math:`K = 2` those of :mod:`models.trajectory`.
 
 The pieces shared with the selection model (:mod:`models.dropout_selection`, which adds a
 dropout hazard to this model) are public here: :func:`dropout_containers`,
@@ -90,7 +109,9 @@ __all__ = [
     "build_latent_status_model",
     "common_parameters",
     "dropout_containers",
+    "group_means",
     "log_sigmoid",
+    "report_groups",
     "report_original_scale",
     "status_mixture",
     "status_regression",
@@ -104,10 +125,10 @@ _TRAJECTORY_REPORTED = (
     "corr_patient",
     "sigma",
     "baseline_mean",
-    "change_12m",
-    "pct_change_12m",
-    "diff_change_12m",
-    "diff_pct_change_12m",
+    "change_end",
+    "pct_change_end",
+    "diff_change_end",
+    "diff_pct_change_end",
 )
 
 
@@ -118,14 +139,54 @@ def log_sigmoid(x: Any) -> Any:
     return -pt.softplus(-x)
 
 
-def common_parameters(ps: Any) -> dict[str, Any]:
+def common_parameters(ps: Any, n_groups: int = 2) -> dict[str, Any]:
     """The LMM's fixed effects, covariance factor and residual SD (scaled units), as in
-    models.trajectory (:func:`models.marginal.lmm_parameters`)."""
+    models.trajectory (:func:`models.marginal.lmm_parameters`); with ``n_groups`` other than 2 the
+    fixed effects are intercept, time and one (level, time:level) pair per non-reference group
+    (module docstring, *Known groups*), the rest as there."""
     import pymc as pm
+    import pytensor.tensor as pt
 
-    c = lmm_parameters(ps)
+    if n_groups == 2:
+        c = lmm_parameters(ps)
+    else:
+        scales = pt.concatenate([ps[:2], pt.tile(ps[2:4], n_groups - 1)]) if n_groups > 1 else ps[:2]
+        beta = pm.Normal("beta_std", mu=0.0, sigma=scales, dims="coef")
+        tau = pm.HalfNormal("tau_std", sigma=ps[5:7], dims="effect")
+        w = pm.Beta("corr_beta", alpha=ps[8], beta=ps[8])
+        rho = 2.0 * w - 1.0
+        c = {"beta": beta, "tau": tau, "rho": rho, "l00": tau[0], "l10": tau[1] * rho,
+             "l11": tau[1] * pt.sqrt(1.0 - rho**2)}
     c["sigma"] = pm.HalfNormal("sigma_std", sigma=ps[7])
     return c
+
+
+def group_means(beta: Any, n_groups: int) -> tuple[Any, Any]:
+    r"""Per group, the mean intercept and slope (scaled units): :math:`b_0 + b_{0g}` and
+    :math:`b_1 + b_{1g}` with :math:`b_{00} = b_{10} = 0` (vectors of length ``n_groups``)."""
+    import pytensor.tensor as pt
+
+    zero = pt.zeros(1)
+    shifts0 = pt.concatenate([zero, beta[2::2]]) if n_groups > 1 else zero
+    shifts1 = pt.concatenate([zero, beta[3::2]]) if n_groups > 1 else zero
+    return beta[0] + shifts0, beta[1] + shifts1
+
+
+def report_groups(beta: Any, tau: Any, rho: Any, sigma_std: Any, n_groups: int) -> None:
+    """Original-scale ``b``, ``sd_patient``, ``corr_patient`` and ``sigma`` for any number of groups
+    (:func:`report_original_scale`, the trajectory model's full set, for two)."""
+    import pymc as pm
+    import pytensor.tensor as pt
+
+    m = pm.modelcontext(None)
+    if n_groups == 2:
+        report_original_scale(beta, tau, rho, sigma_std)
+        return
+    y_loc, y_scale = m["y_loc"], m["y_scale"]
+    pm.Deterministic("b", pt.concatenate([(y_loc + y_scale * beta[0])[None], y_scale * beta[1:]]), dims="coef")
+    pm.Deterministic("sd_patient", y_scale * tau, dims="effect")
+    pm.Deterministic("corr_patient", rho)
+    pm.Deterministic("sigma", y_scale * sigma_std)
 
 
 def status_regression(dps: Any, arrays: dict[str, np.ndarray]) -> tuple[Any, Any]:
@@ -201,6 +262,7 @@ class DropoutModelBase:
     response_month: float
     data_values: dict[str, np.ndarray] = field(default_factory=dict)
     trace_vars: list[str] | None = None
+    group_column: str | None = None
 
     _kind = "base"
     _selection = False
@@ -212,6 +274,9 @@ class DropoutModelBase:
     def structure_key(self) -> str:
         spec = self._spec()
         spec["patterns"] = [float(m) for m in self.prepared.patterns]
+        if not self.prepared.latent:
+            spec["groups"] = list(self.prepared.levels)
+            spec["das28"] = bool(self.prepared.has_das28)
         if self._selection:
             spec["visits"] = [float(m) for m in self.prepared.visit_months]
         return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
@@ -234,6 +299,8 @@ class DropoutModelBase:
             "n_obs": d.n_obs,
             "n_patients": d.n_patients,
             "n_undefined": int(d.undefined.sum()),
+            "groups": list(d.levels),
+            "latent_status": bool(d.latent),
             "n_dropouts": int(np.isfinite(d.dropout_month).sum()),
             "y_loc": d.y_loc,
             "y_scale": d.y_scale,
@@ -249,7 +316,8 @@ class DropoutModelBase:
 
         The schedule (patterns and visits) must match the built model's.
         """
-        d = (prepare_dropout_data(data, self.site, response_month=self.response_month)
+        d = (prepare_dropout_data(data, self.site, response_month=self.response_month, group=self.group_column,
+                                  levels=None if self.group_column is None else self.prepared.levels)
              if data is not None else self.prepared)
         if not np.array_equal(d.patterns, self.prepared.patterns) or (
             self._selection and not np.array_equal(d.visit_months, self.prepared.visit_months)
@@ -257,7 +325,8 @@ class DropoutModelBase:
             raise ValueError("the new data's visit schedule differs from the model's; rebuild it")
         priors = priors if priors is not None else self.priors
         dpriors = dropout_priors if dropout_priors is not None else self.dropout_priors
-        arrays = dropout_data_arrays(d, priors, dpriors, self._selection)
+        arrays = {k: v for k, v in dropout_data_arrays(d, priors, dpriors, self._selection).items()
+                  if k in self.data_values}  # the containers the model has
         m = self.pymc_model
         m.set_dim("obs", d.n_obs, coord_values=np.arange(d.n_obs))
         m.set_dim("patient", d.n_patients, coord_values=d.patient_ids)
@@ -285,6 +354,8 @@ def dropout_containers(arrays: dict[str, np.ndarray], selection: bool) -> dict[s
     import pymc as pm
 
     out = {
+        **({"group_idx": pm.Data("group_idx", arrays["group_idx"], dims="patient")} if "group_idx" in arrays
+           else {}),
         "y_std": pm.Data("y_std", arrays["y_std"], dims="obs"),
         "t": pm.Data("t", arrays["t"], dims="obs"),
         "pidx": pm.Data("patient_idx", arrays["patient_idx"], dims="obs"),
@@ -292,11 +363,13 @@ def dropout_containers(arrays: dict[str, np.ndarray], selection: bool) -> dict[s
         "y_loc": pm.Data("y_loc", arrays["y_loc"]),
         "y_scale": pm.Data("y_scale", arrays["y_scale"]),
         "ps": pm.Data("prior", arrays["prior"], dims="prior_field"),
-        "dps": pm.Data("dropout_prior", arrays["dropout_prior"], dims="dropout_prior_field"),
+        **({"dps": pm.Data("dropout_prior", arrays["dropout_prior"], dims="dropout_prior_field")}
+           if "dropout_prior" in arrays else {}),
     }
     if selection:
         for name in ("risk_mask", "risk_event_w", "risk_das28_w"):
-            out[name] = pm.Data(name, arrays[name], dims=("patient", "visit"))
+            if name in arrays:
+                out[name] = pm.Data(name, arrays[name], dims=("patient", "visit"))
         out["visit_t"] = pm.Data("visit_t", arrays["visit_t"], dims="visit")
     return out
 
@@ -308,22 +381,28 @@ def build_latent_status_model(
     priors: TrajectoryPriors | None = None,
     dropout_priors: DropoutPriors | None = None,
     response_month: float = 12,
+    group: str | None = None,
+    levels: tuple[str, ...] | None = None,
 ) -> LatentStatusModel:
     r"""The trajectory LMM with undefined responder status as a latent, summed-out variable.
 
     Random effects are integrated out; patient :math:`i`'s component :math:`r` is
     :math:`\log \mathrm{MVN}(y_i;\ X_i(r) b,\ \sigma^2 I + Z_i \Sigma Z_i^\top)` and undefined
-    patients mix the two with :math:`\pi_i` (see the module docstring).
+    patients mix the two with :math:`\pi_i` (see the module docstring). With known groups
+    (``group``, ``levels``) nothing is latent: the :math:`K`-group LMM (*Known groups*).
 
     Parameters
     ----------
     data : DataFrame
         See :func:`models.dropout_data.prepare_dropout_data`.
-    site : {"spine", "femoral_neck"}
+    site : str
+        The skeletal site (column ``bmd_<site>``).
     priors : TrajectoryPriors, optional
     dropout_priors : DropoutPriors, optional
         Only ``kappa_sd`` is used.
     response_month : float
+    group, levels : optional
+        Known groups: the column of each patient's level and the levels, reference first.
 
     Returns
     -------
@@ -333,23 +412,37 @@ def build_latent_status_model(
 
     priors = priors if priors is not None else TrajectoryPriors()
     dpriors = dropout_priors if dropout_priors is not None else DropoutPriors()
-    d = prepare_dropout_data(data, site, response_month=response_month)
+    d = prepare_dropout_data(data, site, response_month=response_month, group=group, levels=levels)
     arrays = dropout_data_arrays(d, priors, dpriors, selection=False)
     with pm.Model(coords=dropout_coords(d, selection=False)) as m:
         db = dropout_containers(arrays, selection=False)
         n = db["undefined"].shape[0]
-        status_ll, logit_pi = status_regression(db["dps"], arrays)
-        c = common_parameters(db["ps"])
-        beta, t, pidx = c["beta"], db["t"], db["pidx"]
-        lps = []
-        for r in (0.0, 1.0):
-            mu = beta[0] + beta[2] * r + (beta[1] + beta[3] * r) * t
-            lps.append(marginal_loglik_per_patient(
-                db["y_std"] - mu, t, pidx, n, c["l00"], c["l10"], c["l11"], c["sigma"]))
-        pm.Potential("status_regression", status_ll)
-        pm.Potential("y_marginal_mixture", status_mixture(lps[0], lps[1], logit_pi))
-        report_original_scale(beta, c["tau"], c["rho"], c["sigma"])
+        if not d.latent:
+            k = len(d.levels)
+            c = common_parameters(db["ps"], k)
+            a0, a1 = group_means(c["beta"], k)
+            pidx = db["pidx"]
+            if k > 1:
+                mu = a0[db["group_idx"]][pidx] + a1[db["group_idx"]][pidx] * db["t"]
+            else:
+                mu = a0[0] + a1[0] * db["t"]
+            lp = marginal_loglik_per_patient(db["y_std"] - mu, db["t"], pidx, n, c["l00"], c["l10"], c["l11"],
+                                             c["sigma"])
+            pm.Potential("y_marginal", lp.sum())
+            report_groups(c["beta"], c["tau"], c["rho"], c["sigma"], k)
+        else:
+            status_ll, logit_pi = status_regression(db["dps"], arrays)
+            c = common_parameters(db["ps"])
+            beta, t, pidx = c["beta"], db["t"], db["pidx"]
+            lps = []
+            for r in (0.0, 1.0):
+                mu = beta[0] + beta[2] * r + (beta[1] + beta[3] * r) * t
+                lps.append(marginal_loglik_per_patient(
+                    db["y_std"] - mu, t, pidx, n, c["l00"], c["l10"], c["l11"], c["sigma"]))
+            pm.Potential("status_regression", status_ll)
+            pm.Potential("y_marginal_mixture", status_mixture(lps[0], lps[1], logit_pi))
+            report_original_scale(beta, c["tau"], c["rho"], c["sigma"])
     return LatentStatusModel(
         pymc_model=m, site=site, priors=priors, dropout_priors=dpriors, prepared=d,
-        response_month=response_month, data_values=arrays,
+        response_month=response_month, data_values=arrays, group_column=group,
     )

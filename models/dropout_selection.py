@@ -81,6 +81,12 @@ operations. Priors: :math:`\psi \sim N(\mu_\psi, s_\psi)`,
 :math:`\kappa \sim N(0, s_\kappa)` (:class:`~models.dropout_data.DropoutPriors`; they are data,
 so a user can explore the prior on :math:`\psi` without recompiling).
 
+Known groups (``group=``, ``levels=``; :mod:`models.dropout_latent_status`, *Known groups*): the
+trajectory part is the :math:`K`-group LMM, nothing is latent, and patient :math:`i` contributes
+:math:`p(y_i \mid g_i) \int p(D_i \mid a)\, p(a \mid y_i, g_i)\, da` with :math:`m_{g_i}` the group's
+fixed part; the hazard has no DAS28 term unless every patient has a baseline DAS28
+(``hazard_das28``). This is how the model serves a trial, a dose study or a single arm.
+
 :math:`\psi` is identified only through the model's assumptions (normal random slopes, linear
 trajectories): patients who drop out after baseline only carry no information about their own
 slope, and a selection model's :math:`\psi` should be read as a sensitivity parameter.
@@ -108,7 +114,9 @@ from models.dropout_latent_status import (
     DropoutModelBase,
     common_parameters,
     dropout_containers,
+    group_means,
     log_sigmoid,
+    report_groups,
     report_original_scale,
     status_mixture,
     status_regression,
@@ -200,6 +208,8 @@ def build_selection_model(
     dropout_priors: DropoutPriors | None = None,
     response_month: float = 12,
     quadrature_nodes: tuple[int, int] = QUADRATURE_NODES,
+    group: str | None = None,
+    levels: tuple[str, ...] | None = None,
 ) -> SelectionModel:
     r"""Shared-parameter selection model: trajectory LMM + discrete-time dropout hazard.
 
@@ -210,7 +220,8 @@ def build_selection_model(
     ----------
     data : DataFrame
         See :func:`models.dropout_data.prepare_dropout_data`.
-    site : {"spine", "femoral_neck"}
+    site : str
+        The skeletal site (column ``bmd_<site>``).
     dependence : {"current_change", "slope"}
         What the hazard depends on: the current % change from baseline at the visit, or the
         patient's annual % change.
@@ -223,6 +234,9 @@ def build_selection_model(
     quadrature_nodes : (int, int)
         Gauss-Hermite nodes along the slope and along the intercept given the slope (module
         docstring; the default's error is measured there).
+    group, levels : optional
+        Known groups (module docstring): the column of each patient's level and the levels,
+        reference first.
 
     Returns
     -------
@@ -235,8 +249,12 @@ def build_selection_model(
         raise ValueError(f"dependence must be one of {DEPENDENCES}, got {dependence!r}")
     priors = priors if priors is not None else TrajectoryPriors()
     dpriors = dropout_priors if dropout_priors is not None else DropoutPriors()
-    d = prepare_dropout_data(data, site, response_month=response_month)
+    d = prepare_dropout_data(data, site, response_month=response_month, group=group, levels=levels)
+    if hazard_das28 and not d.has_das28:
+        raise ValueError("hazard_das28 needs a baseline DAS28-CRP for every patient; use hazard_das28=False")
     arrays = dropout_data_arrays(d, priors, dpriors, selection=True)
+    if not hazard_das28:
+        del arrays["risk_das28_w"]  # no DAS28 term: no container for it
     nodes = tuple(int(k) for k in quadrature_nodes)
     if len(nodes) != 2 or min(nodes) < 1:
         raise ValueError(f"quadrature_nodes must be two positive integers, got {quadrature_nodes!r}")
@@ -249,8 +267,10 @@ def build_selection_model(
         db = dropout_containers(arrays, selection=True)
         n = db["undefined"].shape[0]
         dps = db["dps"]
-        status_ll, logit_pi = status_regression(dps, arrays)
-        c = common_parameters(db["ps"])
+        if d.latent:
+            status_ll, logit_pi = status_regression(dps, arrays)
+        k = len(d.levels)
+        c = common_parameters(db["ps"], 2 if d.latent else k)
         beta, t, pidx, y = c["beta"], db["t"], db["pidx"], db["y_std"]
         l00, l10, l11, sigma = c["l00"], c["l10"], c["l11"], c["sigma"]
         y_loc, y_scale = db["y_loc"], db["y_scale"]
@@ -268,9 +288,14 @@ def build_selection_model(
                 "tt": _per_patient(t * t, pidx, n), "y": _per_patient(y, pidx, n),
                 "ty": _per_patient(t * y, pidx, n)}
         lps = []
-        for r in (0.0, 1.0):
-            m0, m1 = beta[0] + beta[2] * r, beta[1] + beta[3] * r
-            lp_y = marginal_loglik_per_patient(y - m0 - m1 * t, t, pidx, n, l00, l10, l11, sigma)
+        if d.latent:
+            means = [(beta[0] + beta[2] * r, beta[1] + beta[3] * r) for r in (0.0, 1.0)]
+        else:
+            g0, g1 = group_means(beta, k)
+            means = [(g0[db["group_idx"]], g1[db["group_idx"]]) if k > 1 else (g0[0], g1[0])]  # per patient
+        for m0, m1 in means:
+            m0_row, m1_row = (m0, m1) if d.latent or k == 1 else (m0[pidx], m1[pidx])
+            lp_y = marginal_loglik_per_patient(y - m0_row - m1_row * t, t, pidx, n, l00, l10, l11, sigma)
             cond = _effects_conditional(sums, m0, m1, l00, l10, l11, sigma)
             # the effects at the nodes, (patient, node)
             a1 = cond["mu1"][:, None] + cond["sd1"][:, None] * e1k[None, :]
@@ -283,11 +308,15 @@ def build_selection_model(
             ll = mask[:, :, None] * (log_sigmoid(eta) - (1.0 - ev[:, :, None]) * eta)
             lp_d = pm.math.logsumexp(ll.sum(axis=1) + log_w[None, :], axis=1)
             lps.append(lp_y + lp_d)
-        pm.Potential("status_regression", status_ll)
-        pm.Potential("joint_mixture", status_mixture(lps[0], lps[1], logit_pi))
-        report_original_scale(beta, c["tau"], c["rho"], sigma)
+        if d.latent:
+            pm.Potential("status_regression", status_ll)
+            pm.Potential("joint_mixture", status_mixture(lps[0], lps[1], logit_pi))
+            report_original_scale(beta, c["tau"], c["rho"], sigma)
+        else:
+            pm.Potential("joint", lps[0].sum())
+            report_groups(beta, c["tau"], c["rho"], sigma, k)
     return SelectionModel(
         pymc_model=m, site=site, priors=priors, dropout_priors=dpriors, prepared=d,
         response_month=response_month, data_values=arrays, dependence=dependence,
-        hazard_das28=hazard_das28, quadrature_nodes=nodes,
+        hazard_das28=hazard_das28, quadrature_nodes=nodes, group_column=group,
     )

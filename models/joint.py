@@ -1,32 +1,33 @@
-r"""Joint two-site model: spine and femoral-neck BMD trajectories with correlated patient effects.
+r"""Joint multi-site model: BMD trajectories at two or more sites with correlated patient effects.
 
 The data preparation (:func:`prepare_joint_data`, :class:`JointData`, :data:`SITE_NAMES`) is in
 :mod:`models.joint_data` and re-exported here.
 
 The model
 ---------
-For patient :math:`i`, site :math:`s \in \{\text{spine}, \text{femoral neck}\}` and visit
-:math:`j` (time :math:`t_{isj}` in years since baseline, responder indicator :math:`r_i`,
-covariates :math:`x_{isj}`), each site follows the trajectory model of
-:mod:`models.trajectory` with its own fixed effects and residual SD,
+For patient :math:`i`, site :math:`s = 1, \dots, S` (:math:`S \ge 2`; the twin's are spine and
+femoral neck) and visit :math:`j` (time :math:`t_{isj}` in years since baseline, indicators
+:math:`g_{ik}` of the non-reference group levels :math:`k = 1, \dots, K - 1`, covariates
+:math:`x_{isj}`), each site follows the trajectory model of :mod:`models.trajectory` with its own
+fixed effects and residual SD,
 
 .. math::
 
-    \mathrm{bmd}_{isj} = (b_{s0} + u_{is0}) + (b_{s1} + u_{is1})\, t_{isj} + b_{s2} r_i
-        + b_{s3} r_i t_{isj} + x_{isj}^\top \gamma_s + e_{isj}, \qquad
-    e_{isj} \sim N(0, \sigma_s),
+    \mathrm{bmd}_{isj} = (b_{s0} + u_{is0}) + (b_{s1} + u_{is1})\, t_{isj}
+        + \sum_k \bigl(b_{s,2k} g_{ik} + b_{s,2k+1} g_{ik} t_{isj}\bigr)
+        + x_{isj}^\top \gamma_s + e_{isj}, \qquad e_{isj} \sim N(0, \sigma_s),
 
-and the four patient effects are correlated within *and across* sites,
+(a responder study: :math:`K = 2`, :math:`b_{s2} r_i + b_{s3} r_i t_{isj}`) and the :math:`2S`
+patient effects are correlated within *and across* sites,
 
 .. math::
 
-    u_i = (u_{i,\mathrm{sp},0},\, u_{i,\mathrm{sp},1},\, u_{i,\mathrm{fn},0},\,
-           u_{i,\mathrm{fn},1})^\top \sim \mathrm{MVN}(0, \Sigma), \qquad
-    \Sigma = \mathrm{diag}(\tau)\, \Omega\, \mathrm{diag}(\tau), \qquad
+    u_i = (u_{i1,0},\, u_{i1,1},\, \dots,\, u_{iS,0},\, u_{iS,1})^\top \sim \mathrm{MVN}(0, \Sigma),
+    \qquad \Sigma = \mathrm{diag}(\tau)\, \Omega\, \mathrm{diag}(\tau), \qquad
     \Omega \sim \mathrm{LKJ}(\eta).
 
 The between-site correlations of the patients' intercepts (baseline BMD) and of their slopes
-are :math:`\Omega_{\mathrm{sp}0,\mathrm{fn}0}` and :math:`\Omega_{\mathrm{sp}1,\mathrm{fn}1}`.
+are :math:`\Omega_{s0,s'0}` and :math:`\Omega_{s1,s'1}`.
 The prior SDs are :math:`\tau_{s0} \sim N^+(0, \text{sd\_intercept\_scale})`,
 :math:`\tau_{s1} \sim N^+(0, \text{sd\_slope\_scale})` (see *Covariance parameterisation*).
 
@@ -34,10 +35,10 @@ Marginal likelihood
 -------------------
 As the trajectory model's default, the patient effects are integrated out analytically; the
 sampler sees only :math:`b, \gamma, \sigma` and the factors of :math:`\Sigma` (20 parameters
-without covariates, whatever the number of patients). Patient :math:`i`'s observations at both
-sites, :math:`y_i`, are :math:`\mathrm{MVN}(X_i b, V_i)` with :math:`V_i = R_i + Z_i \Sigma
+for two sites and two groups without covariates, whatever the number of patients). Patient
+:math:`i`'s observations at all sites, :math:`y_i`, are :math:`\mathrm{MVN}(X_i b, V_i)` with :math:`V_i = R_i + Z_i \Sigma
 Z_i^\top`, :math:`R_i = \mathrm{diag}(\sigma_{s(k)}^2)` and :math:`Z_i` block diagonal (rows
-:math:`[1, t, 0, 0]` at the spine, :math:`[0, 0, 1, t]` at the femoral neck). With
+:math:`[1, t, 0, 0]` at the first of two sites, :math:`[0, 0, 1, t]` at the second). With
 :math:`\Sigma = L L^\top`, fixed-part residuals :math:`\rho_i`,
 :math:`D_i = Z_i^\top R_i^{-1} Z_i` (block diagonal: the 2 x 2 blocks
 :math:`\sigma_s^{-2} \sum_j (1, t_{isj})^\top (1, t_{isj})`) and
@@ -53,12 +54,12 @@ identity give
 
 Only per-patient, per-site sums of :math:`1, t, t^2, \rho, t\rho, \rho^2` enter. :math:`B_i`
 has all eigenvalues :math:`\ge 1`, so no :math:`\Sigma^{-1}` is formed and the likelihood stays
-smooth as an SD goes to zero; its 4 x 4 Cholesky factorisation is unrolled elementwise over
+smooth as an SD goes to zero; its :math:`2S \times 2S` Cholesky factorisation is unrolled elementwise over
 patients (:func:`models.unrolled_cholesky.unrolled_logdet_quad`). Measured on the twin: batched
 ``pt.linalg.cholesky`` + ``solve_triangular`` gave the same posterior but sampled 4-6x slower
 and compiled ~3x slower from an empty cache; forming :math:`\Sigma^{-1} + D_i` unrolled made
 PyTensor's graph rewrites take ~30 s on every (even warm-cache) compile, against ~5 s here. A
-patient observed at one site only is handled exactly (the other site's sums are zero). The
+patient observed at some sites only is handled exactly (the other sites' sums are zero). The
 patient effects ``u`` are drawn after sampling from their exact conditional
 :math:`N(A_i^{-1} c_i, A_i^{-1})`, :math:`A_i^{-1} = (\Sigma^{-1} + D_i)^{-1} = L B_i^{-1}
 L^\top`, given each posterior draw (:meth:`JointModel.postprocess`).
@@ -80,7 +81,7 @@ Scaling
 -------
 Each site's outcome is centred and scaled by its own observed mean and SD, covariates are
 standardised per site, and the priors (:class:`models.trajectory.TrajectoryPriors`, on the data's
-scale in g/cm^2, the same for both sites; ``nu_*`` are unused) are divided by each site's SD.
+scale in g/cm^2, the same for every site; ``nu_*`` are unused) are divided by each site's SD.
 They are data: one compiled model serves any data set and any priors
 (:func:`models.joint_data.joint_data_arrays`).
 
@@ -106,11 +107,11 @@ Reported quantities (original scale, see :data:`REPORTED_VARS`)
   ``sd_patient`` (``site, effect``), ``corr_patient`` (``site``: intercept-slope correlation
   within the site): as in :mod:`models.trajectory`, per site;
 - ``corr_intercepts``, ``corr_slopes``: the between-site correlations of the patients'
-  intercepts and of their slopes; ``corr_effects`` (dims ``effect_pair``): all six
-  correlations of :math:`\Omega`;
-- ``baseline_mean``, ``change_12m``, ``pct_change_12m`` (dims ``site, group``),
-  ``diff_change_12m``, ``diff_pct_change_12m`` (dims ``site``): the trajectory model's
-  estimands per site;
+  intercepts and of their slopes (scalars for two sites, dims ``site_pair`` for more);
+  ``corr_effects`` (dims ``effect_pair``): all :math:`S(2S - 1)` correlations of :math:`\Omega`;
+- ``baseline_mean``, ``change_end``, ``pct_change_end`` (dims ``site, group``),
+  ``diff_change_end``, ``diff_pct_change_end`` (dims ``site, contrast``): the trajectory model's
+  estimands per site at the endpoint (:mod:`models.trajectory`);
 - ``u`` (dims ``patient, site, effect``): the patients' effects (added by ``postprocess``).
 """
 
@@ -134,7 +135,7 @@ from models.joint_data import (
 from models.lkj import lkj_corr_cholesky
 from models.marginal import update_model_data
 from models.trajectory import TrajectoryPriors
-from models.trajectory_data import COEF_NAMES, GROUP_NAMES
+from models.trajectory_data import COEF_NAMES, coef_names, contrast_names
 from models.unrolled_cholesky import unrolled_logdet_quad
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -151,17 +152,29 @@ __all__ = [  # with the names re-exported from models.joint_data
     "JointData",
     "JointModel",
     "build_joint_model",
+    "effect_pairs",
     "prepare_joint_data",
 ]
 
 #: Labels of the ``effect`` dim (per site).
 EFFECT_NAMES: tuple[str, ...] = ("intercept", "slope")
-#: The four patient effects in the order of :math:`\Sigma`.
-_EFFECTS4: tuple[str, ...] = tuple(f"{s}:{e}" for s in SITE_NAMES for e in EFFECT_NAMES)
-_PAIRS = tuple(zip(*np.tril_indices(4, -1)))  # (row, col), row > col
-#: Labels of ``corr_effects`` (dims ``effect_pair``): the strictly lower triangle of
-#: :math:`\Omega`, row-major, as ``"col~row"``.
-EFFECT_PAIRS: tuple[str, ...] = tuple(f"{_EFFECTS4[c]}~{_EFFECTS4[r]}" for r, c in _PAIRS)
+
+
+def _pairs(n: int) -> tuple[tuple[int, int], ...]:
+    """(row, col) of the strictly lower triangle of an n x n matrix, row-major."""
+    return tuple((int(r), int(c)) for r, c in zip(*np.tril_indices(n, -1)))
+
+
+def effect_pairs(sites: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """Labels of ``corr_effects``: the strictly lower triangle of :math:`\\Omega` (effects
+    ``<site>:intercept, <site>:slope`` per site), row-major, as ``"col~row"``."""
+    eff = [f"{s}:{e}" for s in sites for e in EFFECT_NAMES]
+    return tuple(f"{eff[c]}~{eff[r]}" for r, c in _pairs(len(eff)))
+
+
+_PAIRS = _pairs(4)  # two sites: (row, col), row > col
+#: Labels of ``corr_effects`` of the twin's two sites (:func:`effect_pairs`).
+EFFECT_PAIRS: tuple[str, ...] = effect_pairs(SITE_NAMES)
 #: Original-scale quantities reported by the model (``gamma`` only with covariates).
 REPORTED_VARS: tuple[str, ...] = (
     "b",
@@ -174,13 +187,13 @@ REPORTED_VARS: tuple[str, ...] = (
     "corr_effects",
     "u",
     "baseline_mean",
-    "change_12m",
-    "pct_change_12m",
-    "diff_change_12m",
-    "diff_pct_change_12m",
+    "change_end",
+    "pct_change_end",
+    "diff_change_end",
+    "diff_pct_change_end",
 )
 
-#: Parameterisations of the 4 x 4 random-effects covariance (see the module docstring).
+#: Parameterisations of the random-effects covariance (see the module docstring).
 COVARIANCES: tuple[str, ...] = ("separate", "packed")
 #: Geometry measurement behind the default (``bench_models.py --joint-geometry --cohorts 4
 #: --seeds 2``): nutpie, 4 chains x 1000 draws after 1000 tuning, target_accept 0.9, on the
@@ -201,20 +214,20 @@ COVARIANCE_BENCHMARK: dict[str, dict[str, float]] = {
 
 Covariance = Literal["separate", "packed"]
 
-_MODEL_VERSION = 2  # bump when the graph built below changes (part of the compile-cache key); 2: models.lkj
+_MODEL_VERSION = 3  # bump when the graph built below changes (part of the compile-cache key); 3: sites, groups
 
 
 @dataclass
 class JointModel:
-    """A built joint two-site model plus what :func:`analysis.engine.sampling.sample` needs to fit it.
+    """A built joint multi-site model plus what :func:`analysis.engine.sampling.sample` needs to fit it.
 
     Attributes
     ----------
     pymc_model : pymc.Model
-    covariates, priors, covariance
+    covariates, priors, covariance, levels, group_column, time, endpoint_month
         The specification (see :func:`build_joint_model`).
     prepared : JointData
-        The data currently in the model.
+        The data currently in the model (its ``site_names`` are the ``site`` dim).
     data_values : dict of str to ndarray
         Current value of every ``pm.Data`` container, by name.
     trace_vars : None
@@ -228,11 +241,20 @@ class JointModel:
     covariance: str = "separate"
     data_values: dict[str, np.ndarray] = field(default_factory=dict)
     trace_vars: list[str] | None = None
+    levels: tuple[str, ...] | None = None
+    group_column: str = "analysis_group"
+    time: str = "month"
+    endpoint_month: float = 12.0
+
+    @property
+    def sites(self) -> tuple[str, ...]:
+        return self.prepared.site_names
 
     @property
     def structure_key(self) -> str:
         spec = {"model": "rajak.joint", "version": _MODEL_VERSION, "covariance": self.covariance,
-                "covariates": list(self.covariates)}  # priors and data are data
+                "covariates": list(self.covariates), "n_sites": len(self.sites),
+                "n_groups": len(self.prepared.levels)}  # priors and data are data
         return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
     @property
@@ -244,14 +266,18 @@ class JointModel:
         """JSON-able description (stored with fits)."""
         p = self.prepared
         return {
-            "model": "joint_two_site_lmm",
+            "model": "joint_multi_site_lmm",
+            "sites": list(self.sites),
             "covariance": self.covariance,
             "covariates": list(self.covariates),
+            "groups": list(p.levels),
+            "time": self.time,
+            "endpoint_month": self.endpoint_month,
             "priors": asdict(self.priors),
             "n_obs": p.n_obs_by_site(),
             "n_patients": p.n_patients,
-            "y_loc": {s: p.sites[s].y_loc for s in SITE_NAMES},
-            "y_scale": {s: p.sites[s].y_scale for s in SITE_NAMES},
+            "y_loc": {s: p.sites[s].y_loc for s in self.sites},
+            "y_scale": {s: p.sites[s].y_scale for s in self.sites},
         }
 
     def set_data(
@@ -262,12 +288,15 @@ class JointModel:
         Parameters
         ----------
         data : DataFrame, optional
-            Same contract as for :func:`build_joint_model`; any number of rows and patients.
+            Same contract as for :func:`build_joint_model` (the same sites); any number of rows
+            and patients.
         priors : TrajectoryPriors, optional
         """
-        prep = prepare_joint_data(data, self.covariates) if data is not None else self.prepared
+        prep = (prepare_joint_data(data, self.covariates, sites=self.sites, levels=self.levels,
+                                   group_column=self.group_column, time=self.time)
+                if data is not None else self.prepared)
         priors = priors if priors is not None else self.priors
-        arrays = joint_data_arrays(prep, priors)
+        arrays = joint_data_arrays(prep, priors, self.endpoint_month / 12.0)
         update_model_data(self.pymc_model, arrays, prep.n_obs, prep.patient_ids)
         self.prepared, self.priors, self.data_values = prep, priors, arrays
 
@@ -284,7 +313,7 @@ class JointModel:
             dims=("chain", "draw", "patient", "site", "effect"),
             coords={
                 "patient": self.prepared.patient_ids,
-                "site": list(SITE_NAMES),
+                "site": list(self.sites),
                 "effect": list(EFFECT_NAMES),
             },
         )
@@ -292,11 +321,11 @@ class JointModel:
         return dt
 
 
-def _sums(values: Any, pidx: Any, sidx: Any, n_patients: Any) -> Any:
-    """Per (patient, site) sums of a per-row tensor, shape (n_patients, 2)."""
+def _sums(values: Any, pidx: Any, sidx: Any, n_patients: Any, n_sites: int = 2) -> Any:
+    """Per (patient, site) sums of a per-row tensor, shape (n_patients, n_sites)."""
     import pytensor.tensor as pt
 
-    return pt.inc_subtensor(pt.zeros((n_patients, 2))[pidx, sidx], values)
+    return pt.inc_subtensor(pt.zeros((n_patients, n_sites))[pidx, sidx], values)
 
 
 def _sandwich(
@@ -334,42 +363,47 @@ def _draw_effects(post: xr.Dataset, arrays: dict[str, np.ndarray], rng: np.rando
 
     Returns an array of shape (chain, draw, patient, site, effect).
     """
-    y_scale = arrays["y_scale"]  # (2,)
-    beta = post["beta_std"].values  # (C, D, 2, 4)
-    sd = post["sd_patient"].values / y_scale[:, None]  # (C, D, 2, 2) standardised
-    sd4 = sd.reshape(*sd.shape[:2], 4)
-    pairs = post["corr_effects"].values  # (C, D, 6)
-    corr = np.broadcast_to(np.eye(4), (*sd.shape[:2], 4, 4)).copy()
-    for k, (r, c) in enumerate(_PAIRS):
+    y_scale = arrays["y_scale"]  # (S,)
+    n_sites = y_scale.shape[0]
+    n_eff = 2 * n_sites
+    beta = post["beta_std"].values  # (C, D, S, 2 + 2 n_contrasts)
+    n_con = (beta.shape[-1] - 2) // 2
+    sd = post["sd_patient"].values / y_scale[:, None]  # (C, D, S, 2) standardised
+    sd_all = sd.reshape(*sd.shape[:2], n_eff)
+    pairs = post["corr_effects"].values  # (C, D, n_eff (n_eff - 1) / 2)
+    corr = np.broadcast_to(np.eye(n_eff), (*sd.shape[:2], n_eff, n_eff)).copy()
+    for k, (r, c) in enumerate(_pairs(n_eff)):
         corr[..., r, c] = corr[..., c, r] = pairs[..., k]
-    low = sd4[..., :, None] * np.linalg.cholesky(corr)  # Sigma = L L^T, standardised
-    sigma = post["sigma"].values / y_scale  # (C, D, 2)
+    low = sd_all[..., :, None] * np.linalg.cholesky(corr)  # Sigma = L L^T, standardised
+    sigma = post["sigma"].values / y_scale  # (C, D, S)
     t, pidx, sidx = arrays["t"], arrays["patient_idx"], arrays["site_idx"]
-    resp = arrays["responder"]
-    n_pat = resp.shape[0]
-    r_i = resp[pidx]
-    b = beta[..., sidx, :]  # (C, D, N, 4)
-    fixed = b[..., 0] + b[..., 1] * t + b[..., 2] * r_i + b[..., 3] * r_i * t
+    gx = arrays.get("group_x")
+    n_pat = gx.shape[0] if gx is not None else int(arrays["n_patients"])
+    b = beta[..., sidx, :]  # (C, D, N, coef)
+    fixed = b[..., 0] + b[..., 1] * t
+    for k in range(n_con):
+        g = gx[pidx, k]
+        fixed = fixed + b[..., 2 + 2 * k] * g + b[..., 3 + 2 * k] * g * t
     if "gamma_std" in post:
-        g = post["gamma_std"].values[..., sidx, :]  # (C, D, N, K)
-        fixed = fixed + np.einsum("cdnk,nk->cdn", g, arrays["x_std"])
+        gam = post["gamma_std"].values[..., sidx, :]  # (C, D, N, K)
+        fixed = fixed + np.einsum("cdnk,nk->cdn", gam, arrays["x_std"])
     rho = arrays["y_std"] - fixed  # (C, D, N)
-    inv_s2 = 1.0 / sigma**2  # (C, D, 2)
+    inv_s2 = 1.0 / sigma**2  # (C, D, S)
     # per (patient, site) sums as a sparse (row -> patient-site cell) map
     n_rows = t.shape[0]
     cell = sparse.csr_matrix(
-        (np.ones(n_rows), (np.arange(n_rows), 2 * pidx + sidx)), shape=(n_rows, 2 * n_pat)
+        (np.ones(n_rows), (np.arange(n_rows), n_sites * pidx + sidx)), shape=(n_rows, n_sites * n_pat)
     )
-    n, s1, s2 = ((cell.T @ v).reshape(n_pat, 2) for v in (np.ones(n_rows), t, t * t))
+    n, s1, s2 = ((cell.T @ v).reshape(n_pat, n_sites) for v in (np.ones(n_rows), t, t * t))
     cs = beta.shape[:2]
-    r0 = (cell.T @ rho.reshape(-1, n_rows).T).T.reshape(*cs, n_pat, 2)
-    r1 = (cell.T @ (rho * t).reshape(-1, n_rows).T).T.reshape(*cs, n_pat, 2)
-    out = np.empty((*cs, n_pat, 4))
-    for ch in range(cs[0]):  # one chain at a time: (D, P, 4, 4) arrays
-        w = inv_s2[ch][:, None, :]  # (D, 1, 2)
-        d_mat = np.zeros((cs[1], n_pat, 4, 4))
-        cvec = np.empty((cs[1], n_pat, 4))
-        for k in range(2):
+    r0 = (cell.T @ rho.reshape(-1, n_rows).T).T.reshape(*cs, n_pat, n_sites)
+    r1 = (cell.T @ (rho * t).reshape(-1, n_rows).T).T.reshape(*cs, n_pat, n_sites)
+    out = np.empty((*cs, n_pat, n_eff))
+    for ch in range(cs[0]):  # one chain at a time: (D, P, 2S, 2S) arrays
+        w = inv_s2[ch][:, None, :]  # (D, 1, S)
+        d_mat = np.zeros((cs[1], n_pat, n_eff, n_eff))
+        cvec = np.empty((cs[1], n_pat, n_eff))
+        for k in range(n_sites):
             i0, i1 = 2 * k, 2 * k + 1
             d_mat[..., i0, i0] = w[..., k] * n[:, k]
             d_mat[..., i1, i0] = d_mat[..., i0, i1] = w[..., k] * s1[:, k]
@@ -377,16 +411,16 @@ def _draw_effects(post: xr.Dataset, arrays: dict[str, np.ndarray], rng: np.rando
             cvec[..., i0] = w[..., k] * r0[ch, ..., k]
             cvec[..., i1] = w[..., k] * r1[ch, ..., k]
         # A^-1 = (Sigma^-1 + D)^-1 = L B^-1 L^T with B = I + L^T D L (no Sigma^-1 needed)
-        lo = low[ch][:, None]  # (D, 1, 4, 4)
+        lo = low[ch][:, None]  # (D, 1, 2S, 2S)
         lt = np.swapaxes(lo, -1, -2)
-        b_mat = np.eye(4) + lt @ d_mat @ lo
+        b_mat = np.eye(n_eff) + lt @ d_mat @ lo
         chol_b = np.linalg.cholesky(b_mat)
         v = np.linalg.solve(b_mat, (lt @ cvec[..., None]))  # B^-1 L^T c
-        eps = rng.standard_normal((cs[1], n_pat, 4, 1))
+        eps = rng.standard_normal((cs[1], n_pat, n_eff, 1))
         # chol(B)^-T eps has covariance B^-1
         v = v + np.linalg.solve(np.swapaxes(chol_b, -1, -2), eps)
         out[ch] = (lo @ v)[..., 0]
-    return out.reshape(*out.shape[:3], 2, 2) * y_scale[:, None]
+    return out.reshape(*out.shape[:3], n_sites, 2) * y_scale[:, None]
 
 
 def build_joint_model(
@@ -395,21 +429,31 @@ def build_joint_model(
     covariates: tuple[str, ...] | list[str] = (),
     priors: TrajectoryPriors | None = None,
     covariance: Covariance = "separate",
+    sites: tuple[str, ...] | list[str] | None = None,
+    levels: tuple[str, ...] | list[str] | None = None,
+    group_column: str = "analysis_group",
+    time: str = "month",
+    endpoint_month: float = 12.0,
 ) -> JointModel:
-    r"""Build the joint spine + femoral-neck model (see the module docstring).
+    r"""Build the joint model of two or more sites (see the module docstring).
 
     Parameters
     ----------
     data : DataFrame
-        Long format, one row per patient-visit (``patient_id``, ``month``, ``bmd_spine``,
-        ``bmd_femoral_neck``, ``responder`` and the covariates). Rows with a missing value at a
-        site are dropped for that site only; a missing responder status raises.
+        Long format, one row per patient-visit (``patient_id``, ``time``, ``bmd_<site>`` per
+        site, the group and the covariates). Rows with a missing value at a site are dropped for
+        that site only; a missing group raises.
     covariates : sequence of str, default ()
         Extra linear terms per site, e.g. ``("age", "sex", "bmi")``.
     priors : TrajectoryPriors, optional
-        Defaults to ``TrajectoryPriors()``; applied to both sites (``nu_*`` unused).
+        Defaults to ``TrajectoryPriors()``; applied to every site (``nu_*`` unused).
     covariance : {"separate", "packed"}
         Parameterisation of :math:`\Sigma` (same prior; see the module docstring).
+    sites : sequence of str, optional
+        Two or more sites, the order of the ``site`` dim; default every ``bmd_<site>`` column.
+    levels, group_column, time, endpoint_month
+        As for :func:`models.trajectory.build_trajectory_model` (default: a responder study's
+        boolean ``responder``; ``change_end`` over 12 months).
 
     Returns
     -------
@@ -420,21 +464,33 @@ def build_joint_model(
 
     if covariance not in COVARIANCES:
         raise ValueError(f"covariance must be one of {COVARIANCES}, got {covariance!r}")
+    if not (np.isfinite(endpoint_month) and endpoint_month > 0):
+        raise ValueError(f"endpoint_month must be a positive month, got {endpoint_month!r}")
 
     covariates = tuple(covariates)
     priors = priors if priors is not None else TrajectoryPriors()
-    prep = prepare_joint_data(data, covariates)
-    arrays = joint_data_arrays(prep, priors)
+    levels = None if levels is None else tuple(levels)
+    prep = prepare_joint_data(data, covariates, sites=None if sites is None else tuple(sites), levels=levels,
+                              group_column=group_column, time=time)
+    arrays = joint_data_arrays(prep, priors, float(endpoint_month) / 12.0)
+    names = prep.site_names
+    n_sites, n_eff = len(names), 2 * len(names)
+    n_con = prep.group_x.shape[1]
+    pairs = _pairs(n_eff)
     coords: dict[str, Any] = {
         "obs": np.arange(prep.n_obs),
         "patient": prep.patient_ids,
-        "site": list(SITE_NAMES),
+        "site": list(names),
         "effect": list(EFFECT_NAMES),
-        "effect_pair": list(EFFECT_PAIRS),
-        "coef": list(COEF_NAMES),
-        "group": list(GROUP_NAMES),
+        "effect_pair": list(effect_pairs(names)),
+        "coef": list(coef_names(prep.levels) if levels is not None else COEF_NAMES),
+        "group": list(prep.levels),
         "prior_field": list(TrajectoryPriors.FIELDS),
     }
+    if n_con:
+        coords["contrast"] = list(contrast_names(prep.levels))
+    if n_sites > 2:
+        coords["site_pair"] = [f"{names[c]}~{names[r]}" for r, c in _pairs(n_sites)]
     if covariates:
         coords["covariate"] = list(covariates)
     fld = {name: k for k, name in enumerate(TrajectoryPriors.FIELDS)}
@@ -444,33 +500,41 @@ def build_joint_model(
         t = pm.Data("t", arrays["t"], dims="obs")
         sidx = pm.Data("site_idx", arrays["site_idx"], dims="obs")
         pidx = pm.Data("patient_idx", arrays["patient_idx"], dims="obs")
-        resp = pm.Data("responder", arrays["responder"], dims="patient")
+        gx = pm.Data("group_x", arrays["group_x"], dims=("patient", "contrast")) if n_con else None
+        n_pat = gx.shape[0] if n_con else pm.Data("n_patients", arrays["n_patients"])
         y_loc = pm.Data("y_loc", arrays["y_loc"], dims="site")
         y_scale = pm.Data("y_scale", arrays["y_scale"], dims="site")
         ps = pm.Data("prior", arrays["prior"], dims=("site", "prior_field"))
+        t_end = pm.Data("t_end", arrays["t_end"])
 
-        beta = pm.Normal("beta_std", 0.0, ps[:, :4], dims=("site", "coef"))
+        if n_con == 1:
+            coef_sd = ps[:, :4]
+        else:
+            coef_sd = pt.concatenate([ps[:, :2], *([ps[:, 2:4]] * n_con)], axis=1)
+        beta = pm.Normal("beta_std", 0.0, coef_sd, dims=("site", "coef"))
         scale = ps[:, [fld["sd_intercept_scale"], fld["sd_slope_scale"]]]
         eta = ps[0, fld["lkj_eta"]]
         if covariance == "separate":
             tau = pm.HalfNormal("tau_std", sigma=scale, dims=("site", "effect"))
-            chol_corr = lkj_corr_cholesky("corr_cpc", 4, eta)  # LKJ(eta) via partial correlations
-            chol = tau.reshape((4,))[:, None] * chol_corr
+            chol_corr = lkj_corr_cholesky("corr_cpc", n_eff, eta)  # LKJ(eta) via partial correlations
+            chol = tau.reshape((n_eff,))[:, None] * chol_corr
         else:
             chol01, _, _ = pm.LKJCholeskyCov(
                 "chol_effects",
-                n=4,
+                n=n_eff,
                 eta=eta,
-                sd_dist=pm.HalfNormal.dist(1.0, shape=4),
+                sd_dist=pm.HalfNormal.dist(1.0, shape=n_eff),
                 store_in_trace=False,
             )
             # sd prior N+(0, scale): scale each row of the unit-scale factor
-            chol = scale.reshape((4,))[:, None] * chol01
+            chol = scale.reshape((n_eff,))[:, None] * chol01
         sigma_std = pm.HalfNormal("sigma_std", sigma=ps[:, fld["sigma_scale"]], dims="site")
 
-        r_row = resp[pidx]
-        b_row = beta[sidx]  # (obs, 4)
-        fixed = b_row[:, 0] + b_row[:, 1] * t + b_row[:, 2] * r_row + b_row[:, 3] * r_row * t
+        b_row = beta[sidx]  # (obs, coef)
+        fixed = b_row[:, 0] + b_row[:, 1] * t
+        for k in range(n_con):
+            r_row = gx[:, k][pidx]
+            fixed = fixed + b_row[:, 2 + 2 * k] * r_row + b_row[:, 3 + 2 * k] * r_row * t
         if covariates:
             x_std = pm.Data("x_std", arrays["x_std"], dims=("obs", "covariate"))
             x_scale = pm.Data("x_scale", arrays["x_scale"], dims=("site", "covariate"))
@@ -484,20 +548,19 @@ def build_joint_model(
         rho = y_std - fixed
 
         # ---- marginal likelihood (see the module docstring) -----------------------------
-        n_pat = resp.shape[0]
-        n = _sums(pt.ones_like(t), pidx, sidx, n_pat)
-        s1, s2 = _sums(t, pidx, sidx, n_pat), _sums(t * t, pidx, sidx, n_pat)
-        r0, r1 = _sums(rho, pidx, sidx, n_pat), _sums(t * rho, pidx, sidx, n_pat)
-        rr = _sums(rho * rho, pidx, sidx, n_pat)
+        n = _sums(pt.ones_like(t), pidx, sidx, n_pat, n_sites)
+        s1, s2 = _sums(t, pidx, sidx, n_pat, n_sites), _sums(t * t, pidx, sidx, n_pat, n_sites)
+        r0, r1 = _sums(rho, pidx, sidx, n_pat, n_sites), _sums(t * rho, pidx, sidx, n_pat, n_sites)
+        rr = _sums(rho * rho, pidx, sidx, n_pat, n_sites)
         inv_s2 = 1.0 / sigma_std**2
-        low = {(i, j): chol[i, j] for i in range(4) for j in range(i + 1)}
+        low = {(i, j): chol[i, j] for i in range(n_eff) for j in range(i + 1)}
         d_blocks = {}
-        for k in range(2):  # Z^T R^-1 Z: one 2 x 2 block per site
+        for k in range(n_sites):  # Z^T R^-1 Z: one 2 x 2 block per site
             i0, i1 = 2 * k, 2 * k + 1
             d_blocks[i0, i0] = inv_s2[k] * n[:, k]
             d_blocks[i1, i0] = d_blocks[i0, i1] = inv_s2[k] * s1[:, k]
             d_blocks[i1, i1] = inv_s2[k] * s2[:, k]
-        c = [inv_s2[0] * r0[:, 0], inv_s2[0] * r1[:, 0], inv_s2[1] * r0[:, 1], inv_s2[1] * r1[:, 1]]
+        c = [v for k in range(n_sites) for v in (inv_s2[k] * r0[:, k], inv_s2[k] * r1[:, k])]
         b_mat, lc = _sandwich(low, d_blocks, c)
         logdet_b, quad_b = unrolled_logdet_quad(b_mat, lc)
         n_i = n.sum(axis=1)
@@ -511,36 +574,7 @@ def build_joint_model(
         pm.Potential("y_marginal", -0.5 * pt.sum(per_patient))
 
         # ---- original scale -------------------------------------------------------------
-        b = pm.Deterministic(
-            "b",
-            pt.concatenate(
-                [(y_loc + y_scale * beta[:, 0])[:, None], y_scale[:, None] * beta[:, 1:]], axis=1
-            ),
-            dims=("site", "coef"),
-        )
-        pm.Deterministic("sigma", y_scale * sigma_std, dims="site")
-        cov = pt.dot(chol, chol.T)
-        sd4 = pt.sqrt(pt.diag(cov))
-        pm.Deterministic("sd_patient", y_scale[:, None] * sd4.reshape((2, 2)),
-                         dims=("site", "effect"))
-        rows, cols = (np.array(v) for v in zip(*_PAIRS))
-        corr = cov[rows, cols] / (sd4[rows] * sd4[cols])
-        pm.Deterministic("corr_effects", corr, dims="effect_pair")
-        pair = {p: k for k, p in enumerate(_PAIRS)}
-        pm.Deterministic("corr_patient", pt.stack([corr[pair[1, 0]], corr[pair[3, 2]]]),
-                         dims="site")
-        pm.Deterministic("corr_intercepts", corr[pair[2, 0]])
-        pm.Deterministic("corr_slopes", corr[pair[3, 1]])
-        g = pt.as_tensor(np.array([0.0, 1.0]))
-        base = pm.Deterministic(
-            "baseline_mean", b[:, 0, None] + b[:, 2, None] * g[None, :], dims=("site", "group")
-        )
-        change = pm.Deterministic(
-            "change_12m", b[:, 1, None] + b[:, 3, None] * g[None, :], dims=("site", "group")
-        )
-        pct = pm.Deterministic("pct_change_12m", 100.0 * change / base, dims=("site", "group"))
-        pm.Deterministic("diff_change_12m", b[:, 3], dims="site")
-        pm.Deterministic("diff_pct_change_12m", pct[:, 1] - pct[:, 0], dims="site")
+        _report(beta, chol, sigma_std, y_loc, y_scale, t_end, pairs, n_sites, n_con)
 
     return JointModel(
         pymc_model=m,
@@ -549,4 +583,57 @@ def build_joint_model(
         prepared=prep,
         covariance=covariance,
         data_values=arrays,
+        levels=levels,
+        group_column=group_column,
+        time=time,
+        endpoint_month=float(endpoint_month),
     )
+
+
+def _report(beta: Any, chol: Any, sigma_std: Any, y_loc: Any, y_scale: Any, t_end: Any,
+            pairs: tuple[tuple[int, int], ...], n_sites: int, n_con: int) -> None:
+    """The original-scale deterministics (see the module docstring), in the model context."""
+    import pymc as pm
+    import pytensor.tensor as pt
+
+    b = pm.Deterministic(
+        "b",
+        pt.concatenate(
+            [(y_loc + y_scale * beta[:, 0])[:, None], y_scale[:, None] * beta[:, 1:]], axis=1
+        ),
+        dims=("site", "coef"),
+    )
+    pm.Deterministic("sigma", y_scale * sigma_std, dims="site")
+    cov = pt.dot(chol, chol.T)
+    sd_all = pt.sqrt(pt.diag(cov))
+    pm.Deterministic("sd_patient", y_scale[:, None] * sd_all.reshape((n_sites, 2)),
+                     dims=("site", "effect"))
+    rows, cols = (np.array(v) for v in zip(*pairs))
+    corr = cov[rows, cols] / (sd_all[rows] * sd_all[cols])
+    pm.Deterministic("corr_effects", corr, dims="effect_pair")
+    pair = {p: k for k, p in enumerate(pairs)}
+    pm.Deterministic("corr_patient", pt.stack([corr[pair[2 * k + 1, 2 * k]] for k in range(n_sites)]),
+                     dims="site")
+    site_pairs = _pairs(n_sites)
+    icpt = [corr[pair[2 * r, 2 * c]] for r, c in site_pairs]
+    slope = [corr[pair[2 * r + 1, 2 * c + 1]] for r, c in site_pairs]
+    if n_sites == 2:
+        pm.Deterministic("corr_intercepts", icpt[0])
+        pm.Deterministic("corr_slopes", slope[0])
+    else:
+        pm.Deterministic("corr_intercepts", pt.stack(icpt), dims="site_pair")
+        pm.Deterministic("corr_slopes", pt.stack(slope), dims="site_pair")
+    if n_con == 1:  # the two-group form as it always was
+        g = pt.as_tensor(np.array([0.0, 1.0]))
+        base_g = b[:, 0, None] + b[:, 2, None] * g[None, :]
+        slope_g = b[:, 1, None] + b[:, 3, None] * g[None, :]
+    else:
+        base_g = pt.stack([b[:, 0], *(b[:, 0] + b[:, 2 + 2 * k] for k in range(n_con))], axis=1)
+        slope_g = pt.stack([b[:, 1], *(b[:, 1] + b[:, 3 + 2 * k] for k in range(n_con))], axis=1)
+    base = pm.Deterministic("baseline_mean", base_g, dims=("site", "group"))
+    change = pm.Deterministic("change_end", slope_g * t_end, dims=("site", "group"))
+    pct = pm.Deterministic("pct_change_end", 100.0 * change / base, dims=("site", "group"))
+    if n_con:
+        diff = pt.stack([b[:, 3 + 2 * k] for k in range(n_con)], axis=1) * t_end
+        pm.Deterministic("diff_change_end", diff, dims=("site", "contrast"))
+        pm.Deterministic("diff_pct_change_end", pct[:, 1:] - pct[:, :1], dims=("site", "contrast"))

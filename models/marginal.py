@@ -1,11 +1,13 @@
 r"""Building blocks shared by the single-site LMMs (trajectory, activity, dropout) and the joint model.
 
 The single-site models share one random-effects structure: patient :math:`i` at visit :math:`j`
-(time :math:`t_{ij}` in years, responder indicator :math:`r_i`),
+(time :math:`t_{ij}` in years, indicators :math:`g_{ik}` of the non-reference group levels
+:math:`k = 1, \dots, K - 1`; a responder study has :math:`K = 2`, :math:`g_{i1} = r_i`),
 
 .. math::
 
-    y_{ij} = (b_0 + b_2 r_i + u_{0i}) + (b_1 + b_3 r_i + u_{1i})\, t_{ij} + f_{ij} + e_{ij},
+    y_{ij} = \Bigl(b_0 + \sum_k b_{2k} g_{ik} + u_{0i}\Bigr)
+             + \Bigl(b_1 + \sum_k b_{2k+1} g_{ik} + u_{1i}\Bigr)\, t_{ij} + f_{ij} + e_{ij},
     \qquad u_i \sim \mathrm{MVN}(0, \Sigma), \qquad \Sigma = L L^\top,
 
 with :math:`f_{ij}` any further fixed part (covariates, disease activity) and, written as a
@@ -18,9 +20,10 @@ and SD). This module holds
   arrays every single-site model starts from), :func:`data_containers`, :func:`covariate_term`
   and :func:`update_model_data` (``set_data`` of a built model);
 - the parameters and reported quantities: :func:`lmm_parameters` (:math:`b`, :math:`\tau`,
-  :math:`\Omega` and the factor :math:`L`) and :func:`reported_deterministics` (``b``,
-  ``sd_patient``, ``corr_patient``, ``sigma``, ``baseline_mean``, ``change_12m``,
-  ``pct_change_12m``, ``diff_change_12m``, ``diff_pct_change_12m`` on the original scale);
+  :math:`\Omega` and the factor :math:`L`), :func:`group_means` (each patient's mean intercept
+  and slope) and :func:`reported_deterministics` (``b``, ``sd_patient``, ``corr_patient``,
+  ``sigma``, ``baseline_mean``, ``change_end``, ``pct_change_end``, ``diff_change_end``,
+  ``diff_pct_change_end`` on the original scale, at the endpoint);
 - the marginal likelihood with the random effects integrated out,
   :func:`marginal_loglik_per_patient` / :func:`marginal_loglik`, and the exact conditional
   draws of the effects after sampling, :func:`draw_marginal_effects` and
@@ -57,10 +60,12 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "as_bool_responder",
+    "coef_prior_scales",
     "covariate_term",
     "data_containers",
     "draw_marginal_effects",
     "effects_dataarray",
+    "group_means",
     "lmm_parameters",
     "marginal_loglik",
     "marginal_loglik_per_patient",
@@ -95,7 +100,7 @@ def as_bool_responder(values: pd.Series) -> np.ndarray:
     raise ValueError(f"responder must be boolean (or 0/1), got values {sorted(map(str, uniq))}")
 
 
-def standardised_arrays(prep: Any, prior: np.ndarray) -> dict[str, np.ndarray]:
+def standardised_arrays(prep: Any, prior: np.ndarray, t_end: float | None = None) -> dict[str, np.ndarray]:
     r"""The arrays of the single-site models' common ``pm.Data`` containers.
 
     Parameters
@@ -104,24 +109,33 @@ def standardised_arrays(prep: Any, prior: np.ndarray) -> dict[str, np.ndarray]:
         One site's rows.
     prior : ndarray
         The ``prior`` container (already divided by ``prep.y_scale`` where a scale).
+    t_end : float, optional
+        The endpoint in years (``t_end`` container, read by :func:`reported_deterministics`);
+        none: the reported changes are per year.
 
     Returns
     -------
     dict of str to ndarray
-        ``y_std`` :math:`= (y - m)/s`, ``t`` (years), ``patient_idx``, ``responder`` (per
-        patient), ``y_loc`` :math:`m`, ``y_scale`` :math:`s`, ``prior`` and, with covariates,
-        ``x_std`` (standardised) and ``x_scale``.
+        ``y_std`` :math:`= (y - m)/s`, ``t`` (years), ``patient_idx``, ``group_x`` (patients x
+        :math:`K - 1` indicators; for a single group instead ``n_patients``), ``y_loc`` :math:`m`, ``y_scale``
+        :math:`s`, ``prior``, ``t_end`` when given and, with covariates, ``x_std``
+        (standardised) and ``x_scale``.
     """
     y_loc, y_scale = prep.y_loc, prep.y_scale
     arrays = {
         "y_std": (prep.y - y_loc) / y_scale,
         "t": prep.t_years,
         "patient_idx": prep.patient_idx,
-        "responder": prep.responder,
+        "group_x": prep.group_x,
         "y_loc": np.asarray(y_loc),
         "y_scale": np.asarray(y_scale),
         "prior": prior,
     }
+    if not prep.group_x.shape[1]:  # a single group: the number of patients sizes the sums
+        del arrays["group_x"]
+        arrays["n_patients"] = np.asarray(prep.n_patients, dtype=np.int64)
+    if t_end is not None:
+        arrays["t_end"] = np.asarray(float(t_end))
     if prep.covariates:
         arrays["x_std"] = (prep.x - prep.x_loc) / prep.x_scale
         arrays["x_scale"] = prep.x_scale
@@ -129,22 +143,31 @@ def standardised_arrays(prep: Any, prior: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def data_containers(arrays: dict[str, np.ndarray]) -> dict[str, Any]:
-    """``pm.Data`` containers for the arrays of :func:`standardised_arrays` (in a model context).
+    """``pm.Data`` containers for the arrays of :func:`standardised_arrays` (in a model context;
+    ``group_x`` has dims ``patient, contrast``).
 
     Returns the tensors by container name; ``x_std`` / ``x_scale`` are left to
     :func:`covariate_term`.
     """
     import pymc as pm
 
-    return {
+    out = {
         "y_std": pm.Data("y_std", arrays["y_std"], dims="obs"),
         "t": pm.Data("t", arrays["t"], dims="obs"),
         "patient_idx": pm.Data("patient_idx", arrays["patient_idx"], dims="obs"),
-        "responder": pm.Data("responder", arrays["responder"], dims="patient"),
+    }
+    if "group_x" in arrays:
+        out["group_x"] = pm.Data("group_x", arrays["group_x"], dims=("patient", "contrast"))
+    if "n_patients" in arrays:
+        out["n_patients"] = pm.Data("n_patients", arrays["n_patients"])
+    out.update({
         "y_loc": pm.Data("y_loc", arrays["y_loc"]),
         "y_scale": pm.Data("y_scale", arrays["y_scale"]),
         "prior": pm.Data("prior", arrays["prior"], dims="prior_field"),
-    }
+    })
+    if "t_end" in arrays:
+        out["t_end"] = pm.Data("t_end", arrays["t_end"])
+    return out
 
 
 def covariate_term(arrays: dict[str, np.ndarray], ps: Any, y_scale: Any) -> Any:
@@ -179,21 +202,39 @@ def update_model_data(
 # ---------------------------------------------------------------------------------------------
 
 
-def lmm_parameters(ps: Any) -> dict[str, Any]:
+def coef_prior_scales(ps: Any, n_contrasts: int = 1) -> Any:
+    r"""Prior SDs of :math:`b^*` from the ``prior`` container: ``ps[0], ps[1]`` for the intercept
+    and time, then ``ps[2], ps[3]`` (a level's main effect and its time interaction) for each of
+    the ``n_contrasts`` non-reference levels (``ps[:4]`` for two groups, ``ps[:2]`` for one)."""
+    import pytensor.tensor as pt
+
+    if n_contrasts == 1:
+        return ps[:4]
+    if n_contrasts == 0:
+        return ps[:2]
+    return pt.concatenate([ps[:2], *([ps[2:4]] * n_contrasts)])
+
+
+def lmm_parameters(ps: Any, n_contrasts: int = 1) -> dict[str, Any]:
     r"""Fixed effects and random-effects covariance of the single-site LMM (in a model context).
 
     With the ``prior`` container ``ps`` (:attr:`models.trajectory.TrajectoryPriors.FIELDS`
-    order, scales in standardised units):
+    order, scales in standardised units) and :math:`C` = ``n_contrasts`` non-reference levels:
 
     .. math::
 
-        b^*_k \sim N(0, \text{ps}_k)\ (k < 4), \quad \tau^*_e \sim N^+(0, \text{ps}_{5+e}), \quad
+        b^* = (b^*_0, b^*_1, b^*_2, b^*_3, \dots, b^*_{2C}, b^*_{2C+1}), \quad
+        b^*_0 \sim N(0, \text{ps}_0), \quad b^*_1 \sim N(0, \text{ps}_1), \quad
+        b^*_{2k} \sim N(0, \text{ps}_2), \quad b^*_{2k+1} \sim N(0, \text{ps}_3),
+
+        \tau^*_e \sim N^+(0, \text{ps}_{5+e}), \quad
         (\rho + 1)/2 \sim \mathrm{Beta}(\eta, \eta), \quad \eta = \text{ps}_8,
 
     (for a 2 x 2 correlation matrix LKJ(:math:`\eta`) is exactly that Beta, since
     :math:`\det(\Omega)^{\eta - 1} = (1 - \rho^2)^{\eta - 1}`; ``pm.LKJCorr`` gives the same
     prior but adds ~30 s to a cold numba compile), and :math:`L = \begin{pmatrix} \tau_0 & 0 \\
-    \tau_1 \rho & \tau_1 \sqrt{1 - \rho^2} \end{pmatrix}`.
+    \tau_1 \rho & \tau_1 \sqrt{1 - \rho^2} \end{pmatrix}`. Two groups (:math:`C = 1`) give the
+    four coefficients intercept, time, group, time:group.
 
     Returns
     -------
@@ -205,7 +246,7 @@ def lmm_parameters(ps: Any) -> dict[str, Any]:
     import pymc as pm
     import pytensor.tensor as pt
 
-    beta = pm.Normal("beta_std", mu=0.0, sigma=ps[:4], dims="coef")
+    beta = pm.Normal("beta_std", mu=0.0, sigma=coef_prior_scales(ps, n_contrasts), dims="coef")
     tau = pm.HalfNormal("tau_std", sigma=ps[5:7], dims="effect")
     w = pm.Beta("corr_beta", alpha=ps[8], beta=ps[8])
     rho = 2.0 * w - 1.0
@@ -219,40 +260,90 @@ def lmm_parameters(ps: Any) -> dict[str, Any]:
     }
 
 
+def group_means(beta: Any, group_x: Any, n_contrasts: int) -> tuple[Any, Any]:
+    r"""Each patient's mean intercept and slope, :math:`m_{0i} = b_0 + \sum_k b_{2k} g_{ik}` and
+    :math:`m_{1i} = b_1 + \sum_k b_{2k+1} g_{ik}`.
+
+    ``beta`` is the coefficient tensor (dims ``coef``) or an array of draws whose last axis is
+    ``coef`` (the result then has that array's leading axes and a last axis of patients);
+    ``group_x`` is patients x contrasts. A tensor with no contrast gives the scalars
+    :math:`b_0, b_1` (every patient alike).
+    """
+    if getattr(beta, "ndim", 1) == 1:
+        m0, m1 = beta[0], beta[1]
+        for k in range(n_contrasts):
+            g = group_x[:, k]
+            m0 = m0 + beta[2 + 2 * k] * g
+            m1 = m1 + beta[3 + 2 * k] * g
+        return m0, m1
+    m0, m1 = beta[..., 0, None], beta[..., 1, None]
+    for k in range(n_contrasts):
+        g = group_x[:, k]
+        m0 = m0 + beta[..., 2 + 2 * k, None] * g
+        m1 = m1 + beta[..., 3 + 2 * k, None] * g
+    return m0, m1
+
+
+def _ensure_contrast_coord(n_groups: int) -> None:
+    """Give the model a ``contrast`` coord (``"<level> - <reference>"`` from its ``group`` coord)."""
+    import pymc as pm
+
+    model = pm.modelcontext(None)
+    if "contrast" not in model.coords:
+        levels = list(model.coords.get("group") or range(n_groups))
+        model.add_coord("contrast", [f"{lv} - {levels[0]}" for lv in levels[1:]])
+
+
 def reported_deterministics(
-    beta: Any, tau: Any, rho: Any, sigma_std: Any, y_loc: Any, y_scale: Any
+    beta: Any, tau: Any, rho: Any, sigma_std: Any, y_loc: Any, y_scale: Any, *,
+    n_contrasts: int = 1, t_end: Any = 1.0,
 ) -> dict[str, Any]:
     r"""The original-scale estimands of a single-site LMM (in a model context).
 
-    ``b`` (:math:`b_0 = m + s b^*_0`, :math:`b_k = s b^*_k`), ``sd_patient`` :math:`= s\tau^*`,
-    ``corr_patient`` :math:`= \rho`, ``sigma`` :math:`= s\sigma^*`, ``baseline_mean``
-    :math:`= b_0 + b_2 g`, ``change_12m`` :math:`= b_1 + b_3 g`, ``pct_change_12m``
-    :math:`= 100\,(b_1 + b_3 g)/(b_0 + b_2 g)`, ``diff_change_12m`` :math:`= b_3` and
-    ``diff_pct_change_12m`` (responders minus non-responders), :math:`g \in \{0, 1\}`.
+    With :math:`T` = ``t_end`` (the endpoint in years, 1 for month 12) and group :math:`g` with
+    indicators :math:`e_g` (:math:`g = 0` the reference):
+
+    - ``b`` (:math:`b_0 = m + s b^*_0`, :math:`b_k = s b^*_k`), ``sd_patient`` :math:`= s\tau^*`,
+      ``corr_patient`` :math:`= \rho`, ``sigma`` :math:`= s\sigma^*`;
+    - ``baseline_mean`` (dims ``group``) :math:`= b_0 + b_{2g}` (:math:`b_0` for the reference);
+    - ``change_end`` :math:`= (b_1 + b_{2g+1})\,T`, the change from baseline to the endpoint;
+    - ``pct_change_end`` :math:`= 100\,\text{change\_end}_g / \text{baseline\_mean}_g`;
+    - ``diff_change_end`` (dims ``contrast``) :math:`= b_{2g+1} T` and ``diff_pct_change_end``
+      :math:`= \text{pct\_change\_end}_g - \text{pct\_change\_end}_0`, each level minus the
+      reference (only with two or more groups).
 
     Returns
     -------
     dict
-        The ``b``, ``baseline_mean``, ``change_12m`` and ``pct_change_12m`` tensors.
+        The ``b``, ``baseline_mean``, ``change_end`` and ``pct_change_end`` tensors.
     """
     import pymc as pm
     import pytensor.tensor as pt
 
+    n_coef = 2 + 2 * n_contrasts
     b = pm.Deterministic(
         "b",
-        pt.stack([y_loc + y_scale * beta[0], *(y_scale * beta[k] for k in (1, 2, 3))]),
+        pt.stack([y_loc + y_scale * beta[0], *(y_scale * beta[k] for k in range(1, n_coef))]),
         dims="coef",
     )
     pm.Deterministic("sd_patient", y_scale * tau, dims="effect")
     pm.Deterministic("corr_patient", rho)
     pm.Deterministic("sigma", y_scale * sigma_std)
-    g = pt.as_tensor(np.array([0.0, 1.0]))
-    base = pm.Deterministic("baseline_mean", b[0] + b[2] * g, dims="group")
-    change = pm.Deterministic("change_12m", b[1] + b[3] * g, dims="group")
-    pct = pm.Deterministic("pct_change_12m", 100.0 * change / base, dims="group")
-    pm.Deterministic("diff_change_12m", b[3])
-    pm.Deterministic("diff_pct_change_12m", pct[1] - pct[0])
-    return {"b": b, "baseline_mean": base, "change_12m": change, "pct_change_12m": pct}
+    if n_contrasts == 1:  # the two-group form as it always was (bit-identical reported values)
+        g = pt.as_tensor(np.array([0.0, 1.0]))
+        base_g, slope_g = b[0] + b[2] * g, b[1] + b[3] * g
+    else:
+        base_g = pt.stack([b[0], *(b[0] + b[2 + 2 * k] for k in range(n_contrasts))])
+        slope_g = pt.stack([b[1], *(b[1] + b[3 + 2 * k] for k in range(n_contrasts))])
+    base = pm.Deterministic("baseline_mean", base_g, dims="group")
+    change = pm.Deterministic("change_end", slope_g * t_end, dims="group")
+    pct = pm.Deterministic("pct_change_end", 100.0 * change / base, dims="group")
+    if n_contrasts:
+        _ensure_contrast_coord(n_contrasts + 1)
+        pm.Deterministic("diff_change_end", pt.stack([b[3 + 2 * k] for k in range(n_contrasts)]) * t_end,
+                         dims="contrast")
+        pm.Deterministic("diff_pct_change_end", pct[1:] - pct[0], dims="contrast")
+    return {"b": b, "baseline_mean": base, "change_end": change, "pct_change_end": pct}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -371,7 +462,8 @@ def draw_marginal_effects(
         Posterior with ``beta_std`` (chain, draw, coef), ``tau_std``, ``corr_beta``,
         ``sigma_std`` and, with covariates, ``gamma_std``.
     arrays : dict
-        The model's data (``y_std``, ``t``, ``patient_idx``, ``responder``, ``x_std``).
+        The model's data (``y_std``, ``t``, ``patient_idx``, ``group_x``, ``x_std``; without
+        ``group_x``, a single group, ``n_patients``).
     rng : numpy.random.Generator
     offset : ndarray, shape (chain, draw, obs), optional
         Further fixed part of the mean (standardised units), e.g. disease activity.
@@ -383,14 +475,19 @@ def draw_marginal_effects(
     ndarray, shape (chain, draw, patient, 2)
         :math:`u_i \sim N(A_i^{-1} Z_i^\top W_i r_i / \sigma^2, A_i^{-1})` per draw.
     """
-    beta = post["beta_std"].values  # (C, D, 4)
+    beta = post["beta_std"].values  # (C, D, 2 + 2 n_contrasts)
     tau = post["tau_std"].values  # (C, D, 2)
     rho = 2.0 * post["corr_beta"].values - 1.0
     sigma = post["sigma_std"].values
-    t, pidx, resp = arrays["t"], arrays["patient_idx"], arrays["responder"]
-    n_pat = resp.shape[0]
-    m0 = beta[..., 0, None] + beta[..., 2, None] * resp  # (C, D, P)
-    m1 = beta[..., 1, None] + beta[..., 3, None] * resp
+    t, pidx = arrays["t"], arrays["patient_idx"]
+    n_con = (beta.shape[-1] - 2) // 2
+    gx = arrays["group_x"] if n_con else None
+    n_pat = gx.shape[0] if n_con else int(arrays["n_patients"])
+    if n_con:
+        m0, m1 = group_means(beta, gx, n_con)  # (C, D, P)
+    else:
+        m0 = np.broadcast_to(beta[..., 0, None], (*beta.shape[:-1], n_pat))
+        m1 = np.broadcast_to(beta[..., 1, None], (*beta.shape[:-1], n_pat))
     fixed = m0[..., pidx] + m1[..., pidx] * t
     if "gamma_std" in post:
         fixed = fixed + post["gamma_std"].values @ arrays["x_std"].T

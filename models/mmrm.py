@@ -1,35 +1,38 @@
 r"""Bayesian mixed model for repeated measures (MMRM) of the change in BMD from baseline.
 
 The Bayesian counterpart of :func:`analysis.frequentist.mmrm.fit_mmrm` with
-``"change ~ baseline + month * responder"`` and an unstructured covariance (what
+``"change ~ baseline + month * group"`` and an unstructured covariance (what
 ``brms.mmrm`` / ``brms`` with ``unstr(visit, patient)`` fit).
 
 The model
 ---------
-Patient :math:`i` (responder indicator :math:`r_i \in \{0, 1\}`, baseline BMD :math:`x_i`) is
-observed at a subset :math:`S_i` of the post-baseline visits :math:`v = 1, \dots, m` (visit a
-factor). The outcome :math:`y_{iv}` is the change from baseline in g/cm^2 (``measure="abs"``) or
-in % of the patient's baseline (``measure="pct"``):
+Patient :math:`i` (group among :math:`K` levels, reference first, with indicators
+:math:`g_{ik}` of the non-reference levels :math:`k = 1, \dots, K - 1`; a responder study has
+:math:`K = 2`, :math:`g_{i1} = r_i`; baseline BMD :math:`x_i`) is observed at a subset
+:math:`S_i` of the post-baseline visits :math:`v = 1, \dots, m` (the nominal visits, a factor).
+The outcome :math:`y_{iv}` is the change from baseline in g/cm^2 (``measure="abs"``) or in % of
+the patient's baseline (``measure="pct"``):
 
 .. math::
 
-    y_{iv} = \alpha_v + \gamma_v r_i + \beta\,(x_i - \bar x) + e_{iv}, \qquad
+    y_{iv} = \alpha_v + \sum_k \gamma_{vk} g_{ik} + \beta\,(x_i - \bar x) + e_{iv}, \qquad
     e_{i, S_i} \sim \mathrm{MVN}\bigl(0, \Sigma_{S_i S_i}\bigr),
 
     \Sigma = \mathrm{diag}(\sigma)\, \Omega\, \mathrm{diag}(\sigma), \qquad
     \Omega \sim \mathrm{LKJ}(\eta),
 
-    \alpha_v \sim N(m_{\alpha}, s_{\alpha v}), \quad \gamma_v \sim N(0, s_{\gamma v}), \quad
+    \alpha_v \sim N(m_{\alpha}, s_{\alpha v}), \quad \gamma_{vk} \sim N(0, s_{\gamma v}), \quad
     \beta \sim N(0, s_\beta), \qquad \sigma_v \sim N^+(0, s_{\sigma v}),
 
 with the prior constants of *Scaling and priors* in :mod:`models.mmrm_data` (which also holds
 the data preparation: :func:`mmrm_frame`, :func:`prepare_mmrm_data`, :class:`MmrmData`, and
 the priors: :class:`MmrmPriors`, :func:`prior_arrays`; re-exported here).
 
-The visit-by-responder cell means span the same space as R's ``month * responder`` (intercept,
-``m - 1`` visit contrasts, responder, ``m - 1`` interactions); :math:`\bar x` is the mean
-baseline over the analysed *rows* (emmeans' reference grid puts numeric covariates there), so
-the LS-mean of group :math:`g` at visit :math:`v` is simply :math:`\alpha_v + \gamma_v g`.
+The visit-by-group cell means span the same space as R's ``month * group`` (intercept,
+``m - 1`` visit contrasts, ``K - 1`` group effects, their interactions); :math:`\bar x` is the
+mean baseline over the analysed *rows* (emmeans' reference grid puts numeric covariates there),
+so the LS-mean of level :math:`k` at visit :math:`v` is simply :math:`\alpha_v + \gamma_{vk}`
+(:math:`\alpha_v` for the reference).
 :math:`\Sigma = \mathrm{diag}(\sigma) L_\Omega L_\Omega^\top \mathrm{diag}(\sigma)` with
 :math:`\sigma_v = s_{\sigma v} \tilde\sigma_v`, :math:`\tilde\sigma_v \sim \mathrm{HalfNormal}(1)`
 (so the prior on each :math:`\sigma_v` is :math:`N^+(0, s_{\sigma v})`) and :math:`L_\Omega` the
@@ -63,19 +66,19 @@ without any post-baseline value are not analysed (as in the REML fit, whose rows
 
 Reported quantities (original scale, see :data:`REPORTED_VARS`)
 -----------------------------------------------------------------
-- ``ls_mean`` (dims ``visit, group``): :math:`\alpha_v + \gamma_v g`, the mean change at visit
+- ``ls_mean`` (dims ``visit, group``): :math:`\alpha_v + \gamma_{vg}`, the mean change at visit
   :math:`v` in group :math:`g` at the mean baseline, in the outcome's unit;
 - ``baseline_coef``: :math:`\beta`; ``sd_visit`` (dims ``visit``): :math:`\sigma_v`;
   ``corr_visit`` (dims ``visit_pair``, labels like ``"6:12"``): the correlations
   :math:`\Omega_{vw}`, :math:`v < w` (the strictly lower triangle, row-major);
-- ``change_12m``, ``pct_change_12m`` (dims ``group``), ``diff_change_12m``,
-  ``diff_pct_change_12m``: the LS-means at the endpoint (month 12 by default) and the
-  responder - non-responder differences, in g/cm^2 and in %. The modelled measure is reported
+- ``change_end``, ``pct_change_end`` (dims ``group``), ``diff_change_end``,
+  ``diff_pct_change_end`` (dims ``contrast``): the LS-means at the endpoint visit and each
+  level's difference from the reference, in g/cm^2 and in %. The modelled measure is reported
   as is; the other one is converted at the mean baseline, :math:`\mathrm{pct} = 100\,
   \mathrm{change} / \bar x` (``measure="abs"``) or :math:`\mathrm{change} = \mathrm{pct}\,
   \bar x / 100` (``measure="pct"``). The REML analysis (:mod:`analysis.frequentist.primary`)
   fits one MMRM per measure; fit one model per measure for the same.
-- ``baseline_mean`` (dims ``group``): :math:`\bar x` for both groups, the baseline at which
+- ``baseline_mean`` (dims ``group``): :math:`\bar x` for every group, the baseline at which
   the LS-means are taken (a constant, kept for consumers that scale by a baseline mean, e.g.
   a ROPE in g/cm^2; not among the diagnostic variables).
 
@@ -98,7 +101,6 @@ from models.mmrm_data import (
     MEASURES,
     PRIOR_FIELDS,
     PRIOR_VISIT_FIELDS,
-    SITES,
     Measure,
     MmrmData,
     MmrmPriors,
@@ -108,18 +110,17 @@ from models.mmrm_data import (
     prior_arrays,
 )
 from models.trajectory import TrajectoryPriors
+from models.trajectory_data import contrast_names
 from models.unrolled_cholesky import unrolled_logdet_quad
 
 if TYPE_CHECKING:  # pragma: no cover
     import xarray as xr
 
 __all__ = [  # with the names re-exported from models.mmrm_data and models.unrolled_cholesky
-    "GROUP_NAMES",
     "MEASURES",
     "PRIOR_FIELDS",
     "PRIOR_VISIT_FIELDS",
     "REPORTED_VARS",
-    "SITES",
     "MmrmData",
     "MmrmModel",
     "MmrmPriors",
@@ -130,21 +131,19 @@ __all__ = [  # with the names re-exported from models.mmrm_data and models.unrol
     "unrolled_logdet_quad",
 ]
 
-#: Labels of the ``group`` dim (responder indicator 0, 1).
-GROUP_NAMES: tuple[str, ...] = ("non-responder", "responder")
 #: Original-scale quantities reported by the model.
 REPORTED_VARS: tuple[str, ...] = (
     "ls_mean",
     "baseline_coef",
     "sd_visit",
     "corr_visit",
-    "change_12m",
-    "pct_change_12m",
-    "diff_change_12m",
-    "diff_pct_change_12m",
+    "change_end",
+    "pct_change_end",
+    "diff_change_end",
+    "diff_pct_change_end",
 )
 
-_MODEL_VERSION = 3  # bump when the graph built below changes (part of the compile-cache key); 3: models.lkj
+_MODEL_VERSION = 4  # bump when the graph built below changes (part of the compile-cache key); 4: K groups
 
 
 def _pair_labels(labels: list[str]) -> list[str]:
@@ -160,7 +159,7 @@ class MmrmModel:
     Attributes
     ----------
     pymc_model : pymc.Model
-    site, measure, endpoint_month, priors
+    site, measure, endpoint_month, priors, levels, group_column, time
         The specification (see :func:`build_mmrm_model`).
     prepared : MmrmData
         The data currently in the model.
@@ -178,6 +177,9 @@ class MmrmModel:
     prepared: MmrmData
     data_values: dict[str, np.ndarray] = field(default_factory=dict)
     trace_vars: list[str] | None = None
+    levels: tuple[str, ...] | None = None
+    group_column: str = "analysis_group"
+    time: str = "month"
 
     @property
     def visits(self) -> tuple[float, ...]:
@@ -185,9 +187,10 @@ class MmrmModel:
 
     @property
     def structure_key(self) -> str:
-        """Hash of what shapes the graph apart from data: the number of visits only (measure,
-        endpoint, priors and visit labels are data or coords)."""
-        spec = {"model": "rajak.mmrm", "version": _MODEL_VERSION, "n_visits": len(self.visits)}
+        """Hash of what shapes the graph apart from data: the numbers of visits and groups (measure,
+        endpoint, priors and labels are data or coords)."""
+        spec = {"model": "rajak.mmrm", "version": _MODEL_VERSION, "n_visits": len(self.visits),
+                "n_groups": len(self.prepared.levels)}
         return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
     @property
@@ -203,6 +206,7 @@ class MmrmModel:
             "site": self.site,
             "measure": self.measure,
             "visits": list(self.visits),
+            "groups": list(self.prepared.levels),
             "endpoint_month": self.endpoint_month,
             "priors": asdict(self.priors),
             "prior_kind": "mmrm" if isinstance(self.priors, MmrmPriors) else "prior_set",
@@ -230,7 +234,8 @@ class MmrmModel:
             See :func:`build_mmrm_model`; priors are data (no recompilation).
         """
         prep = (
-            prepare_mmrm_data(data, self.site, self.measure, visits=self.visits)
+            prepare_mmrm_data(data, self.site, self.measure, visits=self.visits, levels=self.levels,
+                              group_column=self.group_column, time=self.time)
             if data is not None
             else self.prepared
         )
@@ -254,16 +259,19 @@ def build_mmrm_model(
     *,
     priors: MmrmPriors | TrajectoryPriors | None = None,
     endpoint_month: float = 12,
+    levels: tuple[str, ...] | list[str] | None = None,
+    group_column: str = "analysis_group",
+    time: str = "month",
 ) -> MmrmModel:
     r"""Build the Bayesian MMRM for one site (see the module docstring).
 
     Parameters
     ----------
     data : DataFrame
-        Long format, one row per patient-visit (``patient_id``, ``month``, ``bmd_spine`` /
-        ``bmd_femoral_neck``, ``responder``); month 0 is the baseline. A missing responder
-        status raises.
-    site : {"spine", "femoral_neck"}
+        Long format, one row per patient-visit (``patient_id``, ``time``, ``bmd_<site>``, the
+        group); month 0 is the baseline. A missing group raises.
+    site : str
+        Any site with a ``bmd_<site>`` column.
     measure : {"abs", "pct"}
         Outcome: change from baseline in g/cm^2 or in %.
     priors : MmrmPriors or TrajectoryPriors, optional
@@ -272,7 +280,13 @@ def build_mmrm_model(
         passes) is translated per visit as described under *Scaling and priors* in
         :mod:`models.mmrm_data`.
     endpoint_month : float
-        The visit of ``change_12m`` and friends; must be a post-baseline visit.
+        The visit of ``change_end`` and its relatives; must be a post-baseline visit.
+    levels : sequence of str, optional
+        Group levels, the reference first, read from ``group_column`` (one level: a single arm);
+        default a responder study's boolean ``responder``.
+    group_column : str
+    time : str
+        The nominal visit month column (``month``).
 
     Returns
     -------
@@ -282,7 +296,8 @@ def build_mmrm_model(
     import pytensor.tensor as pt
 
     priors = priors if priors is not None else MmrmPriors()
-    prep = prepare_mmrm_data(data, site, measure)
+    levels = None if levels is None else tuple(levels)
+    prep = prepare_mmrm_data(data, site, measure, levels=levels, group_column=group_column, time=time)
     if float(endpoint_month) not in prep.visits:
         raise ValueError(f"endpoint_month {endpoint_month:g} is not a post-baseline visit "
                          f"{prep.visits}")
@@ -293,14 +308,17 @@ def build_mmrm_model(
         "patient": prep.patient_ids,
         "visit": visit_labels,
         "visit_pair": _pair_labels(visit_labels),
-        "group": list(GROUP_NAMES),
+        "group": list(prep.levels),
         "prior_field": list(PRIOR_FIELDS),
         "prior_visit_field": list(PRIOR_VISIT_FIELDS),
     }
+    n_con = prep.group_x.shape[1]
+    if n_con:
+        coords["contrast"] = list(contrast_names(prep.levels))
     with pm.Model(coords=coords) as model:
         y_std = pm.Data("y_std", arrays["y_std"], dims=("patient", "visit"))
         mask = pm.Data("mask", arrays["mask"], dims=("patient", "visit"))
-        resp = pm.Data("responder", arrays["responder"], dims="patient")
+        gx = pm.Data("group_x", arrays["group_x"], dims=("patient", "contrast")) if n_con else None
         x_std = pm.Data("x_std", arrays["x_std"], dims="patient")
         y_loc = pm.Data("y_loc", arrays["y_loc"])
         y_scale = pm.Data("y_scale", arrays["y_scale"])
@@ -312,7 +330,7 @@ def build_mmrm_model(
         is_pct = pm.Data("is_pct", arrays["is_pct"])
 
         alpha = pm.Normal("alpha_std", pv[0], pv[1], dims="visit")
-        gamma = pm.Normal("gamma_std", 0.0, pv[2], dims="visit")
+        gamma = pm.Normal("gamma_std", 0.0, pv[2][:, None], dims=("visit", "contrast")) if n_con else None
         beta = pm.Normal("beta_std", 0.0, ps[0])
         # Sigma = diag(s) L L' diag(s): unit half-normal SDs and the Cholesky factor of an LKJ(eta)
         # correlation from its partial correlations (models.lkj)
@@ -323,7 +341,10 @@ def build_mmrm_model(
         chol = (pv[3] * sd_unit)[:, None] * corr_l
         cov = pt.dot(chol, chol.T)
 
-        mu = alpha[None, :] + gamma[None, :] * resp[:, None] + beta * x_std[:, None]
+        mu = alpha[None, :]
+        for k in range(n_con):
+            mu = mu + gamma[:, k][None, :] * gx[:, k][:, None]
+        mu = mu + beta * x_std[:, None]
         resid = mask * (y_std - mu)
         cols = [mask[:, j] for j in range(m_vis)]
         a = [
@@ -336,12 +357,12 @@ def build_mmrm_model(
         pm.Potential("y_marginal", -0.5 * (n_obs * np.log(2.0 * np.pi) + pt.sum(logdet + quad)))
 
         # ---- original scale -------------------------------------------------------------
-        g = pt.as_tensor(np.array([0.0, 1.0]))
-        ls = pm.Deterministic(
-            "ls_mean",
-            y_loc + y_scale * (alpha[:, None] + gamma[:, None] * g[None, :]),
-            dims=("visit", "group"),
-        )
+        if n_con == 1:  # the two-group form as it always was
+            g = pt.as_tensor(np.array([0.0, 1.0]))
+            cells = alpha[:, None] + gamma[:, 0][:, None] * g[None, :]
+        else:
+            cells = pt.stack([alpha, *(alpha + gamma[:, k] for k in range(n_con))], axis=1)
+        ls = pm.Deterministic("ls_mean", y_loc + y_scale * cells, dims=("visit", "group"))
         pm.Deterministic("baseline_coef", y_scale * beta / x_scale)
         sd = pt.sqrt(pt.diag(cov))
         pm.Deterministic("sd_visit", y_scale * sd, dims="visit")
@@ -352,15 +373,16 @@ def build_mmrm_model(
         # (measure and endpoint are data: one compiled model serves both measures)
         ls_end = pt.dot(endpoint, ls)
         change = pm.Deterministic(
-            "change_12m", pt.switch(is_pct, ls_end * x_ref / 100.0, ls_end), dims="group"
+            "change_end", pt.switch(is_pct, ls_end * x_ref / 100.0, ls_end), dims="group"
         )
         pct = pm.Deterministic(
-            "pct_change_12m", pt.switch(is_pct, ls_end, 100.0 * ls_end / x_ref), dims="group"
+            "pct_change_end", pt.switch(is_pct, ls_end, 100.0 * ls_end / x_ref), dims="group"
         )
-        pm.Deterministic("diff_change_12m", change[1] - change[0])
-        pm.Deterministic("diff_pct_change_12m", pct[1] - pct[0])
+        if n_con:
+            pm.Deterministic("diff_change_end", change[1:] - change[0], dims="contrast")
+            pm.Deterministic("diff_pct_change_end", pct[1:] - pct[0], dims="contrast")
         # the reference baseline of the LS-means (a constant: not among the diagnostic vars)
-        pm.Deterministic("baseline_mean", x_ref * pt.ones(2), dims="group")
+        pm.Deterministic("baseline_mean", x_ref * pt.ones(n_con + 1), dims="group")
 
     return MmrmModel(
         pymc_model=model,
@@ -370,4 +392,7 @@ def build_mmrm_model(
         priors=priors,
         prepared=prep,
         data_values=arrays,
+        levels=levels,
+        group_column=group_column,
+        time=time,
     )

@@ -4,7 +4,8 @@ r"""Data and priors of the Bayesian MMRM: the change-from-baseline frame, its ar
 (g/cm^2) and ``pct`` (% of baseline) that both the Bayesian MMRM (:mod:`models.mmrm`) and the
 REML fit (:func:`analysis.frequentist.mmrm.fit_mmrm`) analyse; :func:`prepare_mmrm_data` puts one
 site and measure into a patients x visits array (:class:`MmrmData`, NaN where a visit is
-missing). For patient :math:`i` with baseline :math:`x_i` and value :math:`\mathrm{bmd}_{iv}`
+missing) with the indicators :math:`g_{ik}` of each patient's group (levels reference first, as
+in :mod:`models.trajectory_data`; a responder study's boolean ``responder`` by default). For patient :math:`i` with baseline :math:`x_i` and value :math:`\mathrm{bmd}_{iv}`
 at post-baseline visit :math:`v`,
 
 .. math::
@@ -31,12 +32,12 @@ A named prior set (:class:`models.trajectory.TrajectoryPriors`, :func:`models.pr
     What ``rajak fit --model mmrm --priors NAME`` uses: the trajectory model's priors translated
     to the visits (:math:`t_v` = month / 12, in years), so every model states the same belief
     about the same quantity. The trajectory model's month-:math:`12 t_v` change is
-    :math:`b_1 t_v` for non-responders and its responder contrast :math:`b_3 t_v`, hence
+    :math:`b_1 t_v` for the reference group and a level's contrast :math:`b_{2k+1} t_v`, hence
 
     .. math::
 
         \alpha_v \sim N(0, \text{slope\_sd}\; t_v), \qquad
-        \gamma_v \sim N(0, \text{responder\_slope\_sd}\; t_v),
+        \gamma_{vk} \sim N(0, \text{responder\_slope\_sd}\; t_v),
 
     centred on no change (the set's slope prior is centred on 0). A change from baseline holds
     two DXA errors and the patient's own slope deviation, so its SD has the prior scale
@@ -49,27 +50,27 @@ A named prior set (:class:`models.trajectory.TrajectoryPriors`, :func:`models.pr
     :math:`\Omega \sim \mathrm{LKJ}(\text{lkj\_eta})` (the set's :math:`\eta`: 2 except
     ``vague``, 1 = uniform over correlation matrices), and baseline BMD is a covariate like any
     other, :math:`\beta\, s_x \sim N(0, \text{covariate\_sd})` (change per SD of baseline).
-    For the 12-month visit of the ``sceptical`` set :math:`P(|\gamma_{12}| \ge 2\%` of the
-    reference BMD) = 5%, as for :math:`b_3` (tested by prior predictive sampling), and with the
-    ``vague`` set the posterior means agree with the REML fit (tested).
+    At one year (:math:`t_v = 1`) under the ``sceptical`` set :math:`P(|\gamma_{vk}| \ge 2\%` of
+    the reference BMD) = 5%, as for :math:`b_3` (tested by prior predictive sampling), and with
+    the ``vague`` set the posterior means agree with the REML fit (tested).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 import numpy as np
 import pandas as pd
 
-from models.marginal import as_bool_responder
 from models.trajectory import TrajectoryPriors
+from models.trajectory_data import GROUP_NAMES, group_indicators, outcome_column, resolve_levels
 
 __all__ = [
     "MEASURES",
     "PRIOR_FIELDS",
     "PRIOR_VISIT_FIELDS",
-    "SITES",
     "MmrmData",
     "MmrmPriors",
     "mmrm_data_arrays",
@@ -78,8 +79,6 @@ __all__ = [
     "prior_arrays",
 ]
 
-#: Skeletal sites and the data-contract column holding each one's BMD (g/cm^2).
-SITES: dict[str, str] = {"spine": "bmd_spine", "femoral_neck": "bmd_femoral_neck"}
 #: Outcome measures: change from baseline in g/cm^2 or in % of the patient's baseline.
 MEASURES: tuple[str, ...] = ("abs", "pct")
 
@@ -104,6 +103,7 @@ class MmrmPriors:
 
         \sigma_v \sim N^+(0, \text{sd\_scale}), \quad \Omega \sim \mathrm{LKJ}(\text{lkj\_eta}).
 
+    ``responder_sd`` is the prior SD of every non-reference group's contrast :math:`\gamma_{vk}`.
     A 12-month change in BMD is a few % of ~0.9 g/cm^2 (a few hundredths of a g/cm^2) and DXA
     precision is ~0.01 g/cm^2, so scales of 0.1 g/cm^2 are several times wider than anything
     plausible; ``baseline_coef_sd = 0.5`` allows a change of half the baseline difference.
@@ -162,21 +162,32 @@ class MmrmData:
         Outcome (change in g/cm^2 or %), NaN where not observed.
     baseline : ndarray of float
         Baseline BMD (g/cm^2) per patient.
-    responder : ndarray of float
-        0/1 per patient.
+    group_x : ndarray, shape (n_patients, K - 1)
+        Indicators of the non-reference levels per patient.
     measure : {"abs", "pct"}
     frame : DataFrame
-        The analysed rows in long format (``patient_id, month, baseline, change, pct,
-        responder``), ready for :func:`analysis.frequentist.mmrm.fit_mmrm`.
+        The analysed rows in long format (``patient_id, month, baseline, change, pct, group``
+        and, for a responder study, ``responder``), ready for
+        :func:`analysis.frequentist.mmrm.fit_mmrm`.
+    levels : tuple of str
+        The group levels, the reference first.
     """
 
     patient_ids: np.ndarray
     visits: tuple[float, ...]
     y: np.ndarray
     baseline: np.ndarray
-    responder: np.ndarray
+    group_x: np.ndarray
     measure: str
     frame: pd.DataFrame = field(repr=False)
+    levels: tuple[str, ...] = GROUP_NAMES
+
+    @property
+    def responder(self) -> np.ndarray:
+        """0/1 per patient: the one indicator of a two-group study (ValueError otherwise)."""
+        if self.group_x.shape[1] != 1:
+            raise ValueError(f"a responder indicator needs two groups, these data have {len(self.levels)}")
+        return self.group_x[:, 0]
 
     @property
     def mask(self) -> np.ndarray:
@@ -217,52 +228,75 @@ class MmrmData:
         return dict(pd.Series(labels).value_counts().sort_index())
 
 
-def mmrm_frame(data: pd.DataFrame, site: str = "spine", baseline_month: float = 0) -> pd.DataFrame:
+def mmrm_frame(data: pd.DataFrame, site: str = "spine", baseline_month: float = 0, *,
+               levels: Sequence[str] | None = None, group_column: str = "analysis_group",
+               time: str = "month") -> pd.DataFrame:
     """Post-baseline rows with ``baseline``, ``change`` (g/cm^2) and ``pct`` columns.
 
     Parameters
     ----------
     data : DataFrame
-        Long format with ``patient_id``, ``month``, the site's BMD column and ``responder``.
-    site : {"spine", "femoral_neck"}
+        Long format with ``patient_id``, ``time``, ``bmd_<site>`` and the group column.
+    site : str
+        Any site with a ``bmd_<site>`` column.
     baseline_month : float
         The visit holding the baseline value.
+    levels : sequence of str, optional
+        Group levels, the reference first, read from ``group_column`` (one level: a single arm);
+        default a responder study's boolean ``responder``.
+    group_column : str
+    time : str
+        The nominal visit in months (``month``).
 
     Returns
     -------
     DataFrame
         Columns ``patient_id`` (str), ``month``, ``bmd``, ``baseline``, ``change``, ``pct``,
-        ``responder`` (0.0/1.0), one row per observed post-baseline value of a patient with a
-        baseline; the frame :func:`analysis.frequentist.mmrm.fit_mmrm` and the Bayesian model
-        both analyse.
+        ``group`` (the level) and, for a responder study, ``responder`` (0.0/1.0); one row per
+        observed post-baseline value of a patient with a baseline; the frame
+        :func:`analysis.frequentist.mmrm.fit_mmrm` and the Bayesian model both analyse.
 
     Raises
     ------
     ValueError
-        On an unknown site, a missing column, a missing month or responder, a responder status
-        that varies within a patient, a duplicated patient-visit or no analysable row.
+        On a missing column, a missing month or group, a group that varies within a patient or is
+        not a level, a duplicated patient-visit or no analysable row.
     """
-    if site not in SITES:
-        raise ValueError(f"site must be one of {sorted(SITES)}, got {site!r}")
-    outcome = SITES[site]
-    needed = ["patient_id", "month", outcome, "responder"]
+    outcome = outcome_column(data, site)
+    levels, gcol = resolve_levels(levels, group_column)
+    legacy = gcol == "responder" and levels == GROUP_NAMES
+    has_group = gcol in data.columns
+    if len(levels) > 1 and not has_group:
+        raise ValueError(f"data lacks column(s) {[gcol]}")
+    needed = list(dict.fromkeys(["patient_id", time, outcome, *([gcol] if has_group else [])]))
     missing = [c for c in needed if c not in data.columns]
     if missing:
         raise ValueError(f"data lacks column(s) {missing}")
     df = data.loc[data[outcome].notna(), needed].copy()
-    if df["month"].isna().any():
-        raise ValueError("month is missing for rows with an observed outcome")
+    if df[time].isna().any():
+        raise ValueError(f"{time} is missing for rows with an observed outcome")
     df["patient_id"] = df["patient_id"].astype(str)
+    df = df.rename(columns={time: "month", outcome: "bmd"})
     df["month"] = df["month"].astype(float)
-    df["responder"] = as_bool_responder(df["responder"]).astype(float)
-    if (df.groupby("patient_id")["responder"].nunique() > 1).any():
-        raise ValueError("responder status varies within a patient")
+    if has_group:
+        if df[gcol].isna().any():
+            raise ValueError(f"{gcol} is missing for some rows; resolve it before modelling")
+        if (df.groupby("patient_id")[gcol].nunique() > 1).any():
+            raise ValueError(f"{gcol} varies within a patient")
+        per_patient = df.groupby("patient_id")[gcol].first()
+        gx = group_indicators(per_patient, levels, gcol)  # validates the values
+        level = np.asarray(levels)[np.where(gx.any(axis=1), gx.argmax(axis=1) + 1, 0)] if gx.shape[1] \
+            else np.full(len(per_patient), levels[0])
+        df["group"] = df["patient_id"].map(pd.Series(level, index=per_patient.index))
+        if legacy:
+            df["responder"] = df["patient_id"].map(pd.Series(gx[:, 0], index=per_patient.index))
+    else:
+        df["group"] = levels[0]
     dup = df.duplicated(["patient_id", "month"])
     if dup.any():
         row = df.loc[dup].iloc[0]
         raise ValueError(f"patient {row['patient_id']!r} has more than one {outcome} at month "
                          f"{row['month']:g}")
-    df = df.rename(columns={outcome: "bmd"})
     base = df.loc[df["month"] == float(baseline_month)].set_index("patient_id")["bmd"]
     if (base <= 0).any():
         raise ValueError(f"baseline {outcome} must be positive")
@@ -272,7 +306,7 @@ def mmrm_frame(data: pd.DataFrame, site: str = "spine", baseline_month: float = 
         raise ValueError(f"no post-baseline {outcome} value of a patient with a baseline")
     post["change"] = post["bmd"] - post["baseline"]
     post["pct"] = 100.0 * post["change"] / post["baseline"]
-    cols = ["patient_id", "month", "bmd", "baseline", "change", "pct", "responder"]
+    cols = ["patient_id", "month", "bmd", "baseline", "change", "pct", "group", *(["responder"] if legacy else [])]
     return post[cols].sort_values(["patient_id", "month"]).reset_index(drop=True)
 
 
@@ -283,20 +317,25 @@ def prepare_mmrm_data(
     *,
     baseline_month: float = 0,
     visits: tuple[float, ...] | None = None,
+    levels: Sequence[str] | None = None,
+    group_column: str = "analysis_group",
+    time: str = "month",
 ) -> MmrmData:
     """Validate long-format data and turn one site into MMRM arrays.
 
     Parameters
     ----------
     data : DataFrame
-        One row per patient-visit (``patient_id``, ``month``, the site's BMD column,
-        ``responder``); see :func:`mmrm_frame`.
-    site : {"spine", "femoral_neck"}
+        One row per patient-visit (``patient_id``, ``time``, ``bmd_<site>``, the group column);
+        see :func:`mmrm_frame`.
+    site : str
     measure : {"abs", "pct"}
         Change in g/cm^2 or in % of the patient's baseline.
     baseline_month : float
     visits : tuple of float, optional
         Required visit months (a built model's); default the post-baseline months in the data.
+    levels, group_column, time
+        See :func:`mmrm_frame`.
 
     Returns
     -------
@@ -310,7 +349,9 @@ def prepare_mmrm_data(
     """
     if measure not in MEASURES:
         raise ValueError(f"measure must be one of {MEASURES}, got {measure!r}")
-    frame = mmrm_frame(data, site, baseline_month)
+    levels, gcol = resolve_levels(levels, group_column)
+    frame = mmrm_frame(data, site, baseline_month, levels=levels if gcol != "responder" else None,
+                       group_column=gcol, time=time)
     found = tuple(float(v) for v in sorted(frame["month"].unique()))
     if visits is not None and found != tuple(float(v) for v in visits):
         raise ValueError(f"post-baseline visits {found} differ from the model's {tuple(visits)}")
@@ -320,18 +361,22 @@ def prepare_mmrm_data(
     pos = np.searchsorted(np.asarray(found), frame["month"].to_numpy())
     y = np.full((len(ids), len(found)), np.nan)
     y[codes, pos] = frame["change" if measure == "abs" else "pct"].to_numpy()
-    per_patient = frame.groupby(codes)[["baseline", "responder"]].first().sort_index()
-    responder = per_patient["responder"].to_numpy(dtype=float)
-    if responder.min() == responder.max():
-        raise ValueError("both responders and non-responders are needed")
+    per_patient = frame.groupby(codes)[["baseline", "group"]].first().sort_index()
+    group_x = np.stack([(per_patient["group"] == lv).to_numpy(dtype=float) for lv in levels[1:]], axis=1) \
+        if len(levels) > 1 else np.zeros((len(ids), 0))
+    empty = [lv for lv in levels if not (per_patient["group"] == lv).any()]
+    if empty:
+        raise ValueError(f"every group needs patients with a baseline and a post-baseline value; none in "
+                         f"{', '.join(map(repr, empty))} (groups {', '.join(levels)})")
     return MmrmData(
         patient_ids=np.asarray(ids, dtype=str),
         visits=found,
         y=y,
         baseline=per_patient["baseline"].to_numpy(dtype=float),
-        responder=responder,
+        group_x=group_x,
         measure=measure,
         frame=frame,
+        levels=levels,
     )
 
 
@@ -363,7 +408,7 @@ def prior_arrays(
     if isinstance(priors, MmrmPriors):
         loc = np.zeros(m)  # alpha_v ~ N(mean observed change, intercept_sd)
         alpha_sd = np.full(m, priors.intercept_sd)
-        gamma_sd = np.full(m, priors.responder_sd)
+        gamma_sd = np.full(m, priors.responder_sd)  # every contrast alike
         sd_scale = np.full(m, priors.sd_scale)
         beta_sd = priors.baseline_coef_sd * prep.x_scale  # per g/cm^2 of baseline
         eta = priors.lkj_eta
@@ -391,10 +436,10 @@ def mmrm_data_arrays(
     prior, prior_visit = prior_arrays(priors, prep)
     mask = prep.mask
     y_std = np.where(mask, (np.nan_to_num(prep.y) - prep.y_loc) / prep.y_scale, 0.0)
-    return {
+    arrays = {
         "y_std": y_std,
         "mask": mask.astype(float),
-        "responder": prep.responder,
+        "group_x": prep.group_x,
         "x_std": (prep.baseline - x_ref) / prep.x_scale,
         "y_loc": np.asarray(prep.y_loc),
         "y_scale": np.asarray(prep.y_scale),
@@ -405,3 +450,6 @@ def mmrm_data_arrays(
         "endpoint": (np.asarray(prep.visits) == float(endpoint_month)).astype(float),
         "is_pct": np.asarray(float(prep.measure == "pct")),
     }
+    if not prep.group_x.shape[1]:
+        del arrays["group_x"]
+    return arrays

@@ -71,7 +71,6 @@ import numpy as np
 import pandas as pd
 
 from models.trajectory import TrajectoryPriors
-from models.trajectory_data import SITES
 
 __all__ = [
     "BETWEEN_PATIENT_SD",
@@ -134,14 +133,15 @@ PRIOR_SET_DESCRIPTIONS: dict[str, str] = {
 _PCT = 0.01
 
 
-def _check_site(site: str) -> None:
-    if site not in SITES:
-        raise ValueError(f"site must be one of {sorted(SITES)}, got {site!r}")
+def _check_site(site: str, name: str) -> None:
+    if site not in REFERENCE_BMD:
+        raise ValueError(f"prior set {name!r} is known for the sites {', '.join(sorted(REFERENCE_BMD))} only "
+                         f"(site must be one of {sorted(REFERENCE_BMD)}, got {site!r})")
 
 
-def _sceptical_sd(site: str) -> float:
-    """SD putting 5% prior probability on |b3| >= 2% of the reference BMD per year."""
-    return 2.0 * _PCT * REFERENCE_BMD[site] / 1.959963984540054
+def _sceptical_sd(ref: float) -> float:
+    """SD putting 5% prior probability on |b3| >= 2% of the reference BMD ``ref`` per year."""
+    return 2.0 * _PCT * ref / 1.959963984540054
 
 
 def _literature(site: str) -> TrajectoryPriors:
@@ -159,14 +159,23 @@ def _literature(site: str) -> TrajectoryPriors:
     )
 
 
-def prior_set(name: str, site: str = "spine") -> TrajectoryPriors:
+def prior_set(name: str, site: str = "spine", reference_bmd: float | None = None) -> TrajectoryPriors:
     """The named prior set for one site.
+
+    ``weakly_informative`` and ``vague`` are the same at every site. ``sceptical`` scales to the
+    site's reference BMD: :data:`REFERENCE_BMD` for the spine and femoral neck, else
+    ``reference_bmd`` (e.g. the study's mean baseline BMD at that site). ``literature`` rests on
+    published spine and femoral-neck figures and exists for those sites only.
 
     Parameters
     ----------
     name : {"weakly_informative", "sceptical", "literature", "vague"}
         See the module docstring; ``"weakly_informative"`` is ``TrajectoryPriors()``.
-    site : {"spine", "femoral_neck"}
+    site : str
+        Any site (see above).
+    reference_bmd : float, optional
+        g/cm^2; the ``sceptical`` set's reference at a site without a published one (ignored
+        where :data:`REFERENCE_BMD` has the site).
 
     Returns
     -------
@@ -175,16 +184,21 @@ def prior_set(name: str, site: str = "spine") -> TrajectoryPriors:
     Raises
     ------
     ValueError
-        For an unknown set or site.
+        For an unknown set, ``literature`` at a site without published figures, or
+        ``sceptical`` there without ``reference_bmd``.
     """
     if name not in PRIOR_SET_NAMES:
         raise ValueError(f"unknown prior set {name!r}; expected one of {', '.join(PRIOR_SET_NAMES)}")
-    _check_site(site)
     if name == "weakly_informative":
         return TrajectoryPriors()
     if name == "sceptical":
-        return TrajectoryPriors(responder_slope_sd=_sceptical_sd(site))
+        ref = REFERENCE_BMD.get(site, reference_bmd)
+        if ref is None or not (np.isfinite(ref) and ref > 0):
+            raise ValueError(f"prior set 'sceptical' needs a reference BMD at {site}: there is a published one "
+                             f"for {', '.join(sorted(REFERENCE_BMD))} only; give reference_bmd")
+        return TrajectoryPriors(responder_slope_sd=_sceptical_sd(float(ref)))
     if name == "literature":
+        _check_site(site, name)
         return _literature(site)
     return TrajectoryPriors(
         intercept_sd=10.0,
@@ -263,7 +277,7 @@ def prior_table(
     sets : sequence of str, optional
         Default :data:`PRIOR_SET_NAMES`.
     sites : sequence of str, optional
-        Default both sites.
+        Default the sites with published reference values (:data:`REFERENCE_BMD`).
 
     Returns
     -------
@@ -274,7 +288,7 @@ def prior_table(
         ``pct_of_reference`` expresses g/cm^2 scales as % of :data:`REFERENCE_BMD`.
     """
     sets = tuple(PRIOR_SET_NAMES if sets is None else sets)
-    sites = tuple(SITES if sites is None else sites)
+    sites = tuple(REFERENCE_BMD if sites is None else sites)
     rows: list[dict[str, Any]] = []
     for name in sets:
         for site in sites:

@@ -3,17 +3,20 @@ r"""Hierarchical linear mixed model for BMD trajectories, one skeletal site at a
 This module holds the model (:func:`build_trajectory_model`, :class:`TrajectoryModel`) and its
 prior scales (:class:`TrajectoryPriors`). The data preparation is in :mod:`models.trajectory_data`
 (:func:`prepare_trajectory_data`, :class:`PreparedData`, :data:`SITES`, :data:`COEF_NAMES`,
-:data:`GROUP_NAMES`), the latent random effects and the Student-t weights in
-:mod:`models.trajectory_terms`; those names are re-exported here.
+:data:`GROUP_NAMES`, :func:`coef_names`, :func:`contrast_names`), the latent random effects and
+the Student-t weights in :mod:`models.trajectory_terms`; those names are re-exported here.
 
 The model
 ---------
 For patient :math:`i` at visit :math:`j` (time :math:`t_{ij}` in **years** since baseline,
-``month / 12``), responder indicator :math:`r_i \in \{0, 1\}` and covariates :math:`x_{ij}`:
+``month / 12``), the patient's group among :math:`K` levels :math:`\ell_0, \dots, \ell_{K-1}`
+(:math:`\ell_0` the reference; indicators :math:`g_{ik} = [\text{group}_i = \ell_k]`,
+:math:`k = 1, \dots, K - 1`) and covariates :math:`x_{ij}`:
 
 .. math::
 
-    \mathrm{bmd}_{ij} = (b_0 + u_{0i}) + (b_1 + u_{1i})\, t_{ij} + b_2 r_i + b_3 r_i t_{ij}
+    \mathrm{bmd}_{ij} = (b_0 + u_{0i}) + (b_1 + u_{1i})\, t_{ij}
+                        + \sum_{k=1}^{K-1} \bigl(b_{2k} g_{ik} + b_{2k+1} g_{ik} t_{ij}\bigr)
                         + x_{ij}^\top \gamma + e_{ij},
 
     (u_{0i}, u_{1i})^\top \sim \mathrm{MVN}(0, \Sigma), \qquad
@@ -23,25 +26,36 @@ For patient :math:`i` at visit :math:`j` (time :math:`t_{ij}` in **years** since
     e_{ij} \sim \mathrm{Normal}(0, \sigma) \quad\text{or}\quad
     e_{ij} \sim \mathrm{StudentT}(\nu, 0, \sigma).
 
+A responder study has :math:`K = 2` (non-responders the reference, :math:`g_{i1} = r_i`):
+:math:`b = (b_0, b_1, b_2, b_3)` with :math:`b_2 r_i + b_3 r_i t_{ij}`; a single-arm study
+:math:`K = 1`, :math:`b = (b_0, b_1)`. Each level's :math:`b_{2k}` has the prior of
+``responder_sd`` and its :math:`b_{2k+1}` that of ``responder_slope_sd``
+(:class:`TrajectoryPriors`; the names are historical: they are a group's difference from the
+reference in baseline and in slope).
+
 Internally the outcome is centred and scaled, :math:`y^*_{ij} = (\mathrm{bmd}_{ij} - m) / s` with
 :math:`m, s` the mean and SD of the observed outcome, and covariates are standardised, so every
 sampled parameter is of order one. All priors are stated on the data's scale (g/cm^2) in
 :class:`TrajectoryPriors` and divided by :math:`s` inside the model. Everything is reported back
 on the original scale as deterministics (see :data:`REPORTED_VARS`):
 
-- ``b`` (dims ``coef`` = intercept, time, responder, time:responder): :math:`b_0` in g/cm^2 (the
-  non-responders' baseline mean at the covariates' sample means), :math:`b_1` in g/cm^2/yr (the
-  non-responders' slope), :math:`b_2` in g/cm^2, :math:`b_3` in g/cm^2/yr;
+- ``b`` (dims ``coef`` = intercept, time, then ``<level>, time:<level>`` per non-reference level,
+  :func:`coef_names`; ``responder, time:responder`` in a responder study): :math:`b_0` in g/cm^2
+  (the reference group's baseline mean at the covariates' sample means), :math:`b_1` in g/cm^2/yr
+  (the reference group's slope), :math:`b_{2k}` in g/cm^2, :math:`b_{2k+1}` in g/cm^2/yr;
 - ``gamma`` (dims ``covariate``): g/cm^2 per unit of each covariate (``sex``: male vs female);
 - ``sd_patient`` (dims ``effect``): :math:`\tau` in g/cm^2 and g/cm^2/yr; ``corr_patient``:
   :math:`\Omega_{01}`; ``sigma``: residual SD in g/cm^2; ``nu`` (Student-t only);
 - ``u`` (dims ``patient, effect``): the patients' random effects on the original scale;
-- ``baseline_mean`` (dims ``group`` = non-responder, responder): :math:`b_0 + b_2 g`;
-- ``change_12m`` (dims ``group``): the month-12 change :math:`b_1 + b_3 g` in g/cm^2;
-- ``pct_change_12m`` (dims ``group``): :math:`100\,(b_1 + b_3 g) / (b_0 + b_2 g)`, the month-12
-  change in % of the group's (model-based) baseline mean;
-- ``diff_change_12m`` (:math:`b_3`, g/cm^2 over 12 months, the responder x time difference) and
-  ``diff_pct_change_12m`` (responders minus non-responders, percentage points).
+- ``baseline_mean`` (dims ``group`` = the levels, reference first): :math:`b_0 + b_{2g}`
+  (:math:`b_0` for the reference);
+- ``change_end`` (dims ``group``): the change from baseline to the endpoint month :math:`E`
+  (``endpoint_month``), :math:`(b_1 + b_{2g+1})\, E / 12` in g/cm^2;
+- ``pct_change_end`` (dims ``group``): ``change_end`` in % of the group's (model-based)
+  baseline mean;
+- ``diff_change_end`` (dims ``contrast`` = ``"<level> - <reference>"``): :math:`b_{2g+1} E/12`,
+  g/cm^2 to the endpoint (the level x time difference), and ``diff_pct_change_end`` (the level's
+  ``pct_change_end`` minus the reference's, percentage points); only with two or more groups.
 
 Parameterisation of the random effects
 --------------------------------------
@@ -49,8 +63,8 @@ The between-patient intercept SD (~0.14 g/cm^2) is fourteen times the DXA residu
 (~0.01 g/cm^2), so each patient's intercept is pinned down by the data, and with visits at
 0/6/12 months and dropout the slopes are only partly informed. Writing
 :math:`\Sigma = L L^\top`, :math:`L = \begin{pmatrix} L_{00} & 0 \\ L_{10} & L_{11}\end{pmatrix}`,
-and :math:`m_i = (b_0 + b_2 r_i,\; b_1 + b_3 r_i)` for patient :math:`i`'s mean intercept and
-slope, the options are
+and :math:`m_i = (b_0 + \sum_k b_{2k} g_{ik},\; b_1 + \sum_k b_{2k+1} g_{ik})` for patient
+:math:`i`'s mean intercept and slope, the options are
 
 - ``"marginal"`` (the default): the random effects are integrated out analytically,
   :math:`y_i \sim \mathrm{MVN}(X_i b, \sigma^2 I + Z_i \Sigma Z_i^\top)` (see
@@ -116,8 +130,8 @@ default, and the PyMC sampler take any size. Priors are data too (``set_data(pri
 
 The bambi path
 --------------
-A user's own formula (default ``"bmd ~ month * responder + (1 + month | patient_id)"``, time in
-months, bambi's default priors and its non-centred group effects without correlation) is built
+A user's own formula (default ``"bmd ~ month * group + (1 + month | patient_id)"`` in the
+design's words, time in months, bambi's default priors and its non-centred group effects without correlation) is built
 by bambi in ``analysis/bayes/formula.py`` and sampled with nutpie like the model above
 (``rajak fit --formula``).
 """
@@ -137,6 +151,7 @@ from models.marginal import (
     data_containers,
     draw_marginal_effects,
     effects_dataarray,
+    group_means,
     lmm_parameters,
     marginal_loglik,
     reported_deterministics,
@@ -148,6 +163,8 @@ from models.trajectory_data import (
     GROUP_NAMES,
     SITES,
     PreparedData,
+    coef_names,
+    contrast_names,
     prepare_trajectory_data,
 )
 from models.trajectory_terms import latent_effects, student_t_weights
@@ -167,6 +184,8 @@ __all__ = [  # with the names re-exported from models.trajectory_data
     "TrajectoryModel",
     "TrajectoryPriors",
     "build_trajectory_model",
+    "coef_names",
+    "contrast_names",
     "prepare_trajectory_data",
 ]
 
@@ -183,10 +202,10 @@ REPORTED_VARS: tuple[str, ...] = (
     "corr_patient",
     "u",
     "baseline_mean",
-    "change_12m",
-    "pct_change_12m",
-    "diff_change_12m",
-    "diff_pct_change_12m",
+    "change_end",
+    "pct_change_end",
+    "diff_change_end",
+    "diff_pct_change_end",
 )
 
 #: Geometry measurement behind the default parameterisation (``bench_lmm.py --geometry``):
@@ -229,7 +248,7 @@ ROBUST_BENCHMARK: dict[str, dict[str, float]] = {
 Likelihood = Literal["normal", "student_t"]
 Parameterisation = Literal["marginal", "centred_intercept", "centred", "noncentred"]
 
-_MODEL_VERSION = 1  # bump when the graph built below changes (part of the compile-cache key)
+_MODEL_VERSION = 2  # 2: K groups, the endpoint's change; bump when the graph built below changes (part of the compile-cache key)
 
 
 @dataclass(frozen=True)
@@ -241,7 +260,7 @@ class TrajectoryPriors:
     .. math::
 
         b_0 \sim N(m, \text{intercept\_sd}),\quad b_1 \sim N(0, \text{slope\_sd}),\quad
-        b_2 \sim N(0, \text{responder\_sd}),\quad b_3 \sim N(0, \text{responder\_slope\_sd}),
+        b_{2k} \sim N(0, \text{responder\_sd}),\quad b_{2k+1} \sim N(0, \text{responder\_slope\_sd}),
 
         \gamma_k\,\mathrm{SD}(x_k) \sim N(0, \text{covariate\_sd}),\quad
         \tau_0 \sim N^+(0, \text{sd\_intercept\_scale}),\quad
@@ -253,6 +272,8 @@ class TrajectoryPriors:
     The defaults are several times wider than anything plausible for DXA BMD (baseline
     0.6-1.3 g/cm^2, changes of a few % a year, a between-patient SD of ~0.14 g/cm^2, precision
     ~0.01 g/cm^2) while still excluding absurd values: a slope SD of 0.05 g/cm^2/yr is ~5%/yr.
+    ``responder_sd`` and ``responder_slope_sd`` apply to every non-reference group (an arm, a
+    dose, responders): its difference from the reference at baseline and in the annual slope.
     ``lkj_eta = 2`` mildly favours small correlations; Gamma(2, 0.1) for :math:`\nu` is the
     Juarez-Steel prior (mean 20).
     """
@@ -298,9 +319,9 @@ class TrajectoryPriors:
         return values
 
 
-def _data_arrays(prep: PreparedData, priors: TrajectoryPriors) -> dict[str, np.ndarray]:
+def _data_arrays(prep: PreparedData, priors: TrajectoryPriors, endpoint_month: float) -> dict[str, np.ndarray]:
     """Arrays for every ``pm.Data`` container, keyed by container name."""
-    return standardised_arrays(prep, priors.to_array(prep.y_scale))
+    return standardised_arrays(prep, priors.to_array(prep.y_scale), t_end=endpoint_month / 12.0)
 
 
 @dataclass
@@ -310,7 +331,7 @@ class TrajectoryModel:
     Attributes
     ----------
     pymc_model : pymc.Model
-    site, likelihood, parameterisation, covariates, priors
+    site, likelihood, parameterisation, covariates, priors, levels, group_column, time, endpoint_month
         The specification (see :func:`build_trajectory_model`).
     prepared : PreparedData
         The data currently in the model.
@@ -334,6 +355,10 @@ class TrajectoryModel:
     prepared: PreparedData
     data_values: dict[str, np.ndarray] = field(default_factory=dict)
     trace_vars: list[str] | None = None
+    levels: tuple[str, ...] | None = None
+    group_column: str = "analysis_group"
+    time: str = "month"
+    endpoint_month: float = 12.0
 
     @property
     def structure_key(self) -> str:
@@ -343,7 +368,8 @@ class TrajectoryModel:
             "likelihood": self.likelihood,
             "parameterisation": self.parameterisation,
             "covariates": list(self.covariates),
-        }  # priors are data, not structure
+            "n_groups": len(self.prepared.levels),
+        }  # priors, the endpoint and the level names are data or coords, not structure
         return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
     @property
@@ -361,6 +387,9 @@ class TrajectoryModel:
             "likelihood": self.likelihood,
             "parameterisation": self.parameterisation,
             "covariates": list(self.covariates),
+            "groups": list(self.prepared.levels),
+            "time": self.time,
+            "endpoint_month": self.endpoint_month,
             "priors": asdict(self.priors),
             "n_obs": self.prepared.n_obs,
             "n_patients": self.prepared.n_patients,
@@ -381,12 +410,13 @@ class TrajectoryModel:
             New priors (they are data too: no recompilation).
         """
         prep = (
-            prepare_trajectory_data(data, self.site, self.covariates)
+            prepare_trajectory_data(data, self.site, self.covariates, levels=self.levels,
+                                    group_column=self.group_column, time=self.time)
             if data is not None
             else self.prepared
         )
         priors = priors if priors is not None else self.priors
-        arrays = _data_arrays(prep, priors)
+        arrays = _data_arrays(prep, priors, self.endpoint_month)
         update_model_data(self.pymc_model, arrays, prep.n_obs, prep.patient_ids)
         self.prepared, self.priors, self.data_values = prep, priors, arrays
 
@@ -421,8 +451,8 @@ class TrajectoryModel:
         .. math::
 
             \log p(y_{ij} \mid \theta, u_i) = \log f(y_{ij};\ \mu_{ij}, \sigma[, \nu]),\quad
-            \mu_{ij} = b_0 + b_2 r_i + (b_1 + b_3 r_i) t_{ij} + (x_{ij} - \bar x)^\top\gamma
-                       + u_{0i} + u_{1i} t_{ij},
+            \mu_{ij} = b_0 + \sum_k b_{2k} g_{ik} + \Bigl(b_1 + \sum_k b_{2k+1} g_{ik}\Bigr) t_{ij}
+                       + (x_{ij} - \bar x)^\top\gamma + u_{0i} + u_{1i} t_{ij},
 
         on the original scale (dims ``chain, draw, obs``), for PSIS-LOO (conditional on the
         patient effects, as brms' default ``loo``).
@@ -443,10 +473,9 @@ class TrajectoryModel:
         prep = self.prepared
         b = post["b"].transpose("chain", "draw", "coef").values
         u = post["u"].transpose("chain", "draw", "patient", "effect").values
-        r = prep.responder[prep.patient_idx]
         t = prep.t_years
-        mu = (b[..., 0, None] + b[..., 2, None] * r + (b[..., 1, None] + b[..., 3, None] * r) * t
-              + u[..., prep.patient_idx, 0] + u[..., prep.patient_idx, 1] * t)
+        m0, m1 = group_means(b, prep.group_x[prep.patient_idx], prep.n_contrasts)  # per row
+        mu = m0 + m1 * t + u[..., prep.patient_idx, 0] + u[..., prep.patient_idx, 1] * t
         if prep.covariates:
             mu = mu + post["gamma"].transpose("chain", "draw", "covariate").values @ (prep.x - prep.x_loc).T
         return mu
@@ -471,16 +500,20 @@ def build_trajectory_model(
     priors: TrajectoryPriors | None = None,
     likelihood: Likelihood = "normal",
     parameterisation: Parameterisation | Literal["auto"] = "auto",
+    levels: tuple[str, ...] | list[str] | None = None,
+    group_column: str = "analysis_group",
+    time: str = "month",
+    endpoint_month: float = 12.0,
 ) -> TrajectoryModel:
     r"""Build the hierarchical trajectory model for one site (see the module docstring).
 
     Parameters
     ----------
     data : DataFrame
-        Long format, one row per patient-visit (``patient_id``, ``month``, ``bmd_spine`` /
-        ``bmd_femoral_neck``, ``responder`` and the covariates). Rows with a missing outcome are
-        dropped; a missing responder status raises.
-    site : {"spine", "femoral_neck"}
+        Long format, one row per patient-visit (``patient_id``, ``time``, ``bmd_<site>``, the
+        group and the covariates). Rows with a missing outcome are dropped; a missing group raises.
+    site : str
+        Any site with a ``bmd_<site>`` column.
     covariates : sequence of str, default ()
         Extra linear terms, e.g. ``("age", "sex", "bmi")``.
     priors : TrajectoryPriors, optional
@@ -488,6 +521,16 @@ def build_trajectory_model(
     likelihood : {"normal", "student_t"}
     parameterisation : {"auto", "marginal", "centred_intercept", "noncentred", "centred"}
         ``"auto"`` is ``"marginal"`` for both likelihoods (see the module docstring).
+    levels : sequence of str, optional
+        The group levels, the reference first, read from ``group_column``; one level for a
+        single-arm study. Default: a responder study's boolean ``responder`` column
+        (:data:`GROUP_NAMES`).
+    group_column : str
+        The column holding each patient's level (with ``levels``).
+    time : str
+        Months since the patient's baseline (a design's actual times, e.g. ``month_actual``).
+    endpoint_month : float
+        The month of ``change_end`` and its relatives (default 12: the change over one year).
 
     Returns
     -------
@@ -502,47 +545,57 @@ def build_trajectory_model(
         parameterisation = "marginal"
     if parameterisation not in PARAMETERISATIONS:
         raise ValueError(f"parameterisation must be 'auto' or one of {PARAMETERISATIONS}")
+    if not (np.isfinite(endpoint_month) and endpoint_month > 0):
+        raise ValueError(f"endpoint_month must be a positive month, got {endpoint_month!r}")
     covariates = tuple(covariates)
     priors = priors if priors is not None else TrajectoryPriors()
-    prep = prepare_trajectory_data(data, site, covariates)
-    arrays = _data_arrays(prep, priors)
+    levels = None if levels is None else tuple(levels)
+    prep = prepare_trajectory_data(data, site, covariates, levels=levels, group_column=group_column, time=time)
+    arrays = _data_arrays(prep, priors, float(endpoint_month))
+    n_con = prep.n_contrasts
 
     coords: dict[str, Any] = {
         "obs": np.arange(prep.n_obs),
         "patient": prep.patient_ids,
         "effect": ["intercept", "slope"],
-        "coef": list(COEF_NAMES),
-        "group": list(GROUP_NAMES),
+        "coef": list(coef_names(prep.levels) if levels is not None else COEF_NAMES),
+        "group": list(prep.levels),
         "prior_field": list(TrajectoryPriors.FIELDS),
     }
+    if n_con:
+        coords["contrast"] = list(contrast_names(prep.levels))
     if covariates:
         coords["covariate"] = list(covariates)
 
     with pm.Model(coords=coords) as m:
         db = data_containers(arrays)
-        y_std, t, pidx, resp = db["y_std"], db["t"], db["patient_idx"], db["responder"]
+        y_std, t, pidx = db["y_std"], db["t"], db["patient_idx"]
         y_loc, y_scale, ps = db["y_loc"], db["y_scale"], db["prior"]
+        gx = db.get("group_x")
+        n_pat = gx.shape[0] if n_con else db["n_patients"]
 
-        c = lmm_parameters(ps)  # b, tau, Omega (LKJ as a Beta for 2 x 2) and the factor L
+        c = lmm_parameters(ps, n_con)  # b, tau, Omega (LKJ as a Beta for 2 x 2) and the factor L
         beta, tau, rho = c["beta"], c["tau"], c["rho"]
         l00, l10, l11 = c["l00"], c["l10"], c["l11"]
-        # patient-level means of intercept and slope (scaled units)
-        m0 = beta[0] + beta[2] * resp
-        m1 = beta[1] + beta[3] * resp
+        # patient-level means of intercept and slope (scaled units; scalars for a single group)
+        m0, m1 = group_means(beta, gx, n_con)
         fixed = covariate_term(arrays, ps, y_scale) if covariates else 0.0
         sigma_std = pm.HalfNormal("sigma_std", sigma=ps[7])
 
         if parameterisation == "marginal":
-            resid = y_std - (m0[pidx] + m1[pidx] * t + fixed)
+            mean = (m0[pidx] + m1[pidx] * t) if n_con else (m0 + m1 * t)
+            resid = y_std - (mean + fixed)
             weights = None
             if likelihood == "student_t":
                 nu = pm.Gamma("nu", alpha=ps[9], beta=ps[10])
                 weights = student_t_weights(nu)
             pm.Potential(
                 "y_marginal",
-                marginal_loglik(resid, t, pidx, resp.shape[0], l00, l10, l11, sigma_std, weights),
+                marginal_loglik(resid, t, pidx, n_pat, l00, l10, l11, sigma_std, weights),
             )
         else:
+            if not n_con:  # one mean for every patient
+                m0, m1 = m0 + pt.zeros(n_pat), m1 + pt.zeros(n_pat)
             u0, u1 = latent_effects(parameterisation, m0, m1, l00, l10, l11)
             mu = (m0 + u0)[pidx] + (m1 + u1)[pidx] * t + fixed
             if likelihood == "student_t":
@@ -555,7 +608,8 @@ def build_trajectory_model(
             )
 
         # ---- original scale -------------------------------------------------------------
-        reported_deterministics(beta, tau, rho, sigma_std, y_loc, y_scale)
+        reported_deterministics(beta, tau, rho, sigma_std, y_loc, y_scale, n_contrasts=n_con,
+                                t_end=db["t_end"])
 
     return TrajectoryModel(
         pymc_model=m,
@@ -566,4 +620,8 @@ def build_trajectory_model(
         priors=priors,
         prepared=prep,
         data_values=arrays,
+        levels=levels,
+        group_column=group_column,
+        time=time,
+        endpoint_month=float(endpoint_month),
     )

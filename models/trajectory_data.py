@@ -2,27 +2,40 @@ r"""One skeletal site's long-format rows as validated arrays: the trajectory mod
 
 The trajectory LMM (:mod:`models.trajectory`) and the models built on it (:mod:`models.activity`,
 :mod:`models.joint`) read a study through :func:`prepare_trajectory_data`: one row per
-patient-visit with ``patient_id``, ``month``, the site's BMD column (:data:`SITES`),
-``responder`` and any covariates. Rows with a missing outcome are dropped; for patient :math:`i`
-at visit :math:`j` the result (:class:`PreparedData`) holds
+patient-visit with ``patient_id``, the time (``month``, months since the patient's baseline), the
+site's BMD column ``bmd_<site>``, the patient's group and any covariates. Rows with a missing
+outcome are dropped; for patient :math:`i` at visit :math:`j` the result (:class:`PreparedData`)
+holds
 
 .. math::
 
     t_{ij} = \mathrm{month}_{ij} / 12 \ \text{(years)}, \qquad y_{ij} = \mathrm{bmd}_{ij}, \qquad
-    r_i \in \{0, 1\}, \qquad x_{ij} \ (\texttt{sex}: 1 = \text{male}),
+    g_{ik} = [\text{group}_i = \ell_k] \ (k = 1, \dots, K - 1), \qquad
+    x_{ij} \ (\texttt{sex}: 1 = \text{male}),
 
-and the centring and scaling constants the models use internally: :math:`m, s` the mean and SD
-of the observed outcome (:attr:`PreparedData.y_loc`, :attr:`PreparedData.y_scale`;
+where :math:`\ell_0, \dots, \ell_{K-1}` are the group levels, the reference :math:`\ell_0`
+first (the indicator matrix :math:`G = (g_{ik})` has :math:`K - 1` columns: none for a single-arm
+study), and the centring and scaling constants the models use internally: :math:`m, s` the mean
+and SD of the observed outcome (:attr:`PreparedData.y_loc`, :attr:`PreparedData.y_scale`;
 :math:`s = 1` when the outcome is constant) and the covariates' means and SDs
 (:attr:`PreparedData.x_loc`, :attr:`PreparedData.x_scale`), so that
 :math:`y^*_{ij} = (y_{ij} - m)/s` and :math:`x^*_{ij} = (x_{ij} - \bar x)/s_x`
 (:func:`models.marginal.standardised_arrays`).
 
-The labels of the models' dims live here too (:data:`COEF_NAMES`, :data:`GROUP_NAMES`).
+Groups
+------
+``levels`` (reference first) names the groups and ``group_column`` the column holding each
+patient's level (:func:`group_indicators`). Without ``levels`` the data are a responder study's:
+a boolean ``responder`` column, levels :data:`GROUP_NAMES` (non-responders the reference), the
+form the responder-only models (:mod:`models.activity`, :mod:`models.dropout`) use.
+
+The labels of the models' dims live here too (:func:`coef_names`, :func:`contrast_names`; the
+responder study's :data:`COEF_NAMES`, :data:`GROUP_NAMES`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,15 +48,88 @@ __all__ = [
     "GROUP_NAMES",
     "SITES",
     "PreparedData",
+    "coef_names",
+    "contrast_names",
+    "group_indicators",
+    "outcome_column",
     "prepare_trajectory_data",
+    "resolve_levels",
 ]
 
-#: Skeletal sites and the data-contract column holding each one's BMD (g/cm^2).
+#: The sites of a responder study with DXA of the spine and femoral neck, and their BMD columns
+#: (what the responder-only models default to; every other model takes any ``bmd_<site>``).
 SITES: dict[str, str] = {"spine": "bmd_spine", "femoral_neck": "bmd_femoral_neck"}
-#: Labels of the ``coef`` dim of ``b``.
-COEF_NAMES: tuple[str, ...] = ("intercept", "time", "responder", "time:responder")
-#: Labels of the ``group`` dim (responder indicator 0, 1).
+#: Labels of the ``group`` dim of a responder study (indicator 0, 1), the reference first.
 GROUP_NAMES: tuple[str, ...] = ("non-responder", "responder")
+#: Labels of the ``coef`` dim of ``b`` in a responder study (:func:`coef_names` of
+#: :data:`GROUP_NAMES` with the historical term name ``responder``).
+COEF_NAMES: tuple[str, ...] = ("intercept", "time", "responder", "time:responder")
+
+
+def coef_names(levels: Sequence[str]) -> tuple[str, ...]:
+    """Labels of ``b``: ``intercept, time``, then ``<level>, time:<level>`` per non-reference level
+    (``levels[0]`` is the reference; a single level gives ``intercept, time``)."""
+    out = ["intercept", "time"]
+    for lv in list(levels)[1:]:
+        out += [str(lv), f"time:{lv}"]
+    return tuple(out)
+
+
+def contrast_names(levels: Sequence[str]) -> tuple[str, ...]:
+    """Labels of the ``contrast`` dim: ``"<level> - <reference>"`` per non-reference level."""
+    levels = list(levels)
+    return tuple(f"{lv} - {levels[0]}" for lv in levels[1:])
+
+
+def outcome_column(data: pd.DataFrame, site: str) -> str:
+    """The BMD column of ``site`` (``bmd_<site>``); ValueError naming the sites present if absent."""
+    col = f"bmd_{site}"
+    if col not in data.columns:
+        have = sorted(str(c).removeprefix("bmd_") for c in data.columns if str(c).startswith("bmd_"))
+        raise ValueError(f"no BMD column {col!r} for site {site!r}; sites in the data: {', '.join(have) or 'none'}")
+    return col
+
+
+def resolve_levels(levels: Sequence[str] | None, group_column: str) -> tuple[tuple[str, ...], str]:
+    """``(levels, column)``: the responder study's (:data:`GROUP_NAMES`, ``responder``) when
+    ``levels`` is ``None``, else ``levels`` (unique, at least one) read from ``group_column``."""
+    if levels is None:
+        return GROUP_NAMES, "responder"
+    levels = tuple(str(lv) for lv in levels)
+    if not levels or len(set(levels)) != len(levels):
+        raise ValueError(f"levels must be one or more distinct group names, got {levels!r}")
+    return levels, group_column
+
+
+def group_indicators(per_patient: pd.Series, levels: Sequence[str], column: str = "group") -> np.ndarray:
+    r"""The indicator matrix :math:`G` (patients x :math:`K - 1`) of each patient's level.
+
+    Parameters
+    ----------
+    per_patient : Series
+        One value per patient: a level name, or for the responder study (``column ==
+        "responder"``) a boolean (or 0/1).
+    levels : sequence of str
+        The levels, the reference first.
+    column : str
+        The column the values came from (for messages; ``"responder"`` selects the boolean form).
+
+    Raises
+    ------
+    ValueError
+        A missing value or a value that is not a level.
+    """
+    levels = list(levels)
+    if column == "responder" and tuple(levels) == GROUP_NAMES:
+        return as_bool_responder(per_patient).astype(float)[:, None]
+    if per_patient.isna().any():
+        raise ValueError(f"{column} is missing for some patients; resolve it before modelling")
+    values = per_patient.astype(str).to_numpy()
+    unknown = sorted(set(values) - set(levels))
+    if unknown:
+        raise ValueError(f"{column} has value(s) {unknown} that are not among the levels {levels}")
+    return np.stack([(values == lv).astype(float) for lv in levels[1:]], axis=1) if len(levels) > 1 \
+        else np.zeros((len(values), 0))
 
 
 @dataclass(frozen=True)
@@ -57,12 +143,14 @@ class PreparedData:
     patient_idx : ndarray of int64
         Row -> position in ``patient_ids``.
     months, t_years, y : ndarray of float
-        Visit month, time in years, outcome (g/cm^2) per row.
-    responder : ndarray of float
-        0/1 per patient.
+        Time in months and in years, outcome (g/cm^2) per row.
+    group_x : ndarray, shape (n_patients, K - 1)
+        Indicator of each non-reference level per patient.
     x : ndarray, shape (n_rows, n_covariates)
         Raw covariates (``sex`` as 1 = "M").
     covariates : tuple of str
+    levels : tuple of str
+        The group levels, the reference first (:data:`GROUP_NAMES` for a responder study).
     """
 
     patient_ids: np.ndarray
@@ -70,9 +158,21 @@ class PreparedData:
     months: np.ndarray
     t_years: np.ndarray
     y: np.ndarray
-    responder: np.ndarray
+    group_x: np.ndarray
     x: np.ndarray
     covariates: tuple[str, ...]
+    levels: tuple[str, ...] = GROUP_NAMES
+
+    @property
+    def responder(self) -> np.ndarray:
+        """0/1 per patient: the one indicator of a two-group study (ValueError otherwise)."""
+        if self.group_x.shape[1] != 1:
+            raise ValueError(f"a responder indicator needs two groups, these data have {len(self.levels)}")
+        return self.group_x[:, 0]
+
+    @property
+    def n_contrasts(self) -> int:
+        return int(self.group_x.shape[1])
 
     @property
     def n_obs(self) -> int:
@@ -104,18 +204,33 @@ class PreparedData:
 
 
 def prepare_trajectory_data(
-    data: pd.DataFrame, site: str = "spine", covariates: tuple[str, ...] = ()
+    data: pd.DataFrame,
+    site: str = "spine",
+    covariates: tuple[str, ...] = (),
+    *,
+    levels: Sequence[str] | None = None,
+    group_column: str = "analysis_group",
+    time: str = "month",
 ) -> PreparedData:
     """Validate long-format data and turn one site into model arrays.
 
     Parameters
     ----------
     data : DataFrame
-        One row per patient-visit with ``patient_id``, ``month``, the site's BMD column (see
-        :data:`SITES`), ``responder`` and any ``covariates``.
-    site : {"spine", "femoral_neck"}
+        One row per patient-visit with ``patient_id``, ``time``, ``bmd_<site>``, the group
+        column and any ``covariates``.
+    site : str
+        Any site with a ``bmd_<site>`` column.
     covariates : tuple of str
         Columns added linearly; ``"sex"`` ("F"/"M") becomes an indicator of male sex.
+    levels : sequence of str, optional
+        Group levels, the reference first (see the module docstring, *Groups*); default the
+        responder study's boolean ``responder``.
+    group_column : str
+        The column holding each patient's level (with ``levels``).
+    time : str
+        The time column in months since the patient's baseline (``month``; a design's actual
+        times, e.g. ``month_actual``).
 
     Returns
     -------
@@ -124,26 +239,33 @@ def prepare_trajectory_data(
     Raises
     ------
     ValueError
-        On a missing column, a missing month/responder/covariate where the outcome is observed,
-        a responder status that varies within a patient, or no observed outcome at all.
+        On a missing column, a missing time/group/covariate where the outcome is observed, a group
+        that varies within a patient or is not a level, or no observed outcome at all.
     """
-    if site not in SITES:
-        raise ValueError(f"site must be one of {sorted(SITES)}, got {site!r}")
-    outcome = SITES[site]
-    needed = ["patient_id", "month", outcome, "responder", *covariates]
+    outcome = outcome_column(data, site)
+    levels, gcol = resolve_levels(levels, group_column)
+    needed = ["patient_id", time, outcome, *([gcol] if len(levels) > 1 or gcol in data.columns else []),
+              *covariates]
+    needed = list(dict.fromkeys(needed))
     missing = [c for c in needed if c not in data.columns]
     if missing:
         raise ValueError(f"data lacks column(s) {missing}")
     df = data.loc[data[outcome].notna(), needed].copy()
     if df.empty:
         raise ValueError(f"no observed {outcome} values")
-    if df["month"].isna().any():
-        raise ValueError("month is missing for rows with an observed outcome")
+    if df[time].isna().any():
+        raise ValueError(f"{time} is missing for rows with an observed outcome")
     df["patient_id"] = df["patient_id"].astype(str)
-    df["responder"] = as_bool_responder(df["responder"])
-    if (df.groupby("patient_id")["responder"].nunique() > 1).any():
-        raise ValueError("responder status varies within a patient")
     codes, ids = pd.factorize(df["patient_id"], sort=True)
+    if gcol in df.columns:
+        if df[gcol].isna().any():
+            raise ValueError(f"{gcol} is missing for some rows; resolve it before modelling")
+        if (df.groupby("patient_id")[gcol].nunique() > 1).any():
+            raise ValueError(f"{gcol} varies within a patient")
+        per_patient = df.groupby(codes)[gcol].first().sort_index()
+        group_x = group_indicators(per_patient, levels, gcol)
+    else:  # a single group: every patient in it
+        group_x = np.zeros((len(ids), 0))
     x_cols = []
     for cov in covariates:
         col = df[cov]
@@ -158,17 +280,15 @@ def prepare_trajectory_data(
             raise ValueError(f"covariate {cov!r} is missing for rows with an observed outcome")
         x_cols.append(col.to_numpy())
     x = np.column_stack(x_cols) if x_cols else np.zeros((len(df), 0))
-    responder = (
-        df.groupby(codes)["responder"].first().sort_index().to_numpy().astype(float)
-    )
-    months = df["month"].to_numpy(dtype=float)
+    months = df[time].to_numpy(dtype=float)
     return PreparedData(
         patient_ids=np.asarray(ids, dtype=str),
         patient_idx=codes.astype(np.int64),
         months=months,
         t_years=months / 12.0,
         y=df[outcome].to_numpy(dtype=float),
-        responder=responder,
+        group_x=group_x,
         x=x,
         covariates=tuple(covariates),
+        levels=levels,
     )

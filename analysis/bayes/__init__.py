@@ -1,5 +1,7 @@
-"""The Bayesian analyses of one study: fit a named model (``fit``: lmm, robust, mmrm, joint,
-activity) or the user's own model formula (``fit.fit_formula``, a bambi model: ``formula``),
+"""The Bayesian analyses of one study, on its design (any sites, groups and endpoint;
+``study_frame``: the analysis frame and whether a model applies): fit a named model (``fit``:
+lmm, robust, mmrm, joint, activity) or the user's own model formula (``fit.fit_formula``, a bambi
+model: ``formula``),
 estimands and contrasts from the draws with their summaries (``estimands``, ``posterior``), the
 Bayes-vs-frequentist table, prior predictive checks and prior sensitivity (``prior_checks``) and
 PSIS-LOO model comparison (``model_compare``).
@@ -18,6 +20,12 @@ _EXPORTS = {
     "bayes_table": "analysis.bayes.estimands",
     "compare_table": "analysis.bayes.estimands",
     "COMPARE_COLUMNS": "analysis.bayes.estimands",
+    "rope_text": "analysis.bayes.estimands",
+    "default_formula": "analysis.bayes.formula",
+    "GROUP_COLUMN": "analysis.bayes.study_frame",
+    "analysis_levels": "analysis.bayes.study_frame",
+    "check_applicable": "analysis.bayes.study_frame",
+    "model_options": "analysis.bayes.study_frame",
     "DEFAULT_FORMULA": "analysis.bayes.formula",
     "BambiLMM": "analysis.bayes.formula",
     "FormulaError": "analysis.bayes.formula",

@@ -1,7 +1,9 @@
 r"""The user's own model formula: a bambi mixed model sampled and summarised like rajak's models.
 
-:func:`bambi_lmm` builds a bambi model from a formula (default
-``"bmd ~ month * responder + (1 + month | patient_id)"``) on the analysis frame and returns a
+:func:`bambi_lmm` builds a bambi model from a formula (default in the design's words,
+:func:`default_formula`: ``bmd ~ month * (group_active) + (1 + month | patient_id)`` for a study
+with arms, one 0/1 column per level other than the design's reference; ``month * responder`` for
+a responder study; ``month`` alone for a single arm) on the analysis frame and returns a
 wrapper, :class:`BambiLMM`, that :func:`analysis.engine.sampling.sample` samples with nutpie like
 every rajak model; its ``postprocess`` hands the draws to
 :func:`analysis.engine.bambi_results.clean_bambi_posterior` (what ``bambi.Model.fit`` does after
@@ -10,8 +12,11 @@ sampling). :func:`formula_estimands` turns the fixed effects into estimands;
 
 The model
 ---------
-``bmd`` is the site's BMD column (``bmd_<site>``, g/cm^2), time is ``month``. For the default
-formula, patient :math:`i` at month :math:`m_{ij}` with responder indicator :math:`r_i`:
+``bmd`` is the site's BMD column (``bmd_<site>``, g/cm^2), time is ``month``; ``group`` is the
+patient's level as a categorical with the design's reference first, and ``group_<level>`` a
+0/1 indicator of each other level (so the coefficient ``group_active`` is active minus the
+reference). For a responder study's default formula, patient :math:`i` at
+month :math:`m_{ij}` with responder indicator :math:`r_i`:
 
 .. math::
 
@@ -40,6 +45,7 @@ model.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from itertools import product
 from typing import TYPE_CHECKING, Any
@@ -54,10 +60,34 @@ from models.marginal import as_bool_responder
 if TYPE_CHECKING:  # pragma: no cover
     import xarray as xr
 
-__all__ = ["DEFAULT_FORMULA", "BambiLMM", "FormulaError", "bambi_lmm", "check_formula", "formula_estimands"]
+__all__ = ["DEFAULT_FORMULA", "BambiLMM", "FormulaError", "bambi_lmm", "check_formula", "default_formula",
+           "formula_estimands", "indicator_name"]
 
-#: The trajectory LMM of :mod:`models.trajectory` written as a formula (time in months).
+#: The trajectory LMM of :mod:`models.trajectory` of a responder study written as a formula (time in
+#: months); :func:`default_formula` gives it in any design's words.
 DEFAULT_FORMULA = "bmd ~ month * responder + (1 + month | patient_id)"
+
+
+def indicator_name(level: str) -> str:
+    """The 0/1 column of a non-reference group level in a formula's data: ``group_<level>`` with
+    every character that is not a letter, digit or ``_`` replaced by ``_``."""
+    return "group_" + re.sub(r"\W", "_", str(level))
+
+
+def default_formula(data: pd.DataFrame) -> str:
+    """The trajectory LMM as a formula in the data's words: ``month * responder`` with a
+    ``responder`` column; with a categorical ``group`` of two or more levels, one 0/1 column per
+    non-reference level (:func:`indicator_name`, e.g. ``month * (group_low + group_high)``: each
+    coefficient is that level minus the reference, the categorical's first category; formulae
+    itself would take the first level in sort order); ``month`` alone otherwise (a single arm).
+    Random intercept and slope per patient."""
+    if "responder" in data.columns:
+        return DEFAULT_FORMULA
+    if "group" in data.columns and isinstance(data["group"].dtype, pd.CategoricalDtype) \
+            and len(data["group"].cat.categories) > 1:
+        terms = " + ".join(indicator_name(lv) for lv in data["group"].cat.categories[1:])
+        return f"bmd ~ month * ({terms}) + (1 + month | patient_id)"
+    return "bmd ~ month + (1 + month | patient_id)"
 
 
 class FormulaError(ValueError):
@@ -151,7 +181,7 @@ def check_formula(formula: str, data: pd.DataFrame) -> list[str]:
     if not isinstance(formula, str) or "~" not in formula:
         raise FormulaError(f"formula {formula!r} has no '~': write it as 'bmd ~ terms'")
     try:
-        names = set(formulae.model_description(formula).var_names)
+        names = set(formulae.model_description(formula).var_names) - {""}  # "": a string literal
     except Exception as exc:  # formulae raises its own parser exceptions
         raise FormulaError(f"cannot parse formula {formula!r}: {_first_line(exc)}") from None
     unknown = sorted(names - set(data.columns))
@@ -169,10 +199,10 @@ def check_formula(formula: str, data: pd.DataFrame) -> list[str]:
 
 def bambi_lmm(
     data: pd.DataFrame,
-    formula: str = DEFAULT_FORMULA,
+    formula: str | None = None,
     priors: dict[str, Any] | None = None,
     *,
-    site: str = "spine",
+    site: str | None = None,
     **model_kwargs: Any,
 ) -> BambiLMM:
     """Build a bambi mixed model from a user formula, to sample with ``analysis.engine.sampling.sample``.
@@ -183,12 +213,13 @@ def bambi_lmm(
         Long format, one row per patient-visit. The outcome ``bmd`` is the ``bmd_<site>`` column
         (a ``bmd`` column is used as it is only when there is no ``bmd_<site>``); rows with a
         missing ``bmd`` are dropped; a boolean (or 0/1) ``responder`` enters as 0/1.
-    formula : str
-        Any bambi formula (see the module docstring).
+    formula : str, optional
+        Any bambi formula (see the module docstring); default :func:`default_formula`.
     priors : dict, optional
         Passed to ``bambi.Model(priors=...)``; default bambi's.
-    site : str
-        Any site the data have a ``bmd_<site>`` column for (``spine``, ``femoral_neck``...).
+    site : str, optional
+        Any site the data have a ``bmd_<site>`` column for; default the first of the analysis
+        frame's design (:func:`analysis.bayes.study_frame.model_options`).
     **model_kwargs
         Passed to ``bambi.Model`` (e.g. ``family``, ``center_predictors``).
 
@@ -205,6 +236,10 @@ def bambi_lmm(
     import bambi as bmb
 
     df = data.copy()
+    if site is None:  # the analysis frame's design (the RAJAK default design's without one)
+        from analysis.bayes.study_frame import model_options
+
+        site = model_options(data)["sites"][0]
     col = f"bmd_{site}"
     if col in df.columns:
         df["bmd"] = df[col]
@@ -222,6 +257,7 @@ def bambi_lmm(
             pass
     if "patient_id" in df.columns:
         df["patient_id"] = df["patient_id"].astype(str)
+    formula = default_formula(df) if formula is None else formula
     check_formula(formula, df)
     try:
         model = bmb.Model(formula, df, priors=priors, **model_kwargs)

@@ -5,15 +5,16 @@ Prior predictive check
 ----------------------
 For each prior set, :func:`prior_predictive` draws
 :math:`\theta \sim p(\theta)` and :math:`\tilde y \sim p(y \mid \theta)` on the study's own design
-(its patients, responder groups and observed visits) with ``pymc.sample_prior_predictive``,
+(its patients, groups, observed visits and endpoint :math:`E`; the analysis frame's
+:func:`~analysis.bayes.study_frame.model_options`) with ``pymc.sample_prior_predictive``,
 using the trajectory model with latent (``"noncentred"``) random effects, the same model as the
 default marginal form but with an observed node to simulate from. It summarises
 
 - the implied baseline BMD (every month-0 row),
-- the implied patient-level 12-month % change :math:`100(\tilde y_{i,12} - \tilde y_{i,0}) /
+- the implied patient-level % change to the endpoint :math:`100(\tilde y_{i,E} - \tilde y_{i,0}) /
   \tilde y_{i,0}` per group (patients with both visits in the data),
-- the group-level ``pct_change_12m``, ``diff_pct_change_12m``, the residual SD and the
-  between-patient SDs,
+- the group-level ``pct_change_end``, each level's ``diff_pct_change_end`` (level minus
+  reference), the residual SD and the between-patient SDs,
 
 by prior quantiles next to the observed range of the same quantity.
 
@@ -49,11 +50,13 @@ import pandas as pd
 import xarray as xr
 from matplotlib.figure import Figure
 
-from analysis.figures.plots import GROUP_COLOURS, GROUP_TITLES, PALETTE, stamp, style
+from analysis.bayes.study_frame import model_options
+from analysis.figures.plots import PALETTE, group_colours, group_title, stamp, style
 from analysis.common.quiet import quiet_logger
 from analysis.engine.prior_predictive import prior_predictive_sampler
+from analysis.study.estimands import difference_name, estimand_name
 from models.priors import PRIOR_SET_NAMES, prior_set
-from models.trajectory import GROUP_NAMES, SITES, build_trajectory_model
+from models.trajectory import build_trajectory_model
 
 __all__ = [
     "CONTRASTS",
@@ -66,8 +69,8 @@ __all__ = [
     "prior_sensitivity",
 ]
 
-#: The contrasts whose sensitivity is reported.
-CONTRASTS: tuple[str, ...] = ("diff_pct_change_12m", "pct_change_12m")
+#: The contrasts whose sensitivity is reported (``diff_pct_change_end`` only with two or more groups).
+CONTRASTS: tuple[str, ...] = ("diff_pct_change_end", "pct_change_end")
 
 _QUANTILES = (0.025, 0.25, 0.5, 0.75, 0.975)
 _Q_COLS = ("q025", "q25", "q50", "q75", "q975")
@@ -86,8 +89,9 @@ class PriorCheckResult:
         it; ``"parameter"`` for model quantities, where ``observed_low = observed_high`` is the
         completers' observed mean change when there is one).
     sensitivity : DataFrame
-        ``set, variable, prior, likelihood, diagnosis, posterior_median, eti_low, eti_high,
-        fit`` (power-scaling sensitivity of the contrasts and their posterior under each set).
+        ``set, variable, estimand, prior, likelihood, diagnosis, posterior_median, eti_low,
+        eti_high, fit`` (power-scaling sensitivity of the contrasts and their posterior under each
+        set; ``estimand`` is the shared name, :mod:`analysis.study.estimands`).
     text : str
     figures : dict of str to Figure
         ``"prior_predictive"``, ``"posterior_by_set"``.
@@ -117,18 +121,34 @@ def _quantile_row(x: np.ndarray, lo: float = np.nan, hi: float = np.nan) -> dict
             "p_in_observed_range": inside}
 
 
-def _pct_change_pairs(months: np.ndarray, pidx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Row indices of month 0 and month 12 for patients with both, and those patients."""
+def _pct_change_pairs(months: np.ndarray, pidx: np.ndarray, endpoint: float
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Row indices of month 0 and the endpoint month for patients with both, and those patients."""
     base = {p: i for i, (p, m) in enumerate(zip(pidx, months)) if m == 0}
-    end = {p: i for i, (p, m) in enumerate(zip(pidx, months)) if m == 12}
+    end = {p: i for i, (p, m) in enumerate(zip(pidx, months)) if m == endpoint}
     pats = np.array(sorted(set(base) & set(end)), dtype=int)
     return (np.array([base[p] for p in pats], dtype=int),
             np.array([end[p] for p in pats], dtype=int), pats)
 
 
+def _priors(data: pd.DataFrame, site: str, name: str) -> Any:
+    """Prior set ``name`` at ``site`` (``sceptical`` at a site without a published reference BMD
+    scales to the data's mean baseline there, as in :func:`analysis.bayes.fit.prior_object`)."""
+    base = data.loc[(data["month"] == 0) & data[f"bmd_{site}"].notna(), f"bmd_{site}"]
+    return prior_set(name, site, reference_bmd=float(base.mean()) if len(base) else None)
+
+
+def _model(data: pd.DataFrame, site: str, name: str, **kwargs: Any) -> Any:
+    """The trajectory model on the analysis frame's design (:func:`model_options`) under set ``name``."""
+    o = model_options(data)
+    return build_trajectory_model(data, site, priors=_priors(data, site, name), levels=o["levels"],
+                                  group_column=o["group_column"], time=o["time"],
+                                  endpoint_month=o["endpoint_month"], **kwargs)
+
+
 def prior_predictive(
     data: pd.DataFrame,
-    site: str = "spine",
+    site: str | None = None,
     sets: Sequence[str] = PRIOR_SET_NAMES,
     *,
     draws: int = 1000,
@@ -139,8 +159,10 @@ def prior_predictive(
     Parameters
     ----------
     data : DataFrame
-        Long format with a boolean ``responder`` (e.g. ``analysis.bayes.fit.analysis_frame``).
-    site : {"spine", "femoral_neck"}
+        The analysis frame (``analysis.bayes.fit.analysis_frame``: the groups and the design's
+        endpoint), or long data with a boolean ``responder`` (a responder study, endpoint month 12).
+    site : str, optional
+        Any site of the data; default the design's first (:func:`model_options`).
     sets : sequence of str
         Prior set names (:data:`models.priors.PRIOR_SET_NAMES`).
     draws : int
@@ -154,41 +176,45 @@ def prior_predictive(
         See :attr:`PriorCheckResult.table`.
     samples : dict
         Per set: ``baseline`` (draws x month-0 rows), ``pct_change`` (draws x patients with
-        months 0 and 12), ``pct_group`` (draws x group), ``observed_baseline``,
-        ``observed_pct_change``, ``group`` (0/1 per column of ``pct_change``).
+        month 0 and the endpoint), ``pct_group`` (draws x group), ``observed_baseline``,
+        ``observed_pct_change``, ``group`` (the level's position, reference 0, per column of
+        ``pct_change``), ``levels`` and ``endpoint``.
     """
-
-    if site not in SITES:
-        raise ValueError(f"site must be one of {sorted(SITES)}, got {site!r}")
+    site = model_options(data)["sites"][0] if site is None else site
+    if f"bmd_{site}" not in data.columns:
+        raise ValueError(f"no BMD column 'bmd_{site}' for site {site!r}")
     if draws < 10:
         raise ValueError(f"draws must be at least 10, got {draws}")
     sets = list(sets)
     if not sets:
         raise ValueError("sets must name at least one prior set")
     for name in sets:
-        prior_set(name, site)  # validates the name
-    tm = build_trajectory_model(data, site, priors=prior_set(sets[0], site),
-                                parameterisation="noncentred")
+        prior_set(name, site, reference_bmd=1.0)  # validates the name
+    tm = _model(data, site, sets[0], parameterisation="noncentred")
     prep = tm.prepared
-    i0, i12, pats = _pct_change_pairs(prep.months, prep.patient_idx)
-    grp = prep.responder[pats]
-    obs_pct = 100.0 * (prep.y[i12] - prep.y[i0]) / prep.y[i0]
-    obs_base = prep.y[prep.months == 0]
+    levels, end = prep.levels, tm.endpoint_month
+    nominal = data.loc[data[f"bmd_{site}"].notna(), "month"].to_numpy(dtype=float)  # the rows prep kept
+    i0, i_end, pats = _pct_change_pairs(nominal, prep.patient_idx, end)
+    gx = prep.group_x
+    grp = (np.where(gx.any(axis=1), gx.argmax(axis=1) + 1, 0) if gx.shape[1] else np.zeros(prep.n_patients, int))[pats]
+    obs_pct = 100.0 * (prep.y[i_end] - prep.y[i0]) / prep.y[i0]
+    obs_base = prep.y[nominal == 0]
     rows: list[dict[str, Any]] = []
     samples: dict[str, dict[str, np.ndarray]] = {}
-    draw_prior = prior_predictive_sampler(tm.pymc_model, ("y", "pct_change_12m", "sigma", "sd_patient"))
+    draw_prior = prior_predictive_sampler(tm.pymc_model, ("y", "pct_change_end", "sigma", "sd_patient"))
     effects = list(tm.pymc_model.coords["effect"])
+    change = f"{end:g}-month change"
     for k, name in enumerate(sets):
-        tm.set_data(priors=prior_set(name, site))
+        tm.set_data(priors=_priors(data, site, name))
         pp = draw_prior(draws, np.random.default_rng([seed, k]))
         y = prep.y_loc + prep.y_scale * pp["y"].reshape(draws, -1)
-        base_pp = y[:, prep.months == 0]
+        base_pp = y[:, nominal == 0]
         with np.errstate(divide="ignore", invalid="ignore"):
-            pct_pp = 100.0 * (y[:, i12] - y[:, i0]) / y[:, i0]
-        pct_group = pp["pct_change_12m"].reshape(draws, -1)
+            pct_pp = 100.0 * (y[:, i_end] - y[:, i0]) / y[:, i0]
+        pct_group = pp["pct_change_end"].reshape(draws, -1)
         samples[name] = {"baseline": base_pp, "pct_change": pct_pp, "pct_group": pct_group,
                          "observed_baseline": obs_base, "observed_pct_change": obs_pct,
-                         "group": grp}
+                         "group": grp, "levels": levels, "endpoint": end}
 
         def add(quantity: str, kind: str, group: str, unit: str, row: dict[str, float]) -> None:
             if kind == "parameter":  # a reference value at most, not a range to fall into
@@ -198,19 +224,19 @@ def prior_predictive(
 
         add("baseline BMD", "data", "all", "g/cm^2",
             _quantile_row(base_pp, obs_base.min(), obs_base.max()))
-        for g, label in enumerate(GROUP_NAMES):
+        for g, label in enumerate(levels):
             o = obs_pct[grp == g]
             lo, hi = (o.min(), o.max()) if o.size else (np.nan, np.nan)
-            add("12-month change, patient", "data", label, "%",
+            add(f"{change}, patient", "data", label, "%",
                 _quantile_row(pct_pp[:, grp == g], lo, hi))
-        for g, label in enumerate(GROUP_NAMES):
+        for g, label in enumerate(levels):
             o = obs_pct[grp == g]
             mean = float(o.mean()) if o.size else np.nan
-            add("12-month change, group mean (pct_change_12m)", "parameter", label, "%",
+            add(f"{change}, group mean (pct_change_end)", "parameter", label, "%",
                 _quantile_row(pct_group[:, g], mean, mean))
-        diff = pct_group[:, 1] - pct_group[:, 0]
-        add("responder difference (diff_pct_change_12m)", "parameter", "responder - non-responder",
-            "percentage points", _quantile_row(diff))
+        for g, label in enumerate(levels[1:], start=1):
+            add("group difference (diff_pct_change_end)", "parameter", f"{label} - {levels[0]}",
+                "percentage points", _quantile_row(pct_group[:, g] - pct_group[:, 0]))
         add("residual SD (sigma)", "parameter", "all", "g/cm^2", _quantile_row(pp["sigma"]))
         sd = pp["sd_patient"]
         add("between-patient SD, baseline", "parameter", "all", "g/cm^2",
@@ -247,13 +273,16 @@ def _interval_rows(ax: Any, rows: list[tuple[str, np.ndarray, str]], lo: float, 
 def prior_predictive_figure(
     samples: dict[str, dict[str, np.ndarray]], label: str | None = None
 ) -> Figure:
-    """Prior predictive baseline BMD and patient-level 12-month % change per set (median, 50%
-    and 95% intervals, symlog axis) against the observed range (shaded)."""
+    """Prior predictive baseline BMD and patient-level % change to the endpoint per set and group
+    (median, 50% and 95% intervals, symlog axis) against the observed range (shaded)."""
     import matplotlib.pyplot as plt
 
     names = list(samples)
     first = samples[names[0]]
     obs_b, obs_p = first["observed_baseline"], first["observed_pct_change"]
+    levels = tuple(first.get("levels", ("non-responder", "responder")))
+    colours = group_colours(levels)
+    change = f"{float(first.get('endpoint', 12.0)):g}-month change"
     with style():
         fig, axes = plt.subplots(1, 2, figsize=(9.5, 0.5 + 0.55 * 2 * len(names)),
                                  gridspec_kw={"width_ratios": [1, 1.25]})
@@ -262,13 +291,13 @@ def prior_predictive_figure(
                        "Implied baseline BMD", linthresh=2.0)
         rows = []
         for n in names:
-            for g, grp in enumerate(GROUP_NAMES):
-                rows.append((f"{n}, {GROUP_TITLES[grp]}",
+            for g, grp in enumerate(levels):
+                rows.append((f"{n}, {group_title(grp)}",
                              samples[n]["pct_change"][:, samples[n]["group"] == g],
-                             GROUP_COLOURS[grp]))
+                             colours[grp]))
         lo, hi = (obs_p.min(), obs_p.max()) if obs_p.size else (0.0, 0.0)
-        _interval_rows(axes[1], rows, lo, hi, "12-month change (%)",
-                       "Implied 12-month change per patient", linthresh=10.0)
+        _interval_rows(axes[1], rows, lo, hi, f"{change} (%)",
+                       f"Implied {change} per patient", linthresh=10.0)
         fig.suptitle("Prior predictive check: median, 50% and 95% intervals; shaded: observed "
                      "range\n(axes linear near the observed values, logarithmic beyond)")
         stamp(fig, label)
@@ -434,7 +463,7 @@ def prior_sensitivity(
     Returns
     -------
     DataFrame
-        Index: variable labels (e.g. ``pct_change_12m[responder]``); columns ``prior``,
+        Index: variable labels (e.g. ``pct_change_end[responder]``); columns ``prior``,
         ``likelihood``, ``diagnosis``.
     """
     dt = getattr(fit, "posterior", fit)
@@ -459,29 +488,31 @@ def _psense(dt: xr.DataTree, var_names: Sequence[str], prior_vars: list[str],
 # ---------------------------------------------------------------------------------------------
 
 
-def _posterior_figure(post: dict[str, xr.Dataset], label: str | None) -> Figure:
+def _posterior_figure(post: dict[str, xr.Dataset], label: str | None, endpoint: float) -> Figure:
     import matplotlib.pyplot as plt
 
     names = list(post)
-    panels = [("diff_pct_change_12m", None, "responders - non-responders (points)"),
-              ("pct_change_12m", "non-responder", "non-responders (%)"),
-              ("pct_change_12m", "responder", "responders (%)")]
+    first = post[names[0]]
+    levels = [str(g) for g in first["group"].values]
+    colours = group_colours(levels)
+    panels = [("diff_pct_change_end", {"contrast": str(c)}, f"{c} (points)", PALETTE["black"])
+              for c in (first["contrast"].values if "contrast" in first.coords else [])]
+    panels += [("pct_change_end", {"group": g}, f"{group_title(g)} (%)", colours[g]) for g in levels]
     with style():
-        fig, axes = plt.subplots(1, 3, figsize=(10.5, 0.8 + 0.45 * len(names)), sharey=True)
-        for ax, (var, grp, title) in zip(axes, panels):
+        fig, axes = plt.subplots(1, len(panels), figsize=(3.5 * len(panels), 0.8 + 0.45 * len(names)),
+                                 sharey=True, squeeze=False)
+        for ax, (var, sel, title, colour) in zip(axes[0], panels):
             for k, n in enumerate(names):
-                da = post[n][var]
-                x = (da.sel(group=grp) if grp else da).values.ravel()
+                x = post[n][var].sel(sel).values.ravel()
                 q = np.quantile(x, [0.025, 0.25, 0.5, 0.75, 0.975])
                 y = len(names) - 1 - k
-                colour = GROUP_COLOURS.get(grp, PALETTE["black"]) if grp else PALETTE["black"]
                 ax.hlines(y, q[0], q[4], color=colour, lw=1.2)
                 ax.hlines(y, q[1], q[3], color=colour, lw=4.0)
                 ax.plot(q[2], y, "o", color="white", mec=colour, ms=4.5)
             ax.axvline(0, color=PALETTE["grey"], lw=0.8)
             ax.set_title(title)
-        axes[0].set_yticks(range(len(names))[::-1], names)
-        fig.suptitle("12-month change under each prior set (posterior median, 50% and 95% intervals)")
+        axes[0][0].set_yticks(range(len(names))[::-1], names)
+        fig.suptitle(f"{endpoint:g}-month change under each prior set (posterior median, 50% and 95% intervals)")
         stamp(fig, label)
         fig.tight_layout()
     return fig
@@ -489,7 +520,7 @@ def _posterior_figure(post: dict[str, xr.Dataset], label: str | None) -> Figure:
 
 def prior_checks(
     data: pd.DataFrame,
-    site: str = "spine",
+    site: str | None = None,
     sets: Sequence[str] = PRIOR_SET_NAMES,
     *,
     prior_draws: int = 1000,
@@ -509,8 +540,10 @@ def prior_checks(
     Parameters
     ----------
     data : DataFrame
-        Long format with a boolean ``responder``.
-    site : {"spine", "femoral_neck"}
+        The analysis frame (``analysis.bayes.fit.analysis_frame``), or long data with a boolean
+        ``responder``.
+    site : str, optional
+        Default the design's first site.
     sets : sequence of str
     prior_draws : int
         Prior predictive draws per set.
@@ -530,15 +563,22 @@ def prior_checks(
     if sample is None:
         from analysis.engine.sampling import sample
 
+    site = model_options(data)["sites"][0] if site is None else site
     table, samples = prior_predictive(data, site, sets, draws=prior_draws, seed=seed)
-    tm = build_trajectory_model(data, site, priors=prior_set(list(sets)[0], site))
+    tm = _model(data, site, list(sets)[0])
+    end = tm.endpoint_month
+    levels = tm.prepared.levels
+    names = {f"pct_change_end[{g}]": estimand_name(site, g, "pct", end) for g in levels}
+    names.update({f"diff_pct_change_end[{c} - {levels[0]}]": difference_name(site, "pct", end, groups=(c, levels[0]))
+                  for c in levels[1:]})
+    contrasts = [v for v in CONTRASTS if v in tm.pymc_model.named_vars]
     densities = LogDensities(tm.pymc_model)  # compiled once, evaluated under every set
     rows, fits, post = [], {}, {}
     for name in sets:
-        tm.set_data(priors=prior_set(name, site))
+        tm.set_data(priors=_priors(data, site, name))
         fit = sample(tm, draws=draws, tune=tune, chains=chains, cores=cores, seed=seed)
         fit.posterior, prior_vars, lik_vars = add_log_densities(fit.posterior, tm, densities)
-        sens = _psense(fit.posterior, CONTRASTS, prior_vars, lik_vars, (0.99, 1.01), 0.05)
+        sens = _psense(fit.posterior, contrasts, prior_vars, lik_vars, (0.99, 1.01), 0.05)
         fits[name] = fit
         ds = fit.posterior["posterior"].to_dataset()
         post[name] = ds
@@ -547,40 +587,44 @@ def prior_checks(
             var, _, coord = str(var_label).partition("[")
             da = ds[var]
             if coord:
-                da = da.sel(group=coord.rstrip("]"))
+                dim = next(d for d in da.dims if d not in ("chain", "draw"))
+                da = da.sel({dim: coord.rstrip("]")})
             x = da.values.ravel()
             lo, med, hi = np.quantile(x, [0.025, 0.5, 0.975])
-            rows.append({"set": name, "variable": str(var_label), "prior": float(r["prior"]),
+            rows.append({"set": name, "variable": str(var_label), "estimand": names.get(str(var_label)),
+                         "prior": float(r["prior"]),
                          "likelihood": float(r["likelihood"]), "diagnosis": r["diagnosis"],
                          "posterior_median": med, "eti_low": lo, "eti_high": hi,
                          "fit": verdict})
     sensitivity = pd.DataFrame(rows)
-    text = _summary_text(table, sensitivity, site)
+    text = _summary_text(table, sensitivity, site, end)
     figures = {"prior_predictive": prior_predictive_figure(samples, label),
-               "posterior_by_set": _posterior_figure(post, label)}
+               "posterior_by_set": _posterior_figure(post, label, end)}
     return PriorCheckResult(table=table, sensitivity=sensitivity, text=text, figures=figures,
                             fits=fits)
 
 
-def _summary_text(table: pd.DataFrame, sensitivity: pd.DataFrame, site: str) -> str:
+def _summary_text(table: pd.DataFrame, sensitivity: pd.DataFrame, site: str, endpoint: float) -> str:
     lines = [f"Prior checks, {site}."]
+    change = f"{endpoint:g}-month change"
     for name, t in table.groupby("set", sort=False):
         b = t[t["quantity"] == "baseline BMD"].iloc[0]
-        p = t[t["quantity"] == "12-month change, patient"]
+        p = t[t["quantity"] == f"{change}, patient"]
         lines.append(
             f"{name}: 95% of implied baseline BMD in [{b.q025:.2f}, {b.q975:.2f}] g/cm^2 "
-            f"(observed {b.observed_low:.2f}-{b.observed_high:.2f}); implied patient 12-month "
-            f"change in [{p.q025.min():.1f}, {p.q975.max():.1f}]% (observed "
+            f"(observed {b.observed_low:.2f}-{b.observed_high:.2f}); implied patient {change} "
+            f"in [{p.q025.min():.1f}, {p.q975.max():.1f}]% (observed "
             f"{p.observed_low.min():.1f} to {p.observed_high.max():.1f}%)."
         )
     for name, s in sensitivity.groupby("set", sort=False):
-        d = s[s["variable"] == "diff_pct_change_12m"]
+        d = s[s["variable"].str.startswith("diff_pct_change_end")]
         if d.empty:
             continue
         r = d.iloc[0]
+        contrast = str(r.variable).partition("[")[2].rstrip("]")
         flagged = s.loc[s["diagnosis"] != "✓", "variable"].tolist()
         lines.append(
-            f"{name}: responder difference {r.posterior_median:+.2f} points "
+            f"{name}: {contrast} difference {r.posterior_median:+.2f} points "
             f"(95% CrI {r.eti_low:+.2f} to {r.eti_high:+.2f}); power-scaling sensitivity prior "
             f"{r.prior:.3f}, likelihood {r.likelihood:.3f}"
             + (f"; flagged: {', '.join(flagged)}" if flagged else "; nothing flagged")

@@ -8,12 +8,12 @@ forest plot across analyses by hand in matplotlib.
 Modules
 -------
 theme
-    Palette, group colours and names, matplotlib style, the label stamp.
+    Palette, the colour and name of each group level of the design, matplotlib style, the label stamp.
 output
     :func:`save_figure` (PNG + SVG, atomic), :func:`figure_png_bytes`, :class:`DeferredFigure` (a
     figure drawn where it is written), :func:`figure_of` (the figure of an arviz-plots PlotCollection).
 observed
-    Trajectories per patient and the patients remaining at each visit.
+    Trajectories per patient and the patients remaining at each visit, per design group and site.
 posterior
     Estimand densities with HDI and ROPE, prior vs posterior, posterior predictive checks, forest plot.
 diagnostics
@@ -32,9 +32,10 @@ from analysis.common.lazy_exports import lazy_exports
 
 #: Public name -> the module of this room that defines it.
 _WHERE = {
-    **dict.fromkeys(("PALETTE", "GROUP_COLOURS", "GROUP_TITLES", "style", "stamp"), "theme"),
+    **dict.fromkeys(("PALETTE", "GROUP_COLOURS", "GROUP_TITLES", "LEVEL_COLOURS", "group_colours", "group_title",
+                     "style", "stamp"), "theme"),
     **dict.fromkeys(("FIGURE_FORMATS", "DeferredFigure", "save_figure", "figure_png_bytes", "figure_of"), "output"),
-    **dict.fromkeys(("trajectories", "retention"), "observed"),
+    **dict.fromkeys(("trajectories", "retention", "plot_groups"), "observed"),
     **dict.fromkeys(("estimand_tree", "contrast_posteriors", "prior_posterior_tree", "prior_posterior",
                      "ppc_change_tree", "ppc_change", "forest"), "posterior"),
     **dict.fromkeys(("RANK_VARS", "MIN_ESS", "diagnostics_tree", "rank_plot", "ess_plot", "energy_plot"),

@@ -23,7 +23,7 @@ import xarray as xr
 from matplotlib.figure import Figure
 
 from analysis.figures.output import figure_of
-from analysis.figures.theme import GROUP_COLOURS, GROUP_TITLES, PALETTE, stamp, style
+from analysis.figures.theme import PALETTE, group_colours, group_title, stamp, style
 from analysis.study.estimands import SITE_LABELS
 
 __all__ = ["CI_PROB", "estimand_tree", "contrast_posteriors", "prior_posterior_tree", "prior_posterior", "ppc_change_tree",
@@ -296,7 +296,22 @@ def prior_posterior(panels, title: str | None = None, label: str | None = None, 
 # ---------------------------------------------------------------------------------------------
 
 
-def ppc_change_tree(prepared, y_rep: np.ndarray, month: float = 12, n_lines: int = 60,
+def _patient_levels(prepared) -> tuple[tuple[str, ...], np.ndarray]:
+    """The model's group levels (reference first) and each patient's level index: from
+    ``levels``/``group_x`` (:class:`models.trajectory.PreparedData`), or a 0/1 ``responder`` (the
+    levels of a responder study)."""
+    from models.trajectory_data import GROUP_NAMES
+
+    levels = tuple(getattr(prepared, "levels", GROUP_NAMES))
+    gx = getattr(prepared, "group_x", None)
+    if gx is None:
+        return levels, np.asarray(prepared.responder, dtype=float).astype(int)
+    gx = np.asarray(gx, dtype=float).reshape(len(gx), -1)
+    idx = np.where(gx.sum(axis=1) > 0, gx.argmax(axis=1) + 1, 0) if gx.shape[1] else np.zeros(len(gx), int)
+    return levels, idx.astype(int)
+
+
+def ppc_change_tree(prepared, y_rep: np.ndarray, month: float | None = None, n_lines: int = 60,
                     seed: int = 0) -> xr.DataTree:
     """Observed and replicated % change of BMD to ``month`` per patient, as arviz-plots' PPC layout.
 
@@ -304,11 +319,12 @@ def ppc_change_tree(prepared, y_rep: np.ndarray, month: float = 12, n_lines: int
     ----------
     prepared : PreparedData
         The model's data (:class:`models.trajectory.PreparedData`): ``patient_idx``, ``months``,
-        ``y``, ``responder``.
+        ``y`` and the patients' groups (``levels`` and ``group_x``, or a 0/1 ``responder``).
     y_rep : ndarray
         Replicated observations, shape (chain, draw, obs).
-    month : float
-        Visit of the change from baseline.
+    month : float, optional
+        Visit of the change from baseline (default: the last visit in the data; pass the
+        design's endpoint).
     n_lines : int
         Replicated data sets kept (drawn at random without replacement).
     seed : int
@@ -319,8 +335,9 @@ def ppc_change_tree(prepared, y_rep: np.ndarray, month: float = 12, n_lines: int
     xarray.DataTree
         ``posterior_predictive`` and ``observed_data`` groups with variable ``pct_change``; its
         ``patient`` coordinate is the patient's group title with its number of patients (e.g.
-        ``"responders (n = 12)"``), so that arviz-plots facets by group.
+        ``"responders (n = 12)"``, ``"placebo (n = 40)"``), so that arviz-plots facets by group.
     """
+    month = float(np.max(prepared.months)) if month is None else float(month)
     rep = y_rep.reshape(-1, y_rep.shape[-1])
     rng = np.random.default_rng(seed)
     pick = rng.choice(rep.shape[0], size=min(n_lines, rep.shape[0]), replace=False)
@@ -331,18 +348,22 @@ def ppc_change_tree(prepared, y_rep: np.ndarray, month: float = 12, n_lines: int
     pairs = [(base_of[pid[e]], e) for e in end_rows if pid[e] in base_of]
     b_idx = np.array([p[0] for p in pairs], dtype=int)
     e_idx = np.array([p[1] for p in pairs], dtype=int)
-    group = np.where(prepared.responder[pid[e_idx]] == 1.0, "responder", "non-responder")
-    counts = {g: int((group == g).sum()) for g in ("non-responder", "responder")}
-    coord = [f"{GROUP_TITLES[g]} (n = {counts[g]})" for g in group]
+    levels, of_patient = _patient_levels(prepared)
+    group = np.asarray(levels, dtype=object)[of_patient[pid[e_idx]]] if len(e_idx) else np.array([], dtype=object)
+    counts = {g: int((group == g).sum()) for g in levels}
+    coord = [f"{group_title(g)} (n = {counts[g]})" for g in group]
     replicated = 100 * (rep[pick][:, e_idx] - rep[pick][:, b_idx]) / rep[pick][:, b_idx]
     observed = 100 * (prepared.y[e_idx] - prepared.y[b_idx]) / prepared.y[b_idx]
-    return xr.DataTree.from_dict({
+    tree = xr.DataTree.from_dict({
         "posterior_predictive": xr.Dataset({"pct_change": (("chain", "draw", "patient"), replicated[None])},
                                            coords={"patient": coord}),
         "observed_data": xr.Dataset({"pct_change": (("patient",), observed)}, coords={"patient": coord})})
+    tree.attrs["levels"] = list(levels)
+    tree.attrs["month"] = month
+    return tree
 
 
-def ppc_change(prepared, y_rep: np.ndarray, site: str, month: float = 12, n_lines: int = 60,
+def ppc_change(prepared, y_rep: np.ndarray, site: str, month: float | None = None, n_lines: int = 60,
                label: str | None = None, seed: int = 0) -> Figure:
     """Posterior predictive check (arviz-plots' ``plot_ppc_dist``): the observed distribution (ECDF)
     of each patient's % change to ``month`` against replicated data sets, per group.
@@ -355,8 +376,8 @@ def ppc_change(prepared, y_rep: np.ndarray, site: str, month: float = 12, n_line
         Replicated observations, shape (chain, draw, obs).
     site : str
         Site of the model (title).
-    month : float
-        Visit of the change from baseline.
+    month : float, optional
+        Visit of the change from baseline (default: the last visit; pass the design's endpoint).
     n_lines : int
         Replicated data sets drawn.
     label : str, optional
@@ -367,17 +388,21 @@ def ppc_change(prepared, y_rep: np.ndarray, site: str, month: float = 12, n_line
     Returns
     -------
     Figure
-        One panel per group with patients at ``month`` (title: group and n): the ECDF of each
-        replicated data set in the group's colour and the observed ECDF in black.
+        One panel per group with patients at ``month`` (title: group and n), in the design's order
+        (reference first): the ECDF of each replicated data set in the group's colour
+        (:func:`~analysis.figures.theme.group_colours`) and the observed ECDF in black.
     """
     import arviz_plots as azp
 
     dt = ppc_change_tree(prepared, y_rep, month, n_lines, seed)
+    month = float(dt.attrs["month"])
+    levels = list(dt.attrs["levels"])
+    colour_of = group_colours(levels)
     n_rep = dt["posterior_predictive"].sizes["draw"]
     panels = list(dict.fromkeys(dt["observed_data"]["patient"].values.tolist()))  # in order of first row
-    colours = [GROUP_COLOURS["responder" if p.startswith("responders") else "non-responder"] for p in sorted(panels)]
-    missing = [GROUP_TITLES[g] for g in ("non-responder", "responder")
-               if not any(p.startswith(GROUP_TITLES[g] + " ") for p in panels)]
+    level_of = {p: next(lv for lv in levels if p.startswith(group_title(lv) + " (")) for p in panels}
+    colours = [colour_of[level_of[p]] for p in sorted(panels)]
+    missing = [group_title(g) for g in levels if not any(level_of[p] == g for p in panels)]
     with style():
         pc = azp.plot_ppc_dist(
             dt, backend="matplotlib", kind="ecdf", num_samples=n_rep, cols=["patient"], col_wrap=2,
@@ -395,8 +420,8 @@ def ppc_change(prepared, y_rep: np.ndarray, site: str, month: float = 12, n_line
         axes[0].legend(handles=[ln for ln in axes[0].get_lines() if ln.get_label() == "observed"],
                        loc="upper left")
         note = f"; no {' or '.join(missing)} at month {month:g}" if missing else ""
-        fig.suptitle(f"Posterior predictive check, {SITE_LABELS.get(site, site)}: observed (black) vs "
-                     f"{n_rep} replicated data sets{note}")
+        fig.suptitle(f"Posterior predictive check, {SITE_LABELS.get(site, site.replace('_', ' '))}: observed "
+                     f"(black) vs {n_rep} replicated data sets{note}")
         stamp(fig, label)
         fig.tight_layout()
     return fig

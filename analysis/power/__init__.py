@@ -10,7 +10,12 @@ It runs on one machine or on a Dask cluster, and resumes after an interruption.
 Modules, in the order a study uses them:
 
 ==============================  ==================================================================
-``design``                      :class:`PowerDesign` (what is simulated), grids, design files
+``design``                      :class:`PowerDesign` (what is simulated), grids, design files,
+                                :func:`design_from_data` (the next study drawn like the user's own)
+``data_model``                  :class:`DataModel`: the user's design, allocation, retention and
+                                REML LMM per site, estimated from their derived frame
+``data_generator``              one study like the user's; the closed form per contrast
+``data_study``                  the analyses of such a study, one row per contrast of the design
 ``dropout``                     calibration of the simulator's dropout hazard to a target
 ``prior``                       :class:`DesignPrior` (assurance), from a fitted LMM's posterior
 ``settings``                    :class:`PowerSettings` (thresholds, Bayesian sampler settings)
@@ -41,7 +46,10 @@ if TYPE_CHECKING:
     from analysis.power.closed_form import (PowerCalculation, closed_form_power, diggle_linear_power,
                                             liu_liang_linear_power, random_slope_covariance, slope_difference_power,
                                             slope_difference_sample_size)
-    from analysis.power.design import PowerDesign, disease_control_slope_pct, load_power_design, parse_n_grid
+    from analysis.power.data_generator import closed_form_data_power, simulate_from_data
+    from analysis.power.data_model import DataModel, SiteModel, estimate_data_model
+    from analysis.power.design import (PowerDesign, design_from_data, disease_control_slope_pct, load_power_design,
+                                       parse_n_grid)
     from analysis.power.dropout import calibrate_dropout, calibrate_dropout_per_visit
     from analysis.power.execution import check_scheduler
     from analysis.power.frames import power_frame
@@ -59,6 +67,7 @@ _HOME = MappingProxyType({
     "ANALYSES": "analyses",
     "BayesRefit": "bayes_rule",
     "BayesRefitter": "bayes_rule",
+    "DataModel": "data_model",
     "DesignPrior": "prior",
     "POWER_FORMAT": "raw",
     "PowerCalculation": "closed_form",
@@ -66,11 +75,15 @@ _HOME = MappingProxyType({
     "PowerResult": "results",
     "PowerSettings": "settings",
     "RAW_COLUMNS": "raw",
+    "SiteModel": "data_model",
     "TIMING_COLUMNS": "raw",
     "calibrate_dropout": "dropout",
     "calibrate_dropout_per_visit": "dropout",
     "check_scheduler": "execution",
+    "closed_form_data_power": "data_generator",
     "closed_form_power": "closed_form",
+    "estimate_data_model": "data_model",
+    "design_from_data": "design",
     "diggle_linear_power": "closed_form",
     "disease_control_slope_pct": "design",
     "liu_liang_linear_power": "closed_form",
@@ -79,6 +92,7 @@ _HOME = MappingProxyType({
     "power_frame": "frames",
     "random_slope_covariance": "closed_form",
     "run_power": "study",
+    "simulate_from_data": "data_generator",
     "simulate_gaussian": "gaussian",
     "simulation_seed_sequence": "simulated_study",
     "slope_difference_power": "closed_form",

@@ -23,6 +23,12 @@ analysed site(s), the data generator, how analysis groups are formed, and a targ
   \varepsilon` standard normal (intercepts and slopes correlated across sites by
   ``intercept_corr``/``slope_corr``), no rounding; dropout MCAR and monotone
   (:func:`analysis.power.gaussian.simulate_gaussian`).
+* ``generator="data"`` draws each study like the user's own (``data_model``, a
+  :class:`~analysis.power.data_model.DataModel` estimated from their data by
+  :func:`analysis.power.data_model.estimate_data_model`, :func:`design_from_data`): the design's visits,
+  sites and group levels, the observed allocation and retention, and per site the REML LMM's
+  effects and variance components (:mod:`analysis.power.data_generator`); ``design`` is unused and
+  ``dropout`` (per-visit hazards at ``data_model.visits[1:]``) overrides the observed retention.
 
 ``dropout`` is either one number, the expected fraction of patients **without the final visit**,
 or one hazard per scheduled post-baseline visit (``design.activity_months[1:]``, e.g.
@@ -44,14 +50,20 @@ from typing import Any, Literal
 
 import numpy as np
 
+from analysis.power.data_model import DataModel
 from analysis.power.dropout import calibrate_dropout
 from analysis.study.clinical import ResponderRule
+from models.simulate import SITES as TWIN_SITES
 from models.simulate import Design
 
-__all__ = ["SITES", "PowerDesign", "disease_control_slope_pct", "load_power_design", "parse_n_grid"]
+__all__ = ["GENERATORS", "SITES", "PowerDesign", "design_from_data", "disease_control_slope_pct", "load_power_design",
+           "parse_n_grid"]
 
-#: Sites a power study can analyse.
-SITES = ("spine", "femoral_neck")
+#: Sites the twin's generators ("cohort", "gaussian") simulate (:data:`models.simulate.SITES`); a
+#: design from data has its own.
+SITES = TWIN_SITES
+#: The data generators (module docstring).
+GENERATORS = ("cohort", "gaussian", "data")
 
 
 @dataclass(frozen=True)
@@ -61,14 +73,14 @@ class PowerDesign:
     Parameters
     ----------
     design : Design
-        Visit schedule, responder fraction, per-site slopes per type (effect sizes), slope SD and
+        (Generators "cohort" and "gaussian".) Visit schedule, responder fraction, per-site slopes per type (effect sizes), slope SD and
         baseline SD (variance components), DXA precision (measurement error) and the dropout
         model (mechanism and coefficients). ``design.n_patients`` is ignored.
     n : tuple of int
         Total patients per simulated study (the grid).
     sites : tuple of str
-        Sites analysed ('spine', 'femoral_neck').
-    generator : {"cohort", "gaussian"}
+        Sites analysed (the twin's :data:`SITES`, or those of ``data_model``).
+    generator : {"cohort", "gaussian", "data"}
         See the module docstring.
     grouping : {"derived", "true"}
         Cohort generator: groups derived from DAS28-CRP (as the real analysis) or the latent type.
@@ -83,17 +95,20 @@ class PowerDesign:
         ``design.dropout.visit_hazard`` (cohort) or means no dropout (Gaussian).
     calibrated : bool
         Set by :meth:`resolved` once the cohort hazard has been calibrated to ``dropout``.
+    data_model : DataModel, optional
+        What the generator "data" simulates (required by it, ignored by the others).
     """
 
     design: Design = field(default_factory=Design)
     n: tuple[int, ...] = (46,)
-    sites: tuple[str, ...] = ("spine",)
-    generator: Literal["cohort", "gaussian"] = "cohort"
+    sites: tuple[str, ...] = SITES[:1]  # the twin's first site
+    generator: Literal["cohort", "gaussian", "data"] = "cohort"
     grouping: Literal["derived", "true"] = "derived"
     strategy: Literal["last_observed", "exclude"] = "last_observed"
     rule: ResponderRule = field(default_factory=ResponderRule)
     dropout: float | tuple[float, ...] | None = None
     calibrated: bool = False
+    data_model: DataModel | None = None
 
     def __post_init__(self) -> None:
         n = tuple(int(v) for v in np.atleast_1d(self.n))
@@ -103,10 +118,13 @@ class PowerDesign:
             raise ValueError("n needs at least one sample size")
         if min(self.n) < 6:
             raise ValueError(f"every sample size must be at least 6, got {min(self.n)}")
-        if not self.sites or any(s not in SITES for s in self.sites):
-            raise ValueError(f"sites must be a non-empty subset of {SITES}, got {self.sites}")
-        if self.generator not in ("cohort", "gaussian"):
-            raise ValueError(f"generator must be 'cohort' or 'gaussian', got {self.generator!r}")
+        if self.generator not in GENERATORS:
+            raise ValueError(f"generator must be one of {', '.join(GENERATORS)}, got {self.generator!r}")
+        if self.generator == "data" and self.data_model is None:
+            raise ValueError("the generator 'data' needs a data_model (design_from_data)")
+        known = self.data_model.site_names if self.generator == "data" else SITES
+        if not self.sites or any(s not in known for s in self.sites):
+            raise ValueError(f"sites must be a non-empty subset of {known}, got {self.sites}")
         if self.grouping not in ("derived", "true"):
             raise ValueError(f"grouping must be 'derived' or 'true', got {self.grouping!r}")
         if self.strategy not in ("last_observed", "exclude"):
@@ -114,7 +132,7 @@ class PowerDesign:
         if isinstance(self.dropout, (list, tuple)) or (self.dropout is not None and np.ndim(self.dropout) > 0):
             hz = tuple(float(v) for v in self.dropout)
             object.__setattr__(self, "dropout", hz)
-            visits = tuple(self.design.activity_months[1:])
+            visits = tuple(self.schedule[1:])
             if len(hz) != len(visits):
                 raise ValueError(f"dropout has {len(hz)} per-visit hazards {list(hz)} but the design has "
                                  f"{len(visits)} post-baseline visits (months {', '.join(map(str, visits))})")
@@ -133,8 +151,19 @@ class PowerDesign:
         return isinstance(self.dropout, tuple)
 
     @property
+    def schedule(self) -> tuple[float, ...]:
+        """The visits at which per-visit dropout hazards apply (baseline first): the twin's activity
+        months, or the visits of the design from data."""
+        if self.generator == "data":
+            return tuple(self.data_model.visits)
+        return tuple(self.design.activity_months)
+
+    @property
     def endpoint_month(self) -> float:
-        """The last DXA visit (completers and MMRM contrast)."""
+        """The endpoint of the completers and MMRM contrasts: the last DXA visit of the twin's
+        design, the design's endpoint for a design from data."""
+        if self.generator == "data":
+            return float(self.data_model.endpoint)
         return float(max(self.design.dxa_months))
 
     def with_updates(self, **changes: Any) -> PowerDesign:
@@ -148,12 +177,22 @@ class PowerDesign:
         return replace(self, design=calibrate_dropout(self.design, self.dropout), calibrated=True)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable description."""
-        return {"design": self.design.to_dict(), "n": list(self.n), "sites": list(self.sites),
-                "generator": self.generator, "grouping": self.grouping, "strategy": self.strategy,
-                "rule": asdict(self.rule),
-                "dropout": list(self.dropout) if isinstance(self.dropout, tuple) else self.dropout,
-                "calibrated": self.calibrated}
+        """JSON-serialisable description (``data_model`` only when there is one)."""
+        d = {"design": self.design.to_dict(), "n": list(self.n), "sites": list(self.sites),
+             "generator": self.generator, "grouping": self.grouping, "strategy": self.strategy,
+             "rule": asdict(self.rule),
+             "dropout": list(self.dropout) if isinstance(self.dropout, tuple) else self.dropout,
+             "calibrated": self.calibrated}
+        if self.data_model is not None:
+            d["data_model"] = self.data_model.to_dict()
+        return d
+
+    def describe(self) -> str:
+        """One line naming what is simulated (the design from data in its own words)."""
+        if self.generator == "data":
+            return self.data_model.describe()
+        return (f"the RAJAK twin's {self.generator} simulator, sites {', '.join(self.sites)}, DXA at months "
+                f"{', '.join(f'{m:g}' for m in self.design.dxa_months)}")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PowerDesign:
@@ -163,6 +202,8 @@ class PowerDesign:
             d["design"] = Design.from_dict(d["design"])
         if isinstance(d.get("rule"), dict):
             d["rule"] = ResponderRule(**d["rule"])
+        if isinstance(d.get("data_model"), dict):
+            d["data_model"] = DataModel.from_dict(d["data_model"])
         for key in ("n", "sites"):
             if key in d:
                 d[key] = tuple(np.atleast_1d(d[key]).tolist())
@@ -176,6 +217,43 @@ class PowerDesign:
         d = self.resolved().to_dict()
         d.pop("n")
         return d
+
+
+def design_from_data(derived: Any, design: Any = None, *, n: Any = (46,), sites: Any = None,
+                     strategy: str = "exclude", rule: ResponderRule | None = None, fits: Any = None,
+                     dropout: float | tuple[float, ...] | None = None, source: str | None = None) -> PowerDesign:
+    """A power design whose simulator draws studies like the user's (``generator="data"``).
+
+    Parameters
+    ----------
+    derived : DataFrame
+        The study's derived frame (:func:`analysis.study.clinical.derive`).
+    design : ResolvedDesign, optional
+        Default: the one ``derive`` attached.
+    n : int or sequence of int
+        The sample-size grid (total patients per simulated study).
+    sites : sequence of str, optional
+        Sites to size (default: the design's).
+    strategy, rule
+        Groups of a responder study (:func:`analysis.study.groups.assign_groups`; ``"unknown"``
+        leaves the unknown group out).
+    fits : mapping of str to LmmResult, optional
+        LMM fits per site to reuse (:func:`analysis.power.data_model.estimate_data_model`).
+    dropout : float or tuple of float, optional
+        Overrides the observed retention (module docstring).
+    source : str, optional
+        What the text calls the data (a file name).
+
+    Returns
+    -------
+    PowerDesign
+    """
+    from analysis.power.data_model import estimate_data_model
+
+    model = estimate_data_model(derived, design, sites=sites, strategy=strategy, rule=rule, fits=fits, source=source)
+    return PowerDesign(n=n, sites=model.site_names, generator="data", dropout=dropout, data_model=model,
+                       strategy="exclude" if strategy not in ("last_observed", "exclude") else strategy,
+                       rule=rule or ResponderRule())
 
 
 def _clipped_normal_mean(mu: float, sd: float, lo: float, hi: float) -> float:

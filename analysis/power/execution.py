@@ -197,7 +197,8 @@ class ResultStore:
         if not files:
             return None
         df = pd.concat([pd.read_parquet(p) for p in files], ignore_index=True)
-        return df.drop_duplicates(["n", "sim", "site", "analysis"], keep="first").reset_index(drop=True)
+        keys = ["n", "sim", "site", "analysis"] + (["contrast"] if "contrast" in df.columns else [])
+        return df.drop_duplicates(keys, keep="first").reset_index(drop=True)
 
     def write(self, df: pd.DataFrame, chunk: Chunk) -> Path:
         """Write one chunk atomically (temporary file in the same directory, then rename)."""

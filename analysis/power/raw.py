@@ -16,14 +16,16 @@ __all__ = ["POWER_FORMAT", "RAW_COLUMNS", "TIMING_COLUMNS", "tidy_rows"]
 #: Version of the raw-result layout (part of the resume key).
 POWER_FORMAT = 1
 
-#: Columns of the raw results, in order (assurance adds ``prior_draw`` and ``prior.*`` after them).
+#: Columns of the raw results, in order (assurance adds ``prior_draw`` and ``prior.*`` after them; a
+#: design from data adds ``contrast``, e.g. ``"active - placebo"``, and its ``n_responders`` /
+#: ``n_nonresponders`` count the contrast's level and its reference).
 RAW_COLUMNS = ["n", "sim", "site", "analysis", "ok", "estimate", "se", "df", "statistic", "p", "converged",
                "singular", "q025", "q05", "q50", "q95", "q975", "p_gt_0", "p_lt_0", "p_in_rope", "rope",
                "max_rhat", "min_ess_bulk", "min_ess_tail", "divergences", "min_ebfmi", "diag_passed",
                "diag_failures", "n_analysed", "n_responders", "n_nonresponders", "n_completers",
                "lost_fraction", "message", "seconds", "sample_seconds"]
 _BOOL_COLUMNS = ("converged", "singular", "diag_passed")
-_STR_COLUMNS = ("site", "analysis", "diag_failures", "message")
+_STR_COLUMNS = ("site", "analysis", "diag_failures", "message", "contrast")
 _INT_COLUMNS = ("n", "sim", "n_analysed", "n_responders", "n_nonresponders", "n_completers")
 #: Columns that measure time (they differ between runs; everything else is reproducible).
 TIMING_COLUMNS = ("seconds", "sample_seconds")

@@ -63,7 +63,13 @@ class PowerResult:
         return smallest_n(self.summary(), target)
 
     def closed_form(self) -> pd.DataFrame:
-        """The closed-form LMM power per site and ``n`` (:func:`~analysis.power.closed_form.closed_form_power`)."""
+        """The closed-form LMM power per site and ``n`` (:func:`~analysis.power.closed_form.closed_form_power`;
+        for a design from data per contrast too, :func:`~analysis.power.data_generator.closed_form_data_power`)."""
+        if self.design.generator == "data":
+            from analysis.power.data_generator import closed_form_data_power
+
+            return pd.concat([closed_form_data_power(self.design.data_model, self.design.n, site, self.settings.alpha)
+                              for site in self.design.sites], ignore_index=True)
         rows = []
         for site in self.design.sites:
             for n, p in zip(self.design.n, closed_form_power(self.design, site=site, alpha=self.settings.alpha)):
@@ -73,7 +79,8 @@ class PowerResult:
     def table(self) -> pd.DataFrame:
         """Wide table: one row per ``n``, one column per site/analysis/rule, ``power (MC SE)``."""
         s = self.summary()
-        s = s.assign(label=s["site"] + " | " + s["analysis"] + " | " + s["criterion"],
+        where = s["site"] + (" | " + s["contrast"] if "contrast" in s.columns else "")
+        s = s.assign(label=where + " | " + s["analysis"] + " | " + s["criterion"],
                      cell=[f"{p:.3f} ({se:.3f})" for p, se in zip(s["power"], s["mc_se"])])
         wide = s.pivot(index="n", columns="label", values="cell")
         wide.columns.name = None
@@ -92,19 +99,26 @@ class PowerResult:
         with style():
             fig, axes = plt.subplots(1, len(self.design.sites), figsize=(5.2 * len(self.design.sites), 3.8),
                                      squeeze=False, sharey=True)
+            by_contrast = "contrast" in s.columns
+            no_dropout = (not np.any(np.atleast_1d(self.design.dropout or 0.0)) if self.design.generator == "gaussian"
+                          else self.design.generator == "data" and self.design.dropout in (None, 0.0)
+                          and min(self.design.data_model.retention) == 1.0)
             for ax, site in zip(axes[0], self.design.sites):
                 ss = s[s["site"] == site]
-                for i, ((analysis, crit), g) in enumerate(ss.groupby(["analysis", "criterion"], sort=False)):
+                keys = ["contrast", "analysis", "criterion"] if by_contrast else ["analysis", "criterion"]
+                for i, (key, g) in enumerate(ss.groupby(keys, sort=False)):
+                    *contrast, analysis, crit = key
                     g = g.sort_values("n")
                     c = colours[i % len(colours)]
                     name = analysis if analysis != "bayes" else f"bayes: {crit}"
+                    name = f"{contrast[0]}: {name}" if contrast else name
                     ax.errorbar(g["n"], g["power"], yerr=[g["power"] - g["ci_low"], g["ci_high"] - g["power"]],
                                 color=c, marker="o", ms=3.5, lw=1.4, capsize=2, label=name)
                 cs = cf[cf["site"] == site]
-                if (len(cs) and "lmm" in self.analyses and self.prior is None and self.design.generator == "gaussian"
-                        and not np.any(np.atleast_1d(self.design.dropout or 0.0))):
-                    ax.plot(cs["n"], cs["closed_form_power"], color=PALETTE["black"], ls="--", lw=1,
-                            label="closed form (Liu & Liang)")
+                if len(cs) and "lmm" in self.analyses and self.prior is None and no_dropout:
+                    for _, g in cs.groupby("contrast", sort=False) if by_contrast else [(None, cs)]:
+                        ax.plot(g["n"], g["closed_form_power"], color=PALETTE["black"], ls="--", lw=1,
+                                label="closed form (Liu & Liang)")
                 ax.axhline(target, color=PALETTE["grey"], ls=":", lw=1)
                 ax.set_ylim(0, 1.02)
                 ax.set_xlabel("patients per study (n)")
@@ -124,7 +138,8 @@ class PowerResult:
             return json.loads(df.to_json(orient="records"))
 
         return {"kind": self.kind, "sims": self.sims, "seed": self.seed, "analyses": list(self.analyses),
-                "design": self.design.to_dict(), "settings": self.settings.to_dict(),
+                "design": self.design.to_dict(), "design_used": self.design.describe(),
+                "settings": self.settings.to_dict(),
                 "prior": None if self.prior is None else {"source": self.prior.source, "n_draws": len(self.prior.draws)},
                 "target": target, "summary": records(self.summary()), "smallest_n": records(self.smallest_n(target)),
                 "closed_form": records(self.closed_form()),
@@ -133,7 +148,11 @@ class PowerResult:
     def save(self, out: str | os.PathLike, target: float = 0.8) -> dict[str, Path]:
         """Write ``raw.parquet``, ``summary.csv``, ``smallest_n.csv``, ``power_table.csv``,
         ``power_curve.png/.svg`` and ``result.json`` to ``out`` (each atomically)."""
-        from analysis.common.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+        from analysis.common.io import (
+            atomic_write_bytes,
+            atomic_write_json,
+            atomic_write_text,
+        )
         from analysis.figures.plots import save_figure
 
         out = Path(out)

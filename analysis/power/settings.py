@@ -13,7 +13,11 @@ from typing import Any, Literal
 
 from models.trajectory import TrajectoryPriors
 
-__all__ = ["PowerSettings"]
+__all__ = ["ESTIMANDS", "PowerSettings"]
+
+#: Posterior quantities the Bayesian decision rules can judge.
+ESTIMANDS = ("diff_pct_change_end", "diff_change_end")
+_FORMER_NAMES = {"diff_pct_change_12m": "diff_pct_change_end", "diff_change_12m": "diff_change_end"}
 
 
 @dataclass(frozen=True)
@@ -31,10 +35,13 @@ class PowerSettings:
     draws, tune, chains, target_accept : Bayesian sampler settings per refit (nutpie).
     cores : int, optional
         nutpie threads per refit (``None``: automatic). Does not change any result.
-    estimand : {"diff_pct_change_12m", "diff_change_12m"}
-        Posterior quantity the Bayesian rules judge.
+    estimand : {"diff_pct_change_end", "diff_change_end"}
+        Posterior quantity the Bayesian rules judge: the difference (level - reference) in % change
+        or change (g/cm^2) to the design's endpoint (:mod:`models.trajectory`; for a single arm the
+        group's ``pct_change_end`` / ``change_end``). The former names ``diff_pct_change_12m`` and
+        ``diff_change_12m`` are read as these.
     direction : {"greater", "less"}
-        Sign of the hypothesised difference (responders minus non-responders).
+        Sign of the hypothesised difference (level minus reference).
     priors : TrajectoryPriors, optional
         Priors of the Bayesian LMM (default ``TrajectoryPriors()``).
     """
@@ -47,7 +54,7 @@ class PowerSettings:
     chains: int = 4
     target_accept: float = 0.9
     cores: int | None = None
-    estimand: Literal["diff_pct_change_12m", "diff_change_12m"] = "diff_pct_change_12m"
+    estimand: Literal["diff_pct_change_end", "diff_change_end"] = "diff_pct_change_end"
     direction: Literal["greater", "less"] = "greater"
     priors: TrajectoryPriors | None = None
 
@@ -64,18 +71,23 @@ class PowerSettings:
             raise ValueError("the Bayesian diagnostics (R-hat) need at least 2 chains")
         if self.cores is not None and self.cores < 1:
             raise ValueError(f"cores must be positive, got {self.cores}")
-        if self.estimand not in ("diff_pct_change_12m", "diff_change_12m"):
-            raise ValueError(f"estimand must be 'diff_pct_change_12m' or 'diff_change_12m', got {self.estimand!r}")
+        object.__setattr__(self, "estimand", _FORMER_NAMES.get(self.estimand, self.estimand))
+        if self.estimand not in ESTIMANDS:
+            raise ValueError(f"estimand must be one of {', '.join(ESTIMANDS)}, got {self.estimand!r}")
         if self.direction not in ("greater", "less"):
             raise ValueError(f"direction must be 'greater' or 'less', got {self.direction!r}")
 
     def rope_for(self, site: str) -> float:
-        """ROPE half-width at ``site`` (percentage points, or g/cm^2 for ``diff_change_12m``)."""
+        """ROPE half-width at ``site``: ``rope``, else the site's DXA least significant change
+        (:data:`analysis.bayes.posterior.LSC_PCT`; a site without one: the largest there) in
+        percentage points, or 0 g/cm^2 for ``diff_change_end``."""
         if self.rope is not None:
             return float(self.rope)
         from analysis.bayes.posterior import LSC_PCT
 
-        return float(LSC_PCT[site]) if self.estimand == "diff_pct_change_12m" else 0.0
+        if self.estimand != "diff_pct_change_end":
+            return 0.0
+        return float(LSC_PCT.get(site, max(LSC_PCT.values())))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable description (``priors`` filled in with the defaults when ``None``)."""

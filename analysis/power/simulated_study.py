@@ -26,6 +26,7 @@ import pandas as pd
 
 from analysis.power.analyses import completers_rows, lmm_row, mmrm_row, row_error
 from analysis.power.bayes_rule import bayes_row
+from analysis.power.data_study import data_study_rows
 from analysis.power.design import PowerDesign
 from analysis.power.frames import power_frame
 from analysis.power.gaussian import simulate_gaussian
@@ -91,21 +92,26 @@ def study_rows(spec: StudySpec, n: int, sim: int) -> list[dict[str, Any]]:
     Returns
     -------
     list of dict
-        One raw row per site and analysis (two for ``completers``), with the study's counts
-        (analysed, responders, non-responders, completers, fraction lost) and, for assurance, the
-        design-prior draw.
+        One raw row per site and analysis (two for ``completers``; for a design from data one per
+        contrast of the design too, :func:`analysis.power.data_study.data_study_rows`), with the
+        study's counts (analysed, responders, non-responders, completers, fraction lost) and, for
+        assurance, the design-prior draw.
     """
     from models.simulate import simulate
 
     pdz = spec.design
     design = pdz.design
     prior_info: dict[str, Any] = {}
+    values: dict[str, float] = {}
     if spec.prior is not None:
         idx, values = spec.prior.draw(np.random.default_rng(simulation_seed_sequence(spec.seed, sim, None, 0)))
-        design = design.with_updates(**values)
+        if pdz.generator != "data":
+            design = design.with_updates(**values)
         prior_info = {"prior_draw": idx, **{f"prior.{k}": v for k, v in values.items()}}
     data_seed = _int_seed(simulation_seed_sequence(spec.seed, sim, n, 1))
     sampler_seed = _int_seed(simulation_seed_sequence(spec.seed, sim, n, 2))
+    if pdz.generator == "data":  # a design from the user's data: one row per contrast too
+        return data_study_rows(spec, n, sim, data_seed, sampler_seed, values, prior_info)
     if pdz.generator == "gaussian":
         data = simulate_gaussian(design, n, data_seed, pdz.dropout)
     else:
@@ -137,7 +143,7 @@ def study_rows(spec: StudySpec, n: int, sim: int) -> list[dict[str, Any]]:
                 elif analysis == "mmrm":
                     res = mmrm_row(frame, endpoint)
                 else:
-                    res = bayes_row(frame, site, spec.settings, sampler_seed, spec.cores)
+                    res = bayes_row(frame, site, spec.settings, sampler_seed, spec.cores, endpoint)
                 res = {"ok": True, **res}
             except Exception as err:  # noqa: BLE001 - a failed fit is a result (no success)
                 res = {"ok": False, "message": row_error(err)}

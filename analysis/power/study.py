@@ -95,6 +95,8 @@ def run_power(design: PowerDesign, sims: int, seed: int = 0, *, analyses: Sequen
         raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
     if scheduler is not None:
         check_scheduler(scheduler)
+    if design.generator == "data" and prior is not None:
+        design.data_model.with_updates(**prior.draws.iloc[0].to_dict())  # its columns must be the model's
     if prior is not None:
         for col in prior.draws.columns:
             site = col.split(".", 1)[0]
@@ -151,7 +153,8 @@ def run_power(design: PowerDesign, sims: int, seed: int = 0, *, analyses: Sequen
     parts = ([existing] if existing is not None else []) + frames
     raw = pd.concat(parts, ignore_index=True) if parts else tidy_rows([])
     raw = raw[raw["n"].isin(design.n) & (raw["sim"] < sims)]
-    raw = raw.sort_values(["n", "sim", "site", "analysis"], kind="stable").reset_index(drop=True)
+    order = ["n", "sim", "site"] + (["contrast"] if "contrast" in raw.columns else []) + ["analysis"]
+    raw = raw.sort_values(order, kind="stable").reset_index(drop=True)
     result = PowerResult(raw=raw, design=design, analyses=analyses, settings=settings, prior=prior,
                          seed=int(seed), sims=sims)
     if out is not None:

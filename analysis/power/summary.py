@@ -28,6 +28,12 @@ BAYES_CRITERIA = ("P(diff > 0) > prob", "95% CrI excludes 0", "95% CrI outside R
 FREQUENTIST_CRITERION = "p < alpha"
 
 
+def _keys(frame: pd.DataFrame) -> list[str]:
+    """What a power is reported by besides analysis and n: the site, and the contrast of a design
+    from data (whose raw rows carry one)."""
+    return ["site", "contrast"] if "contrast" in frame.columns else ["site"]
+
+
 def wilson_interval(successes: np.ndarray, k: np.ndarray, alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
     r"""Wilson score interval of a binomial proportion :math:`\hat p = s/k`.
 
@@ -94,14 +100,17 @@ def summarise(raw: pd.DataFrame, alpha: float = 0.05, prob: float = 0.95, rope: 
     -------
     DataFrame
         ``site, analysis, criterion, n, sims, successes, power, mc_se, ci_low, ci_high, failed,
-        mean_estimate, diag_pass_rate, lost_fraction``; ``mc_se`` is
+        mean_estimate, diag_pass_rate, lost_fraction`` (``contrast`` after ``site`` for a design from
+        data); ``mc_se`` is
         :math:`\sqrt{\hat p(1-\hat p)/K}`, ``ci_*`` the Wilson 95% interval, ``failed`` the fits
         that raised (counted as no success).
     """
-    cols = ["site", "analysis", "criterion", "n", "sims", "successes", "power", "mc_se", "ci_low", "ci_high",
+    by = _keys(raw)
+    cols = [*by, "analysis", "criterion", "n", "sims", "successes", "power", "mc_se", "ci_low", "ci_high",
             "failed", "mean_estimate", "diag_pass_rate", "lost_fraction"]
     out = []
-    for (site, analysis, n), rows in raw.groupby(["site", "analysis", "n"], sort=True):
+    for key, rows in raw.groupby([*by, "analysis", "n"], sort=True):
+        *where, analysis, n = key
         k = int(rows["sim"].nunique())
         criteria = BAYES_CRITERIA if analysis == "bayes" else (FREQUENTIST_CRITERION,)
         for crit in criteria:
@@ -109,7 +118,7 @@ def summarise(raw: pd.DataFrame, alpha: float = 0.05, prob: float = 0.95, rope: 
             p = s / k
             lo, hi = wilson_interval(np.array([s], float), np.array([k], float))
             diag = rows["diag_passed"].astype("float").mean() if analysis == "bayes" else np.nan
-            out.append({"site": site, "analysis": analysis, "criterion": crit, "n": int(n), "sims": k,
+            out.append({**dict(zip(by, where)), "analysis": analysis, "criterion": crit, "n": int(n), "sims": k,
                         "successes": s, "power": p, "mc_se": math.sqrt(p * (1 - p) / k), "ci_low": float(lo[0]),
                         "ci_high": float(hi[0]), "failed": int((~rows["ok"].astype(bool)).sum()),
                         "mean_estimate": float(rows["estimate"].mean()), "diag_pass_rate": float(diag),
@@ -117,7 +126,7 @@ def summarise(raw: pd.DataFrame, alpha: float = 0.05, prob: float = 0.95, rope: 
     df = pd.DataFrame(out, columns=cols)
     if not df.empty:
         rank = df["analysis"].map({a: i for i, a in enumerate((*FREQUENTIST_ROWS, "bayes"))})
-        df = (df.assign(_rank=rank).sort_values(["site", "_rank", "criterion", "n"], kind="stable")
+        df = (df.assign(_rank=rank).sort_values([*by, "_rank", "criterion", "n"], kind="stable")
               .drop(columns="_rank").reset_index(drop=True))
     return df
 
@@ -139,22 +148,24 @@ def smallest_n(summary: pd.DataFrame, target: float = 0.8) -> pd.DataFrame:
     -------
     DataFrame
         ``site, analysis, criterion, target, n_min, power_at_n_min, mc_se_at_n_min, n_min_sure,
-        max_n, power_at_max_n``.
+        max_n, power_at_max_n`` (``contrast`` after ``site`` for a design from data).
     """
     if not 0.0 < target < 1.0:
         raise ValueError(f"target must be in (0, 1), got {target}")
+    by = _keys(summary)
     rows = []
-    for (site, analysis, crit), g in summary.groupby(["site", "analysis", "criterion"], sort=False):
+    for key, g in summary.groupby([*by, "analysis", "criterion"], sort=False):
+        *where, analysis, crit = key
         g = g.sort_values("n")
         hit = g[g["power"] >= target]
         sure = g[g["ci_low"] >= target]
-        rows.append({"site": site, "analysis": analysis, "criterion": crit, "target": target,
+        rows.append({**dict(zip(by, where)), "analysis": analysis, "criterion": crit, "target": target,
                      "n_min": int(hit["n"].iloc[0]) if len(hit) else np.nan,
                      "power_at_n_min": float(hit["power"].iloc[0]) if len(hit) else np.nan,
                      "mc_se_at_n_min": float(hit["mc_se"].iloc[0]) if len(hit) else np.nan,
                      "n_min_sure": int(sure["n"].iloc[0]) if len(sure) else np.nan,
                      "max_n": int(g["n"].max()), "power_at_max_n": float(g["power"].iloc[-1])})
-    out = pd.DataFrame(rows, columns=["site", "analysis", "criterion", "target", "n_min", "power_at_n_min",
+    out = pd.DataFrame(rows, columns=[*by, "analysis", "criterion", "target", "n_min", "power_at_n_min",
                                       "mc_se_at_n_min", "n_min_sure", "max_n", "power_at_max_n"])
     for c in ("n_min", "n_min_sure"):
         out[c] = out[c].astype("Int64")

@@ -160,9 +160,9 @@ def run(config: RunConfig, *, force: bool = False, log: Callable[[str], None] | 
         t = time.perf_counter()
         sens_results = []
         for name in config.sensitivity:
-            r = run_sensitivity(name, derived, config, cache_dir=cache_root)
+            r = run_sensitivity(name, derived, config, cache_dir=cache_root, design=dataset.design)
             sens_results.append(r)
-            say(f"sensitivity analysis {r.name} done")
+            say(f"sensitivity analysis {r.name} " + ("done" if r.ran else r.summary))
             tables[f"sensitivity_{r.name}"] = _label(r.table, dataset)
             cached_result = r.settings.get("result_cache", {}).get("file")
             for fname, fig in r.figures.items():  # keyed by the cached result's content address
@@ -171,11 +171,12 @@ def run(config: RunConfig, *, force: bool = False, log: Callable[[str], None] | 
                 if Path(src).is_file():
                     atomic_copy(src, staging / "fits" / f"sensitivity_{r.name}" / Path(src).name)
         report_sections = _sensitivity_sections(sens_results, freq.estimands, config, figs, dataset.label,
-                                                None if bayes is None else bayes.estimands, save_figure)
+                                                None if bayes is None else bayes.estimands, save_figure,
+                                                design=dataset.design)
         timings["sensitivity_s"] = time.perf_counter() - t
         t = time.perf_counter()
         lmm_fits = {} if bayes is None else {f.site: f.fit for f in bayes.fits if f.model == "lmm"}
-        power = (run_power_stage(config, cache_root, say, prior_fits=lmm_fits)
+        power = (run_power_stage(config, cache_root, say, prior_fits=lmm_fits, derived=derived, dataset=dataset)
                  if config.power_enabled else None)
         if power is not None:
             tables["power"] = _label(power.result.summary(), dataset)
@@ -187,16 +188,16 @@ def run(config: RunConfig, *, force: bool = False, log: Callable[[str], None] | 
         t = time.perf_counter()
         writer.wait()  # every figure on disk before the report embeds them
         timings["figures_wait_s"] = time.perf_counter() - t
-        report.methods.append(frequentist_methods(config))
+        report.methods.append(frequentist_methods(config, dataset.design))
         if bayes is not None:
             report.sections += bayes_sections(bayes, config)
             report.failures += bayes.failures
-            report.methods.append(bayes_methods(config))
+            report.methods.append(bayes_methods(config, dataset.design))
         report.failures += sensitivity_failures(sens_results)
         report.methods += [f"Sensitivity analysis - {r.title}: {r.text[0]}" for r in sens_results if r.text]
         if power is not None:
             report.sections.append(power_section(power, dataset, config))
-            report.methods.append(power_methods(config))
+            report.methods.append(power_methods(config, power))
         for section in report.sections:  # every table the report names is written under tables/
             for tab in section.tables:
                 if tab.name and tab.name not in tables:
@@ -403,11 +404,15 @@ def _compact_tests(table: pd.DataFrame) -> pd.DataFrame:
 
 def _sensitivity_sections(results, freq_estimands: pd.DataFrame, config: RunConfig, figs: Path,
                           label: str, bayes_estimands: pd.DataFrame | None = None,
-                          save_figure: Callable[..., Any] = save_figure) -> list[Section]:
+                          save_figure: Callable[..., Any] = save_figure, design: Any = None) -> list[Section]:
     if not results:
         return []
     sections = []
     for r in results:
+        if not r.ran:  # not applicable to this design, or not estimable on these data: the reason only
+            sections.append(Section(f"sensitivity_{r.name}", f"Sensitivity: {r.title}", paragraphs=list(r.text),
+                                    status="warning"))
+            continue
         if len(r.table) <= 120:
             tables = [Table(r.title, r.table, f"sensitivity_{r.name}")]
         else:  # e.g. the tipping grid: show the key rows, the full table is in the CSV
@@ -417,7 +422,8 @@ def _sensitivity_sections(results, freq_estimands: pd.DataFrame, config: RunConf
                                 tables=tables, figures=[(name, name) for name in r.figures]))
     figures = []
     for site in config.sites:
-        fig, rows = forest_figure(results, freq_estimands, site, label=label, bayes_estimands=bayes_estimands)
+        fig, rows = forest_figure(results, freq_estimands, site, label=label, bayes_estimands=bayes_estimands,
+                                  design=design)
         save_figure(fig, figs, f"forest_sensitivity_{site}")
         figures.append((f"Key estimands across the main models and the sensitivity analyses, {site}; the first "
                         "row is the frequentist completers analysis as published, then the main frequentist and "

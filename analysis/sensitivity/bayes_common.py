@@ -12,12 +12,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
-__all__ = ["FitCache", "cached_sample", "check_sites", "sampler_settings", "diagnostics_rows",
-           "diagnostics_text", "caching_sampler"]
+__all__ = [
+    "FitCache",
+    "cached_sample",
+    "caching_sampler",
+    "check_sites",
+    "diagnostics_rows",
+    "diagnostics_text",
+    "sampler_settings",
+]
 
 
 def check_sites(sites: Sequence[str]) -> list[str]:

@@ -9,10 +9,13 @@ With the notation of :mod:`analysis.sensitivity.site_data`, the MMRM
     y_i \sim N\bigl(\mu_i(g_i), \Sigma\bigr), \qquad
     \mu_{ij}(g) = \alpha_{gj} + \gamma\, b_i + \eta^\top x_i,
 
-with :math:`\Sigma` unstructured, is ``change ~ baseline + visit * group`` in cell-means form
-(:math:`\alpha_{gj}` the group-by-visit cells, :meth:`SiteData.design
-<analysis.sensitivity.site_data.SiteData.design>`), fitted by REML with
-:func:`analysis.frequentist.mmrm.fit_mmrm` on every observed post-baseline value (MAR).
+with :math:`\Sigma` unstructured and :math:`g = 0, \dots, K - 1` the design's groups, is
+``change ~ baseline + visit * group`` in cell-means form (:math:`\alpha_{gj}` the :math:`K m`
+group-by-visit cells, :meth:`SiteData.design <analysis.sensitivity.site_data.SiteData.design>`),
+fitted by REML with :func:`analysis.frequentist.mmrm.fit_mmrm` on every observed post-baseline value
+(MAR). REML does not depend on how the fixed effects are coded, so the fit uses treatment coding
+(indicators of the non-reference groups; ``change ~ baseline`` alone for a single group, and no
+visit term with a single post-baseline visit) and the cells are recovered by GLS below.
 
 Parameter draws (one per imputation :math:`l = 1, \dots, M`)
 -----------------------------------------------------------
@@ -44,8 +47,10 @@ import pandas as pd
 from scipy import linalg
 
 from analysis.frequentist.mmrm import MmrmResult, fit_mmrm
+from analysis.sensitivity.design import NotEstimable
 from analysis.sensitivity.imputation_strategies import missingness_patterns, psd_sqrt
-from analysis.sensitivity.site_data import GROUPS, SiteData
+from analysis.sensitivity.site_data import SiteData
+from analysis.study.estimands import GROUP_LABELS
 
 __all__ = ["DRAW_METHODS", "MAX_REDRAWS", "ParameterDraws"]
 
@@ -55,11 +60,11 @@ MAX_REDRAWS = 20  # per imputation, for bootstrap resamples that cannot be fitte
 
 def _check_cells(data: SiteData) -> None:
     obs = data.observed
-    for code, name in enumerate(GROUPS):
+    for code, name in enumerate(data.levels):
         for j, t in enumerate(data.months):
             if not obs[data.group == code, j].any():
-                raise ValueError(f"no {name} has an observed {data.site} BMD at month {t:g}; the MMRM "
-                                 "cannot be fitted")
+                raise NotEstimable(f"no {GROUP_LABELS.get(name, name)} patient has an observed "
+                                   f"{data.site.replace('_', ' ')} BMD at month {t:g}; the MMRM cannot be fitted")
 
 
 def _gls(x: np.ndarray, y: np.ndarray, patterns, sigma: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -87,15 +92,29 @@ def _long(data: SiteData, index: np.ndarray | None = None) -> pd.DataFrame:
     ii, jj = np.nonzero(~np.isnan(y))
     frame = pd.DataFrame({"patient_id": ii if index is not None else data.ids[idx][ii],
                           "month": data.months[jj], "outcome_value": y[ii, jj],
-                          "baseline": data.baseline[idx][ii], "responder": data.group[idx][ii].astype(float)})
+                          "baseline": data.baseline[idx][ii]})
+    for k, name in enumerate(_indicators(data), start=1):
+        frame[name] = (data.group[idx][ii] == k).astype(float)
     for c, name in enumerate(data.covariate_names):
         frame[name] = data.covariates[idx][ii, c]
     return frame
 
 
+def _indicators(data: SiteData) -> list[str]:
+    """Names of the indicator columns of the non-reference groups in :func:`_long`."""
+    return [f"group_{k}" for k in range(1, data.n_groups)]
+
+
 def _formula(data: SiteData) -> str:
+    """``outcome_value ~ baseline + month * (group_1 + ...)`` (treatment coding; see the module
+    docstring for one group or one visit)."""
     extra = "".join(f" + {c}" for c in data.covariate_names)
-    return f"outcome_value ~ baseline + month * responder{extra}"
+    groups = _indicators(data)
+    one_visit = data.months.size == 1
+    if not groups:
+        return f"outcome_value ~ baseline{'' if one_visit else ' + month'}{extra}"
+    g = groups[0] if len(groups) == 1 else "(" + " + ".join(groups) + ")"
+    return f"outcome_value ~ baseline + {g if one_visit else 'month * ' + g}{extra}"
 
 
 def _pairs(k: int) -> list[tuple[int, int]]:
@@ -127,7 +146,7 @@ def _fit(data: SiteData) -> MmrmResult:
     try:
         return fit_mmrm(_long(data), _formula(data), subject="patient_id", visit="month", covariance="us")
     except ValueError as err:
-        raise ValueError(f"MMRM for {data.site} cannot be fitted: {err}") from None
+        raise NotEstimable(f"MMRM for {data.site} cannot be fitted: {err}") from None
 
 
 class ParameterDraws:
@@ -193,7 +212,7 @@ class ParameterDraws:
             return beta + psd_sqrt(cov) @ rng.standard_normal(beta.size), sigma
         for _ in range(MAX_REDRAWS):
             idx = np.concatenate([rng.choice(np.flatnonzero(d.group == c), size=int((d.group == c).sum()))
-                                  for c in (0, 1)])
+                                  for c in range(d.n_groups)])
             try:
                 fit = fit_mmrm(_long(d, idx), _formula(d), subject="patient_id", visit="month", covariance="us")
             except (ValueError, RuntimeError, np.linalg.LinAlgError):

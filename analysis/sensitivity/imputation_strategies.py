@@ -62,13 +62,13 @@ __all__ = [
     "STRATEGIES",
     "STRATEGY_TEXT",
     "check_strategy",
-    "last_observed",
-    "strategy_means",
-    "missingness_patterns",
-    "psd_sqrt",
     "conditional_normals",
     "fill_missing",
     "impute_missing",
+    "last_observed",
+    "missingness_patterns",
+    "psd_sqrt",
+    "strategy_means",
 ]
 
 STRATEGIES = ("MAR", "J2R", "CR", "CIR", "LMCF")

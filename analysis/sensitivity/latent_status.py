@@ -1,9 +1,10 @@
 r"""Sensitivity analysis "latent_status": dropouts' undefined responder status as a latent variable.
 
-Responder status is defined from the DAS28 at month 12, so a patient who drops out before has
-none, and the primary analysis excludes such patients from the group comparison. Here each of
-them is a responder with probability :math:`\pi_i`, a logistic function of the DAS28 change from
-baseline at their last observed visit (fitted on the patients with a defined status), and
+In a responder study (groups derived from disease activity, :mod:`analysis.study.design`)
+responder status is defined from the DAS28 at the response month, so a patient who drops out
+before has none, and the primary analysis excludes such patients from the group comparison. Here
+each of them is a responder with probability :math:`\pi_i`, a logistic function of the DAS28 change
+from baseline at their last observed visit (fitted on the patients with a defined status), and
 contributes to both groups' trajectories with posterior weights (the discrete status is summed
 out; :func:`models.dropout.build_latent_status_model`):
 
@@ -13,10 +14,20 @@ out; :func:`models.dropout.build_latent_status_model`):
     \qquad
     P(r_i = 1 \mid y) \propto \pi_i\, p(y_i \mid r_i = 1).
 
-The result compares the month-12 changes per group and the responder difference with the
+The result compares the endpoint changes per group and the responder difference with the
 exclude strategy (the trajectory LMM on patients with a defined status), and lists every
 undefined patient's membership probability before (:math:`\pi_i`, from the early DAS28 course
 only) and after seeing their BMD (the posterior).
+
+The estimands come from the fixed effects ``b`` of either model (time :math:`t` in years, endpoint
+:math:`T` months): group :math:`g`'s baseline mean :math:`\beta_{0g} = b_0 + b_{0g}`, its change to
+:math:`T`, :math:`\Delta_g = (T/12)(b_1 + b_{1g})` g/cm^2 and :math:`100\,\Delta_g/\beta_{0g}` %, and
+every group's difference from the reference (:func:`estimand_rows`).
+
+When it applies (:func:`latent_status_reason`): groups derived from disease activity, a DAS28-CRP
+in the data, status derived by the rule (not a user-supplied ``responder`` column), a visit at the
+response month, and at least one patient whose status is undefined. Otherwise the analysis raises
+:class:`~analysis.study.applicability.NotApplicable` with the reason.
 """
 
 from __future__ import annotations
@@ -28,23 +39,25 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.study.estimands import SITE_LABELS, difference_name, estimand_name
-from analysis.sensitivity.bayes_common import (FitCache, cached_sample, check_sites, diagnostics_rows,
-                                                diagnostics_text, sampler_settings)
+from analysis.sensitivity.bayes_common import (
+    FitCache,
+    cached_sample,
+    check_sites,
+    diagnostics_rows,
+    diagnostics_text,
+    sampler_settings,
+)
+from analysis.sensitivity.design import (
+    NotApplicable,
+    NotEstimable,
+    SensitivityDesign,
+    check_slope_visits,
+    sensitivity_design,
+    site_label,
+)
 from analysis.sensitivity.result import FOREST_COLUMNS, SensitivityResult
 
-__all__ = ["ESTIMANDS", "TABLE_COLUMNS", "estimand_rows", "latent_status_analysis"]
-
-#: (posterior variable, group index or None, measure) of the reported estimands.
-ESTIMANDS: tuple[tuple[str, int | None, str], ...] = (
-    ("pct_change_12m", 0, "pct"),
-    ("pct_change_12m", 1, "pct"),
-    ("diff_pct_change_12m", None, "pct"),
-    ("change_12m", 0, "abs"),
-    ("change_12m", 1, "abs"),
-    ("diff_change_12m", None, "abs"),
-)
-_GROUPS = ("non-responder", "responder")
+__all__ = ["TABLE_COLUMNS", "estimand_rows", "forest_from_rows", "latent_status_analysis", "latent_status_reason"]
 
 #: Columns of the result table (``section`` is "estimand", "parameter", "membership" or
 #: "diagnostics": one row per fit with worst R-hat, smallest ESS, divergences and ``failed``).
@@ -53,26 +66,63 @@ TABLE_COLUMNS = ["section", "site", "item", "model", "mean", "sd", "low", "high"
                  "divergences", "failed", "failed_checks"]
 
 
-def _draws(fit: Any, var: str, group: int | None) -> np.ndarray:
-    da = fit.posterior["posterior"][var]
-    if group is not None:
-        da = da.isel(group=group)
-    return np.asarray(da.values, dtype=float).reshape(-1)
+def _coef_draws(fit: Any) -> np.ndarray:
+    """``b`` per draw, shape (draws, coef)."""
+    da = fit.posterior["posterior"]["b"]
+    return np.asarray(da.transpose("chain", "draw", "coef").values, dtype=float).reshape(-1, da.sizes["coef"])
 
 
-def estimand_rows(fit: Any, site: str, model: str) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
-    """Table rows (mean, SD, 95 % equal-tailed interval) and draws of :data:`ESTIMANDS` of a fit."""
+def estimand_rows(fit: Any, site: str, model: str, sd: SensitivityDesign) -> tuple[list[dict[str, Any]],
+                                                                                      dict[str, np.ndarray]]:
+    """Table rows (mean, SD, 95 % equal-tailed interval) and draws of the endpoint estimands of a fit
+    (module docstring): per measure (%, then g/cm^2), every group's change, then every group's
+    difference from the reference. ``b`` is (intercept, time, then ``<level>, time:<level>`` per
+    non-reference group), as :mod:`models.trajectory` and :mod:`models.dropout` report it."""
+    b = _coef_draws(fit)
+    k = len(sd.levels)
+    if b.shape[1] != 2 * k:
+        raise ValueError(f"the fit has {b.shape[1]} coefficients; {2 * k} expected for groups {sd.levels}")
+    years = sd.endpoint / 12.0
+    base = [b[:, 0] + (b[:, 2 * g] if g else 0.0) for g in range(k)]
+    change = [years * (b[:, 1] + (b[:, 2 * g + 1] if g else 0.0)) for g in range(k)]
+    values = {"pct": [100.0 * c / m for c, m in zip(change, base)], "abs": change}
     rows, draws = [], {}
-    for var, group, measure in ESTIMANDS:
-        name = (estimand_name(site, _GROUPS[group], measure) if group is not None
-                else difference_name(site, measure))
-        x = _draws(fit, var, group)
-        lo, hi = np.quantile(x, [0.025, 0.975])
-        rows.append({"section": "estimand", "site": site, "item": name, "model": model,
-                     "mean": float(x.mean()), "sd": float(x.std(ddof=1)), "low": float(lo),
-                     "high": float(hi)})
-        draws[f"{name} [{model}]"] = x
+    for measure in ("pct", "abs"):
+        v = values[measure]
+        items = [(sd.estimand(site, lv, measure), v[g]) for g, lv in enumerate(sd.levels)]
+        items += [(sd.estimand(site, sd.comparison_key(lv), measure), v[sd.levels.index(lv)] - v[0])
+                  for lv, _ in sd.comparisons]
+        for name, x in items:
+            lo, hi = np.quantile(x, [0.025, 0.975])
+            rows.append({"section": "estimand", "site": site, "item": name, "model": model,
+                         "mean": float(x.mean()), "sd": float(x.std(ddof=1)), "low": float(lo),
+                         "high": float(hi)})
+            draws[f"{name} [{model}]"] = x
     return rows, draws
+
+
+def latent_status_reason(derived: pd.DataFrame, sd: SensitivityDesign, response_month: float) -> str | None:
+    """Why the latent-status model does not apply to these data (one line), or ``None`` if it does
+    (module docstring)."""
+    if sd.kind != "derived":
+        how = ("one group (a single arm)" if sd.single_arm else
+               f"{sd.describe_groups()} (column {sd.design.design.group.column!r})" if sd.design is not None
+               else sd.describe_groups())
+        return (f"latent responder status applies to a study grouped by responder status derived from disease "
+                f"activity; this study's groups are {how}, known for every patient")
+    if "das28_crp" not in derived.columns or not derived["das28_crp"].notna().any():
+        return "latent responder status is modelled from the DAS28-CRP course, and the data have no DAS28-CRP"
+    per = derived.drop_duplicates("patient_id")
+    if "responder_source" in per.columns and (per["responder_source"] == "user-supplied").any():
+        return ("responder status is user-supplied (column 'responder'), not derived from the DAS28-CRP at month "
+                f"{response_month:g}, so an undefined status cannot be modelled from the DAS28 course")
+    months = np.sort(derived["month"].dropna().unique().astype(float))
+    if float(response_month) not in set(months):
+        return (f"no visit at the response month {response_month:g} (visits: "
+                f"{', '.join(f'{m:g}' for m in months)}), so no responder status is defined to learn from")
+    if "responder" not in per.columns or not per["responder"].isna().any():
+        return "every patient has a defined responder status: nothing is latent"
+    return None
 
 
 def forest_from_rows(rows: pd.DataFrame, analysis_of: dict[str, str]) -> pd.DataFrame:
@@ -125,7 +175,7 @@ def _membership_figure(table: pd.DataFrame, label: str | None) -> Any:
                 ax.plot([], [], "o", color=c, label=f"last DAS28 at month {month:g}")
             ax.plot([0, 1], [0, 1], color=PALETTE["black"], lw=0.6)
             ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="P(responder | early DAS28)",
-                   ylabel="P(responder | DAS28, BMD)", title=SITE_LABELS.get(site, site))
+                   ylabel="P(responder | DAS28, BMD)", title=site_label(site))
             ax.legend(fontsize=7, loc="upper left")
         stamp(fig, label)
         fig.tight_layout()
@@ -134,11 +184,11 @@ def _membership_figure(table: pd.DataFrame, label: str | None) -> Any:
 
 def latent_status_analysis(
     derived: pd.DataFrame,
-    sites: Sequence[str] = ("spine", "femoral_neck"),
+    sites: Sequence[str] | None = None,
     *,
     priors: Any = None,
     kappa_sd: float = 2.5,
-    response_month: float = 12,
+    response_month: float | None = None,
     draws: int = 1000,
     tune: int = 1000,
     chains: int = 4,
@@ -146,6 +196,8 @@ def latent_status_analysis(
     seed: int = 0,
     label: str | None = None,
     cache_dir: Path | None = None,
+    endpoint_month: float | None = None,
+    design: Any = None,
 ) -> SensitivityResult:
     """Run the latent-status analysis on a derived frame (``analysis.study.clinical.derive``).
 
@@ -153,12 +205,14 @@ def latent_status_analysis(
     ----------
     derived : DataFrame
         With ``responder`` (missing = undefined) and ``das28_crp``.
-    sites : sequence of str
+    sites : sequence of str, optional
+        Default: the design's.
     priors : TrajectoryPriors, optional
         Priors of the trajectory part (both models).
     kappa_sd : float
         Prior SD of the status regressions' coefficients.
-    response_month : float
+    response_month : float, optional
+        The responder rule's month (default :class:`analysis.study.clinical.ResponderRule`'s).
     draws, tune, chains, cores, seed
         Sampler settings (nutpie), the same for both models.
     cache_dir : Path, optional
@@ -166,17 +220,37 @@ def latent_status_analysis(
         read instead of sampled (:func:`analysis.sensitivity.bayes_common.cached_sample`).
     label : str, optional
         Stamp on the figures (e.g. "SYNTHETIC").
+    endpoint_month : float, optional
+        Month of the estimands (default: the design's endpoint).
+    design : ResolvedDesign, optional
+        Default ``derived.attrs["design"]`` (none: the RAJAK default).
 
     Returns
     -------
     SensitivityResult
         ``name="latent_status"``; table with :data:`TABLE_COLUMNS` (estimands of both models
         with the shift latent minus exclude, and one membership row per undefined patient).
+
+    Raises
+    ------
+    NotApplicable
+        The design or the data do not fit the model (:func:`latent_status_reason`).
     """
     from models.dropout import DropoutPriors, build_latent_status_model
     from models.trajectory import build_trajectory_model
 
-    sites = check_sites(sites)
+    sd = sensitivity_design(derived, design, sites, endpoint_month)
+    if response_month is None:
+        from analysis.study.clinical import ResponderRule
+
+        response_month = ResponderRule().month
+    reason = latent_status_reason(derived, sd, response_month)
+    if reason:
+        raise NotApplicable(reason)
+    if derived.drop_duplicates("patient_id")["responder"].notna().sum() == 0:
+        raise NotEstimable("no patient has a defined responder status: the status model has nothing to learn from")
+    sites = check_sites(sd.sites)
+    check_slope_visits(derived, sites, "latent-status model")
     settings_kw = sampler_settings(draws, tune, chains, cores)
     cache = FitCache(None if cache_dir is None else Path(cache_dir))
     fits: dict[str, Any] = {}
@@ -195,8 +269,8 @@ def latent_status_analysis(
         tm = build_trajectory_model(defined, site, priors=priors)
         fit_ex = cached_sample(tm, cache=cache, tag="sens-exclude", site=site, priors=priors, seed=seed + k,
                                **settings_kw)
-        ex_rows, ex_draws = estimand_rows(fit_ex, site, "exclude")
-        lat_rows, lat_draws = estimand_rows(fit, site, "latent status")
+        ex_rows, ex_draws = estimand_rows(fit_ex, site, "exclude", sd)
+        lat_rows, lat_draws = estimand_rows(fit, site, "latent status", sd)
         for r_lat, r_ex in zip(lat_rows, ex_rows):
             r_lat["shift"] = r_lat["mean"] - r_ex["mean"]
         rows += ex_rows + lat_rows + _membership_rows(fit, lm, site, "latent status")
@@ -219,15 +293,15 @@ def latent_status_analysis(
     ]
     for site in sites:
         t = table[(table["site"] == site) & (table["section"] == "estimand")]
-        diff = difference_name(site, "pct")
+        diff = sd.estimand(site, sd.comparison_key(sd.comparisons[0][0]), "pct")
         ex = t[(t["item"] == diff) & (t["model"] == "exclude")].iloc[0]
         lat = t[(t["item"] == diff) & (t["model"] == "latent status")].iloc[0]
         mem = table[(table["site"] == site) & (table["section"] == "membership")]
         text.append(
-            f"{SITE_LABELS.get(site, site)}: {counts[site]} undefined patients, posterior "
+            f"{site_label(site)}: {counts[site]} undefined patients, posterior "
             f"P(responder) from {mem['mean'].min():.2f} to {mem['mean'].max():.2f} (expected number "
-            f"of responders among them {mem['mean'].sum():.1f}). Responders - non-responders, "
-            f"change to month 12: {lat['mean']:.2f} pp [{lat['low']:.2f}, {lat['high']:.2f}] with "
+            f"of responders among them {mem['mean'].sum():.1f}). {sd.key_label(sd.comparison_key(sd.comparisons[0][0]))}, "
+            f"change to month {sd.endpoint:g}: {lat['mean']:.2f} pp [{lat['low']:.2f}, {lat['high']:.2f}] with "
             f"latent status vs {ex['mean']:.2f} pp [{ex['low']:.2f}, {ex['high']:.2f}] excluding "
             f"them (shift {lat['mean'] - ex['mean']:+.2f} pp)."
         )
@@ -240,6 +314,7 @@ def latent_status_analysis(
     frows = forest_rows.assign(label=forest_rows["estimand"] + " | " + forest_rows["analysis"])
     figures["latent_status_forest"] = forest(frows, "Latent responder status vs exclusion", label)
     settings = {"sites": list(sites), "kappa_sd": kappa_sd, "response_month": response_month,
+                "groups": list(sd.levels), "endpoint_month": sd.endpoint,
                 "draws": draws, "tune": tune, "chains": chains, "cores": cores, "seed": seed,
                 "priors": None if priors is None else repr(priors), "diagnostics": diagnostics,
                 "failed_fits": [k for k, f in fits.items() if not f.passed], "fit_cache": cache.summary(),

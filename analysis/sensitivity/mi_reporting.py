@@ -7,10 +7,12 @@ Used by :mod:`~analysis.sensitivity.reference_based`, :mod:`~analysis.sensitivit
 
 Analysis and pooling
 --------------------
-Each completed dataset gives, at the endpoint month, the mean % change per group
-(:math:`U = s_g^2/n_g`, complete-data df :math:`n_g - 1`) and the responder - non-responder
-difference (Welch), as :func:`analysis.frequentist.imputation.standard_analyses`; they are
-pooled with :func:`analysis.frequentist.imputation.rubin_pool` (Barnard-Rubin df).
+Each completed dataset gives, at the endpoint month, the mean % change of every group :math:`g`
+(:math:`U = s_g^2/n_g`, complete-data df :math:`n_g - 1`) and, for every comparison with the
+reference :math:`r` (:mod:`analysis.sensitivity.design`), the difference :math:`\bar y_g - \bar y_r`
+(Welch: :math:`U = s_g^2/n_g + s_r^2/n_r`), as :func:`analysis.frequentist.imputation.standard_analyses`;
+they are pooled with :func:`analysis.frequentist.imputation.rubin_pool` (Barnard-Rubin df). A single
+arm has its one group's change and no difference.
 """
 
 from __future__ import annotations
@@ -22,34 +24,47 @@ import numpy as np
 import pandas as pd
 
 from analysis.frequentist.imputation import PooledResult, rubin_pool
+from analysis.sensitivity.design import (
+    SensitivityDesign,
+    design_from_config,
+    site_label,
+)
 from analysis.sensitivity.mmrm_imputation import DEFAULT_M
 from analysis.sensitivity.result import FOREST_COLUMNS
-from analysis.sensitivity.site_data import GROUPS
-from analysis.study.estimands import (
-    GROUP_LABELS,
-    SITE_LABELS,
-    difference_name,
-    estimand_name,
-)
+from analysis.study.estimands import GROUP_LABELS, difference_name, estimand_name
 
 __all__ = [
     "CI_PHRASE",
-    "per_imputation_estimates",
-    "endpoint_estimand_names",
+    "ci_conclusion",
     "endpoint_analysis",
-    "pooled_table_rows",
+    "endpoint_estimand_names",
+    "estimand_keys",
     "forest_rows",
     "interval_figure",
-    "ci_conclusion",
+    "key_group",
     "mi_options_from_config",
+    "per_imputation_estimates",
+    "pooled_table_rows",
 ]
 
 #: How a text states a 95% CI's side of 0 (keys: :func:`ci_conclusion`).
 CI_PHRASE = {"above 0": "lies above 0", "below 0": "lies below 0", "includes 0": "includes 0"}
 
 
-def per_imputation_estimates(pct: np.ndarray,
-                             group: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def estimand_keys(levels: Sequence[str]) -> list[str]:
+    """The keys of the endpoint estimands of groups ``levels`` (reference first): every level, then
+    ``"<level> - <reference>"`` for every other level (none for a single group)."""
+    levels = list(levels)
+    return levels + [f"{lv} - {levels[0]}" for lv in levels[1:]]
+
+
+def key_group(key: str, levels: Sequence[str]) -> tuple[str, str]:
+    """``(group, comparison)`` table columns of a key: ``(level, "")`` or ``("difference", key)``."""
+    return (key, "") if key in levels else ("difference", key)
+
+
+def per_imputation_estimates(pct: np.ndarray, group: np.ndarray,
+                             levels: Sequence[str]) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     r"""The endpoint analysis in every imputation, before pooling.
 
     Parameters
@@ -57,14 +72,16 @@ def per_imputation_estimates(pct: np.ndarray,
     pct : ndarray, shape (m, n)
         % change at the endpoint in each completed dataset.
     group : ndarray of int, shape (n,)
-        0 non-responder, 1 responder.
+        Code of each patient's level.
+    levels : sequence of str
+        The groups in model order, the reference first.
 
     Returns
     -------
     dict
-        ``{"non-responder" | "responder" | "difference": (Q_l, U_l, df_l)}``, arrays of shape
-        ``(m,)``: the group means (:math:`U = s_g^2/n_g`, df :math:`n_g - 1`) and the responder -
-        non-responder difference (Welch :math:`U` and df).
+        ``{key: (Q_l, U_l, df_l)}`` (keys :func:`estimand_keys`), arrays of shape ``(m,)``: each
+        group's mean (:math:`U = s_g^2/n_g`, df :math:`n_g - 1`) and each difference
+        :math:`\bar y_g - \bar y_r` with the reference (Welch :math:`U` and df).
 
     Raises
     ------
@@ -73,31 +90,35 @@ def per_imputation_estimates(pct: np.ndarray,
     """
     out: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     moments = {}
-    for code, name in enumerate(GROUPS):
+    for code, name in enumerate(levels):
         ys = pct[:, group == code]
         if ys.shape[1] < 2:
-            raise ValueError(f"need at least 2 {GROUP_LABELS[name]} for the analysis, got {ys.shape[1]}")
+            raise ValueError(f"need at least 2 {GROUP_LABELS.get(name, name)} for the analysis, got {ys.shape[1]}")
         v = ys.var(axis=1, ddof=1) / ys.shape[1]
         moments[name] = (ys.mean(axis=1), v, ys.shape[1])
         out[name] = (moments[name][0], v, np.full(pct.shape[0], ys.shape[1] - 1.0))
-    (q1, v1, n1), (q0, v0, n0) = moments["responder"], moments["non-responder"]
-    u = v1 + v0
-    with np.errstate(invalid="ignore", divide="ignore"):
-        df = u**2 / (v1**2 / (n1 - 1) + v0**2 / (n0 - 1))
-    out["difference"] = (q1 - q0, u, df)
+    (q0, v0, n0) = moments[levels[0]]
+    for name in list(levels)[1:]:
+        q1, v1, n1 = moments[name]
+        u = v1 + v0
+        with np.errstate(invalid="ignore", divide="ignore"):
+            df = u**2 / (v1**2 / (n1 - 1) + v0**2 / (n0 - 1))
+        out[f"{name} - {levels[0]}"] = (q1 - q0, u, df)
     return out
 
 
-def endpoint_estimand_names(site: str, month: float) -> dict[str, str]:
-    """``{"non-responder" | "responder" | "difference": estimand name}`` of the % change to ``month``
-    (:mod:`analysis.study.estimands`)."""
-    return {"non-responder": estimand_name(site, "non-responder", "pct", month),
-            "responder": estimand_name(site, "responder", "pct", month),
-            "difference": difference_name(site, "pct", month)}
+def endpoint_estimand_names(site: str, month: float, levels: Sequence[str]) -> dict[str, str]:
+    """``{key: estimand name}`` of the % change to ``month`` (:func:`estimand_keys`,
+    :mod:`analysis.study.estimands`)."""
+    levels = list(levels)
+    out = {lv: estimand_name(site, lv, "pct", month) for lv in levels}
+    out.update({f"{lv} - {levels[0]}": difference_name(site, "pct", month, groups=(lv, levels[0]))
+                for lv in levels[1:]})
+    return out
 
 
-def endpoint_analysis(pct: np.ndarray, group: np.ndarray, site: str, month: float = 12,
-                      level: float = 0.95) -> dict[str, PooledResult]:
+def endpoint_analysis(pct: np.ndarray, group: np.ndarray, site: str, month: float, level: float = 0.95, *,
+                      levels: Sequence[str]) -> dict[str, PooledResult]:
     r"""Analyse every completed dataset and pool with Rubin's rules.
 
     Parameters
@@ -105,18 +126,20 @@ def endpoint_analysis(pct: np.ndarray, group: np.ndarray, site: str, month: floa
     pct : ndarray, shape (m, n)
         % change at the endpoint in each completed dataset.
     group : ndarray of int, shape (n,)
-        0 non-responder, 1 responder.
+        Code of each patient's level.
     site, month
         For the estimand names (:mod:`analysis.study.estimands`).
     level : float
+    levels : sequence of str
+        The groups in model order, the reference first.
 
     Returns
     -------
     dict
-        ``{estimand name: PooledResult}`` for the non-responders' and responders' mean % change
-        (:math:`\hat Q = \bar y_g`, :math:`U = s_g^2/n_g`, :math:`\nu_\text{com} = n_g - 1`) and the
-        responder - non-responder difference (Welch :math:`U` and df; :math:`\nu_\text{com}` the
-        mean Welch df), as :func:`analysis.frequentist.imputation.standard_analyses`.
+        ``{estimand name: PooledResult}`` for every group's mean % change
+        (:math:`\hat Q = \bar y_g`, :math:`U = s_g^2/n_g`, :math:`\nu_\text{com} = n_g - 1`) and every
+        difference with the reference (Welch :math:`U` and df; :math:`\nu_\text{com}` the mean Welch
+        df), as :func:`analysis.frequentist.imputation.standard_analyses`.
     """
     pct = np.asarray(pct, dtype=float)
     group = np.asarray(group, dtype=int)
@@ -124,17 +147,17 @@ def endpoint_analysis(pct: np.ndarray, group: np.ndarray, site: str, month: floa
         raise ValueError(f"pct must be (m, n = {group.size}), got shape {pct.shape}")
     if not np.all(np.isfinite(pct)):
         raise ValueError("pct must be finite (every missing value imputed)")
-    names = endpoint_estimand_names(site, month)
+    names = endpoint_estimand_names(site, month, levels)
     out = {}
-    for key, (q, u, df) in per_imputation_estimates(pct, group).items():
+    for key, (q, u, df) in per_imputation_estimates(pct, group, levels).items():
         dfc = float(np.mean(df))
         out[names[key]] = rubin_pool(q, u, dfc if np.isfinite(dfc) and dfc > 0 else None, conf_level=level)
     return out
 
 
 def pooled_table_rows(pooled: dict[str, PooledResult], site: str, month: float, group: np.ndarray,
-                      imputed: np.ndarray, extra: dict[str, Any]) -> list[dict[str, Any]]:
-    r"""Table rows of :func:`endpoint_analysis`: one per estimand (non-responders, responders, difference).
+                      imputed: np.ndarray, extra: dict[str, Any], levels: Sequence[str]) -> list[dict[str, Any]]:
+    r"""Table rows of :func:`endpoint_analysis`: one per estimand (each group, each difference).
 
     Parameters
     ----------
@@ -147,25 +170,29 @@ def pooled_table_rows(pooled: dict[str, PooledResult], site: str, month: float, 
         Endpoint value imputed (counted per group in ``n_imputed``).
     extra : dict
         Columns added to every row (e.g. ``strategy``, ``method``).
+    levels : sequence of str
 
     Returns
     -------
     list of dict
-        ``extra`` and ``site, estimand, group, estimate, se, df, ci_low, ci_high, p, fmi, mc_se, m,
-        n, n_imputed``, with ``mc_se`` :math:`= \sqrt{B/m}`.
+        ``extra`` and ``site, estimand, group, comparison, estimate, se, df, ci_low, ci_high, p, fmi,
+        mc_se, m, n, n_imputed``: ``group`` is the level, or ``"difference"`` with ``comparison``
+        ``"<level> - <reference>"``; ``mc_se`` :math:`= \sqrt{B/m}`.
     """
-    names = endpoint_estimand_names(site, month)
+    names = endpoint_estimand_names(site, month, levels)
     rows = []
     for key, name in names.items():
         r = pooled[name]
-        if key == "difference":
-            n, n_imp = group.size, int(imputed.sum())
+        g, comparison = key_group(key, levels)
+        if g == "difference":
+            lv = next(lv for lv in levels[1:] if key == f"{lv} - {levels[0]}")
+            sel = (group == 0) | (group == list(levels).index(lv))
         else:
-            sel = group == GROUPS.index(key)
-            n, n_imp = int(sel.sum()), int(imputed[sel].sum())
-        rows.append({**extra, "site": site, "estimand": name, "group": key, "estimate": r.estimate, "se": r.se,
-                     "df": r.df, "ci_low": r.ci_low, "ci_high": r.ci_high, "p": r.p, "fmi": r.fmi,
-                     "mc_se": float(np.sqrt(r.between / r.m)), "m": r.m,
+            sel = group == list(levels).index(key)
+        n, n_imp = int(sel.sum()), int(imputed[sel].sum())
+        rows.append({**extra, "site": site, "estimand": name, "group": g, "comparison": comparison,
+                     "estimate": r.estimate, "se": r.se, "df": r.df, "ci_low": r.ci_low, "ci_high": r.ci_high,
+                     "p": r.p, "fmi": r.fmi, "mc_se": float(np.sqrt(r.between / r.m)), "m": r.m,
                      "n": n, "n_imputed": n_imp})
     return rows
 
@@ -179,14 +206,15 @@ def forest_rows(table: pd.DataFrame, analysis: pd.Series) -> pd.DataFrame:
 
 
 def interval_figure(table: pd.DataFrame, by: str, order: Sequence[str], sites: Sequence[str], title: str,
-                    label: str | None):
-    """Point estimates and 95% intervals: rows = sites, columns = NR, R, difference; one line per
-    value of ``by`` (top to bottom in ``order``).
+                    label: str | None, levels: Sequence[str] | None = None):
+    """Point estimates and 95% intervals: rows = sites, columns = every group's change and every
+    difference with the reference; one line per value of ``by`` (top to bottom in ``order``).
 
     Parameters
     ----------
     table : DataFrame
-        Rows with ``site, group, estimate, ci_low, ci_high`` and the column ``by``.
+        Rows with ``site, group, estimate, ci_low, ci_high`` (and ``comparison`` for differences) and
+        the column ``by``.
     by : str
         Column naming the analysis of a row (e.g. ``"strategy"``, ``"scenario"``).
     order : sequence of str
@@ -195,6 +223,8 @@ def interval_figure(table: pd.DataFrame, by: str, order: Sequence[str], sites: S
     title : str
     label : str, optional
         Stamped on the figure (e.g. ``"SYNTHETIC (RAJAK digital twin)"``).
+    levels : sequence of str, optional
+        The groups, reference first (default: the table's, in order of appearance).
 
     Returns
     -------
@@ -204,26 +234,38 @@ def interval_figure(table: pd.DataFrame, by: str, order: Sequence[str], sites: S
 
     from analysis.figures.plots import PALETTE, stamp, style
 
-    keys = [("non-responder", "non-responders"), ("responder", "responders"),
-            ("difference", "responders - non-responders")]
-    colours = {"non-responder": PALETTE["vermillion"], "responder": PALETTE["blue"], "difference": PALETTE["black"]}
+    if levels is None:
+        levels = [g for g in dict.fromkeys(table["group"]) if g != "difference"]
+    comps = ([c for c in dict.fromkeys(table.loc[table["group"] == "difference", "comparison"])]
+             if "comparison" in table.columns else (["difference"] if (table["group"] == "difference").any() else []))
+    panels = [("group", lv, GROUP_LABELS.get(lv, lv)) for lv in levels]
+    panels += [("comparison", c, " - ".join(GROUP_LABELS.get(p, p) for p in str(c).split(" - ", 1))) for c in comps]
+    cycle = [PALETTE["vermillion"], PALETTE["blue"], PALETTE["green"], PALETTE["orange"], PALETTE["purple"]]
     with style():
-        fig, axes = plt.subplots(len(sites), 3, figsize=(10, 0.32 * len(order) * len(sites) + 1.4 * len(sites)),
+        fig, axes = plt.subplots(len(sites), len(panels),
+                                 figsize=(3.4 * len(panels) + 0.4, 0.32 * len(order) * len(sites) + 1.4 * len(sites)),
                                  squeeze=False, sharey=True)
         y = np.arange(len(order))[::-1]
         for r, site in enumerate(sites):
-            for c, (key, head) in enumerate(keys):
+            for c, (col, key, head) in enumerate(panels):
                 ax = axes[r, c]
-                sub = table[(table["site"] == site) & (table["group"] == key)].set_index(by)
+                colour = cycle[c % len(cycle)] if col == "group" else PALETTE["black"]
+                if col == "group":
+                    sub = table[(table["site"] == site) & (table["group"] == key)]
+                elif "comparison" in table.columns:
+                    sub = table[(table["site"] == site) & (table["comparison"] == key)]
+                else:
+                    sub = table[(table["site"] == site) & (table["group"] == "difference")]
+                sub = sub.set_index(by)
                 for yi, lev in zip(y, order):
                     if lev not in sub.index:
                         continue
                     row = sub.loc[lev]
-                    ax.hlines(yi, row["ci_low"], row["ci_high"], color=colours[key], lw=2)
-                    ax.plot(row["estimate"], yi, "s", color=colours[key], ms=5)
+                    ax.hlines(yi, row["ci_low"], row["ci_high"], color=colour, lw=2)
+                    ax.plot(row["estimate"], yi, "s", color=colour, ms=5)
                 ax.axvline(0.0, color=PALETTE["grey"], lw=0.8)
                 ax.set_yticks(y, list(order))
-                ax.set_title(f"{SITE_LABELS.get(site, site)}: {head}", fontsize=9)
+                ax.set_title(f"{site_label(site)}: {head}", fontsize=9)
                 if r == len(sites) - 1:
                     ax.set_xlabel("% change to endpoint (95% CI)")
         fig.suptitle(title, fontsize=10)
@@ -241,34 +283,44 @@ def ci_conclusion(r: pd.Series) -> str:
     return "includes 0"
 
 
-def mi_options_from_config(config: Any) -> tuple[dict[str, Any], list[str]]:
+def mi_options_from_config(config: Any, derived: pd.DataFrame | None = None,
+                           design: Any = None) -> tuple[dict[str, Any], list[str]]:
     """Common keyword arguments of the MI analyses from a run configuration, and notes.
 
     Parameters
     ----------
     config : RunConfig
         :class:`analysis.run.config.RunConfig` (read by attribute, with defaults when absent).
+    derived : DataFrame, optional
+        The derived frame (its design, when ``design`` is not given; without either, the RAJAK
+        default).
+    design : ResolvedDesign, optional
 
     Returns
     -------
     opts : dict
-        ``sites, undefined, rule, m, seed, endpoint_month, label``: at least :data:`DEFAULT_M`
-        imputations; an ``"unknown"`` group becomes ``"last_observed"``; the label is the SYNTHETIC
-        stamp when the run is on the embedded twin.
+        ``sites, undefined, rule, m, seed, endpoint_month, label, design``: the configuration's sites
+        and endpoint (else the design's), at least :data:`DEFAULT_M` imputations; an ``"unknown"``
+        group becomes ``"last_observed"``; the label is the SYNTHETIC stamp when the run is on the
+        embedded twin.
     notes : list of str
         Why a setting was changed.
     """
     notes = []
+    sd: SensitivityDesign | None = None
+    if derived is not None:
+        sd = design_from_config(derived, config, design)
     undefined = getattr(config, "undefined_responders", "last_observed")
-    if undefined == "unknown":
+    if undefined == "unknown" and (sd is None or sd.kind == "derived"):
         notes.append("The plan keeps undefined responder status as an 'unknown' group; these analyses need two "
                      "groups, so status was classified from the last observed DAS28-CRP instead.")
         undefined = "last_observed"
     responder = getattr(config, "responder", None)
-    opts = {"sites": tuple(getattr(config, "sites", ("spine", "femoral_neck"))), "undefined": undefined,
+    opts = {"sites": sd.sites if sd is not None else getattr(config, "sites", None), "undefined": undefined,
             "rule": responder.rule() if responder is not None else None,
             "m": max(int(getattr(config, "mi_imputations", DEFAULT_M)), DEFAULT_M),
             "seed": int(getattr(config, "seed", 0)),
-            "endpoint_month": float(getattr(config, "endpoint_month", 12)),
-            "label": "SYNTHETIC (RAJAK digital twin)" if getattr(config, "data", None) is None else None}
+            "endpoint_month": sd.endpoint if sd is not None else getattr(config, "endpoint_month", None),
+            "label": "SYNTHETIC (RAJAK digital twin)" if getattr(config, "data", None) is None else None,
+            "design": None if sd is None else sd.design}
     return opts, notes

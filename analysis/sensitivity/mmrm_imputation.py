@@ -21,7 +21,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -36,10 +36,10 @@ from analysis.sensitivity.imputation_strategies import (
     fill_missing,
     strategy_means,
 )
-from analysis.sensitivity.site_data import GROUPS, SiteData, site_data
+from analysis.sensitivity.site_data import SiteData, site_data
 from analysis.study.clinical import ResponderRule
 
-__all__ = ["DEFAULT_M", "check_imputation_args", "site_seed", "ReferenceImputation", "impute_reference_based"]
+__all__ = ["DEFAULT_M", "ReferenceImputation", "check_imputation_args", "impute_reference_based", "site_seed"]
 
 #: Default number of imputations: the Monte-Carlo SE of a pooled estimate is sqrt(B/m) (column
 #: ``mc_se``); on the twin B is up to ~0.6 (%)^2, so 500 imputations keep it below 0.04 points.
@@ -51,15 +51,17 @@ def site_seed(seed: int, site: str) -> np.random.SeedSequence:
     return np.random.SeedSequence([int(seed), zlib.crc32(site.encode())])
 
 
-def check_imputation_args(m: int, draws: str, reference: str, strategies: Sequence[str]) -> None:
-    """Raise ``ValueError`` for fewer than 2 imputations, an unknown draw method, reference group or
-    strategy, or no strategy (the checks every MI-based analysis makes first)."""
+def check_imputation_args(m: int, draws: str, reference: str | None, strategies: Sequence[str],
+                          levels: Sequence[str] | None = None) -> None:
+    """Raise ``ValueError`` for fewer than 2 imputations, an unknown draw method, a reference that is
+    not one of the design's ``levels`` (when given), an unknown strategy, or no strategy (the checks
+    every MI-based analysis makes first)."""
     if int(m) != m or m < 2:
         raise ValueError(f"m must be an integer of at least 2 imputations, got {m}")
     if draws not in DRAW_METHODS:
         raise ValueError(f"draws must be one of {DRAW_METHODS}, got {draws!r}")
-    if reference not in GROUPS:
-        raise ValueError(f"reference must be one of {GROUPS}, got {reference!r}")
+    if levels is not None and reference is not None and reference not in tuple(levels):
+        raise ValueError(f"reference must be one of {tuple(levels)}, got {reference!r}")
     if not strategies:
         raise ValueError("strategies must name at least one strategy")
     for s in strategies:
@@ -75,7 +77,7 @@ class ReferenceImputation:
     data : SiteData
     strategies : tuple of str
     reference : str
-        Reference group (``"non-responder"`` or ``"responder"``).
+        The group whose means dropouts of the other groups follow (a level of ``data.levels``).
     values : dict
         ``{strategy: ndarray (m, n, visits)}``: the completed outcome (observed values unchanged).
     beta, sigma : ndarray
@@ -99,19 +101,21 @@ class ReferenceImputation:
     draws: str
     notes: list[str] = field(default_factory=list)
 
-    def endpoint_pct(self, strategy: str, month: float = 12) -> np.ndarray:
-        """``(m, n)`` % change from baseline at ``month`` in every completed dataset."""
+    def endpoint_pct(self, strategy: str, month: float | None = None) -> np.ndarray:
+        """``(m, n)`` % change from baseline at ``month`` (default: the last post-baseline visit) in
+        every completed dataset."""
+        month = self.data.months[-1] if month is None else month
         if strategy not in self.values:
             raise ValueError(f"strategy {strategy!r} was not imputed; have {list(self.values)}")
         return self.data.to_pct(self.values[strategy][:, :, self.data.visit_index(month)])
 
 
 @single_threaded_blas
-def impute_reference_based(derived: pd.DataFrame, site: str = "spine", strategies: Sequence[str] = STRATEGIES,
-                           reference: str = "non-responder", m: int = DEFAULT_M, seed: int = 0,
+def impute_reference_based(derived: pd.DataFrame, site: str, strategies: Sequence[str] = STRATEGIES,
+                           reference: str | None = None, m: int = DEFAULT_M, seed: int = 0,
                            draws: Literal["normal", "bootstrap"] = "normal", outcome: str = "pct",
                            undefined: str = "last_observed", rule: ResponderRule | None = None,
-                           covariates: Sequence[str] = ()) -> ReferenceImputation:
+                           covariates: Sequence[str] = (), design: Any = None) -> ReferenceImputation:
     """Impute one site ``m`` times under each strategy (module docstring).
 
     Parameters
@@ -121,8 +125,10 @@ def impute_reference_based(derived: pd.DataFrame, site: str = "spine", strategie
     site : str
         DXA site (column ``bmd_<site>``).
     strategies : sequence of {"MAR", "J2R", "CR", "CIR", "LMCF"}
-    reference : {"non-responder", "responder"}
-        The group dropouts of the other group follow.
+    reference : str, optional
+        The group dropouts of the other groups follow (default: the design's reference, the first of
+        :attr:`SiteData.levels`, e.g. placebo in a trial or the non-responders in a responder study;
+        in a single-arm study the one group, so J2R, CR and CIR equal MAR).
     m : int
         Number of imputations.
     seed : int
@@ -137,6 +143,8 @@ def impute_reference_based(derived: pd.DataFrame, site: str = "spine", strategie
     rule : ResponderRule, optional
     covariates : sequence of str
         Numeric per-patient baseline covariates added to the MMRM.
+    design : ResolvedDesign, optional
+        Default ``derived.attrs["design"]`` (none: the RAJAK default).
 
     Returns
     -------
@@ -144,9 +152,11 @@ def impute_reference_based(derived: pd.DataFrame, site: str = "spine", strategie
     """
     strategies = tuple(strategies)
     check_imputation_args(m, draws, reference, strategies)
-    data = site_data(derived, site, undefined, rule, outcome, covariates)
+    data = site_data(derived, site, undefined, rule, outcome, covariates, design)
+    reference = data.levels[0] if reference is None else reference
+    check_imputation_args(m, draws, reference, strategies, data.levels)
     engine = ParameterDraws(data, draws)
-    ref_code = GROUPS.index(reference)
+    ref_code = data.levels.index(reference)
     x_ref = data.design(ref_code)
     n, k = data.y.shape
     values = {s: np.empty((int(m), n, k)) for s in strategies}

@@ -1,6 +1,6 @@
 """Sensitivity 6: the Bayesian LMM under each named prior set (weakly informative, sceptical,
 literature, vague), with prior predictive checks and power-scaling prior/likelihood sensitivity
-(:mod:`analysis.bayes.prior_checks`)."""
+(:mod:`analysis.bayes.prior_checks`), on the study's design (:mod:`analysis.sensitivity.design`)."""
 
 from __future__ import annotations
 
@@ -10,23 +10,40 @@ from typing import Any
 import pandas as pd
 
 from analysis.bayes.fit import analysis_frame
-from analysis.study.estimands import difference_name, estimand_name
-from analysis.sensitivity.bayes_common import FitCache, caching_sampler, diagnostics_text
+from analysis.sensitivity.bayes_common import (
+    FitCache,
+    caching_sampler,
+    diagnostics_text,
+)
+from analysis.sensitivity.design import SensitivityDesign, design_from_config
 from analysis.sensitivity.result import FOREST_COLUMNS, SensitivityResult
 
-__all__ = ["prior_sensitivity_analysis"]
+__all__ = ["prior_sensitivity_analysis", "variable_estimand"]
 
 
-def _estimand(site: str, variable: str) -> str | None:
-    if variable == "diff_pct_change_12m":
-        return difference_name(site, "pct")
-    if variable.startswith("pct_change_12m["):
-        return estimand_name(site, variable.split("[", 1)[1].rstrip("]"), "pct")
+def variable_estimand(sd: SensitivityDesign, site: str, variable: str) -> str | None:
+    """The estimand name of a reported posterior variable (``pct_change_<when>[<level>]`` or
+    ``diff_pct_change_<when>[<level or contrast>]``, at the design's endpoint), ``None`` for any
+    other variable."""
+    base, _, label = variable.partition("[")
+    label = label.rstrip("]") or None
+    if base.startswith("diff_pct_change"):
+        if label is None:
+            if len(sd.comparisons) != 1:
+                return None
+            level = sd.comparisons[0][0]
+        else:
+            level = label.split(" - ", 1)[0].strip()
+        if level not in sd.levels or level == sd.reference:
+            return None
+        return sd.estimand(site, sd.comparison_key(level), "pct")
+    if base.startswith("pct_change") and label in sd.levels:
+        return sd.estimand(site, label, "pct")
     return None
 
 
 def prior_sensitivity_analysis(derived: pd.DataFrame, config: Any, label: str | None = None, *,
-                               cache_dir: Path | None = None) -> SensitivityResult:
+                               cache_dir: Path | None = None, design: Any = None) -> SensitivityResult:
     """Run :func:`analysis.bayes.prior_checks.prior_checks` at every configured site.
 
     Parameters
@@ -41,6 +58,8 @@ def prior_sensitivity_analysis(derived: pd.DataFrame, config: Any, label: str | 
         Content-addressed fit cache (the pipeline's ``<output_dir>/.fit-cache``): a fit whose model,
         prior set, data and settings are unchanged is read instead of sampled
         (:func:`analysis.sensitivity.bayes_common.cached_sample`).
+    design : ResolvedDesign, optional
+        Default ``derived.attrs["design"]`` (none: the RAJAK default).
 
     Returns
     -------
@@ -49,11 +68,12 @@ def prior_sensitivity_analysis(derived: pd.DataFrame, config: Any, label: str | 
     """
     from analysis.bayes.prior_checks import prior_checks
 
-    frame, strategy = analysis_frame(derived, config.undefined_responders, config.responder.rule())
+    sd = design_from_config(derived, config, design)
+    frame, strategy = analysis_frame(derived, config.undefined_responders, config.responder.rule(), design=sd.design)
     tables, sens, texts, figures = [], [], [], {}
     cache = FitCache(None if cache_dir is None else Path(cache_dir))
     fits: dict[str, Any] = {}
-    for site in config.sites:
+    for site in sd.sites:
         res = prior_checks(frame, site, draws=config.draws, tune=config.tune, chains=config.chains,
                            seed=config.seed, label=label, sample=caching_sampler(cache, "sens-priors-lmm", site))
         fits.update({f"{site}, priors {k}": f for k, f in res.fits.items()})
@@ -63,17 +83,18 @@ def prior_sensitivity_analysis(derived: pd.DataFrame, config: Any, label: str | 
         for name, fig in res.figures.items():
             figures[f"priors_{name}_{site}"] = fig
     sensitivity = pd.concat(sens, ignore_index=True)
-    sensitivity["estimand"] = [_estimand(s, v) for s, v in zip(sensitivity["site"], sensitivity["variable"])]
+    sensitivity["estimand"] = [variable_estimand(sd, s, v) for s, v in zip(sensitivity["site"], sensitivity["variable"])]
     keep = sensitivity[sensitivity["estimand"].notna()]
     forest = pd.DataFrame({"estimand": keep["estimand"], "site": keep["site"],
                            "analysis": "Bayesian LMM, priors: " + keep["set"], "estimate": keep["posterior_median"],
                            "low": keep["eti_low"], "high": keep["eti_high"], "kind": "bayesian"})[FOREST_COLUMNS]
-    texts.append(f"Undefined responder status: {strategy}.")
+    texts.append(f"Groups: {strategy}.")
     texts.append(diagnostics_text(fits))
     return SensitivityResult(name="priors", title="Prior sensitivity (named prior sets)", table=sensitivity,
                              text=texts, figures=figures, forest_rows=forest.reset_index(drop=True),
                              settings={"sets": sorted(keep["set"].unique()), "draws": config.draws,
-                                       "fit_cache": cache.summary(),
+                                       "sites": list(sd.sites), "groups": list(sd.levels),
+                                       "endpoint_month": sd.endpoint, "fit_cache": cache.summary(),
                                        "diagnostics": {k: str(f.diagnostics) for k, f in fits.items()},
                                        "failed_fits": [k for k, f in fits.items() if not f.passed],
                                        "fit_files": list(dict.fromkeys(cache.paths))},

@@ -1,10 +1,12 @@
 r"""Reference-based multiple imputation (Carpenter, Roger & Kenward 2013), as R's ``rbmi``.
 
-After dropout, what would a responder's bone have done? Under MAR it keeps following the
-responders; reference-based strategies let it follow the *reference* group (default: the
-non-responders, "after dropout, patients follow the non-responders") in one of several ways. The
-imputed datasets are analysed as the primary MI (mean % change per group, Welch difference) and
-pooled with Rubin's rules.
+After dropout, what would a patient's bone have done? Under MAR it keeps following the patient's
+own group; reference-based strategies let it follow the design's *reference* group (placebo in a
+trial, the non-responders in a responder study: "after dropout, patients follow the reference") in
+one of several ways. The imputed datasets are analysed as the primary MI (mean % change per group,
+Welch difference of every group with the reference) and pooled with Rubin's rules. A single-arm
+study has no reference group, so the analysis does not apply there
+(:class:`~analysis.study.applicability.NotApplicable`).
 
 Imputation
 ----------
@@ -44,16 +46,16 @@ given the patient's observed values. The pieces:
 Analysis and pooling
 --------------------
 Each completed dataset gives, at the endpoint month, the mean % change per group
-(:math:`U = s_g^2/n_g`, complete-data df :math:`n_g - 1`) and the responder - non-responder
-difference (Welch), as :func:`analysis.frequentist.imputation.standard_analyses`; they are
+(:math:`U = s_g^2/n_g`, complete-data df :math:`n_g - 1`) and every group's difference from the
+reference (Welch), as :func:`analysis.frequentist.imputation.standard_analyses`; they are
 pooled with :func:`analysis.frequentist.imputation.rubin_pool` (Barnard-Rubin df;
 :mod:`analysis.sensitivity.mi_reporting`). Rubin's variance is known to be conservative for
 reference-based estimators (it targets the variance under the MAR model; Seaman, White & Leacy
 2014), so the intervals are, if anything, wide.
 
-Responder status is a fixed per-patient group (:func:`analysis.study.groups.assign_groups`); the
-``"unknown"`` third group is not supported (patients must be in one of the two groups). Patients
-the strategy excludes (no responder status) are listed in the result.
+The group is a fixed per-patient level of the design (:func:`analysis.study.groups.assign_groups`);
+in a responder study the ``"unknown"`` third group is not supported (patients must be in one of the
+two groups), and patients the strategy excludes (no responder status) are listed in the result.
 
 References
 ----------
@@ -70,6 +72,7 @@ from typing import Any, Literal
 
 import pandas as pd
 
+from analysis.sensitivity.design import NotApplicable, sensitivity_design, site_label
 from analysis.sensitivity.imputation_draws import DRAW_METHODS
 from analysis.sensitivity.imputation_strategies import (
     STRATEGIES,
@@ -95,88 +98,101 @@ from analysis.sensitivity.mmrm_imputation import (
     impute_reference_based,
 )
 from analysis.sensitivity.result import SensitivityResult
-from analysis.sensitivity.site_data import GROUPS, SiteData, site_data
+from analysis.sensitivity.site_data import SiteData, site_data
 from analysis.study.clinical import ResponderRule
-from analysis.study.estimands import GROUP_LABELS, SITE_LABELS
+from analysis.study.estimands import GROUP_LABELS
 
 __all__ = [
+    "DEFAULT_M",
+    "DRAW_METHODS",
     "STRATEGIES",
     "STRATEGY_TEXT",
-    "DRAW_METHODS",
-    "GROUPS",
     "TABLE_COLUMNS",
-    "DEFAULT_M",
-    "strategy_means",
-    "impute_missing",
-    "SiteData",
-    "site_data",
     "ReferenceImputation",
-    "impute_reference_based",
+    "SiteData",
     "endpoint_analysis",
+    "impute_missing",
+    "impute_reference_based",
     "reference_based_analysis",
     "reference_based_from_config",
+    "site_data",
+    "strategy_means",
 ]
 
-TABLE_COLUMNS = ["site", "strategy", "reference", "estimand", "group", "estimate", "se", "df", "ci_low",
-                 "ci_high", "p", "fmi", "mc_se", "m", "n", "n_imputed", "method"]
+TABLE_COLUMNS = ["site", "strategy", "reference", "estimand", "group", "comparison", "estimate", "se", "df",
+                 "ci_low", "ci_high", "p", "fmi", "mc_se", "m", "n", "n_imputed", "method"]
 
 
-def reference_based_analysis(derived: pd.DataFrame, sites: Sequence[str] = ("spine", "femoral_neck"),
-                             strategies: Sequence[str] = STRATEGIES, reference: str = "non-responder",
+def reference_based_analysis(derived: pd.DataFrame, sites: Sequence[str] | None = None,
+                             strategies: Sequence[str] = STRATEGIES, reference: str | None = None,
                              m: int = DEFAULT_M, seed: int = 0, draws: Literal["normal", "bootstrap"] = "normal",
                              outcome: str = "pct", undefined: str = "last_observed",
                              rule: ResponderRule | None = None, covariates: Sequence[str] = (),
-                             endpoint_month: float = 12, level: float = 0.95,
-                             label: str | None = None) -> SensitivityResult:
+                             endpoint_month: float | None = None, level: float = 0.95,
+                             label: str | None = None, design: Any = None) -> SensitivityResult:
     """Reference-based MI of every site under each strategy, pooled by Rubin's rules.
 
     Parameters
     ----------
     derived : DataFrame
         Output of :func:`analysis.study.clinical.derive` (not modified).
-    sites, strategies, reference, m, seed, draws, outcome, undefined, rule, covariates
-        See :func:`impute_reference_based`.
-    endpoint_month : float
-        Month of the estimands (a DXA month).
+    sites : sequence of str, optional
+        Default: the design's.
+    strategies, m, seed, draws, outcome, undefined, rule, covariates
+        See :func:`analysis.sensitivity.mmrm_imputation.impute_reference_based`.
+    reference : str, optional
+        The group dropouts follow; default the design's reference level.
+    endpoint_month : float, optional
+        Month of the estimands (a DXA month); default the design's endpoint.
     level : float
         Confidence level.
     label : str, optional
         Printed on the figure (e.g. ``"SYNTHETIC (RAJAK digital twin)"``).
+    design : ResolvedDesign, optional
+        Default ``derived.attrs["design"]`` (none: the RAJAK default).
 
     Returns
     -------
     SensitivityResult
         Name ``"reference_based"``; ``table`` has one row per site, strategy and estimand
         (:data:`TABLE_COLUMNS`); ``draws`` the per-imputation estimates ``"<strategy> | <estimand>"``.
+
+    Raises
+    ------
+    NotApplicable
+        A single-arm study (no reference group).
     """
-    sites, strategies = tuple(sites), tuple(strategies)
-    check_imputation_args(m, draws, reference, strategies)
-    if not sites:
-        raise ValueError("sites must name at least one DXA site")
-    other = GROUPS[1 - GROUPS.index(reference)]
+    sd = sensitivity_design(derived, design, sites, endpoint_month)
+    if sd.single_arm:
+        raise NotApplicable("reference-based imputation (J2R, CR, CIR) needs a reference group, and a single-arm "
+                            "study has one group; the delta and tipping-point analyses probe its dropout instead")
+    sites, strategies, endpoint_month = sd.sites, tuple(strategies), sd.endpoint
+    reference = sd.reference if reference is None else reference
+    check_imputation_args(m, draws, reference, strategies, sd.levels)
+    ref_label = GROUP_LABELS.get(reference, reference)
+    others = [GROUP_LABELS.get(lv, lv) for lv in sd.levels if lv != reference]
     rows, draws_out, notes = [], {}, []
     excluded: dict[str, tuple[str, ...]] = {}
     counts: dict[str, dict[str, int]] = {}
     for site in sites:
         imp = impute_reference_based(derived, site, strategies, reference, m, seed, draws, outcome, undefined,
-                                     rule, covariates)
+                                     rule, covariates, sd.design)
         d = imp.data
         j = d.visit_index(endpoint_month)
         imputed = ~d.observed[:, j]
         excluded[site] = d.excluded
-        counts[site] = {f"{g}s": int((d.group == c).sum()) for c, g in enumerate(GROUPS)}
-        counts[site].update({f"{g}s imputed at month {endpoint_month:g}": int(imputed[d.group == c].sum())
-                             for c, g in enumerate(GROUPS)})
+        counts[site] = {lv: int((d.group == c).sum()) for c, lv in enumerate(d.levels)}
+        counts[site].update({f"{lv} imputed": int(imputed[d.group == c].sum()) for c, lv in enumerate(d.levels)})
         notes += [f"{site}: {n}" for n in imp.notes]
         for s in strategies:
             pct = imp.endpoint_pct(s, endpoint_month)
-            pooled = endpoint_analysis(pct, d.group, site, endpoint_month, level)
-            method = (f"MI {s}" + ("" if s in ("MAR", "LMCF") else f" (reference {GROUP_LABELS[reference]})")
-                      + f", m={m}")
+            pooled = endpoint_analysis(pct, d.group, site, endpoint_month, level, levels=d.levels)
+            method = (f"MI {s}" + ("" if s in ("MAR", "LMCF") else f" (reference {ref_label})") + f", m={m}")
             rows += pooled_table_rows(pooled, site, endpoint_month, d.group, imputed,
-                                      {"strategy": s, "reference": reference, "method": method})
-            for key, (q, _, _) in per_imputation_estimates(pct, d.group).items():
-                draws_out[f"{s} | {endpoint_estimand_names(site, endpoint_month)[key]}"] = q
+                                      {"strategy": s, "reference": reference, "method": method}, d.levels)
+            names = endpoint_estimand_names(site, endpoint_month, d.levels)
+            for key, (q, _, _) in per_imputation_estimates(pct, d.group, d.levels).items():
+                draws_out[f"{s} | {names[key]}"] = q
     table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
     text = [f"Reference-based multiple imputation (Carpenter, Roger & Kenward 2013; as R's rbmi): per site an "
             f"MMRM of the {'% change' if outcome == 'pct' else 'change in g/cm^2'} (baseline + visit x group, "
@@ -184,47 +200,48 @@ def reference_based_analysis(derived: pd.DataFrame, sites: Sequence[str] = ("spi
             + ("from the large-sample normal posterior of the REML estimates"
                if draws == "normal" else "by refitting on stratified bootstrap resamples (approximate Bayesian)")
             + f"; missing values drawn from the conditional normal given each patient's observed values; "
-            f"Rubin's rules. After dropout, {GROUP_LABELS[other]} follow the {GROUP_LABELS[reference]} "
-            "(reference) as each strategy prescribes: "
-            + "; ".join(f"{s}: {STRATEGY_TEXT[s]}" for s in strategies) + "."]
+            f"Rubin's rules. After dropout, {', '.join(others)} follow the {ref_label} (reference) as each strategy "
+            "prescribes: " + "; ".join(f"{s}: {STRATEGY_TEXT[s]}" for s in strategies) + "."]
     for site in sites:
         c = counts[site]
-        text.append(f"{SITE_LABELS.get(site, site)}: {c['non-responders']} non-responders "
-                    f"({c[f'non-responders imputed at month {endpoint_month:g}']} imputed at month "
-                    f"{endpoint_month:g}) and {c['responders']} responders "
-                    f"({c[f'responders imputed at month {endpoint_month:g}']} imputed); "
-                    f"{len(excluded[site])} patients without responder status or baseline excluded.")
-        for key in ("difference", "non-responder", "responder"):
-            sub = table[(table["site"] == site) & (table["group"] == key)]
+        groups = " and ".join(f"{c[lv]} {GROUP_LABELS.get(lv, lv)} ({c[f'{lv} imputed']} imputed at month "
+                              f"{endpoint_month:g})" for lv in sd.levels)
+        text.append(f"{site_label(site)}: {groups}; {len(excluded[site])} patients without a group or baseline "
+                    "excluded.")
+        keys = [("difference", cmp) for cmp in dict.fromkeys(table.loc[table["group"] == "difference",
+                                                                       "comparison"])] + \
+               [(lv, "") for lv in sd.levels]
+        for g, cmp in keys:
+            sub = table[(table["site"] == site) & (table["group"] == g) & (table["comparison"] == cmp)]
             parts = [f"{r['strategy']} {r['estimate']:.2f} ({r['ci_low']:.2f} to {r['ci_high']:.2f})"
                      for _, r in sub.iterrows()]
             states = {ci_conclusion(r) for _, r in sub.iterrows()}
             verdict = ("the 95% CI " + CI_PHRASE[next(iter(states))] + " under every strategy" if len(states) == 1
                        else "the conclusion depends on the strategy (95% CI " + ", ".join(sorted(states)) + ")")
             text.append(f"{sub['estimand'].iloc[0]}: " + "; ".join(parts) + f" — {verdict}.")
-    text.append("The imputation model is MAR given the group and the observed BMD only (not the disease-activity "
-                "history used by the primary MI), so its MAR row can differ from the primary MI. Rubin's variance "
-                "is conservative for J2R/CR/CIR (Seaman, White & Leacy 2014).")
+    text.append("The imputation model is MAR given the group and the observed BMD only (not, for instance, the "
+                "disease-activity history a primary MI may use), so its MAR row can differ from the primary MI. "
+                "Rubin's variance is conservative for J2R/CR/CIR (Seaman, White & Leacy 2014).")
     text += notes
-    order = list(strategies)
-    fig = interval_figure(table, "strategy", order, sites,
-                          f"Reference-based MI (reference: {GROUP_LABELS[reference]}), % change to month "
-                          f"{endpoint_month:g}", label)
+    fig = interval_figure(table, "strategy", list(strategies), sites,
+                          f"Reference-based MI (reference: {ref_label}), % change to month {endpoint_month:g}", label,
+                          levels=sd.levels)
     return SensitivityResult(
-        name="reference_based", title=f"Reference-based multiple imputation (reference: {GROUP_LABELS[reference]})",
+        name="reference_based", title=f"Reference-based multiple imputation (reference: {ref_label})",
         table=table, text=text, figures={"sensitivity_reference_based": fig},
         forest_rows=forest_rows(table, table["method"]),
         settings={"sites": list(sites), "strategies": list(strategies), "reference": reference, "m": int(m),
                   "seed": int(seed), "draws": draws, "outcome": outcome, "undefined": undefined,
                   "covariates": list(covariates), "endpoint_month": endpoint_month, "level": level,
-                  "excluded": {s: list(v) for s, v in excluded.items()}, "counts": counts},
+                  "groups": list(sd.levels), "excluded": {s: list(v) for s, v in excluded.items()},
+                  "counts": counts},
         draws=draws_out)
 
 
-def reference_based_from_config(derived: pd.DataFrame, config: Any) -> SensitivityResult:
+def reference_based_from_config(derived: pd.DataFrame, config: Any, design: Any = None) -> SensitivityResult:
     """:func:`reference_based_analysis` with the sites, strategy for undefined status, responder rule,
     number of imputations, seed and endpoint of a run configuration (for the sensitivity runner)."""
-    opts, notes = mi_options_from_config(config)
+    opts, notes = mi_options_from_config(config, derived, design)
     res = reference_based_analysis(derived, **opts)
     res.text = notes + res.text
     return res

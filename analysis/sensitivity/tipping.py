@@ -1,21 +1,24 @@
 r"""Tipping-point analysis: how far from MAR must dropouts be before a conclusion changes?
 
-A 2-D grid of additive deltas (:mod:`analysis.sensitivity.delta`) — :math:`\delta_{NR}` for
-non-responder dropouts, :math:`\delta_R` for responder dropouts, in % of baseline BMD per year
-after the last observed DXA (or g/cm^2 per year) — is laid over one set of MAR imputations. For
-every grid point the month-12 estimands are pooled by Rubin's rules and each *key conclusion* is
+For every comparison of a group :math:`g` with the design's reference :math:`r`
+(:mod:`analysis.sensitivity.design`: an arm vs placebo, each dose vs placebo, responders vs
+non-responders), a 2-D grid of additive deltas (:mod:`analysis.sensitivity.delta`) —
+:math:`\delta_r` for the reference's dropouts, :math:`\delta_g` for the group's, in % of baseline BMD
+per year after the last observed DXA (or g/cm^2 per year) — is laid over one set of MAR imputations.
+For every grid point the endpoint estimands are pooled by Rubin's rules and each *key conclusion* is
 classified by its 95% CI: below 0, including 0, or above 0. The conclusions are
 
-(a) the non-responders' % change (the paper: they lose BMD — CI below 0),
-(b) the responder - non-responder difference (CI excludes 0, i.e. :math:`p < 0.05`),
-(c) the responders' % change (the paper: stable — CI includes 0).
+(a) the reference's % change (RAJAK: the non-responders lose BMD, CI below 0),
+(b) the difference :math:`g - r` (CI excludes 0, i.e. :math:`p < 0.05`),
+(c) the group's % change (RAJAK: the responders are stable, CI includes 0).
+
+A single-arm study has one group, one delta and one conclusion: its own % change, on a 1-D grid.
 
 A conclusion *flips* where its class differs from that at :math:`\delta = 0` (MAR). Tipping points
-are reported on three rays from MAR — only non-responder dropouts shifted
-(:math:`\delta_R = 0`), only responder dropouts (:math:`\delta_{NR} = 0`), both alike
-(:math:`\delta_{NR} = \delta_R`) — in both directions: the first grid step where the class
-changes brackets the point, which is then found exactly (Brent's method on the CI bound that
-crosses 0).
+are reported on the rays from MAR — only the reference's dropouts shifted (:math:`\delta_g = 0`),
+only the group's (:math:`\delta_r = 0`), both alike (:math:`\delta_r = \delta_g`; column ``ray``:
+the level shifted, or ``"both"``) — in both directions: the first grid step where the class changes
+brackets the point, which is then found exactly (Brent's method on the CI bound that crosses 0).
 
 Computation
 -----------
@@ -36,16 +39,15 @@ so the whole grid is a few array operations followed by a vectorised form of
 intervals). Every grid point equals :func:`analysis.sensitivity.delta.delta_analysis` at the same
 deltas, seed and number of imputations.
 
-Monotonicity: :math:`\bar Q` is linear in the deltas (non-responders' mean increasing in
-:math:`\delta_{NR}`, responders' in :math:`\delta_R`, the difference decreasing in
-:math:`\delta_{NR}` and increasing in :math:`\delta_R`); the between-imputation variance does not
-depend on them, the within-imputation variance is quadratic, so in practice the CI classes change at
-most once along each ray (the tests check this on the twin).
+Monotonicity: :math:`\bar Q` is linear in the deltas (each group's mean increasing in its own delta,
+the difference :math:`g - r` decreasing in :math:`\delta_r` and increasing in :math:`\delta_g`); the
+between-imputation variance does not depend on them, the within-imputation variance is quadratic, so
+in practice the CI classes change at most once along each ray (the tests check this on the twin).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -53,7 +55,12 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
-from analysis.sensitivity.delta import UNIT_TEXT, UNITS, delta_shift
+from analysis.sensitivity.delta import UNITS, delta_shift
+from analysis.sensitivity.design import (
+    SensitivityDesign,
+    sensitivity_design,
+    site_label,
+)
 from analysis.sensitivity.mi_reporting import (
     CI_PHRASE,
     endpoint_estimand_names,
@@ -65,26 +72,31 @@ from analysis.sensitivity.mmrm_imputation import (
     impute_reference_based,
 )
 from analysis.sensitivity.result import FOREST_COLUMNS, SensitivityResult
-from analysis.sensitivity.site_data import GROUPS, SiteData
+from analysis.sensitivity.site_data import SiteData
+from analysis.sensitivity.tipping_figure import UNIT_TEXT, ray_deltas, tipping_heatmap
 from analysis.study.clinical import ResponderRule
-from analysis.study.estimands import GROUP_LABELS, SITE_LABELS
+from analysis.study.estimands import GROUP_LABELS
 
-__all__ = ["DEFAULT_GRID", "CONCLUSIONS", "RAYS", "TABLE_COLUMNS", "TIPPING_COLUMNS", "rubin_arrays",
-           "TippingSurface", "tipping_surface", "tipping_heatmap", "tipping_point_analysis", "tipping_from_config"]
+__all__ = [
+    "DEFAULT_GRID",
+    "STATES",
+    "TABLE_COLUMNS",
+    "TIPPING_COLUMNS",
+    "TippingSurface",
+    "rubin_arrays",
+    "tipping_from_config",
+    "tipping_heatmap",
+    "tipping_point_analysis",
+    "tipping_surface",
+]
 
 #: Default deltas (%/yr) on both axes: -6 to +6 in steps of 0.5. Negative: dropouts lost more bone
-#: than MAR predicts; positive values are needed to challenge the non-responders' decline.
+#: than MAR predicts; positive values are needed to challenge a group's decline.
 DEFAULT_GRID: tuple[float, ...] = tuple(float(v) for v in np.round(np.arange(-6.0, 6.0 + 1e-9, 0.5), 10))
-#: key -> description of the conclusion (keys as the ``group`` column).
-CONCLUSIONS = {"non-responder": "(a) non-responders' % change", "difference": "(b) responders - non-responders",
-               "responder": "(c) responders' % change"}
-RAYS = {"non-responders": "only non-responder dropouts shifted (delta R = 0)",
-        "responders": "only responder dropouts shifted (delta NR = 0)",
-        "both": "both groups shifted alike (delta NR = delta R)"}
-TABLE_COLUMNS = ["site", "delta_non_responders", "delta_responders", "unit", "estimand", "group", "estimate", "se",
-                 "df", "ci_low", "ci_high", "p", "mc_se", "state", "flipped"]
-TIPPING_COLUMNS = ["site", "estimand", "group", "ray", "direction", "tipping_delta", "unit", "from_state",
-                   "to_state", "bracket_low", "bracket_high"]
+TABLE_COLUMNS = ["site", "comparison", "delta_reference", "delta_group", "unit", "estimand", "group", "estimate",
+                 "se", "df", "ci_low", "ci_high", "p", "mc_se", "state", "flipped"]
+TIPPING_COLUMNS = ["site", "comparison", "estimand", "group", "ray", "direction", "tipping_delta", "unit",
+                   "from_state", "to_state", "bracket_low", "bracket_high"]
 STATES = {-1: "below 0", 0: "includes 0", 1: "above 0"}
 
 
@@ -155,6 +167,10 @@ def _group_stats(pct: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, float, np.
     return ybar, float(w.mean()), (dy**2).sum(axis=1), dy @ dw, float(dw @ dw), n
 
 
+def _class(r: dict[str, np.ndarray]) -> np.ndarray:
+    return np.where(r["ci_low"] > 0, 1, np.where(r["ci_high"] < 0, -1, 0))
+
+
 @dataclass
 class TippingSurface:
     r"""Closed-form delta-adjusted pooled estimands of one site (module docstring).
@@ -179,10 +195,10 @@ class TippingSurface:
     _stats: dict[int, tuple] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
-        for code in (0, 1):
+        for code, name in enumerate(self.data.levels):
             sel = self.data.group == code
             if sel.sum() < 2:
-                raise ValueError(f"need at least 2 {GROUP_LABELS[GROUPS[code]]}, got {int(sel.sum())}")
+                raise ValueError(f"need at least 2 {GROUP_LABELS.get(name, name)}, got {int(sel.sum())}")
             self._stats[code] = _group_stats(self.pct[:, sel], self.shift[sel])
 
     def _moments(self, code: int, delta: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
@@ -192,43 +208,50 @@ class TippingSurface:
         var = (syy + 2.0 * d * syw + d**2 * sww) / (n - 1)
         return mean, var / n, n
 
-    def evaluate(self, delta_non_responders, delta_responders) -> dict[str, dict[str, np.ndarray]]:
-        """Pooled estimands at deltas (broadcast against each other).
+    def evaluate(self, deltas: Mapping[str, Any]) -> dict[str, dict[str, np.ndarray]]:
+        """Pooled estimands at per-group deltas (arrays broadcast against each other; a group not
+        named has delta 0).
 
         Returns
         -------
         dict
-            ``{"non-responder" | "responder" | "difference": {estimate, se, df, ci_low, ci_high, p}}``,
-            arrays of the broadcast shape.
+            ``{key: {estimate, se, df, ci_low, ci_high, p, mc_se}}`` for every group and every
+            difference ``"<group> - <reference>"``, arrays of the broadcast shape.
         """
-        d_nr, d_r = np.broadcast_arrays(np.asarray(delta_non_responders, dtype=float),
-                                        np.asarray(delta_responders, dtype=float))
-        q0, u0, n0 = self._moments(0, d_nr)
-        q1, u1, n1 = self._moments(1, d_r)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            welch = (u1 + u0) ** 2 / (u1**2 / (n1 - 1) + u0**2 / (n0 - 1))
-        return {"non-responder": rubin_arrays(q0, u0, np.full(d_nr.shape, n0 - 1.0), self.level),
-                "responder": rubin_arrays(q1, u1, np.full(d_r.shape, n1 - 1.0), self.level),
-                "difference": rubin_arrays(q1 - q0, u1 + u0, welch.mean(axis=-1), self.level)}
+        levels = self.data.levels
+        bad = [k for k in deltas if k not in levels]
+        if bad:
+            raise ValueError(f"{bad[0]!r} is not a group of the study ({', '.join(levels)})")
+        arrays = np.broadcast_arrays(*(np.asarray(deltas.get(lv, 0.0), dtype=float) for lv in levels))
+        mom = {lv: self._moments(c, arrays[c]) for c, lv in enumerate(levels)}
+        out = {lv: rubin_arrays(q, u, np.full(arrays[0].shape, n - 1.0), self.level) for lv, (q, u, n) in mom.items()}
+        q0, u0, n0 = mom[levels[0]]
+        for lv in levels[1:]:
+            q1, u1, n1 = mom[lv]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                welch = (u1 + u0) ** 2 / (u1**2 / (n1 - 1) + u0**2 / (n0 - 1))
+            out[f"{lv} - {levels[0]}"] = rubin_arrays(q1 - q0, u1 + u0, welch.mean(axis=-1), self.level)
+        return out
 
-    def state(self, key: str, d_nr, d_r) -> np.ndarray:
-        """CI class: -1 below 0, 0 includes 0, +1 above 0."""
-        r = self.evaluate(d_nr, d_r)[key]
-        return np.where(r["ci_low"] > 0, 1, np.where(r["ci_high"] < 0, -1, 0))
+    def state(self, key: str, deltas: Mapping[str, Any]) -> np.ndarray:
+        """CI class of estimand ``key``: -1 below 0, 0 includes 0, +1 above 0."""
+        return _class(self.evaluate(deltas)[key])
 
 
-def tipping_surface(derived: pd.DataFrame, site: str = "spine", base_strategy: str = "MAR",
-                    reference: str = "non-responder", m: int = DEFAULT_M, seed: int = 0,
+def tipping_surface(derived: pd.DataFrame, site: str, base_strategy: str = "MAR",
+                    reference: str | None = None, m: int = DEFAULT_M, seed: int = 0,
                     draws: Literal["normal", "bootstrap"] = "normal", outcome: str = "pct", unit: str = "pct",
                     undefined: str = "last_observed", rule: ResponderRule | None = None,
-                    covariates: Sequence[str] = (), endpoint_month: float = 12,
-                    level: float = 0.95) -> TippingSurface:
+                    covariates: Sequence[str] = (), endpoint_month: float | None = None,
+                    level: float = 0.95, design: Any = None) -> TippingSurface:
     """Impute one site once (:func:`analysis.sensitivity.mmrm_imputation.impute_reference_based`)
-    and return its :class:`TippingSurface`."""
+    and return its :class:`TippingSurface` at the endpoint (default: the design's)."""
     if unit not in UNITS:
         raise ValueError(f"unit must be one of {UNITS}, got {unit!r}")
+    if endpoint_month is None:
+        endpoint_month = sensitivity_design(derived, design, (site,)).endpoint
     imp = impute_reference_based(derived, site, (base_strategy,), reference, m, seed, draws, outcome, undefined,
-                                 rule, covariates)
+                                 rule, covariates, design)
     d = imp.data
     j = d.visit_index(endpoint_month)
     return TippingSurface(data=d, pct=imp.endpoint_pct(base_strategy, endpoint_month),
@@ -239,30 +262,34 @@ def tipping_surface(derived: pd.DataFrame, site: str = "spine", base_strategy: s
 # ================================================================================================
 # flips
 # ================================================================================================
-def _ray_points(ray: str, grid_nr: np.ndarray, grid_r: np.ndarray) -> np.ndarray:
-    if ray == "non-responders":
-        return grid_nr
-    if ray == "responders":
-        return grid_r
-    lo, hi = max(grid_nr.min(), grid_r.min()), min(grid_nr.max(), grid_r.max())
-    both = np.union1d(grid_nr, grid_r)
+def _rays(ref: str, grp: str | None) -> tuple[str, ...]:
+    return (ref,) if grp is None else (ref, grp, "both")
+
+
+def _ray_points(ray: str, ref: str, grid_ref: np.ndarray, grid_grp: np.ndarray) -> np.ndarray:
+    if ray == ref:
+        return grid_ref
+    if ray != "both":
+        return grid_grp
+    lo, hi = max(grid_ref.min(), grid_grp.min()), min(grid_ref.max(), grid_grp.max())
+    both = np.union1d(grid_ref, grid_grp)
     return both[(both >= lo) & (both <= hi)]
 
 
-def _on_ray(ray: str, x):
-    x = np.asarray(x, dtype=float)
-    zero = np.zeros_like(x)
-    return {"non-responders": (x, zero), "responders": (zero, x), "both": (x, x)}[ray]
+def _deltas(ray: str, x, ref: str, grp: str | None) -> dict[str, np.ndarray]:
+    a, b = ray_deltas(ray, x, ref, grp)
+    return {ref: a} if grp is None else {ref: a, grp: b}
 
 
-def _find_flips(surface: TippingSurface, key: str, ray: str, points: np.ndarray) -> list[dict[str, Any]]:
-    base = int(surface.state(key, 0.0, 0.0))
+def _find_flips(surface: TippingSurface, key: str, ray: str, points: np.ndarray, ref: str,
+                grp: str | None) -> list[dict[str, Any]]:
+    base = int(surface.state(key, {}))
     out = []
     for direction, pts in (("positive", np.sort(points[points > 0])), ("negative", -np.sort(-points[points < 0]))):
         row = {"ray": ray, "direction": direction, "tipping_delta": np.nan, "from_state": STATES[base],
                "to_state": "", "bracket_low": np.nan, "bracket_high": np.nan}
         if pts.size:
-            states = surface.state(key, *_on_ray(ray, pts))
+            states = surface.state(key, _deltas(ray, pts, ref, grp))
             hit = np.flatnonzero(states != base)
             if hit.size:
                 k = int(hit[0])
@@ -272,7 +299,7 @@ def _find_flips(surface: TippingSurface, key: str, ray: str, points: np.ndarray)
                 bound = {1: "ci_low", -1: "ci_high"}[base] if base != 0 else {1: "ci_low", -1: "ci_high"}[new]
 
                 def f(x: float) -> float:
-                    return float(surface.evaluate(*_on_ray(ray, x))[key][bound])
+                    return float(surface.evaluate(_deltas(ray, x, ref, grp))[key][bound])
 
                 root = optimize.brentq(f, a, b, xtol=1e-10) if f(a) * f(b) < 0 else b
                 row.update({"tipping_delta": root, "to_state": STATES[new], "bracket_low": min(a, b),
@@ -281,109 +308,10 @@ def _find_flips(surface: TippingSurface, key: str, ray: str, points: np.ndarray)
     return out
 
 
-def _relevant_rays(key: str) -> tuple[str, ...]:
-    return {"non-responder": ("non-responders", "both"), "responder": ("responders", "both"),
-            "difference": ("non-responders", "responders", "both")}[key]
-
-
-# ================================================================================================
-# figure
-# ================================================================================================
-def _edges(v: np.ndarray) -> np.ndarray:
-    if v.size == 1:
-        return np.array([v[0] - 0.5, v[0] + 0.5])
-    mid = 0.5 * (v[1:] + v[:-1])
-    return np.concatenate([[v[0] - (mid[0] - v[0])], mid, [v[-1] + (v[-1] - mid[-1])]])
-
-
-def tipping_heatmap(grids: dict[str, dict[str, dict[str, np.ndarray]]], grid_nr: np.ndarray, grid_r: np.ndarray,
-                    flips: pd.DataFrame, unit: str, month: float, label: str | None, interval: str = "95% CI",
-                    estimate: str = "pooled estimate",
-                    title: str = "Tipping points: delta-adjusted MI (shift of post-dropout values per year after "
-                                 "the last DXA)"):
-    """Heat map of the interval class over the delta grid: rows = sites, columns = :data:`CONCLUSIONS`.
-
-    Also used for the Bayesian tipping points (:mod:`analysis.sensitivity.bayes_delta`).
-
-    Parameters
-    ----------
-    grids : dict
-        ``{site: {key: {"estimate" | "ci_low" | "ci_high": ndarray (len(grid_nr), len(grid_r))}}}``,
-        e.g. :meth:`TippingSurface.evaluate` on the meshgrid (``indexing="ij"``).
-    grid_nr, grid_r : ndarray
-        Deltas of the non-responders (x axis) and responders (y axis).
-    flips : DataFrame
-        Tipping points with ``site, group, ray, tipping_delta`` (drawn as diamonds on their ray).
-    unit : {"pct", "abs"}
-    month : float
-        Endpoint month (legend).
-    label : str, optional
-        Stamped on the figure.
-    interval, estimate, title : str
-        Wording of the legend and the title.
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-        Cells coloured by the interval's side of 0, contours of the estimate, the exact class
-        boundaries (a bound equal to 0), MAR at the origin.
-    """
-    import matplotlib.pyplot as plt
-    from matplotlib.colors import BoundaryNorm, ListedColormap
-    from matplotlib.patches import Patch
-
-    from analysis.figures.plots import PALETTE, stamp, style
-
-    colours = [PALETTE["vermillion"], "#EBEBEB", PALETTE["blue"]]  # below 0 / includes 0 / above 0
-    cmap, norm = ListedColormap(colours), BoundaryNorm([-1.5, -0.5, 0.5, 1.5], 3)
-    sites = list(grids)
-    keys = list(CONCLUSIONS)
-    u = UNIT_TEXT[unit]
-    with style():
-        fig, axes = plt.subplots(len(sites), len(keys), figsize=(4.0 * len(keys), 3.6 * len(sites) + 0.6),
-                                 squeeze=False)
-        ex, ey = _edges(grid_nr), _edges(grid_r)
-        for r, site in enumerate(sites):
-            for c, key in enumerate(keys):
-                ax = axes[r, c]
-                res = grids[site][key]
-                state = np.where(res["ci_low"] > 0, 1, np.where(res["ci_high"] < 0, -1, 0))  # (nr, r)
-                ax.pcolormesh(ex, ey, state.T, cmap=cmap, norm=norm, shading="flat")
-                if grid_nr.size > 1 and grid_r.size > 1:
-                    est = res["estimate"].T
-                    levels = np.arange(np.floor(np.nanmin(est)), np.ceil(np.nanmax(est)) + 1.0, 1.0)
-                    cs = ax.contour(grid_nr, grid_r, est, levels=levels, colors=PALETTE["black"], linewidths=0.5,
-                                    alpha=0.6, linestyles="solid")
-                    ax.clabel(cs, fmt="%g", fontsize=6)
-                    for bound in ("ci_low", "ci_high"):  # exact boundaries: a CI bound equal to 0
-                        b = res[bound].T
-                        if np.nanmin(b) < 0 < np.nanmax(b):
-                            ax.contour(grid_nr, grid_r, b, levels=[0.0], colors=PALETTE["black"], linewidths=1.6,
-                                       linestyles="solid")
-                ax.plot(0.0, 0.0, "o", mfc="white", mec=PALETTE["black"], ms=7, zorder=5)
-                sub = flips[(flips["site"] == site) & (flips["group"] == key) & flips["tipping_delta"].notna()]
-                for _, f in sub.iterrows():
-                    x, y = _on_ray(f["ray"], f["tipping_delta"])
-                    ax.plot(float(x), float(y), "D", mfc=PALETTE["yellow"], mec=PALETTE["black"], ms=6, zorder=6)
-                ax.set_title(f"{SITE_LABELS.get(site, site)}: {CONCLUSIONS[key]}", fontsize=9)
-                ax.set_xlabel(f"delta non-responders ({u})")
-                ax.set_ylabel(f"delta responders ({u})")
-                ax.set_xlim(ex[0], ex[-1])
-                ax.set_ylim(ey[0], ey[-1])
-                ax.grid(False)
-        handles = [Patch(color=colours[0], label=f"{interval} below 0"),
-                   Patch(color=colours[1], label=f"{interval} includes 0"),
-                   Patch(color=colours[2], label=f"{interval} above 0"),
-                   plt.Line2D([], [], marker="o", ls="", mfc="white", mec=PALETTE["black"], label="MAR (delta = 0)"),
-                   plt.Line2D([], [], marker="D", ls="", mfc=PALETTE["yellow"], mec=PALETTE["black"],
-                              label="tipping point on a ray"),
-                   plt.Line2D([], [], color=PALETTE["black"], lw=1.6, label=f"where the {interval} class changes"),
-                   plt.Line2D([], [], color=PALETTE["black"], lw=0.5, label=f"{estimate} (%), month {month:g}")]
-        fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=7)
-        fig.suptitle(title, fontsize=10)
-        stamp(fig, label)
-        fig.tight_layout(rect=(0, 0.07, 1, 0.97))
-    return fig
+def _relevant_rays(key: str, ref: str, grp: str | None) -> tuple[str, ...]:
+    if grp is None:
+        return (ref,)
+    return {ref: (ref, "both"), grp: (grp, "both")}.get(key, (ref, grp, "both"))
 
 
 # ================================================================================================
@@ -396,112 +324,148 @@ def _grid(values, name: str) -> np.ndarray:
     return np.unique(v)
 
 
-def _describe(flips: pd.DataFrame, site: str, key: str, unit: str, grid_text: str) -> str:
-    sub = flips[(flips["site"] == site) & (flips["group"] == key)]
+def _describe(flips: pd.DataFrame, site: str, comparison: str, group: str, head: str, unit: str,
+              grid_text: str) -> str:
+    sub = flips[(flips["site"] == site) & (flips["comparison"] == comparison) & (flips["group"] == group)]
     base = sub["from_state"].iloc[0]
     found = sub[sub["tipping_delta"].notna()]
-    name = f"{SITE_LABELS.get(site, site)}, {CONCLUSIONS[key]}: under MAR the 95% CI {CI_PHRASE[base]}."
+    name = f"{site_label(site)}, {head}: under MAR the 95% CI {CI_PHRASE[base]}."
     if found.empty:
         return f"{name} It does not flip on any ray within the grid ({grid_text})."
-    who = {"non-responders": "only non-responder dropouts are shifted", "responders": "only responder dropouts are "
-           "shifted", "both": "both groups are shifted alike"}
-    parts = [f"when {who[r['ray']]}, at delta = {r['tipping_delta']:+.2f} {UNIT_TEXT[unit]} (CI then {r['to_state']})"
+    def who(ray: str) -> str:
+        return "both groups are shifted alike" if ray == "both" else f"{GROUP_LABELS.get(ray, ray)} dropouts are shifted"
+
+    parts = [f"when {who(r['ray'])}, at delta = {r['tipping_delta']:+.2f} {UNIT_TEXT[unit]} (CI then {r['to_state']})"
              for _, r in found.iterrows()]
     return f"{name} It flips " + "; ".join(parts) + f". No other flip within the grid ({grid_text})."
 
 
-def tipping_point_analysis(derived: pd.DataFrame, grid_non_responders: Sequence[float] = DEFAULT_GRID,
-                           grid_responders: Sequence[float] = DEFAULT_GRID,
-                           sites: Sequence[str] = ("spine", "femoral_neck"), base_strategy: str = "MAR",
-                           reference: str = "non-responder", m: int = DEFAULT_M, seed: int = 0,
-                           draws: Literal["normal", "bootstrap"] = "normal", outcome: str = "pct",
+def _conclusions(sd: SensitivityDesign) -> list[tuple[str, str | None, list[tuple[str, str, str]]]]:
+    """Per comparison: ``(reference, group, [(key, group column, heading)])`` in the order (a), (b), (c)."""
+    ref = sd.levels[0]
+    if sd.single_arm:
+        return [(ref, None, [(ref, ref, f"% change, {GROUP_LABELS.get(ref, ref)}")])]
+    out = []
+    for lv, _ in sd.comparisons:
+        k = sd.comparison_key(lv)
+        out.append((ref, lv, [(ref, ref, f"(a) % change, {GROUP_LABELS.get(ref, ref)}"),
+                              (k, "difference", f"(b) {sd.key_label(k)}"),
+                              (lv, lv, f"(c) % change, {GROUP_LABELS.get(lv, lv)}")]))
+    return out
+
+
+def tipping_point_analysis(derived: pd.DataFrame, grid_reference: Sequence[float] = DEFAULT_GRID,
+                           grid_group: Sequence[float] = DEFAULT_GRID, sites: Sequence[str] | None = None,
+                           base_strategy: str = "MAR", reference: str | None = None, m: int = DEFAULT_M,
+                           seed: int = 0, draws: Literal["normal", "bootstrap"] = "normal", outcome: str = "pct",
                            unit: str = "pct", undefined: str = "last_observed", rule: ResponderRule | None = None,
-                           covariates: Sequence[str] = (), endpoint_month: float = 12, level: float = 0.95,
-                           label: str | None = None) -> SensitivityResult:
-    """Tipping-point grid of additive deltas per group, with flips of the key conclusions.
+                           covariates: Sequence[str] = (), endpoint_month: float | None = None, level: float = 0.95,
+                           label: str | None = None, design: Any = None) -> SensitivityResult:
+    """Tipping-point grid of additive deltas per comparison, with flips of the key conclusions.
 
     Parameters
     ----------
     derived : DataFrame
         Output of :func:`analysis.study.clinical.derive` (not modified).
-    grid_non_responders, grid_responders : sequence of float
-        Deltas per year after the last observed DXA (``unit``); sorted, duplicates dropped.
-    sites : sequence of str
+    grid_reference, grid_group : sequence of float
+        Deltas per year after the last observed DXA (``unit``) of the reference's dropouts and of the
+        compared group's (a single arm: ``grid_reference`` for its one group); sorted, duplicates
+        dropped.
+    sites : sequence of str, optional
+        Default: the design's.
     base_strategy, reference, m, seed, draws, outcome, undefined, rule, covariates
         The single set of imputations per site (as :func:`analysis.sensitivity.delta.delta_analysis`).
     unit : {"pct", "abs"}
         Deltas in % of baseline BMD per year or in g/cm^2 per year.
     endpoint_month, level
-        Endpoint month and confidence level.
+        Endpoint month (default: the design's) and confidence level.
     label : str, optional
         Printed on the heat map.
+    design : ResolvedDesign, optional
+        Default ``derived.attrs["design"]`` (none: the RAJAK default).
 
     Returns
     -------
     SensitivityResult
-        Name ``"tipping"``; ``table`` the grid (:data:`TABLE_COLUMNS`: one row per site, grid point
-        and estimand, with the CI class ``state`` and whether it differs from MAR); the tipping points
-        (:data:`TIPPING_COLUMNS`) in ``settings["tipping_points"]``; figure ``sensitivity_tipping``.
+        Name ``"tipping"``; ``table`` the grid (:data:`TABLE_COLUMNS`: one row per site, comparison,
+        grid point and estimand, with the CI class ``state`` and whether it differs from MAR); the
+        tipping points (:data:`TIPPING_COLUMNS`) in ``settings["tipping_points"]``; figure
+        ``sensitivity_tipping``.
     """
-    grid_nr, grid_r = _grid(grid_non_responders, "grid_non_responders"), _grid(grid_responders, "grid_responders")
-    sites = tuple(sites)
-    if not sites:
-        raise ValueError("sites must name at least one DXA site")
+    sd = sensitivity_design(derived, design, sites, endpoint_month)
+    grid_ref, grid_grp = _grid(grid_reference, "grid_reference"), _grid(grid_group, "grid_group")
+    sites, endpoint_month = sd.sites, sd.endpoint
     if unit not in UNITS:
         raise ValueError(f"unit must be one of {UNITS}, got {unit!r}")
-    check_imputation_args(m, draws, reference, (base_strategy,))
+    check_imputation_args(m, draws, reference, (base_strategy,), sd.levels)
     rows, flip_rows, grids, draws_out, excluded = [], [], {}, {}, {}
-    dnr, dr = np.meshgrid(grid_nr, grid_r, indexing="ij")
+    conclusions = _conclusions(sd)
     for site in sites:
         surf = tipping_surface(derived, site, base_strategy, reference, m, seed, draws, outcome, unit, undefined,
-                               rule, covariates, endpoint_month, level)
+                               rule, covariates, endpoint_month, level, sd.design)
         excluded[site] = list(surf.data.excluded)
-        names = endpoint_estimand_names(site, endpoint_month)
-        res = surf.evaluate(dnr, dr)
-        grids[site] = res
-        mar = surf.evaluate(0.0, 0.0)
-        for key, r in res.items():
-            state = np.where(r["ci_low"] > 0, 1, np.where(r["ci_high"] < 0, -1, 0))
-            s0 = 1 if mar[key]["ci_low"] > 0 else (-1 if mar[key]["ci_high"] < 0 else 0)
-            frame = pd.DataFrame({"site": site, "delta_non_responders": dnr.ravel(), "delta_responders": dr.ravel(),
-                                  "unit": unit, "estimand": names[key], "group": key,
-                                  **{c: r[c].ravel() for c in ("estimate", "se", "df", "ci_low", "ci_high", "p", "mc_se")},
-                                  "state": [STATES[int(s)] for s in state.ravel()], "flipped": state.ravel() != s0})
-            rows.append(frame)
-            for ray in _relevant_rays(key):
-                for f in _find_flips(surf, key, ray, _ray_points(ray, grid_nr, grid_r)):
-                    flip_rows.append({"site": site, "estimand": names[key], "group": key, "unit": unit, **f})
+        names = endpoint_estimand_names(site, endpoint_month, sd.levels)
+        mar = surf.evaluate({})
+        for ref, grp, keys in conclusions:
+            if grp is None:
+                dref, dgrp = grid_ref, np.full(grid_ref.shape, np.nan)
+                res = surf.evaluate({ref: grid_ref})
+                comparison = ref
+            else:
+                dref, dgrp = np.meshgrid(grid_ref, grid_grp, indexing="ij")
+                res = surf.evaluate({ref: dref, grp: dgrp})
+                comparison = sd.comparison_key(grp)
+            grids[(site, ref, grp)] = {k: res[k] for k, _, _ in keys}
+            for key, gcol, _ in keys:
+                r = res[key]
+                state = _class(r)
+                s0 = int(_class(mar[key]))
+                rows.append(pd.DataFrame({
+                    "site": site, "comparison": comparison, "delta_reference": dref.ravel(),
+                    "delta_group": dgrp.ravel(), "unit": unit, "estimand": names[key], "group": gcol,
+                    **{c: r[c].ravel() for c in ("estimate", "se", "df", "ci_low", "ci_high", "p", "mc_se")},
+                    "state": [STATES[int(s)] for s in state.ravel()], "flipped": state.ravel() != s0}))
+                for ray in _relevant_rays(key, ref, grp):
+                    for f in _find_flips(surf, key, ray, _ray_points(ray, ref, grid_ref, grid_grp), ref, grp):
+                        flip_rows.append({"site": site, "comparison": comparison, "estimand": names[key],
+                                          "group": gcol, "unit": unit, **f})
         draws_out[f"{site} | endpoint % change, unadjusted (m x n)"] = surf.pct
         draws_out[f"{site} | endpoint % change per unit delta (n)"] = surf.shift
     table = pd.concat(rows, ignore_index=True)[TABLE_COLUMNS]
     flips = pd.DataFrame(flip_rows, columns=TIPPING_COLUMNS)
     u = UNIT_TEXT[unit]
-    grid_text = (f"non-responders {grid_nr.min():+g} to {grid_nr.max():+g}, responders {grid_r.min():+g} to "
-                 f"{grid_r.max():+g} {u}")
+    ref_label = GROUP_LABELS.get(sd.levels[0], sd.levels[0])
+    grid_text = (f"{grid_ref.min():+g} to {grid_ref.max():+g} {u}" if sd.single_arm else
+                 f"{ref_label} {grid_ref.min():+g} to {grid_ref.max():+g}, compared group {grid_grp.min():+g} to "
+                 f"{grid_grp.max():+g} {u}")
+    shape = f"{grid_ref.size}-point grid" if sd.single_arm else f"{grid_ref.size} x {grid_grp.size} grid per comparison"
     text = [f"Tipping-point analysis: {m} imputations per site under {base_strategy} (the MMRM of the reference-based "
             f"analysis), made once; every imputed month-{endpoint_month:g} value of a dropout shifted by delta x years "
-            f"since the last observed DXA, with delta on a {grid_nr.size} x {grid_r.size} grid ({grid_text}); pooled by "
-            "Rubin's rules at every grid point. Negative delta: dropouts lost more bone than MAR predicts. A conclusion "
-            "flips where its 95% CI class (below 0 / includes 0 / above 0) differs from MAR; tipping points are given on "
-            "three rays from MAR (one group shifted, or both alike)."]
+            f"since the last observed DXA, with delta on a {shape} ({grid_text}); pooled by Rubin's rules at every "
+            "grid point. Negative delta: dropouts lost more bone than MAR predicts. A conclusion flips where its 95% "
+            "CI class (below 0 / includes 0 / above 0) differs from MAR; tipping points are given on the rays from "
+            "MAR (one group shifted, or both alike)."]
     for site in sites:
-        for key in ("non-responder", "difference", "responder"):
-            text.append(_describe(flips, site, key, unit, grid_text))
-    fig = tipping_heatmap(grids, grid_nr, grid_r, flips, unit, endpoint_month, label)
+        for ref, grp, keys in conclusions:
+            comparison = ref if grp is None else sd.comparison_key(grp)
+            for key, gcol, head in keys:
+                text.append(_describe(flips, site, comparison, gcol, head, unit, grid_text))
+    fig = tipping_heatmap(grids, grid_ref, grid_grp, flips, unit, endpoint_month, label)
     return SensitivityResult(
         name="tipping", title="Tipping-point analysis (delta-adjusted MI over a grid)", table=table, text=text,
         figures={"sensitivity_tipping": fig}, forest_rows=pd.DataFrame(columns=FOREST_COLUMNS),
-        settings={"sites": list(sites), "grid_non_responders": grid_nr.tolist(), "grid_responders": grid_r.tolist(),
-                  "unit": unit, "base_strategy": base_strategy, "reference": reference, "m": int(m), "seed": int(seed),
+        settings={"sites": list(sites), "groups": list(sd.levels), "grid_reference": grid_ref.tolist(),
+                  "grid_group": grid_grp.tolist(), "unit": unit, "base_strategy": base_strategy,
+                  "reference": sd.levels[0] if reference is None else reference, "m": int(m), "seed": int(seed),
                   "draws": draws, "outcome": outcome, "undefined": undefined, "covariates": list(covariates),
                   "endpoint_month": endpoint_month, "level": level, "excluded": excluded,
                   "tipping_points": flips.replace({np.nan: None}).to_dict(orient="records")},
         draws=draws_out)
 
 
-def tipping_from_config(derived: pd.DataFrame, config: Any) -> SensitivityResult:
+def tipping_from_config(derived: pd.DataFrame, config: Any, design: Any = None) -> SensitivityResult:
     """:func:`tipping_point_analysis` on the default grid with a run configuration's settings."""
-    opts, notes = mi_options_from_config(config)
+    opts, notes = mi_options_from_config(config, derived, design)
     res = tipping_point_analysis(derived, **opts)
     res.text = notes + res.text
     return res

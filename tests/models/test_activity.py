@@ -155,13 +155,13 @@ def test_reported_algebra_and_log_likelihood(control):
     model, fit = cmp.models["with"], cmp.fits["with"]
     b, b_act = _flat(fit, "b"), _flat(fit, "b_activity")
     dev = model.data.group_exposure - model.data.reference
-    change = _flat(fit, "change_12m")
+    change = _flat(fit, "change_end")
     np.testing.assert_allclose(change, b[:, [1]] + b[:, [3]] * np.array([0.0, 1.0]), rtol=1e-10)
     total = _flat(fit, "change_12m_total")
     np.testing.assert_allclose(total, change + b_act[:, None] * dev, rtol=1e-10)
-    np.testing.assert_allclose(_flat(fit, "diff_change_12m"), b[:, 3], rtol=1e-10)
+    np.testing.assert_allclose(_flat(fit, "diff_change_end")[:, 0], b[:, 3], rtol=1e-10)
     np.testing.assert_allclose(_flat(fit, "diff_change_12m_total"),
-                               _flat(fit, "diff_change_12m") + _flat(fit, "diff_change_12m_activity"),
+                               _flat(fit, "diff_change_end")[:, 0] + _flat(fit, "diff_change_12m_activity"),
                                rtol=1e-9, atol=1e-12)
     base = _flat(fit, "baseline_mean")
     np.testing.assert_allclose(_flat(fit, "diff_pct_change_12m_total"),
@@ -219,10 +219,10 @@ def test_bone_following_disease_control_loses_the_responder_effect(control):
     assert isinstance(cmp, ActivityComparison)
     without, with_ = cmp.fits["without"], cmp.fits["with"]
     # without activity the types differ (through their DAS28 improvement) ...
-    assert _eti(without, "diff_change_12m")[0] > 0
+    assert _eti(without, "diff_change_end")[0] > 0
     # ... with it the responder effect shrinks towards 0 and activity takes it over
     assert cmp.remaining < 0.5
-    assert np.median(_flat(with_, "diff_change_12m")) < _eti(without, "diff_change_12m")[0]
+    assert np.median(_flat(with_, "diff_change_end")) < _eti(without, "diff_change_end")[0]
     truth = LAMBDA / 100 * patients["true_baseline_spine"].mean()  # g/cm^2/yr per DAS28 unit
     lo, hi = _eti(with_, "b_activity")
     assert 0 < lo < truth < hi
@@ -238,12 +238,12 @@ def test_a_pure_type_effect_is_kept(type_only):
     _, patients, cmp = type_only
     with_ = cmp.fits["with"]
     assert cmp.remaining > 0.7
-    assert _eti(with_, "diff_change_12m")[0] > 0
+    assert _eti(with_, "diff_change_end")[0] > 0
     lo, hi = _eti(with_, "b_activity")
     assert lo < 0 < hi
     # the responder difference is the simulated type difference, 2.4%/yr of baseline
     truth = 0.024 * patients["true_baseline_spine"].mean()
-    lo, hi = _eti(with_, "diff_change_12m")
+    lo, hi = _eti(with_, "diff_change_end")
     assert lo < truth < hi
 
 

@@ -318,8 +318,8 @@ def test_selection_recovery_study(full_studies):
 
 def _pct_estimands(fit) -> np.ndarray:
     p = fit.posterior["posterior"]
-    return np.r_[p["pct_change_12m"].mean(("chain", "draw")).values,
-                 float(p["diff_pct_change_12m"].mean())]
+    return np.r_[p["pct_change_end"].mean(("chain", "draw")).values,
+                 float(p["diff_pct_change_end"].mean())]
 
 
 def _latent_vs_exclude(seed: int) -> tuple[float, float]:

@@ -182,8 +182,10 @@ def test_prepare_indexes_patients_jointly(sim):
 
 
 def test_bad_input_raises(sim):
-    with pytest.raises(ValueError, match="lacks column"):
+    with pytest.raises(ValueError, match="two or more distinct sites"):
         prepare_joint_data(sim.drop(columns="bmd_femoral_neck"))
+    with pytest.raises(ValueError, match="no BMD column 'bmd_total_hip'"):
+        prepare_joint_data(sim, sites=("spine", "total_hip"))
     with pytest.raises(ValueError, match="no observed bmd_spine"):
         prepare_joint_data(sim.assign(bmd_spine=np.nan))
     bad = sim.copy()
@@ -216,9 +218,9 @@ def test_likelihood_equals_the_multivariate_normal(sim, covariance):
         omega[i, j] = omega[j, i] = corr[k]
     cov = sd[:, None] * omega * sd[None, :]
     expect = 0.0
-    for i in range(len(a["responder"])):
+    for i in range(len(a["group_x"][:, 0])):
         rows = np.flatnonzero(a["patient_idx"] == i)
-        s, t, r = a["site_idx"][rows], a["t"][rows], a["responder"][i]
+        s, t, r = a["site_idx"][rows], a["t"][rows], a["group_x"][:, 0][i]
         b = beta[s]
         mu = b[:, 0] + b[:, 1] * t + b[:, 2] * r + b[:, 3] * r * t
         z = np.zeros((len(rows), 4))
@@ -255,7 +257,7 @@ def test_patient_effects_are_drawn_from_their_conditional(sim):
     sig = np.asarray(tr.sigma) / a["y_scale"]
     for i in range(prep.n_patients):
         rows = np.flatnonzero(a["patient_idx"] == i)
-        s, t, r = a["site_idx"][rows], a["t"][rows], a["responder"][i]
+        s, t, r = a["site_idx"][rows], a["t"][rows], a["group_x"][:, 0][i]
         b = beta[s]
         mu = b[:, 0] + b[:, 1] * t + b[:, 2] * r + b[:, 3] * r * t
         z = np.zeros((len(rows), 4))
@@ -296,7 +298,7 @@ def test_recovers_the_cohort_simulators_between_site_correlations(model):
     lo, hi = _eti(_stacked(fit, "corr_slopes"))
     assert hi - lo < 0.7  # the LKJ(2) prior's 95% width for one correlation is ~1.3
     # per-site changes: E[b g] / 100 = mean baseline x mean annual %
-    change = _stacked(fit, "change_12m")
+    change = _stacked(fit, "change_end")
     for k, s in enumerate(SITES):
         p = design.site(s)
         for g, slope in enumerate((p.slope_nonresponder_pct, p.slope_responder_pct)):
@@ -311,7 +313,7 @@ def test_95pct_intervals_cover_the_truth(model):
         "sd_patient": np.reshape(TRUTH.tau, (2, 2)),
         "corr_intercepts": np.array(TRUTH.corr[1]),
         "corr_slopes": np.array(TRUTH.corr[4]),
-        "change_12m": TRUTH.change_12m,
+        "change_end": TRUTH.change_12m,
     }
     hits, cache = [], []
     for k in range(10):
@@ -348,10 +350,10 @@ def test_runs_on_the_twin(model):
     g = np.array([0.0, 1.0])
     base = b[..., 0, None] + b[..., 2, None] * g
     change = b[..., 1, None] + b[..., 3, None] * g
-    np.testing.assert_allclose(_stacked(fit, "change_12m"), change, rtol=1e-10)
+    np.testing.assert_allclose(_stacked(fit, "change_end"), change, rtol=1e-10)
     pct = 100 * change / base
-    np.testing.assert_allclose(_stacked(fit, "pct_change_12m"), pct, rtol=1e-10)
-    np.testing.assert_allclose(_stacked(fit, "diff_pct_change_12m"), pct[..., 1] - pct[..., 0],
+    np.testing.assert_allclose(_stacked(fit, "pct_change_end"), pct, rtol=1e-10)
+    np.testing.assert_allclose(_stacked(fit, "diff_pct_change_end")[..., 0], pct[..., 1] - pct[..., 0],
                                rtol=1e-9)
     corr = _stacked(fit, "corr_effects")
     np.testing.assert_allclose(_stacked(fit, "corr_intercepts"), corr[:, 1])

@@ -33,6 +33,8 @@ from models.priors import PRIOR_SET_NAMES, prior_set
 from models.trajectory import TrajectoryPriors, build_trajectory_model
 
 FAST = {"draws": 400, "tune": 400, "chains": 2, "cores": 2}
+#: The twin's one contrast, as power-scaling sensitivity labels it.
+DIFF = "diff_pct_change_end[responder - non-responder]"
 
 
 @pytest.fixture(scope="module")
@@ -127,9 +129,9 @@ def test_prior_predictive_orders_the_sets_sensibly(predictive):
         assert -15 < r.q025 < r.observed_low and r.observed_high < r.q975 < 15
     vague = _row(table, "vague", "12-month change, patient", "responder")
     assert vague.q975 - vague.q025 > 500  # absurd by design
-    sceptical = width("sceptical", "responder difference (diff_pct_change_12m)",
+    sceptical = width("sceptical", "group difference (diff_pct_change_end)",
                       "responder - non-responder")
-    assert sceptical < width("weakly_informative", "responder difference (diff_pct_change_12m)",
+    assert sceptical < width("weakly_informative", "group difference (diff_pct_change_end)",
                              "responder - non-responder")
 
 
@@ -193,7 +195,7 @@ def test_log_likelihood_is_the_marginal_normal_density(marginal_fit):
         sig = post["sigma_std"].values[c, d]
         cov_u = np.array([[tau[0] ** 2, rho * tau[0] * tau[1]], [rho * tau[0] * tau[1], tau[1] ** 2]])
         total = 0.0
-        for i, r in enumerate(a["responder"]):
+        for i, r in enumerate(a["group_x"][:, 0]):
             rows = a["patient_idx"] == i
             t = a["t"][rows]
             z = np.column_stack([np.ones_like(t), t])
@@ -274,7 +276,7 @@ def test_sensitivity_of_a_latent_parameterisation_uses_top_level_priors(frame):
     assert lik_vars == ["y"] and dt["log_likelihood"]["y"].shape == (2, 300, tm.prepared.n_obs)
     sens = prior_sensitivity(fit, tm)
     assert list(sens.columns) == ["prior", "likelihood", "diagnosis"]
-    assert sens.loc["diff_pct_change_12m", "likelihood"] > 0.05  # the data inform it
+    assert sens.loc[DIFF, "likelihood"] > 0.05  # the data inform it
 
 
 # ---------------------------------------------------------------------------------------------
@@ -285,15 +287,15 @@ def test_sensitivity_of_a_latent_parameterisation_uses_top_level_priors(frame):
 def test_prior_checks_flags_the_sceptical_prior_not_the_vague_one(checks):
     assert isinstance(checks, PriorCheckResult)
     s = checks.sensitivity.set_index(["set", "variable"])
-    labels = ["diff_pct_change_12m", "pct_change_12m[non-responder]", "pct_change_12m[responder]"]
+    labels = [DIFF, "pct_change_end[non-responder]", "pct_change_end[responder]"]
     assert set(s.index) == {(n, v) for n in ("sceptical", "vague") for v in labels}
     assert set(CONTRASTS) == {v.split("[")[0] for v in labels}
     # a vague prior has no influence; the sceptical one pulls the contrast towards 0
     assert (s.loc["vague", "prior"] < 0.01).all()
-    assert s.loc[("sceptical", "diff_pct_change_12m"), "prior"] > 0.05
-    assert s.loc[("sceptical", "diff_pct_change_12m"), "diagnosis"] != "✓"
-    shrunk = s.loc[("sceptical", "diff_pct_change_12m"), "posterior_median"]
-    free = s.loc[("vague", "diff_pct_change_12m"), "posterior_median"]
+    assert s.loc[("sceptical", DIFF), "prior"] > 0.05
+    assert s.loc[("sceptical", DIFF), "diagnosis"] != "✓"
+    shrunk = s.loc[("sceptical", DIFF), "posterior_median"]
+    free = s.loc[("vague", DIFF), "posterior_median"]
     assert 0 < shrunk < free
     for name, fit in checks.fits.items():
         assert {"log_prior", "log_likelihood"} <= set(fit.posterior.children), name

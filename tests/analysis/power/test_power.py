@@ -440,17 +440,17 @@ def test_bayes_refit_without_recompiling_changes_estimates(two_frames):
     f1 = r.fit(d1, seed=5)
     f2 = r.fit(d2, seed=5)
     assert r.n_compiles <= 1 and f2.compile_seconds == 0.0  # the second data set reuses the compiled model
-    m1, m2 = (f.draws["diff_pct_change_12m"].mean() for f in (f1, f2))
+    m1, m2 = (f.draws["diff_pct_change_end"].mean() for f in (f1, f2))
     assert abs(m1 - m2) > 0.05
     assert not np.allclose(f1.draws["b"].mean(axis=(0, 1)), f2.draws["b"].mean(axis=(0, 1)))
     assert f2.diagnostics.n_chains == 2 and f2.diagnostics.n_draws == 200 and np.isfinite(f2.diagnostics.max_rhat)
     # the same seed and data give the same draws, and the same draws as analysis.engine.sampling.sample
     again = r.fit(d2, seed=5)
-    assert np.array_equal(again.draws["diff_pct_change_12m"], f2.draws["diff_pct_change_12m"])
+    assert np.array_equal(again.draws["diff_pct_change_end"], f2.draws["diff_pct_change_end"])
     ref = sample(build_trajectory_model(d2[["patient_id", "month", "bmd_spine", "responder"]], "spine"),
                  seed=5, cores=2, **BAYES_FAST)
-    assert np.array_equal(ref.posterior["posterior"]["diff_pct_change_12m"].values,
-                          f2.draws["diff_pct_change_12m"])
+    assert np.array_equal(ref.posterior["posterior"]["diff_pct_change_end"].values,
+                          f2.draws["diff_pct_change_end"])
     # and the same diagnostics as analysis.engine.sampling.diagnose over the same variables
     from analysis.engine.sampling import diagnose
     from analysis.power.bayes_rule import SUMMARY_VARS
@@ -485,7 +485,7 @@ def test_design_prior_from_fit_and_assurance(two_frames):
     np.testing.assert_allclose(prior.draws["spine.precision_cv_pct"], 100 * post["sigma"].values.ravel() / m)
     shift = disease_control_slope_pct(design, "spine")
     np.testing.assert_allclose(prior.draws["spine.slope_responder_pct"],
-                               post["pct_change_12m"].sel(group="responder").values.ravel() - shift["responder"])
+                               post["pct_change_end"].sel(group="responder").values.ravel() - shift["responder"])
     res = run_power(PowerDesign(n=(24, 36)), sims=4, seed=9, analyses=("lmm",), prior=prior, workers=1)
     assert res.kind == "assurance"
     per_sim = res.raw.groupby("sim")["prior_draw"].nunique()
@@ -656,18 +656,19 @@ def test_design_prior_combine_pairs_sites_draw_by_draw():
 
 
 def test_cli_assurance_from_the_users_data_at_both_sites(power_cli, tmp_path):
-    """--assurance --data FILE: the LMM is fitted to the user's file at every site of the design
-    and each simulated study draws both sites' parameters from those posteriors."""
+    """--assurance --data FILE --generator cohort: the twin's design, the LMM fitted to the user's file at
+    every site of the design, and each simulated study draws both sites' parameters from those
+    posteriors (without --generator, --data sizes the next study from the file itself)."""
     path = tmp_path / "mine.csv"
     simulate(Design(n_patients=40), seed=8).data.to_csv(path, index=False)
     res = power_cli("--n", "24", "--sims", "2", "--analysis", "lmm", "--assurance", "--data", path,
-                    "--site", "spine", "--site", "femoral_neck", "--workers", "1", "--json", "--no-progress",
-                    "--out", tmp_path / "out")
+                    "--generator", "cohort", "--site", "spine", "--site", "femoral_neck", "--workers", "1", "--json",
+                    "--no-progress", "--out", tmp_path / "out")
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)
     assert doc["kind"] == "assurance" and {r["site"] for r in doc["summary"]} == {"spine", "femoral_neck"}
     raw = pd.read_parquet(tmp_path / "out" / "raw.parquet")
     assert {"prior.spine.slope_sd_pct", "prior.femoral_neck.slope_sd_pct"} <= set(raw.columns)
     assert "data: mine.csv" in res.stderr
-    no = power_cli("--n", "24", "--data", path, "--no-progress")
+    no = power_cli("--n", "24", "--data", path, "--generator", "cohort", "--no-progress")
     assert no.exit_code == 2 and "add --assurance" in no.stderr

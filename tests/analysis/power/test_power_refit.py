@@ -32,13 +32,13 @@ def test_refit_follows_the_data_and_equals_a_fresh_sample(frames):
     assert isinstance(r, Refitter) and r.n_compiles <= 1
     # default variables: the model's diagnostic variables that the sampler traces ("u" is drawn
     # afterwards by sample's post-processing, so it is not among them)
-    assert "diff_pct_change_12m" in r.var_names and "u" not in r.var_names
+    assert "diff_pct_change_end" in r.var_names and "u" not in r.var_names
     f1 = r.refit(None, seed=5)
     f2 = r.refit(d2, seed=5)
     assert r.n_compiles <= 1 and not f2.compiled and f2.compile_seconds == 0.0
     assert r.n_fits == 2 and len(r.history) == 2 and r.history[-1] == f2.diagnostics
     # estimates change with the data (different studies, same seed)
-    assert abs(f1.mean("diff_pct_change_12m") - f2.mean("diff_pct_change_12m")) > 0.05
+    assert abs(f1.mean("diff_pct_change_end") - f2.mean("diff_pct_change_end")) > 0.05
     assert not np.allclose(f1.mean("b"), f2.mean("b"))
     assert f2.dims["b"] == ("coef",) and f2.draws["b"].shape == (2, 200, 4)
     # diagnostics are recorded per refit and describe that refit

@@ -74,8 +74,9 @@ def test_interrupted_run_resumes_from_the_fit_cache(tmp_path, monkeypatch):
     assert entry2["cache_key"] != entry["cache_key"]
     assert not np.allclose(pd.read_csv(other.run_dir / "tables" / "bayes_estimands.csv")[NUMBERS].to_numpy(float),
                            table[NUMBERS].to_numpy(float))
-    # the power study depends on the design and seed only: read back for the other data
-    assert other.manifest["power"]["cache"] == "hit"
+    # a run on a user's file sizes the next study from that file's design: a new power study
+    assert other.manifest["power"]["cache"] == "miss"
+    assert other.manifest["power"]["design_used"].startswith("from data: ")
 
 
 def _raw(stage):

@@ -12,12 +12,13 @@ import pytest
 from analysis.bayes.fit import analysis_frame, fit_bayes
 from analysis.study.clinical import derive
 from analysis.study.data import load_twin
-from analysis.sensitivity.bayes_delta import (METHOD_MODEL, TABLE_COLUMNS, bayes_delta_analysis, prepare_site)
+from analysis.sensitivity.bayes_delta import (METHOD_MODEL, bayes_delta_analysis, prepare_site, table_columns)
 from analysis.sensitivity.delta import DeltaScenario
 from analysis.sensitivity.result import FOREST_COLUMNS
 from tests.analysis.sensitivity._mvn_study import mvn_study
 
 FAST = {"draws": 400, "tune": 400, "chains": 2}
+DIFF = "responder - non-responder"  # the key of the one difference of a responder study
 
 
 @pytest.fixture(autouse=True)
@@ -43,12 +44,15 @@ def test_delta_zero_is_the_models_own_estimand(twin_site):
     bf, data, _ = twin_site
     post = bf.fit.posterior["posterior"]
     d = data.estimand_draws(DeltaScenario(), "pct")
-    flat = lambda da: da.stack(s=("chain", "draw")).values  # noqa: E731  (the order of prepare_site)
-    np.testing.assert_allclose(d["non-responder"], flat(post["pct_change_12m"].sel(group="non-responder")),
+    def flat(da):  # the order of prepare_site; one contrast of a two-group study
+        da = da.isel(contrast=0) if "contrast" in da.dims else da
+        return da.stack(s=("chain", "draw")).values
+
+    np.testing.assert_allclose(d["non-responder"], flat(post["pct_change_end"].sel(group="non-responder")),
                                rtol=1e-10)
-    np.testing.assert_allclose(d["difference"], flat(post["diff_pct_change_12m"]), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(d[DIFF], flat(post["diff_pct_change_end"]), rtol=1e-9, atol=1e-12)
     a = data.estimand_draws(DeltaScenario(), "abs")
-    np.testing.assert_allclose(a["difference"], flat(post["diff_change_12m"]), rtol=1e-9)
+    np.testing.assert_allclose(a[DIFF], flat(post["diff_change_end"]), rtol=1e-9)
 
 
 def test_adjustment_by_hand(twin_site, twin):
@@ -61,7 +65,7 @@ def test_adjustment_by_hand(twin_site, twin):
     np.testing.assert_allclose(data.years_after, np.where(last < 12, (12 - last) / 12, 0.0))
     assert data.dropout.sum() > 5
     base = data.estimand_draws(DeltaScenario(), "pct")
-    sc = DeltaScenario(-2.0, 1.0, scale_non_responders=1.5, scale_responders=0.5)
+    sc = DeltaScenario(-2.0, 1.0, scale_reference=1.5, scale_others=0.5)
     adj = data.estimand_draws(sc, "pct")
     change = 100 * (data.expected_end - data.baseline) / data.baseline  # MAR-expected % change
     for g, key, delta, s in ((0, "non-responder", -2.0, 1.5), (1, "responder", 1.0, 0.5)):
@@ -69,7 +73,7 @@ def test_adjustment_by_hand(twin_site, twin):
         n_g = (data.group == g).sum()
         expect = base[key] + ((s - 1) * change[:, sel].sum(axis=1) + delta * data.years_after[sel].sum()) / n_g
         np.testing.assert_allclose(adj[key], expect, rtol=1e-12)
-    np.testing.assert_allclose(adj["difference"], adj["responder"] - adj["non-responder"])
+    np.testing.assert_allclose(adj[DIFF], adj["responder"] - adj["non-responder"])
     # g/cm^2 per year on the % scale: 100 / baseline per unit
     absd = data.estimand_draws(DeltaScenario(-0.01, 0.0, unit="abs"), "pct")
     sel = (data.group == 0) & data.dropout
@@ -99,11 +103,11 @@ def test_posterior_predictive_mi_shifts_with_delta_exactly(twin_site):
 def test_twin_analysis_and_exact_tipping_points(twin, twin_site):
     _, data, cache = twin_site
     before = twin.copy()
-    sc = [DeltaScenario(label="MAR"), DeltaScenario(-2.0, 0.0), DeltaScenario(scale_non_responders=1.5,
-                                                                                scale_responders=1.5)]
+    sc = [DeltaScenario(label="MAR"), DeltaScenario(-2.0, 0.0), DeltaScenario(scale_reference=1.5,
+                                                                                scale_others=1.5)]
     r = bayes_delta_analysis(twin, sc, sites=("spine",), m=40, seed=4, cache_dir=cache, label="SYNTHETIC", **FAST)
     assert twin.equals(before)
-    assert r.name == "delta_bayes" and list(r.table.columns) == TABLE_COLUMNS
+    assert r.name == "delta_bayes" and list(r.table.columns) == table_columns(("non-responder", "responder"))
     assert r.settings["fit_cache"] == {"spine": "hit"}  # the fixture's fit, read back
     # 3 scenarios x (in-model pct + abs, MI pct) x 3 estimands
     assert len(r.table) == 3 * 3 * 3
@@ -118,10 +122,10 @@ def test_twin_analysis_and_exact_tipping_points(twin, twin_site):
     tips = r.settings["tipping_points"]
     assert tips, "the twin's non-responder decline must tip within the default grid"
     for t in tips:
-        sc_t = (DeltaScenario(t["tipping_delta"], 0.0) if t["ray"] == "non-responders" else
-                DeltaScenario(0.0, t["tipping_delta"]) if t["ray"] == "responders" else
+        sc_t = (DeltaScenario(t["tipping_delta"], 0.0) if t["ray"] == "non-responder" else
+                DeltaScenario(0.0, t["tipping_delta"]) if t["ray"] == "responder" else
                 DeltaScenario(t["tipping_delta"], t["tipping_delta"]))
-        x = data.estimand_draws(sc_t, "pct")[t["group"]]
+        x = data.estimand_draws(sc_t, "pct")[t["comparison"] if t["group"] == "difference" else t["group"]]
         lo, hi = np.quantile(x, [0.025, 0.975])
         assert min(abs(lo), abs(hi)) < 1e-8, t
         assert t["from_state"] != t["to_state"]
@@ -139,7 +143,7 @@ def test_twin_analysis_and_exact_tipping_points(twin, twin_site):
         assert state[np.flatnonzero(grid == 0.0)[0], np.flatnonzero(grid == d_nr)[0]] == expect, d_nr
     assert list(r.forest_rows.columns) == FOREST_COLUMNS and (r.forest_rows["kind"] == "bayesian").all()
     assert any("tipping points, exact" in t for t in r.text)
-    assert "MAR | spine | difference | pct" in r.draws
+    assert f"MAR | spine | {DIFF} | pct" in r.draws
 
 
 def test_mnar_with_known_delta_is_recovered_at_the_true_delta():

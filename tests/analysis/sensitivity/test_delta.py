@@ -35,6 +35,7 @@ def _tiny(outcome="pct") -> SiteData:
     y = np.array([[-1.0, -2.0], [0.5, NAN], [NAN, NAN]])
     return SiteData(site="spine", outcome=outcome, ids=np.array(["a", "b", "c"]), months=np.array([6.0, 12.0]),
                     y=y, baseline=np.array([0.8, 1.0, 0.5]), group=np.array([0, 1, 0]),
+                    levels=("non-responder", "responder"),
                     covariates=np.zeros((3, 0)), covariate_names=())
 
 
@@ -46,12 +47,12 @@ def test_shift_and_adjustment_by_hand():
     # 0.01 g/cm^2 per year on the % scale: 100 * 0.01 / baseline per year, i.e. 2 %/yr at 0.5 g/cm^2
     np.testing.assert_allclose(delta_shift(d, "abs") * 0.01, [[0, 0], [0, 0.5], [1.0, 2.0]])
     completed = np.array([[[-1.0, -2.0], [0.5, 0.2], [-0.4, -0.8]]])
-    out = apply_delta(completed, d, DeltaScenario(non_responders=-2.0, responders=-1.0))
+    out = apply_delta(completed, d, DeltaScenario(reference=-2.0, others=-1.0))
     np.testing.assert_allclose(out[0], [[-1.0, -2.0], [0.5, 0.2 - 0.5], [-0.4 - 1.0, -0.8 - 2.0]])
-    out = apply_delta(completed, d, DeltaScenario(scale_non_responders=2.0, scale_responders=1.5))
+    out = apply_delta(completed, d, DeltaScenario(scale_reference=2.0, scale_others=1.5))
     np.testing.assert_allclose(out[0], [[-1.0, -2.0], [0.5, 0.3], [-0.8, -1.6]])
     # both: s * y + delta * years
-    out = apply_delta(completed, d, DeltaScenario(-2.0, 0.0, scale_non_responders=2.0))
+    out = apply_delta(completed, d, DeltaScenario(-2.0, 0.0, scale_reference=2.0))
     np.testing.assert_allclose(out[0, 2], [-0.8 - 1.0, -1.6 - 2.0])
     # on the g/cm^2 scale a %-delta is converted with the baseline: 2 % of 0.5 g/cm^2 = 0.01 per year
     np.testing.assert_allclose(delta_shift(_tiny("change"), "pct")[2] * 2.0, [0.005, 0.01])
@@ -115,8 +116,9 @@ def test_twin_result(twin):
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"unit": "sd"}, "unit must be one of"),
-    ({"scale_responders": -1.0}, "must be a finite number >= 0"),
-    ({"non_responders": np.inf}, "must be finite"),
+    ({"scale_others": -1.0}, "must be a finite number >= 0"),
+    ({"reference": np.inf}, "must be finite"),
+    ({"by_level": {"placebo": np.nan}}, "must be finite"),
 ])
 def test_scenario_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):

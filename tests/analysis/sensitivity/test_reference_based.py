@@ -163,11 +163,11 @@ def test_engine_gls_reproduces_the_reml_fit(study, covariates):
     sigma = imputation_draws._sigma_of_omega(fit.omega, 2)
     beta, _ = imputation_draws._gls(d.design(), d.y, missingness_patterns(d.observed), sigma)
     assert beta.size == 5 + len(covariates)
-    ls = fit.lsmeans(["responder"], by=["month"], at={"responder": [0.0, 1.0]})
+    ls = fit.lsmeans(["group_1"], by=["month"], at={"group_1": [0.0, 1.0]})
     per_obs = np.column_stack([d.baseline, d.covariates])
     means = np.array([np.broadcast_to(c[:, None], d.y.shape)[d.observed].mean() for c in per_obs.T])
     for _, r in ls.iterrows():
-        cell = int(r["responder"]) * 2 + list(d.months).index(float(r["month"]))
+        cell = int(r["group_1"]) * 2 + list(d.months).index(float(r["month"]))
         assert beta[cell] + beta[4:] @ means == pytest.approx(r["estimate"], abs=1e-6)
 
 
@@ -215,15 +215,17 @@ def test_endpoint_analysis_matches_standard_analyses(study):
     imp = impute_reference_based(frame, "spine", ("MAR",), m=3, seed=1)
     d = imp.data
     pct = imp.endpoint_pct("MAR")
-    per = per_imputation_estimates(pct, d.group)
+    per = per_imputation_estimates(pct, d.group, d.levels)
+    assert d.levels == ("non-responder", "responder")  # the reference first
     long = pd.DataFrame({"month": 12.0, "pct_change_spine": pct[1],
                          "responder_status": np.where(d.group == 1, "responder", "non-responder")})
     ref = standard_analyses(sites=("spine",))(long)
     assert per["responder"][0][1] == pytest.approx(ref["spine m12 mean % change [responder]"][0])
     assert per["non-responder"][1][1] == pytest.approx(ref["spine m12 mean % change [non-responder]"][1])
     diff = ref["spine m12 difference % change [responder - non-responder]"]
-    assert (per["difference"][0][1], per["difference"][1][1], per["difference"][2][1]) == pytest.approx(diff)
-    pooled = endpoint_analysis(pct, d.group, "spine")
+    dk = "responder - non-responder"
+    assert (per[dk][0][1], per[dk][1][1], per[dk][2][1]) == pytest.approx(diff)
+    pooled = endpoint_analysis(pct, d.group, "spine", 12, levels=d.levels)
     assert set(pooled) == {estimand_name("spine", "responder", "pct"), estimand_name("spine", "non-responder", "pct"),
                            difference_name("spine", "pct")}
 

@@ -55,20 +55,22 @@ def test_surface_equals_the_delta_analysis(twin):
     table = delta_analysis(twin, [DeltaScenario(a, b, label=str(k)) for k, (a, b) in enumerate(pts)],
                            sites=("spine",), **KW).table
     for k, (a, b) in enumerate(pts):
-        got = surf.evaluate(a, b)
+        got = surf.evaluate({"non-responder": a, "responder": b})
         sub = table[table["scenario"] == str(k)].set_index("group")
-        for g in ("non-responder", "responder", "difference"):
+        for g, key in (("non-responder", "non-responder"), ("responder", "responder"),
+                       ("difference", "responder - non-responder")):
             for c in ("estimate", "se", "df", "ci_low", "ci_high", "p", "mc_se"):
-                assert float(got[g][c]) == pytest.approx(sub.loc[g, c], rel=1e-9, abs=1e-12), (k, g, c)
+                assert float(got[key][c]) == pytest.approx(sub.loc[g, c], rel=1e-9, abs=1e-12), (k, g, c)
 
 
 def _pivot(table: pd.DataFrame, site: str, group: str, col: str) -> np.ndarray:
     sub = table[(table["site"] == site) & (table["group"] == group)]
-    return sub.pivot(index="delta_non_responders", columns="delta_responders", values=col).to_numpy()
+    return sub.pivot(index="delta_reference", columns="delta_group", values=col).to_numpy()
 
 
 def test_grid_is_monotone(result):
-    """Rows: delta non-responders (increasing), columns: delta responders (increasing)."""
+    """Rows: delta of the reference, the non-responders (increasing); columns: delta of the compared
+    group, the responders (increasing)."""
     t = result.table
     order = {"below 0": -1, "includes 0": 0, "above 0": 1}
     for site in ("spine", "femoral_neck"):
@@ -92,21 +94,21 @@ def test_flip_points_are_found(twin, result):
     flips = pd.DataFrame(result.settings["tipping_points"], columns=TIPPING_COLUMNS)
     found = flips[flips["tipping_delta"].notna()]
     # on the twin the difference flips when non-responder dropouts fare better than MAR predicts
-    key = found[(found["group"] == "difference") & (found["ray"] == "non-responders")]
+    key = found[(found["group"] == "difference") & (found["ray"] == "non-responder")]
     assert set(key["site"]) == {"spine", "femoral_neck"} and (key["tipping_delta"] > 0).all()
     table = result.table
     for _, f in found.iterrows():
         assert f["bracket_low"] <= f["tipping_delta"] <= f["bracket_high"]
         x = f["tipping_delta"]
-        a, b = {"non-responders": (x, 0.0), "responders": (0.0, x), "both": (x, x)}[f["ray"]]
+        a, b = {"non-responder": (x, 0.0), "responder": (0.0, x), "both": (x, x)}[f["ray"]]
         res = delta_analysis(twin, [DeltaScenario(a, b)], sites=(f["site"],), **KW).table
         row = res[res["group"] == f["group"]].iloc[0]
         bound = "ci_low" if "above 0" in (f["from_state"], f["to_state"]) else "ci_high"
         assert abs(row[bound]) < 1e-6, (f.to_dict(), row[bound])
         if f["ray"] != "both":
             sub = table[(table["site"] == f["site"]) & (table["group"] == f["group"])]
-            col_fixed = "delta_responders" if f["ray"] == "non-responders" else "delta_non_responders"
-            col_move = "delta_non_responders" if f["ray"] == "non-responders" else "delta_responders"
+            col_fixed = "delta_group" if f["ray"] == "non-responder" else "delta_reference"
+            col_move = "delta_reference" if f["ray"] == "non-responder" else "delta_group"
             line = sub[sub[col_fixed] == 0.0].set_index(col_move)["state"]
             assert line[f["bracket_low"]] != line[f["bracket_high"]]
 
@@ -116,7 +118,7 @@ def test_result_structure(twin, result):
     assert r.name == "tipping"
     assert len(r.table) == 2 * 3 * len(GRID) ** 2
     assert "sensitivity_tipping" in r.figures and len(r.text) == 1 + 2 * 3
-    mar = r.table[(r.table["delta_non_responders"] == 0) & (r.table["delta_responders"] == 0)]
+    mar = r.table[(r.table["delta_reference"] == 0) & (r.table["delta_group"] == 0)]
     assert not mar["flipped"].any()
     before = twin.copy()
     tipping_point_analysis(twin, (-1.0, 0.0), (0.0, 1.0), sites=("spine",), m=5, seed=1)
