@@ -4,8 +4,8 @@ its prior, and describe it all as report sections with figures.
 
 Prior draws
 -----------
-The prior of the key quantities of a fit (group changes to month 12, the responder difference in %
-and the responder x time coefficient in g/cm^2/yr) is drawn by ``pymc.sample_prior_predictive`` from
+The prior of the key quantities of a fit (each group's % change to the endpoint, each level - reference
+difference in % and in g/cm^2) is drawn by ``pymc.sample_prior_predictive`` from
 the same built model with the same priors and data layout as the fit (``PRIOR_DRAWS`` draws, seeded
 by the run seed). The models' likelihoods are ``pm.Potential`` terms, which forward sampling
 ignores, so these are draws from the prior itself. With a fit cache they are stored beside the fit
@@ -27,6 +27,7 @@ import pandas as pd
 
 from analysis.bayes.fit import (MODELS, FREQUENTIST_COUNTERPART, BayesFit, analysis_frame, compare, fit_bayes,
                                 prior_object)
+from analysis.study.groups import design_of
 from analysis.study.estimands import SITE_LABELS, difference_name, estimand_name
 from analysis.common.io import atomic_copy, atomic_write_bytes
 from analysis.bayes.model_compare import loo_table
@@ -43,14 +44,24 @@ __all__ = ["BayesStage", "DIAGNOSTIC_FIGURES", "PRIOR_DRAWS", "PRIOR_POSTERIOR_Q
 
 #: Prior draws per fit for the prior-vs-posterior figure.
 PRIOR_DRAWS = 4000
-#: (posterior variable, group or None, measure) of the quantities set against their prior.
-PRIOR_POSTERIOR_QUANTITIES: tuple[tuple[str, str | None, str], ...] = (
-    ("pct_change_12m", "non-responder", "pct"),
-    ("pct_change_12m", "responder", "pct"),
-    ("diff_pct_change_12m", None, "pct"),
-    ("diff_change_12m", None, "abs"),
+#: (posterior variable, dim, measure) of the quantities set against their prior: every group's %
+#: change, every level - reference difference in % and in g/cm^2 (:func:`prior_posterior_quantities`).
+PRIOR_POSTERIOR_QUANTITIES: tuple[tuple[str, str, str], ...] = (
+    ("pct_change_end", "group", "pct"),
+    ("diff_pct_change_end", "contrast", "pct"),
+    ("diff_change_end", "contrast", "abs"),
 )
-_PRIOR_CACHE_VERSION = 1
+_PRIOR_CACHE_VERSION = 2
+
+
+def prior_posterior_quantities(post: Any) -> list[tuple[str, str, str]]:
+    """(variable, group level or contrast label, measure) of :data:`PRIOR_POSTERIOR_QUANTITIES`
+    that the posterior ``post`` holds, one per level / contrast of its dims."""
+    out = []
+    for variable, dim, measure in PRIOR_POSTERIOR_QUANTITIES:
+        if variable in post.data_vars and dim in post[variable].dims:
+            out += [(variable, str(lv), measure) for lv in post[variable].coords[dim].values]
+    return out
 
 #: The convergence diagnostics figures drawn for every fit: (name prefix, builder, fit groups it
 #: reads, caption). Each is drawn from :func:`analysis.figures.diagnostics.diagnostics_tree` of the
@@ -83,9 +94,9 @@ class PriorPosterior:
     model, site : str
         The fit.
     variable : str
-        Posterior variable (``pct_change_12m``, ``diff_pct_change_12m``, ``diff_change_12m``).
+        Posterior variable (``pct_change_end``, ``diff_pct_change_end``, ``diff_change_end``).
     group : str or None
-        Group of ``pct_change_12m``.
+        Group level (``pct_change_end``) or contrast label (``"active - placebo"``).
     label : str
         Estimand name (panel title and table row).
     prior, posterior : ndarray
@@ -103,11 +114,11 @@ class PriorPosterior:
 
 
 
-def _quantity_label(site: str, variable: str, group: str | None, measure: str) -> str:
-    if group is not None:
-        return estimand_name(site, group, measure)
-    name = difference_name(site, measure)
-    return name + " (responder x time, per year)" if variable == "diff_change_12m" else name
+def _quantity_label(site: str, variable: str, group: str | None, measure: str, month: float = 12) -> str:
+    if variable.startswith("diff_") and group is not None and " - " in group:
+        level, reference = group.split(" - ", 1)
+        return difference_name(site, measure, month, groups=(level, reference))
+    return estimand_name(site, group, measure, month)
 
 
 def _select(ds: Any, variable: str, group: str | None, site: str) -> np.ndarray:
@@ -115,8 +126,13 @@ def _select(ds: Any, variable: str, group: str | None, site: str) -> np.ndarray:
     if "site" in da.dims:
         da = da.sel(site=site)
     if group is not None:
-        da = da.sel(group=group)
+        dim = "contrast" if "contrast" in da.dims else "group"
+        da = da.sel({dim: group})
     return np.asarray(da.values, dtype=float).ravel()
+
+
+def _site_label(site: str) -> str:
+    return SITE_LABELS.get(site, site.replace("_", " "))
 
 
 def prior_draws(built: Any, var_names: tuple[str, ...] | list[str], draws: int = PRIOR_DRAWS,
@@ -163,8 +179,9 @@ def _prior_cache_path(cache_dir: Path, bf: BayesFit, draws: int, seed: int) -> P
     key = bf.extra.get("cache_key")
     if not key:
         return None
+    post = bf.fit.posterior["posterior"].to_dataset()
     spec = {"fit": key, "draws": draws, "seed": seed, "version": _PRIOR_CACHE_VERSION,
-            "quantities": [list(map(str, q)) for q in PRIOR_POSTERIOR_QUANTITIES]}
+            "quantities": [list(map(str, q)) for q in prior_posterior_quantities(post)]}
     digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:20]
     return Path(cache_dir) / f"prior_{bf.model}_{bf.site}_{digest}.npz"
 
@@ -193,7 +210,8 @@ def prior_posterior_items(bf: BayesFit, built: Any, draws: int = PRIOR_DRAWS, se
         One per quantity the posterior holds.
     """
     post = bf.fit.posterior["posterior"].to_dataset()
-    wanted = [q for q in PRIOR_POSTERIOR_QUANTITIES if q[0] in post.data_vars]
+    wanted = prior_posterior_quantities(post)
+    month = _endpoint(bf)
     path = _prior_cache_path(Path(cache_dir), bf, draws, seed) if cache_dir is not None else None
     priors: dict[str, np.ndarray] = {}
     if path is not None and path.is_file():
@@ -215,7 +233,7 @@ def prior_posterior_items(bf: BayesFit, built: Any, draws: int = PRIOR_DRAWS, se
         if key not in priors:
             continue
         items.append(PriorPosterior(bf.model, bf.site, variable, group,
-                                    _quantity_label(bf.site, variable, group, measure), priors[key],
+                                    _quantity_label(bf.site, variable, group, measure, month), priors[key],
                                     _select(post, variable, group, bf.site)))
     return items
 
@@ -251,13 +269,25 @@ class BayesStage:
     prior_posterior: list[PriorPosterior] = field(default_factory=list)
 
 
-def _bands(fit: BayesFit, months=np.linspace(0, 12, 13)) -> pd.DataFrame:
+def _endpoint(fit: BayesFit) -> float:
+    """The month a fit's reported changes refer to (its model's endpoint; 12 if it does not say)."""
+    model = fit.fit.settings.get("model", {}) if isinstance(fit.fit.settings, dict) else {}
+    return float(model.get("endpoint_month", 12.0))
+
+
+def _bands(fit: BayesFit, n: int = 13) -> pd.DataFrame:
+    """Posterior mean and 95% band of each group's % change along the straight line of the
+    trajectory model, from baseline to the endpoint."""
     post = fit.fit.posterior["posterior"].to_dataset()
+    end = _endpoint(fit)
     rows = []
-    for g in ("non-responder", "responder"):
-        pct12 = post["pct_change_12m"].sel(group=g).values.reshape(-1)
-        for m in months:
-            x = pct12 * m / 12.0
+    pct_end = post["pct_change_end"]
+    if "site" in pct_end.dims:
+        pct_end = pct_end.sel(site=fit.site)
+    for g in map(str, pct_end.coords["group"].values):
+        pct = pct_end.sel(group=g).values.reshape(-1)
+        for m in np.linspace(0, end, n):
+            x = pct * m / end
             rows.append({"site": fit.site, "group": g, "month": m, "mean": x.mean(),
                          "low": np.quantile(x, 0.025), "high": np.quantile(x, 0.975)})
     return pd.DataFrame(rows)
@@ -280,12 +310,13 @@ def _save_diagnostics(f: BayesFit, site: str, figures_dir: Path, label: str, sav
             continue
         name = f"{prefix}_{f.model}_{site}"
         save(DeferredFigure(make, (tree,), {"label": label}), figures_dir, name)
-        stage.figures.append((site, f"{caption}: {f.model} at {SITE_LABELS[site]}", name))
+        stage.figures.append((site, f"{caption}: {f.model} at {_site_label(site)}", name))
 
 
 def run_bayes_stage(derived: pd.DataFrame, config: Any, freq_estimands: pd.DataFrame, figures_dir: Path,
                     fits_dir: Path, label: str, log: Callable[[str], None],
-                    cache_dir: Path | None = None, save: Callable[..., Any] | None = None) -> BayesStage:
+                    cache_dir: Path | None = None, save: Callable[..., Any] | None = None,
+                    design: Any = None) -> BayesStage:
     """Fit ``config.bayes_models`` at ``config.sites`` and write figures and fits.
 
     Parameters
@@ -309,6 +340,8 @@ def run_bayes_stage(derived: pd.DataFrame, config: Any, freq_estimands: pd.DataF
         ``save(fig, directory, name)`` writes a figure or a :class:`~analysis.figures.output.DeferredFigure`
         (default :func:`analysis.figures.output.save_figure`; the pipeline passes
         :meth:`analysis.report.figure_writer.FigureWriter.save`, which draws them in its worker).
+    design : ResolvedDesign, optional
+        The study's design (default ``derived.attrs["design"]``; none: the RAJAK default).
 
     Returns
     -------
@@ -317,6 +350,7 @@ def run_bayes_stage(derived: pd.DataFrame, config: Any, freq_estimands: pd.DataF
         plot; per fit the prior vs posterior and the diagnostics figures (:data:`DIAGNOSTIC_FIGURES`).
     """
     save = save_figure if save is None else save
+    design = design_of(derived, design)
     fits: list[BayesFit] = []
     failures: list[str] = []
     for model in config.bayes_models:
@@ -324,7 +358,8 @@ def run_bayes_stage(derived: pd.DataFrame, config: Any, freq_estimands: pd.DataF
             log(f"Bayesian {model} at {site} ({config.chains} chains x {config.draws} draws)")
             bf = fit_bayes(derived, model, site, config.priors, config.undefined_responders,
                            config.responder.rule(), draws=config.draws, tune=config.tune, chains=config.chains,
-                           seed=config.seed, target_accept=config.target_accept, cache_dir=cache_dir)
+                           seed=config.seed, target_accept=config.target_accept, cache_dir=cache_dir,
+                           design=design)
             log(f"  {model} at {site}: {'read from the fit cache' if bf.extra.get('cache') == 'hit' else 'sampled'}"
                 f" ({bf.fit.diagnostics})")
             cached = bf.extra.get("cache_path")
@@ -339,7 +374,7 @@ def run_bayes_stage(derived: pd.DataFrame, config: Any, freq_estimands: pd.DataF
     comparison = compare(fits, freq_estimands)
     stage = BayesStage(fits=fits, estimands=estimands, comparison=comparison, failures=failures)
 
-    frame, _ = analysis_frame(derived, config.undefined_responders, config.responder.rule())
+    frame, _ = analysis_frame(derived, config.undefined_responders, config.responder.rule(), design=design)
     for site in config.sites:
         site_fits = [f for f in fits if f.site == site]
         lmm = next((f for f in site_fits if f.model == "lmm"), site_fits[0] if site_fits else None)
@@ -348,46 +383,53 @@ def run_bayes_stage(derived: pd.DataFrame, config: Any, freq_estimands: pd.DataF
         save(trajectories(derived, (site,), label=label, bands=_bands(lmm)), figures_dir,
              f"trajectories_posterior_{site}")
         stage.figures.append((site, f"Observed trajectories with the {lmm.model} posterior mean and 95% band per "
-                                    f"group, {SITE_LABELS[site]}", f"trajectories_posterior_{site}"))
+                                    f"group, {_site_label(site)}", f"trajectories_posterior_{site}"))
         for f in site_fits:
             _save_diagnostics(f, site, figures_dir, label, save, stage, log)
             def build(f=f, site=site):
-                return MODELS[f.model](frame, site, prior_object(config.priors, site))
+                return MODELS[f.model](frame, site, prior_object(config.priors, site, frame))
 
             items = prior_posterior_items(f, build, PRIOR_DRAWS, config.seed, cache_dir)
             if items:
                 stage.prior_posterior += items
                 save(DeferredFigure(prior_posterior, ([(it.label, it.prior, it.posterior) for it in items],),
                                     {"title": f"Prior (dashed) vs posterior (solid): {f.model} at "
-                                              f"{SITE_LABELS[site]}, priors '{config.priors}'", "label": label}),
+                                              f"{_site_label(site)}, priors '{config.priors}'", "label": label}),
                      figures_dir, f"prior_posterior_{f.model}_{site}")
                 stage.figures.append((site, f"Prior vs posterior of the key quantities of {f.model} at "
-                                            f"{SITE_LABELS[site]} ({PRIOR_DRAWS} prior draws; the posterior "
+                                            f"{_site_label(site)} ({PRIOR_DRAWS} prior draws; the posterior "
                                             "is the fit's)", f"prior_posterior_{f.model}_{site}"))
         pct_items = [it for it in lmm.estimands if it.estimand.endswith("%")]
         save(DeferredFigure(contrast_posteriors, (pct_items,), {"label": label}), figures_dir, f"contrasts_{site}")
         stage.figures.append((site, f"Posterior of the key % estimands with the ROPE (DXA least significant "
-                                    f"change) and 95% HDI, {SITE_LABELS[site]}", f"contrasts_{site}"))
+                                    f"change, where known for the site) and 95% HDI, {_site_label(site)}",
+                              f"contrasts_{site}"))
+        end = _endpoint(lmm)
         built = MODELS[lmm.model](frame, site, None)
         if hasattr(built, "posterior_predictive"):
             y_rep = built.posterior_predictive(lmm.fit.posterior["posterior"].to_dataset(), seed=config.seed)
-            save(DeferredFigure(ppc_change, (built.prepared, y_rep, site), {"label": label, "seed": 0}),
+            save(DeferredFigure(ppc_change, (built.prepared, y_rep, site), {"label": label, "seed": 0, "month": end}),
                  figures_dir, f"ppc_{site}")
             stage.figures.append((site, f"Posterior predictive check of the {lmm.model} model: % change to "
-                                        f"month 12, {SITE_LABELS[site]}", f"ppc_{site}"))
-        # forest of the responder - non-responder difference across analyses
-        name = difference_name(site, "pct")
-        rows = []
-        for _, r in freq_estimands[freq_estimands["estimand"] == name].iterrows():
-            rows.append({"label": r["method"], "estimate": r["estimate"], "low": r["ci_low"], "high": r["ci_high"],
-                         "kind": "frequentist"})
-        for _, r in estimands[estimands["estimand"] == name].iterrows():
-            rows.append({"label": f"Bayesian {r['model']}", "estimate": r["median"], "low": r["eti_low"],
-                         "high": r["eti_high"], "kind": "bayesian"})
-        if rows:
-            save(forest(pd.DataFrame(rows), name, label=label), figures_dir, f"forest_{site}")
-            stage.figures.append((site, f"Responder - non-responder difference across analyses, "
-                                        f"{SITE_LABELS[site]}", f"forest_{site}"))
+                                        f"month {end:g}, {_site_label(site)}", f"ppc_{site}"))
+        # forest of every level - reference difference across analyses
+        post = lmm.fit.posterior["posterior"].to_dataset()
+        contrasts = ([str(c) for c in post["diff_pct_change_end"].coords["contrast"].values]
+                     if "diff_pct_change_end" in post else [])
+        for k, contrast in enumerate(contrasts):
+            level, reference = contrast.split(" - ", 1)
+            name = difference_name(site, "pct", end, groups=(level, reference))
+            rows = []
+            for _, r in freq_estimands[freq_estimands["estimand"] == name].iterrows():
+                rows.append({"label": r["method"], "estimate": r["estimate"], "low": r["ci_low"],
+                             "high": r["ci_high"], "kind": "frequentist"})
+            for _, r in estimands[estimands["estimand"] == name].iterrows():
+                rows.append({"label": f"Bayesian {r['model']}", "estimate": r["median"], "low": r["eti_low"],
+                             "high": r["eti_high"], "kind": "bayesian"})
+            if rows:
+                fname = f"forest_{site}" if k == 0 else f"forest_{site}_{k + 1}"
+                save(forest(pd.DataFrame(rows), name, label=label), figures_dir, fname)
+                stage.figures.append((site, f"{contrast} difference across analyses, {_site_label(site)}", fname))
         comparable = {f.model: f.fit for f in site_fits if "log_likelihood" in f.fit.posterior.children}
         if len(comparable) >= 1:
             stage.loo[site] = loo_table(comparable)
@@ -429,7 +471,8 @@ def bayes_sections(stage: BayesStage, config: Any) -> list[Section]:
                 paragraphs=[f"Models: {', '.join(config.bayes_models)}; priors: {config.priors}; "
                             f"{config.chains} chains x {config.draws} draws after {config.tune} tuning steps "
                             f"(nutpie). Intervals are 95% (ETI and HDI); ROPE = +/- the DXA least significant "
-                            "change; BF10 is the Savage-Dickey Bayes factor of the responder x time interaction. "
+                            "change (where known for the site); BF10 is the Savage-Dickey Bayes factor of each "
+                            "group x time interaction. "
                             "Each model's prior is set against its posterior in the section that follows."],
                 tables=[Table("Posterior summaries", stage.estimands[cols], "bayes_estimands"),
                         Table("Convergence diagnostics (R-hat <= 1.01, bulk and tail ESS >= 400, no divergences, "
@@ -445,11 +488,11 @@ def bayes_sections(stage: BayesStage, config: Any) -> list[Section]:
         failed = [f.site for f in fits if not f.fit.passed]
         tab = pp_table[pp_table["model"] == model]
         paras = [f"{model}: {MODEL_DESCRIPTIONS.get(model, model)}. Sites: "
-                 f"{', '.join(SITE_LABELS[f.site] for f in fits)}; priors '{config.priors}'."]
+                 f"{', '.join(_site_label(f.site) for f in fits)}; priors '{config.priors}'."]
         if len(tab):
             weakest = tab.loc[tab["width_ratio"].idxmax()]
-            paras.append(f"Prior (dashed) against posterior (solid) of the group changes, the responder difference "
-                         f"and the responder x time coefficient; the prior draws come from the same model and "
+            paras.append(f"Prior (dashed) against posterior (solid) of each group's change and each difference "
+                         f"from the reference group (in % and in g/cm^2); the prior draws come from the same model and "
                          f"data layout ({PRIOR_DRAWS} draws). width_ratio = width of the posterior 95% interval / "
                          f"width of the prior's: near 0 the data dominate the prior, near 1 the prior does. "
                          f"Largest: {weakest['width_ratio']:.3f} ({weakest['estimand']}).")
@@ -458,12 +501,12 @@ def bayes_sections(stage: BayesStage, config: Any) -> list[Section]:
                      "posterior against the required 400, and the sampler's energy (the transition density "
                      "should be about as wide as the marginal one; E-BFMI >= 0.3 per chain).")
         if failed:
-            paras.append("FAILED diagnostics at " + ", ".join(SITE_LABELS[s] for s in failed)
+            paras.append("FAILED diagnostics at " + ", ".join(_site_label(s) for s in failed)
                          + ": do not interpret these posteriors.")
         tables = ([Table(f"Prior vs posterior, {model}", tab.reset_index(drop=True), f"bayes_prior_posterior_{model}",
                          figures=[(c, n) for _, c, n in stage.figures if n.startswith(f"prior_posterior_{model}_")])]
                   if len(tab) else [])
-        tables += [Table(f"Convergence diagnostics, {model} at {SITE_LABELS[f.site]}",
+        tables += [Table(f"Convergence diagnostics, {model} at {_site_label(f.site)}",
                          pd.DataFrame([_diagnostics_row(f)]),
                          figures=[(drawn[n], n) for n in diagnostic_figure_names(model, f.site) if n in drawn])
                    for f in fits]
@@ -486,8 +529,8 @@ def bayes_sections(stage: BayesStage, config: Any) -> list[Section]:
     if stage.loo:
         paras, tabs = [], []
         for site, (tab, text) in stage.loo.items():
-            paras.append(f"{SITE_LABELS[site]}: {text}")
-            tabs.append(Table(f"PSIS-LOO, {SITE_LABELS[site]}", tab, f"loo_{site}"))
+            paras.append(f"{_site_label(site)}: {text}")
+            tabs.append(Table(f"PSIS-LOO, {_site_label(site)}", tab, f"loo_{site}"))
         sections.append(Section("loo", "Model comparison (PSIS-LOO)", paragraphs=paras, tables=tabs,
                                 status="warning" if any("UNRELIABLE" in t for _, t in stage.loo.values()) else "ok"))
     return sections

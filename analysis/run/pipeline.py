@@ -149,7 +149,7 @@ def run(config: RunConfig, *, force: bool = False, log: Callable[[str], None] | 
         bayes = None
         if config.bayes_models:
             bayes = run_bayes_stage(derived, config, freq.estimands, figs, staging / "fits", dataset.label, say,
-                                    cache_dir=cache_root, save=save_figure)
+                                    cache_dir=cache_root, save=save_figure, design=dataset.design)
             tables["bayes_estimands"] = _label(bayes.estimands, dataset)
             tables["bayes_vs_frequentist"] = _label(bayes.comparison, dataset)
         if rajak_shaped:

@@ -46,13 +46,16 @@ def _curve_sd(ax, label):
 
 def test_prior_vs_posterior_on_the_twin(twin, tiny, tmp_path):
     items = bs.prior_posterior_items(tiny, _built(twin[1]), draws=2000, seed=1)
-    assert [(it.variable, it.group) for it in items] == [(v, g) for v, g, _ in bs.PRIOR_POSTERIOR_QUANTITIES]
     post = tiny.fit.posterior["posterior"].to_dataset()
+    assert [(it.variable, it.group) for it in items] == [
+        ("pct_change_end", "non-responder"), ("pct_change_end", "responder"),
+        ("diff_pct_change_end", "responder - non-responder"), ("diff_change_end", "responder - non-responder")]
+    assert [(v, g) for v, g, _ in bs.prior_posterior_quantities(post)] == [(it.variable, it.group) for it in items]
     slope = items[-1]
-    assert slope.variable == "diff_change_12m"
+    assert slope.label == "spine, responders - non-responders, change to month 12, g/cm^2"
     # the posterior curve is the fit's draws ...
-    np.testing.assert_array_equal(slope.posterior, post["diff_change_12m"].values.ravel())
-    np.testing.assert_array_equal(items[0].posterior, post["pct_change_12m"].sel(group="non-responder").values.ravel())
+    np.testing.assert_array_equal(slope.posterior, post["diff_change_end"].values.ravel())
+    np.testing.assert_array_equal(items[0].posterior, post["pct_change_end"].sel(group="non-responder").values.ravel())
     # ... and the prior curve is the prior: b3 ~ N(0, responder_slope_sd) on the data's scale
     prior_sd = tiny.fit.settings["model"]["priors"]["responder_slope_sd"]
     assert slope.prior.size == 2000
@@ -88,7 +91,7 @@ def test_prior_draws_are_cached_with_the_fit(twin, tiny, tmp_path):
 
 def test_prior_draws_bad_input(twin):
     with pytest.raises(ValueError, match="at least 10"):
-        bs.prior_draws(_built(twin[1]), ["diff_change_12m"], draws=5)
+        bs.prior_draws(_built(twin[1]), ["diff_change_end"], draws=5)
     with pytest.raises(ValueError, match="none of the variables"):
         bs.prior_draws(_built(twin[1]), ["nope"], draws=50)
 
@@ -112,9 +115,9 @@ def all_models(twin, tiny, tmp_path_factory):
     def fake_prior(built, names, draws=bs.PRIOR_DRAWS, seed=0):
         built_models.append(type(built).__name__)
         rng = np.random.default_rng(seed)
-        return xr.Dataset({n: (("chain", "draw", "group"), rng.normal(0, 10, (1, draws, 2))) if n == "pct_change_12m"
-                           else (("chain", "draw"), rng.normal(0, 10, (1, draws))) for n in names},
-                          coords={"group": ["non-responder", "responder"]})
+        return xr.Dataset({n: (("chain", "draw", "group"), rng.normal(0, 10, (1, draws, 2))) if n == "pct_change_end"
+                           else (("chain", "draw", "contrast"), rng.normal(0, 10, (1, draws, 1))) for n in names},
+                          coords={"group": ["non-responder", "responder"], "contrast": ["responder - non-responder"]})
 
     saved = {}
 
