@@ -311,6 +311,10 @@ def _patient_levels(prepared) -> tuple[tuple[str, ...], np.ndarray]:
     return levels, idx.astype(int)
 
 
+#: How far (months) a scan may lie from the endpoint and still count as the endpoint visit in the PPC.
+ENDPOINT_WINDOW_MONTHS = 1.5
+
+
 def ppc_change_tree(prepared, y_rep: np.ndarray, month: float | None = None, n_lines: int = 60,
                     seed: int = 0) -> xr.DataTree:
     """Observed and replicated % change of BMD to ``month`` per patient, as arviz-plots' PPC layout.
@@ -342,8 +346,16 @@ def ppc_change_tree(prepared, y_rep: np.ndarray, month: float | None = None, n_l
     rng = np.random.default_rng(seed)
     pick = rng.choice(rep.shape[0], size=min(n_lines, rep.shape[0]), replace=False)
     pid = prepared.patient_idx
-    base_rows = np.flatnonzero(prepared.months == 0)
-    end_rows = np.flatnonzero(prepared.months == month)
+    months = np.asarray(prepared.months, dtype=float)
+    base_rows = np.flatnonzero(months == 0)
+    # scans at actual times (day 350-380 for a month-12 visit): each patient's scan nearest the
+    # endpoint, within a window of +-1.5 months around it
+    near = np.flatnonzero(np.abs(months - month) <= ENDPOINT_WINDOW_MONTHS)
+    best: dict[int, int] = {}
+    for r in near:
+        if pid[r] not in best or abs(months[r] - month) < abs(months[best[pid[r]]] - month):
+            best[pid[r]] = r
+    end_rows = np.array(sorted(best.values()), dtype=int)
     base_of = dict(zip(pid[base_rows], base_rows))
     pairs = [(base_of[pid[e]], e) for e in end_rows if pid[e] in base_of]
     b_idx = np.array([p[0] for p in pairs], dtype=int)

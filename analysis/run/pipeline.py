@@ -426,7 +426,7 @@ def _sensitivity_sections(results, freq_estimands: pd.DataFrame, config: RunConf
                                   design=design)
         save_figure(fig, figs, f"forest_sensitivity_{site}")
         figures.append((f"Key estimands across the main models and the sensitivity analyses, {site}; the first "
-                        "row is the frequentist completers analysis as published, then the main frequentist and "
+                        "row is the frequentist completers analysis, then the main frequentist and "
                         "Bayesian analyses", f"forest_sensitivity_{site}"))
     sections.append(Section("sensitivity_forest", "Sensitivity: all analyses side by side", figures=figures))
     return sections

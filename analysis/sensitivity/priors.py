@@ -66,7 +66,9 @@ def prior_sensitivity_analysis(derived: pd.DataFrame, config: Any, label: str | 
     SensitivityResult
         ``name="priors"``; ``settings["fit_cache"]`` counts cache hits and new fits.
     """
+    from analysis.bayes.fit import prior_object
     from analysis.bayes.prior_checks import prior_checks
+    from models.priors import PRIOR_SET_NAMES
 
     sd = design_from_config(derived, config, design)
     frame, strategy = analysis_frame(derived, config.undefined_responders, config.responder.rule(), design=sd.design)
@@ -74,7 +76,15 @@ def prior_sensitivity_analysis(derived: pd.DataFrame, config: Any, label: str | 
     cache = FitCache(None if cache_dir is None else Path(cache_dir))
     fits: dict[str, Any] = {}
     for site in sd.sites:
-        res = prior_checks(frame, site, draws=config.draws, tune=config.tune, chains=config.chains,
+        sets = []
+        for name in PRIOR_SET_NAMES:  # a set stated for other sites only (literature values) is left out
+            try:
+                prior_object(name, site, frame)
+            except ValueError as exc:
+                texts.append(f"{site}: prior set {name!r} left out ({str(exc).splitlines()[0]})")
+                continue
+            sets.append(name)
+        res = prior_checks(frame, site, sets=sets, draws=config.draws, tune=config.tune, chains=config.chains,
                            seed=config.seed, label=label, sample=caching_sampler(cache, "sens-priors-lmm", site))
         fits.update({f"{site}, priors {k}": f for k, f in res.fits.items()})
         tables.append(res.table.assign(site=site))

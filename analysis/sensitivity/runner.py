@@ -247,12 +247,12 @@ MAIN_METHODS = ("LMM (REML)", "MMRM (us, REML)")
 
 def forest_table(results: list[SensitivityResult], frequentist_estimands: pd.DataFrame, estimand: str,
                  bayes_estimands: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Rows of one estimand across analyses: the frequentist completers result first (as published),
+    """Rows of one estimand across analyses: the frequentist completers result first (the analysis RAJAK published),
     then the main analyses (REML LMM, MMRM, MI, and the Bayesian models of the run when
     ``bayes_estimands`` is given), then every sensitivity analysis."""
     fe = frequentist_estimands[frequentist_estimands["estimand"] == estimand]
     first = fe[fe["method"] == "completers, t-test"]
-    rows = [pd.DataFrame({"estimand": estimand, "site": first["site"], "analysis": "completers t-test (as published)",
+    rows = [pd.DataFrame({"estimand": estimand, "site": first["site"], "analysis": "completers t-test",
                           "estimate": first["estimate"], "low": first["ci_low"], "high": first["ci_high"],
                           "kind": "frequentist"})]
     main = fe[fe["method"].isin(MAIN_METHODS) | fe["method"].str.startswith("MI (")]
