@@ -173,7 +173,8 @@ def fit(
     if not diag.passed:
         info(f"WARNING: DIAGNOSTICS FAILED for {what} at {site}: " + "; ".join(diag.failures))
     if as_json:
-        head = {"data_label": ds.label, "synthetic": ds.synthetic}
+        head = {"data_label": ds.label, "synthetic": ds.synthetic,
+                "design": None if ds.design is None else ds.design.to_dict()}
         if formula is not None:
             head["formula"] = res.extra.get("formula", formula)
         typer.echo(json.dumps({**head, **res.to_dict()}, indent=2, default=json_default))
@@ -232,10 +233,11 @@ def compare(
             err(f"{'not applicable' if isinstance(exc, NotApplicable) else 'not estimable'}: {exc}")
             raise typer.Exit(EXIT_BAD_INPUT) from None
         freq = frequentist_analysis(derived, sites, cfg.undefined_responders, cfg.responder.rule(),
-                                    cfg.endpoint_month, mmrm_covariances=cfg.mmrm_covariances)
+                                    cfg.endpoint_month, mmrm_covariances=cfg.mmrm_covariances, design=ds.design)
         table = compare_fits(fits, freq.estimands)
     if as_json:
         typer.echo(json.dumps({"data_label": ds.label, "synthetic": ds.synthetic,
+                               "design": None if ds.design is None else ds.design.to_dict(),
                                "rows": table.replace({float("nan"): None}).to_dict(orient="records")},
                               indent=2, default=json_default))
         return

@@ -186,6 +186,7 @@ def load_derived(data, config, strategy, seed, map_, design: DesignFlags | None 
     from analysis.study.clinical import derive
     from analysis.study.data import load_for_config
     from analysis.study.design import DesignError
+    from analysis.study.groups import check_groups
 
     try:
         design = design or DesignFlags()
@@ -201,6 +202,10 @@ def load_derived(data, config, strategy, seed, map_, design: DesignFlags | None 
         with analysis_errors(ds.source):
             derived = derive(ds.frame, cfg.responder.rule(), cfg.tscore.reference_object(), cfg.endpoint_month,
                              design=ds.design)
+        try:
+            check_groups(derived, cfg.undefined_responders, cfg.responder.rule(), ds.design, ds.source)
+        except ValueError as exc:
+            raise DataValidationError(str(exc)) from None
     except (DataValidationError, ConfigError, DesignError) as exc:
         err(str(exc))
         raise typer.Exit(EXIT_BAD_INPUT)

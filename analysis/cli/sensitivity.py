@@ -86,7 +86,9 @@ def sensitivity(
                 save_figure(fig, out, fname)
         info(f"wrote tables and figures to {out}")
     if as_json:
-        typer.echo(json.dumps({"data_label": ds.label, "synthetic": ds.synthetic, "skipped": skipped, "results": [
+        typer.echo(json.dumps({"data_label": ds.label, "synthetic": ds.synthetic,
+                               "design": None if ds.design is None else ds.design.to_dict(),
+                               "skipped": skipped, "results": [
             {"name": r.name, "title": r.title, "status": r.status, "reason": r.reason, "text": r.text,
              "settings": r.settings, "table": r.table.replace({float("nan"): None}).to_dict(orient="records")}
             for r in results]}, indent=2, default=json_default))

@@ -27,7 +27,8 @@ import pandas as pd
 
 from analysis.study.clinical import derive
 from analysis.run.config import ConfigError, RunConfig
-from analysis.study.data import Dataset, load_for_config
+from analysis.study.data import DataValidationError, Dataset, load_for_config
+from analysis.study.groups import check_groups
 from analysis.common.provenance import package_versions
 from analysis.common.io import atomic_copy, atomic_write_json, atomic_write_text
 from analysis.run.bayes_stage import bayes_sections, run_bayes_stage
@@ -107,6 +108,10 @@ def run(config: RunConfig, *, force: bool = False, log: Callable[[str], None] | 
     t = time.perf_counter()
     derived = derive(dataset.frame, config.responder.rule(), config.tscore.reference_object(),
                      config.endpoint_month, design=dataset.design)
+    try:
+        check_groups(derived, config.undefined_responders, config.responder.rule(), dataset.design, dataset.source)
+    except ValueError as exc:
+        raise DataValidationError(str(exc)) from None
     timings["derive_s"] = time.perf_counter() - t
 
     t = time.perf_counter()

@@ -29,8 +29,8 @@ from analysis.study.clinical import ResponderRule, eular_response
 if TYPE_CHECKING:
     from analysis.study.design import ResolvedDesign
 
-__all__ = ["UndefinedStrategy", "GroupAssignment", "assign_groups", "design_of", "group_levels", "STRATEGY_TEXT",
-           "SINGLE_GROUP"]
+__all__ = ["UndefinedStrategy", "GroupAssignment", "assign_groups", "check_groups", "design_of", "group_levels",
+           "STRATEGY_TEXT", "SINGLE_GROUP"]
 
 #: The one group of a single-arm study.
 SINGLE_GROUP = "all"
@@ -135,3 +135,24 @@ def assign_groups(derived: pd.DataFrame, strategy: UndefinedStrategy = "exclude"
     excluded = [str(p) for p in group.index[group.isna()]]
     out["analysis_group"] = out["patient_id"].map(group)
     return GroupAssignment(frame=out, strategy=strategy, excluded=excluded, reclassified=reclassified)
+
+
+def check_groups(derived: pd.DataFrame, strategy: UndefinedStrategy = "exclude", rule: ResponderRule | None = None,
+                 design: "ResolvedDesign | None" = None, source: str = "the data") -> None:
+    """Raise one line when a responder study's derived groups cannot be compared: every patient
+    with a status is in one group (a design grouped by a column is checked when it is resolved).
+
+    Raises
+    ------
+    ValueError
+        ``"<source>: only one group present: ..."``.
+    """
+    d = design_of(derived, design)
+    if d is not None and d.design.group.kind != "derived":
+        return
+    groups = assign_groups(derived, strategy, rule, design=d).frame
+    present = sorted(set(groups["analysis_group"].dropna()) - {"unknown"})
+    if len(present) < 2:
+        what = f"every patient with a responder status is a {present[0]}" if present else "no patient has a responder status"
+        raise ValueError(f"{source}: only one group present ({what}): the groups cannot be compared; "
+                         f"use --group none for the within-patient change")
