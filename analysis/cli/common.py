@@ -202,6 +202,8 @@ def load_derived(data, config, strategy, seed, map_, design: DesignFlags | None 
         with analysis_errors(ds.source):
             derived = derive(ds.frame, cfg.responder.rule(), cfg.tscore.reference_object(), cfg.endpoint_month,
                              design=ds.design)
+        for note in derived.attrs.get("notes", []):
+            info(f"note: {note}")
         try:
             check_groups(derived, cfg.undefined_responders, cfg.responder.rule(), ds.design, ds.source)
         except ValueError as exc:

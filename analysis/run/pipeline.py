@@ -188,7 +188,8 @@ def run(config: RunConfig, *, force: bool = False, log: Callable[[str], None] | 
             tables["power_smallest_n"] = _label(power.smallest_n, dataset)
             save_figure(power.result.figure(config.power_target, label=dataset.label), figs, "power_curve")
         timings["power_s"] = time.perf_counter() - t
-        report = _report(run_id, dataset, config, tables, completers.strategy, freq.notes)
+        report = _report(run_id, dataset, config, tables, completers.strategy, freq.notes,
+                         derived.attrs.get("notes", []))
         report.sections += report_sections
         t = time.perf_counter()
         writer.wait()  # every figure on disk before the report embeds them
@@ -234,7 +235,7 @@ def run(config: RunConfig, *, force: bool = False, log: Callable[[str], None] | 
             "power": None if power is None else power.manifest(),
             "timings": {k: round(v, 4) for k, v in timings.items()},
             "diagnostics": {
-                "failures": report.failures, "notes": freq.notes,
+                "failures": report.failures, "notes": freq.notes, "data_notes": derived.attrs.get("notes", []),
                 "fits": {} if bayes is None else {f"{f.model}_{f.site}": f.fit.diagnostics.to_dict() for f in bayes.fits},
                 "sensitivity_fits": {r.name: r.settings["diagnostics"] for r in sens_results
                                      if isinstance(r.settings.get("diagnostics"), dict)},
@@ -326,7 +327,7 @@ def _summary_text(dataset: Dataset, config: RunConfig, replication: pd.DataFrame
 
 
 def _report(run_id: str, dataset: Dataset, config: RunConfig, tables: dict[str, pd.DataFrame],
-            strategy: str, notes: list[str]) -> Report:
+            strategy: str, notes: list[str], data_notes: list[str] | None = None) -> Report:
     rep = dataset.report
     rule = config.responder.rule().describe()
     derived_groups = _derived_groups(dataset)
@@ -350,6 +351,7 @@ def _report(run_id: str, dataset: Dataset, config: RunConfig, tables: dict[str, 
     sections = [
         Section("data", "Data and dropout",
                 paragraphs=[f"Source: {dataset.source} (sha256 {dataset.sha256[:12]}...).",
+                            *[f"Note: {n}." for n in (data_notes or [])],
                             f"Excluded rows: {len(rep.excluded)}." + (" " + "; ".join(
                                 f"{e.where} ({e.patient}, month {e.month:g}): {e.reason}" for e in rep.excluded)
                                 if rep.excluded else "")],
