@@ -141,7 +141,7 @@ _DESIGN_PARAMS = [
     ("id_", _opt(Optional[str], "--id", help="The subject-identifier column (default: patient_id, USUBJID, ...).")),
     ("time", _opt(Optional[str], "--time", help="The time column (default: month, ADY, visit_date, ...).")),
     ("time_unit", _opt(Optional[str], "--time-unit", help="Unit of the time column: months, days, years or date.")),
-    ("visit", _opt(Optional[str], "--visit", help="The nominal-visit column (default: the time rounded to whole months).")),
+    ("visit", _opt(Optional[str], "--visit", help="The nominal-visit column (default: windows of the times, each at its nearest whole month).")),
     ("site", _opt(Optional[list[str]], "--site", help="A BMD site, NAME=COLUMN (e.g. total_body=bmd) or NAME for bmd_NAME; repeatable.")),
     ("group", _opt(Optional[str], "--group", help="The group column (an arm), 'none' (single arm) or 'responder' (derived from disease activity).")),
     ("reference", _opt(Optional[str], "--reference", help="The group's reference level (e.g. placebo).")),
@@ -202,7 +202,7 @@ def load_derived(data, config, strategy, seed, map_, design: DesignFlags | None 
         with analysis_errors(ds.source):
             derived = derive(ds.frame, cfg.responder.rule(), cfg.tscore.reference_object(), cfg.endpoint_month,
                              design=ds.design)
-        for note in derived.attrs.get("notes", []):
+        for note in [*ds.report.notes, *derived.attrs.get("notes", [])]:
             info(f"note: {note}")
         try:
             check_groups(derived, cfg.undefined_responders, cfg.responder.rule(), ds.design, ds.source)

@@ -43,7 +43,7 @@ def validate(
     time_unit: Annotated[Optional[str], typer.Option(
         "--time-unit", help="Design: unit of the time column: months, days, years or date.")] = None,
     visit: Annotated[Optional[str], typer.Option(
-        help="Design: the nominal-visit column (default: the time rounded to whole months).")] = None,
+        help="Design: the nominal-visit column (default: windows of the times, each at its nearest whole month).")] = None,
     site: Annotated[Optional[list[str]], typer.Option(
         "--site", help="Design: a BMD site, NAME=COLUMN (e.g. total_body=bmd), repeatable.")] = None,
     group: Annotated[Optional[str], typer.Option(

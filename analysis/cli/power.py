@@ -157,6 +157,15 @@ def power(
         if not 0.0 < target < 1.0:
             raise ValueError(f"--target must be in (0, 1), got {target:g}")
         analyses = _analyses(analysis)
+        if from_data:
+            from analysis.power import estimable_analyses
+
+            kept, reasons = estimable_analyses(pdz, analyses)
+            if reasons and analysis:  # asked for by name: say why it cannot run
+                raise ValueError(reasons[0])
+            if reasons:  # the default LMM: the endpoint analysis stands in
+                _info(f"{reasons[0]}; simulating the MMRM (the ANCOVA of the change at one post-baseline visit)")
+                analyses = kept or ("mmrm",)
         settings_kw = dict(extra.get("settings", {}) or {})
         settings_kw.update(alpha=alpha, draws=draws, tune=tune, chains=chains)
         settings = PowerSettings(**settings_kw)

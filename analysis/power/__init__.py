@@ -83,6 +83,7 @@ _HOME = MappingProxyType({
     "closed_form_data_power": "data_generator",
     "closed_form_power": "closed_form",
     "estimate_data_model": "data_model",
+    "estimable_analyses": "data_model",
     "design_from_data": "design",
     "diggle_linear_power": "closed_form",
     "disease_control_slope_pct": "design",

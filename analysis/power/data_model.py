@@ -50,7 +50,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["DataModel", "SiteModel", "estimate_data_model", "lmm_formula", "site_frame"]
+__all__ = ["DataModel", "SLOPE_ANALYSES", "SiteModel", "estimable_analyses", "estimate_data_model", "lmm_formula",
+           "site_frame"]
 
 #: Parameters of a site a design prior (or :meth:`DataModel.with_updates`) may set:
 #: ``<site>.slope.<level>``, ``<site>.intercept.<level>`` and these per-site scalars.
@@ -389,3 +390,32 @@ def estimate_data_model(derived: pd.DataFrame, design: Any = None, *, sites: Seq
                      allocation=tuple(c / sum(counts) for c in counts), counts=counts, visits=visits,
                      endpoint=endpoint, retention=retention, sites=tuple(models), group_kind=kind, notes=notes,
                      n_scanned=int(any_scan["patient_id"].nunique()))
+
+
+#: Analyses that estimate a random slope per patient: they need two or more post-baseline visits.
+SLOPE_ANALYSES = ("lmm", "bayes")
+
+
+def estimable_analyses(design: Any, analyses: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The analyses a power design can run, and one line for each it cannot.
+
+    A study drawn like a user's with a single post-baseline visit (baseline and month 12 only) gives
+    a random-slope LMM nothing to separate the slope variance from the noise: ``lmm`` and ``bayes``
+    are not estimable there (``mmrm``, which is then the ANCOVA of the change, and ``completers``
+    are).
+
+    Returns
+    -------
+    kept, reasons : tuple of str
+    """
+    model = getattr(design, "data_model", None)
+    if getattr(design, "generator", None) != "data" or model is None:
+        return tuple(analyses), ()
+    post = [v for v in model.visits if v > 0]
+    if len(post) >= 2:
+        return tuple(analyses), ()
+    drop = [a for a in analyses if a in SLOPE_ANALYSES]
+    reasons = tuple(f"{a}: not estimable: the design has one post-baseline visit (month {post[0]:g}); a "
+                    f"random-slope LMM needs a third visit to separate the slope variance from the noise"
+                    for a in drop)
+    return tuple(a for a in analyses if a not in drop), reasons

@@ -27,6 +27,8 @@ import pandas as pd
 
 from analysis.bayes.fit import (MODELS, FREQUENTIST_COUNTERPART, BayesFit, analysis_frame, compare, fit_bayes,
                                 prior_object)
+from analysis.bayes.estimands import COMPARE_COLUMNS
+from analysis.study.applicability import NotApplicable, NotEstimable
 from analysis.study.groups import design_of
 from analysis.study.estimands import SITE_LABELS, difference_name, estimand_name
 from analysis.common.io import atomic_copy, atomic_write_bytes
@@ -267,6 +269,8 @@ class BayesStage:
     failures: list[str] = field(default_factory=list)
     figures: list[tuple[str, str, str]] = field(default_factory=list)  # (site or '', caption, name)
     prior_posterior: list[PriorPosterior] = field(default_factory=list)
+    #: (model, site, "not applicable: ..." / "not estimable: ...") of the fits the design rules out
+    skipped: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 def _endpoint(fit: BayesFit) -> float:
@@ -353,13 +357,20 @@ def run_bayes_stage(derived: pd.DataFrame, config: Any, freq_estimands: pd.DataF
     design = design_of(derived, design)
     fits: list[BayesFit] = []
     failures: list[str] = []
+    skipped: list[tuple[str, str, str]] = []
     for model in config.bayes_models:
         for site in config.sites:
             log(f"Bayesian {model} at {site} ({config.chains} chains x {config.draws} draws)")
-            bf = fit_bayes(derived, model, site, config.priors, config.undefined_responders,
-                           config.responder.rule(), draws=config.draws, tune=config.tune, chains=config.chains,
-                           seed=config.seed, target_accept=config.target_accept, cache_dir=cache_dir,
-                           design=design)
+            try:
+                bf = fit_bayes(derived, model, site, config.priors, config.undefined_responders,
+                               config.responder.rule(), draws=config.draws, tune=config.tune, chains=config.chains,
+                               seed=config.seed, target_accept=config.target_accept, cache_dir=cache_dir,
+                               design=design)
+            except (NotApplicable, NotEstimable) as exc:  # the design rules it out: said, and the run goes on
+                why = f"{'not applicable' if isinstance(exc, NotApplicable) else 'not estimable'}: {exc}"
+                log(f"  {model} at {site}: {why}")
+                skipped.append((model, site, why))
+                continue
             log(f"  {model} at {site}: {'read from the fit cache' if bf.extra.get('cache') == 'hit' else 'sampled'}"
                 f" ({bf.fit.diagnostics})")
             cached = bf.extra.get("cache_path")
@@ -370,9 +381,12 @@ def run_bayes_stage(derived: pd.DataFrame, config: Any, freq_estimands: pd.DataF
             if not bf.fit.passed:
                 failures.append(f"{model} at {site}: " + "; ".join(bf.fit.diagnostics.failures))
             fits.append(bf)
-    estimands = pd.concat([f.table for f in fits], ignore_index=True)
-    comparison = compare(fits, freq_estimands)
-    stage = BayesStage(fits=fits, estimands=estimands, comparison=comparison, failures=failures)
+    estimands = (pd.concat([f.table for f in fits], ignore_index=True) if fits
+                 else pd.DataFrame(columns=["estimand", "site", "model", "median", "eti_low", "eti_high", "hdi_low",
+                                            "hdi_high", "p_lt_0", "p_gt_0", "rope", "p_in_rope", "bf10",
+                                            "diagnostics"]))
+    comparison = compare(fits, freq_estimands) if fits else pd.DataFrame(columns=COMPARE_COLUMNS)
+    stage = BayesStage(fits=fits, estimands=estimands, comparison=comparison, failures=failures, skipped=skipped)
 
     frame, _ = analysis_frame(derived, config.undefined_responders, config.responder.rule(), design=design)
     for site in config.sites:
@@ -466,9 +480,10 @@ def bayes_sections(stage: BayesStage, config: Any) -> list[Section]:
             "rope", "p_in_rope", "bf10", "diagnostics"]
     diag = pd.DataFrame([_diagnostics_row(f) for f in stage.fits])
     drawn = {n: c for _, c, n in stage.figures}
+    skipped = [f"{model} at {_site_label(site)}: {why}" for model, site, why in stage.skipped]
     sections = [
         Section("bayes", "Bayesian hierarchical models",
-                paragraphs=[f"Models: {', '.join(config.bayes_models)}; priors: {config.priors}; "
+                paragraphs=[*skipped, f"Models: {', '.join(config.bayes_models)}; priors: {config.priors}; "
                             f"{config.chains} chains x {config.draws} draws after {config.tune} tuning steps "
                             f"(nutpie). Intervals are 95% (ETI and HDI); ROPE = +/- the DXA least significant "
                             "change (where known for the site); BF10 is the Savage-Dickey Bayes factor of each "
@@ -478,7 +493,7 @@ def bayes_sections(stage: BayesStage, config: Any) -> list[Section]:
                         Table("Convergence diagnostics (R-hat <= 1.01, bulk and tail ESS >= 400, no divergences, "
                               "E-BFMI >= 0.3)", diag, "bayes_diagnostics")],
                 figures=[(c, n) for s, c, n in stage.figures if n.startswith(("trajectories", "contrasts"))],
-                status="fail" if stage.failures else "ok"),
+                status="fail" if stage.failures else "warning" if stage.skipped else "ok"),
     ]
     pp_table = prior_posterior_table(stage.prior_posterior)
     for model in config.bayes_models:

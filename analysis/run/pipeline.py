@@ -210,8 +210,14 @@ def run(config: RunConfig, *, force: bool = False, log: Callable[[str], None] | 
                     tables[tab.name] = _label(tab.frame, dataset)
         for name, table in tables.items():
             atomic_write_text(staging / "tables" / f"{name}.csv", table.to_csv(index=False, lineterminator="\n"))
+        skipped = [f"sensitivity analysis {r.name}: {r.summary}" for r in sens_results if not r.ran]
+        if bayes is not None:
+            skipped += [f"Bayesian {m} at {site}: {why}" for m, site, why in bayes.skipped]
+        if power is not None:
+            skipped += [f"sample size: {why}" for why in power.not_applicable]
         atomic_write_text(staging / "summary.txt", _summary_text(dataset, config, tables.get("replication"),
-                                                                 report.failures, power))
+                                                                 report.failures, power, freq.estimands,
+                                                                 skipped + [f"frequentist: {n}" for n in freq.notes]))
         atomic_write_text(staging / "report.html", render_report(report, figs))
         timings["total_s"] = time.perf_counter() - t_all
         manifest = {
@@ -225,12 +231,13 @@ def run(config: RunConfig, *, force: bool = False, log: Callable[[str], None] | 
             "study_design": None if dataset.design is None else dataset.design.to_dict(),
             "config_digest": config.digest(),
             "responder_rule": config.responder.rule().describe() if _derived_groups(dataset) else None,
-            "undefined_responder_strategy": completers.strategy,
+            "undefined_responder_strategy": completers.strategy if _derived_groups(dataset) else None,
             "tscore_reference": config.tscore.reference_object().describe(),
-            "paper_analysis_assumptions": list(ANALYSIS_ASSUMPTIONS),
+            "paper_analysis_assumptions": list(ANALYSIS_ASSUMPTIONS) if rajak_shaped else None,
             "seeds": {"run": config.seed, "sampler": config.seed, "prior_draws": config.seed,
                       **({"power": power.seed} if power is not None else {})},
             "fit_cache": {} if bayes is None else {f"{f.model}_{f.site}": f.extra for f in bayes.fits},
+            "bayes_skipped": [] if bayes is None else [{"model": m, "site": s, "reason": r} for m, s, r in bayes.skipped],
             "figure_cache": dict(writer.cache_stats),  # figures copied from the cache / drawn
             "power": None if power is None else power.manifest(),
             "timings": {k: round(v, 4) for k, v in timings.items()},
@@ -300,7 +307,8 @@ def _groups_text(dataset: Dataset, config: RunConfig) -> str:
 
 
 def _summary_text(dataset: Dataset, config: RunConfig, replication: pd.DataFrame | None,
-                  failures: list[str] | None = None, power: PowerStage | None = None) -> str:
+                  failures: list[str] | None = None, power: PowerStage | None = None,
+                  estimands: pd.DataFrame | None = None, skipped: list[str] | None = None) -> str:
     lines = [f"!!! DIAGNOSTICS FAILED: {f}" for f in failures or []]
     if dataset.synthetic:
         lines += ["*** SYNTHETIC DATA: results below are from the RAJAK digital twin, a simulation ***",
@@ -318,6 +326,16 @@ def _summary_text(dataset: Dataset, config: RunConfig, replication: pd.DataFrame
         lines.append("Published figures vs this analysis (completers; tests as reconstructed, see manifest):")
         lines.append(replication.drop(columns=["data", "description", "kind"])
                      .to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    if estimands is not None and len(estimands) and replication is None:
+        key = estimands[estimands["estimand"].str.endswith(", %")
+                        & estimands["method"].isin(["LMM (REML)", "MMRM (us, REML)", "MMRM (us, REML) = ANCOVA"])]
+        if len(key):
+            lines.append("Key estimands (% change to the endpoint; estimate, 95% CI, p):")
+            lines += [f"  {r.estimand} [{r.method}]: {r.estimate:+.2f} ({r.ci_low:+.2f} to {r.ci_high:+.2f}), "
+                      f"p = {r.p:.3g}" for r in key.itertuples()]
+    if skipped:
+        lines += ["", "Not run or not estimable (the rest of the run is unaffected):"]
+        lines += [f"  {s}" for s in skipped]
     if power is not None:
         lines += ["", "Sample size for the next study (simulated from "
                   + ("the twin's design" if dataset.synthetic else f"the design of {Path(dataset.source).name}")

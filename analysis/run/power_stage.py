@@ -69,8 +69,8 @@ class PowerStage:
     seconds : float
         Wall time of the stage.
     not_applicable : tuple of str
-        Configured analyses left out, each with its reason (none at present; recorded in the
-        manifest and the report).
+        Configured analyses left out, each with its reason (e.g. a random-slope LMM on a design with
+        one post-baseline visit; recorded in the manifest and the report).
     """
 
     result: Any
@@ -214,6 +214,16 @@ def run_power_stage(config: RunConfig, cache_root: Path, log: Callable[[str], No
         say(f"power: the next study drawn like this one: {design.describe()}")
         for note in design.data_model.notes:
             say(f"power: WARNING: {note}")
+        from analysis.power import estimable_analyses
+
+        analyses, reasons = estimable_analyses(design, analyses)
+        if reasons and not analyses:  # nothing left of the plan: the endpoint analysis stands in
+            analyses = ("mmrm",)
+            reasons = tuple(reasons) + ("the MMRM (at one post-baseline visit the ANCOVA of the change) is "
+                                        "simulated instead",)
+        for reason in reasons:
+            say(f"power: {reason}")
+        not_applicable = tuple(not_applicable) + tuple(reasons)
     prior = None
     if config.power_assurance and design.generator == "data":
         prior = _data_prior(design, prior_fits, config.seed, say)

@@ -75,6 +75,7 @@ _EXPORTS = {
     "GROUP_LABELS": "analysis.study.estimands",
     "UNIT_LABELS": "analysis.study.estimands",
     "estimand_name": "analysis.study.estimands",
+    "site_label": "analysis.study.estimands",
     "difference_name": "analysis.study.estimands",
     "UndefinedStrategy": "analysis.study.groups",
     "GroupAssignment": "analysis.study.groups",

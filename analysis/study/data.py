@@ -426,9 +426,28 @@ def load_dataset(path: str | Path, column_map: Mapping[str, str] | None = None, 
     except DesignError as exc:
         raise _design_error(exc, name) from None
 
+    if resolved.design.group.kind == "none" and design_flags.get("group") is None and design is None:
+        notes += _group_candidates(frame)
     report = build_report(frame, name, mapping, excluded, resolved, synthetic, table, notes)
     return Dataset(frame=frame, source=name, sha256=hashlib.sha256(table.raw).hexdigest(), report=report,
                    synthetic=synthetic, design=resolved)
+
+
+#: Columns that usually hold a study's arms: named in a note when the design has no group.
+_GROUP_LIKE = ("TRT01P", "TRT01A", "ARM", "ACTARM", "ARMCD", "arm", "group", "treatment", "trt", "TRT", "dose")
+
+
+def _group_candidates(frame: pd.DataFrame) -> list[str]:
+    """A note for each arm-like column a single-arm design leaves unused (2-10 levels, one per
+    subject): the user may have meant ``--group`` it."""
+    out = []
+    for col in [c for c in frame.columns if c in _GROUP_LIKE or c.lower() in _GROUP_LIKE]:
+        per = frame.dropna(subset=[col]).groupby("patient_id")[col].nunique()
+        levels = sorted(map(str, frame[col].dropna().unique()))
+        if 2 <= len(levels) <= 10 and (per <= 1).all():
+            out.append(f"column {col!r} has {len(levels)} levels ({', '.join(levels)}) and is not used: the study is "
+                       f"analysed as a single arm; --group {col} compares them")
+    return out
 
 
 def _design_error(exc: DesignError, name: str) -> DataValidationError:

@@ -21,8 +21,8 @@ where :math:`t_0` is the subject's first time (for months the values are taken a
 0). The nominal visit (``visit``, in months) comes from the user's visit column when given
 (``--visit``; a month, an index such as ``VISITNUM`` or a visit name: each visit is placed at the
 whole month nearest the median time of its scans, so an index 0-3 at months 0/6/12/24 becomes
-0, 6, 12, 24), else it is the time rounded to whole months: a scan on day 350-380 is the month-12
-visit. The MMRM and
+0, 6, 12, 24), else the scans are grouped into visit windows, each placed at the whole month
+nearest its median time (:func:`nominal_visits`): a scan on day 350-380 is the month-12 visit. The MMRM and
 visit-wise tables use the nominal visit; the LMMs use the actual ``month``.
 
 Group
@@ -48,7 +48,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = ["DAYS_PER_MONTH", "ID_CANDIDATES", "TIME_CANDIDATES", "DesignError", "GroupSpec", "ResolvedDesign",
-           "StudyDesign", "canonical_frame", "from_mapping", "infer_design", "parse_covariates", "parse_sites", "resolve"]
+           "StudyDesign", "canonical_frame", "from_mapping", "infer_design", "nominal_visits", "parse_covariates", "parse_sites", "resolve"]
 
 #: Days per month (365.25 / 12) for times in days or dates.
 DAYS_PER_MONTH = 30.4375
@@ -93,7 +93,7 @@ class StudyDesign(BaseModel):
         Subject-identifier and time columns.
     time_unit : {"months", "days", "years", "date"}
     visit : str, optional
-        Nominal visit column (in months); default: the time rounded to whole months.
+        Nominal visit column (in months); default: visit windows of the times (:func:`nominal_visits`).
     sites : dict of str to str
         Site name -> BMD column (``{"total_body": "bmd"}``); empty: every ``bmd_<site>`` column.
     group : GroupSpec
@@ -131,7 +131,7 @@ class StudyDesign(BaseModel):
         cov = ("those present of " + ", ".join(DEFAULT_COVARIATES) if self.covariates is None
                else ", ".join(self.covariates) or "none")
         return (f"subject {self.id!r}; time {self.time!r} in {self.time_unit}; visits "
-                f"{repr(self.visit) if self.visit else 'time rounded to whole months'}; sites {sites}; "
+                f"{repr(self.visit) if self.visit else 'windows of the times, at whole months'}; sites {sites}; "
                 f"group {group}{ref}; endpoint "
                 f"{'month ' + format(self.endpoint, 'g') if self.endpoint is not None else 'last visit'}; "
                 f"covariates {cov}")
@@ -273,6 +273,56 @@ def _months(frame: pd.DataFrame, design: StudyDesign) -> pd.Series:
     return elapsed * 12.0 if design.time_unit == "years" else elapsed / DAYS_PER_MONTH
 
 
+#: Scans closer than this (months) in the sorted times belong to one visit window.
+VISIT_GAP_MONTHS = 1.0
+
+
+def nominal_visits(months: pd.Series, subject: pd.Series) -> pd.Series:
+    r"""Nominal visits from actual times: the scans fall into visit windows, and each window is
+    placed at the whole month nearest its median time.
+
+    The sorted times are cut wherever two consecutive times are more than
+    :data:`VISIT_GAP_MONTHS` apart; a window in which some subject has two scans spans more than
+    one visit, and its scans keep their own rounded month, as do windows that would share a month.
+    Days 350-380 (months 11.5-12.5) are one window with median near 12: the month-12 visit, not
+    visits 11 and 12.
+
+    Parameters
+    ----------
+    months : Series
+        Actual months since each subject's baseline.
+    subject : Series
+        The subject of each row.
+
+    Returns
+    -------
+    Series
+        The nominal visit (month) of each row, float; missing where the time is missing.
+    """
+    t = months.to_numpy(dtype=float)
+    visit = np.round(t)
+    ok = np.flatnonzero(np.isfinite(t))
+    if ok.size == 0:
+        return pd.Series(visit, index=months.index)
+    order = ok[np.argsort(t[ok], kind="stable")]
+    window = np.empty(t.size, dtype=int)
+    window[order] = np.concatenate([[0], np.cumsum(np.diff(t[order]) > VISIT_GAP_MONTHS)])
+    ids = subject.to_numpy()
+    placed: dict[float, int] = {}
+    proposal = {}
+    for w in np.unique(window[ok]):
+        rows = ok[window[ok] == w]
+        if pd.Series(ids[rows]).duplicated().any():
+            continue  # more than one visit in this window: rounding decides
+        proposal[w] = (rows, float(np.round(np.median(t[rows]))))
+    for rows, month in proposal.values():
+        placed[month] = placed.get(month, 0) + 1
+    for rows, month in proposal.values():
+        if placed[month] == 1:
+            visit[rows] = month
+    return pd.Series(visit, index=months.index)
+
+
 def canonical_frame(frame: pd.DataFrame, design: StudyDesign) -> pd.DataFrame:
     """The file in rajak's canonical long form (the input is not modified).
 
@@ -294,7 +344,7 @@ def canonical_frame(frame: pd.DataFrame, design: StudyDesign) -> pd.DataFrame:
             raise DesignError(f"column {design.visit!r}: two visits fall at the same month "
                               f"({', '.join(map(str, nominal.index))} at months {', '.join(f'{m:g}' for m in nominal)})")
     else:
-        visit = months.round()
+        visit = nominal_visits(months, frame[design.id])
     renames = {design.id: "patient_id"}
     for site, col in design.sites.items():
         renames[col] = f"bmd_{site}"

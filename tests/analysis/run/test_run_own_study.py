@@ -74,7 +74,7 @@ def test_single_arm_study_runs_end_to_end(tmp_path):
     assert manifest["study_design"]["group_levels"] == [] and manifest["study_design"]["sites"] == ["total_hip"]
     est = pd.read_csv(run_dir / "tables" / "frequentist_estimands.csv")
     assert not est["estimand"].str.contains(" - ").any()  # within-patient change only
-    row = est[(est["estimand"] == "total_hip, all, change to month 24, %") & (est["method"] == "LMM (REML)")].iloc[0]
+    row = est[(est["estimand"] == "total hip, all, change to month 24, %") & (est["method"] == "LMM (REML)")].iloc[0]
     assert abs(row["estimate"] - truth.pct_change("total_hip", "all", 24)) < 3 * row["se"]
     text = (run_dir / "report.html").read_text(encoding="utf-8")
     assert "reference_based" in text and "not applicable" in text  # said why, not dropped

@@ -162,7 +162,7 @@ def test_twin_validate_text_is_todays_after_the_design_lines():
     res = _cli(path)
     assert res.exit_code == 0, res.stderr
     lines = res.stdout.splitlines()
-    assert lines[0] == ("design: subject 'patient_id'; time 'month' in months; visits time rounded to whole "
+    assert lines[0] == ("design: subject 'patient_id'; time 'month' in months; visits windows of the times, at whole "
                         "months; sites spine (bmd_spine), femoral_neck (bmd_femoral_neck); group responder status "
                         "derived from disease activity, reference 'non-responder'; endpoint month 12; "
                         "covariates age, sex, bmi")
