@@ -344,7 +344,7 @@ def prepare_mmrm_data(
     Raises
     ------
     ValueError
-        See :func:`mmrm_frame`; also on fewer than two post-baseline visits, visits that differ
+        See :func:`mmrm_frame`; also without a post-baseline visit, visits that differ
         from ``visits``, or a group without patients.
     """
     if measure not in MEASURES:
@@ -355,8 +355,8 @@ def prepare_mmrm_data(
     found = tuple(float(v) for v in sorted(frame["month"].unique()))
     if visits is not None and found != tuple(float(v) for v in visits):
         raise ValueError(f"post-baseline visits {found} differ from the model's {tuple(visits)}")
-    if len(found) < 2:
-        raise ValueError(f"an MMRM needs at least two post-baseline visits, got {found}")
+    if len(found) < 1:
+        raise ValueError("an MMRM needs a post-baseline visit, the data have none")
     codes, ids = pd.factorize(frame["patient_id"], sort=True)
     pos = np.searchsorted(np.asarray(found), frame["month"].to_numpy())
     y = np.full((len(ids), len(found)), np.nan)

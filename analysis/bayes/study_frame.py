@@ -154,9 +154,8 @@ def check_applicable(model: str, frame: pd.DataFrame, site: str, design: Any = N
         if model in _SLOPE_MODELS and len(post) < 2:
             raise NotEstimable(f"{model}: {s} has {len(post)} post-baseline visit ({when}): a random-slope LMM "
                                "needs a third visit to separate the slope variance from the noise")
-        if model == "mmrm" and len(post) < 2:
-            raise NotEstimable(f"mmrm: {s} has {len(post)} post-baseline visit ({when}): the MMRM's "
-                               "unstructured covariance needs two or more")
+        if model == "mmrm" and len(post) < 1:
+            raise NotEstimable(f"mmrm: {s} has no post-baseline visit")
     levels = model_options(frame).get("levels") or ()
     if levels and GROUP_COLUMN in frame.columns:
         n_groups = frame.groupby(GROUP_COLUMN)["patient_id"].nunique()

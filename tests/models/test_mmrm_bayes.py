@@ -166,8 +166,9 @@ def test_bad_input_raises(sim):
         prepare_mmrm_data(pd.concat([sim, sim[sim["bmd_spine"].notna()].iloc[[4]]]))
     with pytest.raises(ValueError, match="every group needs patients.*none in 'non-responder'"):
         prepare_mmrm_data(sim.assign(responder=True))
-    with pytest.raises(ValueError, match="at least two post-baseline visits"):
-        prepare_mmrm_data(sim[sim["month"] != 6])
+    with pytest.raises(ValueError, match="no post-baseline bmd_spine value"):
+        prepare_mmrm_data(sim[sim["month"] == 0])
+    assert prepare_mmrm_data(sim[sim["month"] != 6]).visits == (12.0,)  # one visit: the ANCOVA
     bad = sim.copy()
     bad.loc[bad.index[1], "responder"] = not bad.loc[bad.index[0], "responder"]
     with pytest.raises(ValueError, match="varies within a patient"):

@@ -106,8 +106,18 @@ def test_models_that_do_not_apply_say_why(two_arms, tmp_path_factory):
     _, _, one_visit = _study(tmp_path_factory, "one_visit", short, 60, seed=2)
     with pytest.raises(NotEstimable, match="needs a third visit to separate the slope variance from the noise"):
         fit_bayes(one_visit, "lmm", **FAST)
-    with pytest.raises(NotEstimable, match="mmrm: spine has 1 post-baseline visit"):
-        fit_bayes(one_visit, "mmrm", **FAST)
+
+
+
+def test_mmrm_with_one_post_baseline_visit_is_the_bayesian_ancova(tmp_path_factory):
+    short = TrialTruth(visits=(0.0, 12.0))
+    _, ds, one_visit = _study(tmp_path_factory, "one_visit_ancova", short, 160, seed=6)
+    assert ds.design.visits == (0.0, 12.0)
+    fit = fit_bayes(one_visit, "mmrm", **{**FAST, "draws": 600, "tune": 600})
+    assert fit.fit.passed, fit.fit.diagnostics
+    _covers(fit, difference_name("spine", "pct", 12, groups=("active", "placebo")),
+            short.pct_difference("spine", "active", "placebo", 12))
+    _covers(fit, estimand_name("spine", "placebo", "pct", 12), short.pct_change("spine", "placebo", 12))
 
 
 def test_joint_model_on_two_sites_of_a_trial(tmp_path_factory):
