@@ -294,7 +294,7 @@ def _check_sd(value: float) -> float:
 
 def build_activity_model(
     data: pd.DataFrame,
-    site: str = "spine",
+    site: str,
     priors: TrajectoryPriors | None = None,
     *,
     activity: ActivityKind = "cumulative",
@@ -308,7 +308,8 @@ def build_activity_model(
     ----------
     data : DataFrame
         Long format with a boolean ``responder`` and ``activity_column``.
-    site : {"spine", "femoral_neck"}
+    site : str
+        A site of the study (data column ``bmd_<site>``).
     priors : TrajectoryPriors, optional
         The trajectory priors (e.g. ``models.priors.prior_set(name, site)``); default
         ``TrajectoryPriors()``.

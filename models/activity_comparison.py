@@ -105,7 +105,7 @@ def _summary(fit: Any, label: str) -> list[dict[str, Any]]:
 
 def compare_responder_effect(
     data: pd.DataFrame,
-    site: str = "spine",
+    site: str,
     *,
     sample: Callable[..., Any],
     activity: ActivityKind = "cumulative",
@@ -135,7 +135,8 @@ def compare_responder_effect(
     ----------
     data : DataFrame
         As for :func:`models.activity.build_activity_model`.
-    site : {"spine", "femoral_neck"}
+    site : str
+        A site of the study (data column ``bmd_<site>``).
     sample : callable
         ``sample(model, seed=..., **sample_kwargs)`` returning an object with ``.posterior``
         (a DataTree) and ``.diagnostics``: pass ``analysis.engine.sampling.sample``.

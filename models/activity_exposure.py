@@ -100,7 +100,7 @@ def _integral(knots_t: np.ndarray, knots_v: np.ndarray, upto: float) -> float:
 
 def prepare_activity_data(
     data: pd.DataFrame,
-    site: str = "spine",
+    site: str,
     covariates: tuple[str, ...] = (),
     activity: ActivityKind = "cumulative",
     activity_column: str = "das28_crp",
@@ -113,7 +113,8 @@ def prepare_activity_data(
         One row per patient-visit: the trajectory model's columns (``patient_id``, ``month``,
         the site's BMD, a boolean ``responder``, covariates) and ``activity_column`` (rows
         without BMD, e.g. month 3, still contribute their activity score).
-    site : {"spine", "femoral_neck"}
+    site : str
+        A site of the study (data column ``bmd_<site>``).
     covariates : tuple of str
     activity : {"cumulative", "mean_improvement", "none"}
     activity_column : str

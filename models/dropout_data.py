@@ -230,7 +230,7 @@ def _outcome_column(data: pd.DataFrame, site: str) -> str:
 
 
 def prepare_dropout_data(
-    data: pd.DataFrame, site: str = "spine", *, response_month: float = 12, group: str | None = None,
+    data: pd.DataFrame, site: str, *, response_month: float = 12, group: str | None = None,
     levels: tuple[str, ...] | None = None,
 ) -> DropoutData:
     """Turn a long (derived) frame into the arrays of the dropout-aware models.

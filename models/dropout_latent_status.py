@@ -376,7 +376,7 @@ def dropout_containers(arrays: dict[str, np.ndarray], selection: bool) -> dict[s
 
 def build_latent_status_model(
     data: pd.DataFrame,
-    site: str = "spine",
+    site: str,
     *,
     priors: TrajectoryPriors | None = None,
     dropout_priors: DropoutPriors | None = None,

@@ -200,7 +200,7 @@ class SelectionModel(DropoutModelBase):
 
 def build_selection_model(
     data: pd.DataFrame,
-    site: str = "spine",
+    site: str,
     *,
     dependence: Dependence = "current_change",
     hazard_das28: bool = True,

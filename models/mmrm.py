@@ -254,7 +254,7 @@ class MmrmModel:
 
 def build_mmrm_model(
     data: pd.DataFrame,
-    site: str = "spine",
+    site: str,
     measure: Measure = "abs",
     *,
     priors: MmrmPriors | TrajectoryPriors | None = None,

@@ -228,7 +228,7 @@ class MmrmData:
         return dict(pd.Series(labels).value_counts().sort_index())
 
 
-def mmrm_frame(data: pd.DataFrame, site: str = "spine", baseline_month: float = 0, *,
+def mmrm_frame(data: pd.DataFrame, site: str, baseline_month: float = 0, *,
                levels: Sequence[str] | None = None, group_column: str = "analysis_group",
                time: str = "month") -> pd.DataFrame:
     """Post-baseline rows with ``baseline``, ``change`` (g/cm^2) and ``pct`` columns.
@@ -312,7 +312,7 @@ def mmrm_frame(data: pd.DataFrame, site: str = "spine", baseline_month: float = 
 
 def prepare_mmrm_data(
     data: pd.DataFrame,
-    site: str = "spine",
+    site: str,
     measure: Measure = "abs",
     *,
     baseline_month: float = 0,

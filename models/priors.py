@@ -159,7 +159,7 @@ def _literature(site: str) -> TrajectoryPriors:
     )
 
 
-def prior_set(name: str, site: str = "spine", reference_bmd: float | None = None) -> TrajectoryPriors:
+def prior_set(name: str, site: str, reference_bmd: float | None = None) -> TrajectoryPriors:
     """The named prior set for one site.
 
     ``weakly_informative`` and ``vague`` are the same at every site. ``sceptical`` scales to the

@@ -494,7 +494,7 @@ class TrajectoryModel:
 
 def build_trajectory_model(
     data: pd.DataFrame,
-    site: str = "spine",
+    site: str,
     *,
     covariates: tuple[str, ...] | list[str] = (),
     priors: TrajectoryPriors | None = None,

@@ -205,7 +205,7 @@ class PreparedData:
 
 def prepare_trajectory_data(
     data: pd.DataFrame,
-    site: str = "spine",
+    site: str,
     covariates: tuple[str, ...] = (),
     *,
     levels: Sequence[str] | None = None,

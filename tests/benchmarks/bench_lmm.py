@@ -183,7 +183,7 @@ def geometry(seeds: int = 5) -> dict[str, dict[str, float]]:
     for param, low_rank in CONFIGS:
         rows = []
         for seed, df in enumerate(data):
-            model = bambi_lmm(df) if param == "bambi" else build_trajectory_model(df, parameterisation=param)
+            model = bambi_lmm(df) if param == "bambi" else build_trajectory_model(df, "spine", parameterisation=param)
             fit = sample(model, seed=seed, low_rank=low_rank, **SETTINGS)
             rows.append((fit.diagnostics, fit.timings["sample"]))
         d = [r[0] for r in rows]

@@ -121,28 +121,28 @@ def test_exposure_matches_hand_computation():
 def test_bad_input_fails_with_one_line():
     toy = _toy()
     with pytest.raises(ValueError, match="activity must be one of"):
-        prepare_activity_data(toy, activity="smoothed")
+        prepare_activity_data(toy, "spine", activity="smoothed")
     with pytest.raises(ValueError, match="lacks the activity column 'cdai'"):
-        prepare_activity_data(toy, activity_column="cdai")
+        prepare_activity_data(toy, "spine", activity_column="cdai")
     no_base = toy.copy()
     no_base.loc[(no_base.patient_id == "A") & (no_base.month == 0), "das28_crp"] = np.nan
     with pytest.raises(ValueError, match="month 0 is missing for patient.*: A$"):
-        prepare_activity_data(no_base)
+        prepare_activity_data(no_base, "spine")
     no_post = toy.copy()
     no_post.loc[(no_post.patient_id == "B") & (no_post.month > 0), "das28_crp"] = np.nan
     with pytest.raises(ValueError, match="no post-baseline das28_crp for patient.*: B$"):
-        prepare_activity_data(no_post)
+        prepare_activity_data(no_post, "spine")
     one_group = toy.assign(responder=True)
     with pytest.raises(ValueError, match="both groups"):
-        prepare_activity_data(one_group)
+        prepare_activity_data(one_group, "spine")
     with pytest.raises(ValueError, match="activity_slope_sd"):
-        build_activity_model(toy, activity_slope_sd=0.0)
+        build_activity_model(toy, "spine", activity_slope_sd=0.0)
     with pytest.raises(ValueError, match="'cumulative' or 'mean_improvement'"):
-        compare_responder_effect(toy, sample=sample, activity="none")
+        compare_responder_effect(toy, "spine", sample=sample, activity="none")
     with pytest.raises(ValueError, match="callable"):
-        compare_responder_effect(toy, sample=None)
+        compare_responder_effect(toy, "spine", sample=None)
     # without an activity term no DAS28 is needed
-    assert build_activity_model(toy.drop(columns="das28_crp"), activity="none").activity == "none"
+    assert build_activity_model(toy.drop(columns="das28_crp"), "spine", activity="none").activity == "none"
 
 
 # ---------------------------------------------------------------------------------------------

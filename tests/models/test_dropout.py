@@ -63,7 +63,7 @@ def twin() -> pd.DataFrame:
 
 
 def test_prepare_builds_risk_sets_and_status_patterns():
-    d = prepare_dropout_data(_frame())
+    d = prepare_dropout_data(_frame(), "spine")
     assert list(d.patient_ids) == ["A", "B", "C"]
     np.testing.assert_array_equal(d.patterns, [0, 3, 6])
     np.testing.assert_array_equal(d.visit_months, [3, 6, 12])
@@ -89,23 +89,23 @@ def test_prepare_builds_risk_sets_and_status_patterns():
 def test_prepare_rejects_bad_input():
     df = _frame()
     with pytest.raises(ValueError, match="lacks column"):
-        prepare_dropout_data(df.drop(columns="das28_crp"))
+        prepare_dropout_data(df.drop(columns="das28_crp"), "spine")
     with pytest.raises(ValueError, match="site"):
         prepare_dropout_data(df, "hip")
     bad = df.copy()
     bad.loc[1, "responder"] = False
     with pytest.raises(ValueError, match="varies within a patient"):
-        prepare_dropout_data(bad)
+        prepare_dropout_data(bad, "spine")
     bad = df.copy()
     bad.loc[bad["patient_id"] == "C", "responder"] = True
     with pytest.raises(ValueError, match="needs a DAS28 at month 12"):
-        prepare_dropout_data(bad)
+        prepare_dropout_data(bad, "spine")
     bad = df.copy()
     bad.loc[0, "das28_crp"] = np.nan
     with pytest.raises(ValueError, match="baseline DAS28"):
-        prepare_dropout_data(bad)
+        prepare_dropout_data(bad, "spine")
     with pytest.raises(ValueError, match="dependence"):
-        build_selection_model(df, dependence="hazard")
+        build_selection_model(df, "spine", dependence="hazard")
     with pytest.raises(ValueError, match="psi_sd"):
         DropoutPriors(psi_sd=0.0)
 
@@ -160,7 +160,7 @@ def _y_marginal_reference(d, arr, v) -> np.ndarray:
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_latent_status_density_matches_scipy(twin, seed):
-    lm = build_latent_status_model(twin)
+    lm = build_latent_status_model(twin, "spine")
     names = ["status_regression", "y_marginal_mixture", "p_responder", "beta_std", "tau_std",
              "corr_patient", "sigma_std", "kappa"]
     v = _eval(lm, names, seed)
@@ -211,7 +211,7 @@ def test_selection_density_matches_numpy(twin, dependence):
     (at a point with psi = -0.5, where the posterior lives)."""
     names = ["joint_mixture", "beta_std", "tau_std", "corr_patient", "sigma_std", "kappa", "psi", "alpha",
              "beta_das28", "p_responder"]
-    fine = build_selection_model(twin, dependence=dependence, quadrature_nodes=(40, 12))
+    fine = build_selection_model(twin, "spine", dependence=dependence, quadrature_nodes=(40, 12))
     v = _eval(fine, names, 3)
     d, arr = fine.prepared, fine.data_values
     _, logit_pi = _status_reference(d, v["kappa"])
@@ -225,7 +225,7 @@ def test_selection_density_matches_numpy(twin, dependence):
     # the default rule where the posterior lives: at the MAP, and there with psi = -0.5
     import pymc as pm
 
-    default = build_selection_model(twin, dependence=dependence)
+    default = build_selection_model(twin, "spine", dependence=dependence)
     m_f, m_d = fine.pymc_model, default.pymc_model
     with m_d, warnings.catch_warnings():
         # the dict of (transformed) point values is what is wanted here, not an InferenceData
@@ -250,7 +250,7 @@ def _joint_at(models, point):
 
 
 def test_selection_risk_arrays_are_the_risk_rows():
-    d = prepare_dropout_data(_frame())
+    d = prepare_dropout_data(_frame(), "spine")
     from models.dropout import risk_wide
 
     w = risk_wide(d)
@@ -283,7 +283,7 @@ def _mnar_study(n: int, seed: int):
 
 
 def test_selection_recovers_known_dependence_fast():
-    sm = build_selection_model(_mnar_study(400, 1))
+    sm = build_selection_model(_mnar_study(400, 1), "spine")
     fit = sample(sm, seed=1, **FAST)
     psi = fit.posterior["posterior"]["psi"].values.ravel()
     lo, hi = np.quantile(psi, [0.025, 0.975])
@@ -304,7 +304,7 @@ def test_selection_recovery_study(full_studies):
     for seed in ((2, 3, 4, 5) if full_studies else (3,)):
         data = _mnar_study(400, seed)
         if sm is None:
-            sm = build_selection_model(data)
+            sm = build_selection_model(data, "spine")
         else:
             sm.set_data(data)  # one compiled model for every data set
         fit = sample(sm, seed=seed, draws=1000, tune=1000, chains=2, cores=2)
@@ -327,10 +327,10 @@ def _latent_vs_exclude(seed: int) -> tuple[float, float]:
     sim = simulate(Design(n_patients=300), seed=seed)  # MAR dropout on DAS28, ~45 % undefined
     observed, complete = derive(sim.data), derive(sim.complete)
     assert complete["responder"].notna().all()
-    truth = _pct_estimands(sample(build_trajectory_model(complete), seed=seed, **FAST))
-    excl = _pct_estimands(sample(build_trajectory_model(observed[observed["responder"].notna()]),
+    truth = _pct_estimands(sample(build_trajectory_model(complete, "spine"), seed=seed, **FAST))
+    excl = _pct_estimands(sample(build_trajectory_model(observed[observed["responder"].notna()], "spine"),
                                  seed=seed, **FAST))
-    latent = _pct_estimands(sample(build_latent_status_model(observed), seed=seed, **FAST))
+    latent = _pct_estimands(sample(build_latent_status_model(observed, "spine"), seed=seed, **FAST))
     return float(np.abs(excl - truth).sum()), float(np.abs(latent - truth).sum())
 
 

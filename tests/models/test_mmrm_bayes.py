@@ -148,35 +148,35 @@ def test_frame_and_arrays(sim):
 
 def test_patients_without_baseline_or_follow_up_are_not_analysed(sim):
     df = sim.copy()
-    before = set(prepare_mmrm_data(sim).patient_ids)
+    before = set(prepare_mmrm_data(sim, "spine").patient_ids)
     pids = sorted(before)
     df.loc[(df["patient_id"] == pids[0]) & (df["month"] == 0), "bmd_spine"] = np.nan
     df.loc[(df["patient_id"] == pids[1]) & (df["month"] > 0), "bmd_spine"] = np.nan
-    assert set(prepare_mmrm_data(df).patient_ids) == before - {pids[0], pids[1]}
+    assert set(prepare_mmrm_data(df, "spine").patient_ids) == before - {pids[0], pids[1]}
 
 
 def test_bad_input_raises(sim):
     with pytest.raises(ValueError, match="site"):
         prepare_mmrm_data(sim, "hip")
     with pytest.raises(ValueError, match="measure"):
-        prepare_mmrm_data(sim, measure="log")
+        prepare_mmrm_data(sim, "spine", measure="log")
     with pytest.raises(ValueError, match="lacks column"):
-        prepare_mmrm_data(sim.drop(columns="responder"))
+        prepare_mmrm_data(sim.drop(columns="responder"), "spine")
     with pytest.raises(ValueError, match="more than one"):
-        prepare_mmrm_data(pd.concat([sim, sim[sim["bmd_spine"].notna()].iloc[[4]]]))
+        prepare_mmrm_data(pd.concat([sim, sim[sim["bmd_spine"].notna()].iloc[[4]]]), "spine")
     with pytest.raises(ValueError, match="every group needs patients.*none in 'non-responder'"):
-        prepare_mmrm_data(sim.assign(responder=True))
+        prepare_mmrm_data(sim.assign(responder=True), "spine")
     with pytest.raises(ValueError, match="no post-baseline bmd_spine value"):
-        prepare_mmrm_data(sim[sim["month"] == 0])
-    assert prepare_mmrm_data(sim[sim["month"] != 6]).visits == (12.0,)  # one visit: the ANCOVA
+        prepare_mmrm_data(sim[sim["month"] == 0], "spine")
+    assert prepare_mmrm_data(sim[sim["month"] != 6], "spine").visits == (12.0,)  # one visit: the ANCOVA
     bad = sim.copy()
     bad.loc[bad.index[1], "responder"] = not bad.loc[bad.index[0], "responder"]
     with pytest.raises(ValueError, match="varies within a patient"):
-        prepare_mmrm_data(bad)
+        prepare_mmrm_data(bad, "spine")
     with pytest.raises(ValueError, match="responder must be boolean"):
-        prepare_mmrm_data(sim.assign(responder="yes"))
+        prepare_mmrm_data(sim.assign(responder="yes"), "spine")
     with pytest.raises(ValueError, match="endpoint_month 9"):
-        build_mmrm_model(sim, endpoint_month=9)
+        build_mmrm_model(sim, "spine", endpoint_month=9)
     with pytest.raises(ValueError, match="sd_scale"):
         MmrmPriors(sd_scale=-1.0)
 
@@ -303,7 +303,7 @@ def test_likelihood_is_the_marginal_of_the_observed_visits():
     truth = MmrmTruth(visits=(3.0, 6.0, 12.0), alpha=(-0.005, -0.01, -0.02),
                       gamma=(0.0, 0.01, 0.02), sd=(0.01, 0.015, 0.02))
     df = simulate_mmrm(40, truth, seed=5, p_drop=0.2, p_missed=0.2)
-    mm = build_mmrm_model(df)
+    mm = build_mmrm_model(df, "spine")
     assert len(mm.prepared.patterns()) >= 4
     m = mm.pymc_model
     rng = np.random.default_rng(1)
@@ -378,7 +378,7 @@ def test_agrees_with_reml_under_vague_priors(model):
     """MmrmPriors.vague(), both measures, one compiled model."""
     df = simulate_mmrm(200, seed=7)
     for measure in ("abs", "pct"):
-        mm = build_mmrm_model(df, measure=measure, priors=MmrmPriors.vague())
+        mm = build_mmrm_model(df, "spine", measure=measure, priors=MmrmPriors.vague())
         fit = sample(mm, seed=3, draws=1500, tune=600, chains=2, cores=2)
         if measure == "pct":
             assert fit.settings["compile_cache_hit"]  # measure is data: same compiled model
@@ -388,7 +388,7 @@ def test_agrees_with_reml_under_vague_priors(model):
 def test_agrees_with_reml_under_the_vague_prior_set(model):
     """The named ``vague`` set (as ``rajak fit --model mmrm --priors vague`` uses it)."""
     df = simulate_mmrm(200, seed=8)
-    mm = build_mmrm_model(df, measure="abs", priors=prior_set("vague", "spine"))
+    mm = build_mmrm_model(df, "spine", measure="abs", priors=prior_set("vague", "spine"))
     fit = sample(mm, seed=4, draws=1500, tune=600, chains=2, cores=2)
     assert fit.settings["model"]["prior_kind"] == "prior_set"
     _check_reml_agreement(mm, fit, "abs")

@@ -42,7 +42,7 @@ def test_default_is_the_model_default_and_site_independent():
 
 def test_unknown_names_fail_with_one_line():
     with pytest.raises(ValueError, match="unknown prior set 'flat'; expected one of weakly_info"):
-        prior_set("flat")
+        prior_set("flat", "spine")
     with pytest.raises(ValueError, match="site must be one of"):
         prior_set("literature", "hip")
 

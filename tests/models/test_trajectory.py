@@ -78,17 +78,17 @@ def test_prepare_rejects_bad_input(twin):
     bad["responder"] = bad["responder"].astype(object)
     bad.loc[0, "responder"] = None
     with pytest.raises(ValueError, match="responder is missing"):
-        prepare_trajectory_data(bad)
+        prepare_trajectory_data(bad, "spine")
     bad = twin.copy()
     bad.loc[bad.index[1], "responder"] = not bad.loc[bad.index[0], "responder"]
     with pytest.raises(ValueError, match="varies within a patient"):
-        prepare_trajectory_data(bad)
+        prepare_trajectory_data(bad, "spine")
     with pytest.raises(ValueError, match="lacks column"):
-        prepare_trajectory_data(twin.drop(columns="month"))
+        prepare_trajectory_data(twin.drop(columns="month"), "spine")
     bad = twin.copy()
     bad.loc[0, "sex"] = "X"
     with pytest.raises(ValueError, match="sex"):
-        prepare_trajectory_data(bad, covariates=("sex",))
+        prepare_trajectory_data(bad, "spine", covariates=("sex",))
     with pytest.raises(ValueError, match="no observed"):
         prepare_trajectory_data(twin, "femoral_neck")
 
@@ -105,10 +105,10 @@ def test_priors_are_validated_and_scaled():
 
 def test_build_rejects_bad_options(twin):
     with pytest.raises(ValueError, match="likelihood"):
-        build_trajectory_model(twin, likelihood="cauchy")
+        build_trajectory_model(twin, "spine", likelihood="cauchy")
     with pytest.raises(ValueError, match="parameterisation"):
-        build_trajectory_model(twin, parameterisation="funky")
-    robust = build_trajectory_model(twin, likelihood="student_t")
+        build_trajectory_model(twin, "spine", parameterisation="funky")
+    robust = build_trajectory_model(twin, "spine", likelihood="student_t")
     assert robust.parameterisation == "marginal"
     assert "w_obs" not in robust.diagnostic_vars and "nu" in robust.diagnostic_vars
 
@@ -215,7 +215,7 @@ def test_parameterisations_agree(twin, likelihood):
     non-centred scale mixture with the effects integrated out and the t likelihood with latent
     effects)."""
     fits = {
-        p: sample(build_trajectory_model(twin, parameterisation=p, likelihood=likelihood), seed=3,
+        p: sample(build_trajectory_model(twin, "spine", parameterisation=p, likelihood=likelihood), seed=3,
                   draws=600, tune=500, chains=2)
         for p in ("marginal", "centred_intercept")
     }
@@ -233,8 +233,8 @@ def test_student_t_option_flags_outliers():
     df = simulate_lmm(46, dropout=0.3, seed=21)
     rows = df.index[df["bmd_spine"].notna()][[3, 20, 41, 60]]
     df.loc[rows, "bmd_spine"] += np.array([0.12, -0.15, 0.13, -0.12])
-    fit_t = sample(build_trajectory_model(df, likelihood="student_t"), seed=1, **FAST)
-    fit_n = sample(build_trajectory_model(df), seed=1, **FAST)
+    fit_t = sample(build_trajectory_model(df, "spine", likelihood="student_t"), seed=1, **FAST)
+    fit_n = sample(build_trajectory_model(df, "spine"), seed=1, **FAST)
     nu = _stacked(fit_t, "nu")
     assert np.median(nu) < 5
     # the normal model inflates its residual SD to absorb the outliers; the t model does not
@@ -260,9 +260,9 @@ def test_robust_model_recovers_known_parameters_under_heavy_tails():
     (SD of sigma * t_3 = 1.73 sigma). The default settings converge, and the posterior means
     of the weights flag the largest residuals."""
     df = _heavy_tailed(120, 3.0, seed=31)
-    robust = build_trajectory_model(df, likelihood="student_t")
+    robust = build_trajectory_model(df, "spine", likelihood="student_t")
     fit_t = sample(robust, seed=1, draws=500, tune=500, chains=2)
-    fit_n = sample(build_trajectory_model(df), seed=1, draws=500, tune=500, chains=2)
+    fit_n = sample(build_trajectory_model(df, "spine"), seed=1, draws=500, tune=500, chains=2)
     d = fit_t.diagnostics
     assert d.n_divergences == 0 and d.max_rhat < 1.02 and d.min_ess_bulk > 200, d
     truth = {"b": [TRUTH.b0, TRUTH.b1, TRUTH.b2, TRUTH.b3],
@@ -291,7 +291,7 @@ def test_robust_model_recovers_known_parameters_under_heavy_tails():
 def test_covariates_enter_on_their_own_scale():
     truth = LMMTruth(gamma={"bmi": 0.008, "age": -0.003})
     df = simulate_lmm(120, truth, dropout=0.2, seed=8)
-    fit = sample(build_trajectory_model(df, covariates=("age", "sex", "bmi")), seed=4, **FAST)
+    fit = sample(build_trajectory_model(df, "spine", covariates=("age", "sex", "bmi")), seed=4, **FAST)
     gamma = _post(fit, "gamma")
     assert list(gamma.covariate.values) == ["age", "sex", "bmi"]
     mean, sd = gamma.mean(("chain", "draw")).values, gamma.std(("chain", "draw")).values

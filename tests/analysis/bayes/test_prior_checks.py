@@ -211,7 +211,7 @@ def test_existing_log_likelihood_is_kept_and_stale_data_refused(frame, marginal_
     existing = set(fit.posterior["log_likelihood"].data_vars) if "log_likelihood" in \
         fit.posterior.children else set()
     assert set(dt["log_likelihood"].data_vars) == existing | set(lik_vars)
-    other = build_trajectory_model(frame[frame["patient_id"] != frame["patient_id"].iloc[0]])
+    other = build_trajectory_model(frame[frame["patient_id"] != frame["patient_id"].iloc[0]], "spine")
     with pytest.raises(ValueError, match="differ from the fit"):
         add_log_densities(fit.posterior, other)
     with pytest.raises(ValueError, match="not in the posterior"):

@@ -81,7 +81,7 @@ def test_with_data_refits_the_new_data_set():
     high = LMMTruth(b1=0.015, b3=0.0)
     df_low = simulate_lmm(46, low, dropout=0.2, seed=41)
     df_high = simulate_lmm(60, high, dropout=0.2, seed=42)
-    tm = build_trajectory_model(df_low)
+    tm = build_trajectory_model(df_low, "spine")
     fit_low = sample(tm, seed=1, **FAST)
     tm.set_data(df_high)  # more patients and rows, same compiled (marginal) model
     fit_high = sample(tm, seed=1, **FAST)
@@ -94,14 +94,14 @@ def test_with_data_refits_the_new_data_set():
     assert fit_high.posterior["posterior"].sizes["patient"] == 60
     # a fresh model object of the same structure gets the same draws as the refitted one:
     # the cache state never changes results
-    fresh = sample(build_trajectory_model(df_high), seed=1, **FAST)
+    fresh = sample(build_trajectory_model(df_high, "spine"), seed=1, **FAST)
     assert fresh.settings["compile_cache_hit"]
     np.testing.assert_array_equal(_b(fresh), _b(fit_high))
 
 
 def test_latent_model_recompiles_only_for_a_new_patient_count():
     df30, df40 = simulate_lmm(30, seed=51), simulate_lmm(40, seed=52)
-    tm = build_trajectory_model(df30, parameterisation="centred_intercept")
+    tm = build_trajectory_model(df30, "spine", parameterisation="centred_intercept")
     sample(tm, seed=1, draws=50, tune=50, chains=1, cores=1)
     tm.set_data(simulate_lmm(30, seed=53))
     assert sample(tm, seed=1, draws=50, tune=50, chains=1, cores=1).settings["compile_cache_hit"]
