@@ -27,7 +27,7 @@ import pandas as pd
 
 from models.marginal import standardised_arrays
 from models.trajectory import TrajectoryPriors
-from models.trajectory_data import GROUP_NAMES, PreparedData, prepare_trajectory_data
+from models.trajectory_data import GROUP_NAMES, GroupIndicators, PreparedData, prepare_trajectory_data
 
 __all__ = [
     "SITE_NAMES",
@@ -48,7 +48,7 @@ def data_sites(data: pd.DataFrame) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True)
-class JointData:
+class JointData(GroupIndicators):
     """The sites' validated data, patients indexed jointly.
 
     Attributes
@@ -77,13 +77,6 @@ class JointData:
     @property
     def site_names(self) -> tuple[str, ...]:
         return tuple(self.sites)
-
-    @property
-    def responder(self) -> np.ndarray:
-        """0/1 per patient: the one indicator of a two-group study (ValueError otherwise)."""
-        if self.group_x.shape[1] != 1:
-            raise ValueError(f"a responder indicator needs two groups, these data have {len(self.levels)}")
-        return self.group_x[:, 0]
 
     @property
     def n_patients(self) -> int:

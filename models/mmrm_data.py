@@ -65,7 +65,7 @@ import numpy as np
 import pandas as pd
 
 from models.trajectory import TrajectoryPriors
-from models.trajectory_data import GROUP_NAMES, group_indicators, outcome_column, resolve_levels
+from models.trajectory_data import GROUP_NAMES, GroupIndicators, group_indicators, outcome_column, resolve_levels
 
 __all__ = [
     "MEASURES",
@@ -149,7 +149,7 @@ class MmrmPriors:
 
 
 @dataclass(frozen=True)
-class MmrmData:
+class MmrmData(GroupIndicators):
     """Validated MMRM arrays for one site and measure.
 
     Attributes
@@ -181,13 +181,6 @@ class MmrmData:
     measure: str
     frame: pd.DataFrame = field(repr=False)
     levels: tuple[str, ...] = GROUP_NAMES
-
-    @property
-    def responder(self) -> np.ndarray:
-        """0/1 per patient: the one indicator of a two-group study (ValueError otherwise)."""
-        if self.group_x.shape[1] != 1:
-            raise ValueError(f"a responder indicator needs two groups, these data have {len(self.levels)}")
-        return self.group_x[:, 0]
 
     @property
     def mask(self) -> np.ndarray:

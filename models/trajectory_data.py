@@ -47,6 +47,7 @@ __all__ = [
     "COEF_NAMES",
     "GROUP_NAMES",
     "SITES",
+    "GroupIndicators",
     "PreparedData",
     "coef_names",
     "contrast_names",
@@ -132,8 +133,28 @@ def group_indicators(per_patient: pd.Series, levels: Sequence[str], column: str 
         else np.zeros((len(values), 0))
 
 
+class GroupIndicators:
+    """What every prepared data set with per-patient group indicators (``group_x``, patients x
+    K - 1, and ``levels``, the reference first) offers: the one 0/1 indicator of a two-group study
+    (the responder indicator of the RAJAK default) and the number of contrasts."""
+
+    group_x: np.ndarray
+    levels: tuple[str, ...]
+
+    @property
+    def responder(self) -> np.ndarray:
+        """0/1 per patient: the one indicator of a two-group study (ValueError otherwise)."""
+        if self.group_x.shape[1] != 1:
+            raise ValueError(f"a responder indicator needs two groups, these data have {len(self.levels)}")
+        return self.group_x[:, 0]
+
+    @property
+    def n_contrasts(self) -> int:
+        return int(self.group_x.shape[1])
+
+
 @dataclass(frozen=True)
-class PreparedData:
+class PreparedData(GroupIndicators):
     """Validated arrays for one site (rows with a missing outcome dropped).
 
     Attributes
@@ -162,17 +183,6 @@ class PreparedData:
     x: np.ndarray
     covariates: tuple[str, ...]
     levels: tuple[str, ...] = GROUP_NAMES
-
-    @property
-    def responder(self) -> np.ndarray:
-        """0/1 per patient: the one indicator of a two-group study (ValueError otherwise)."""
-        if self.group_x.shape[1] != 1:
-            raise ValueError(f"a responder indicator needs two groups, these data have {len(self.levels)}")
-        return self.group_x[:, 0]
-
-    @property
-    def n_contrasts(self) -> int:
-        return int(self.group_x.shape[1])
 
     @property
     def n_obs(self) -> int:

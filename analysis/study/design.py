@@ -47,7 +47,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-__all__ = ["DAYS_PER_MONTH", "ID_CANDIDATES", "TIME_CANDIDATES", "DesignError", "GroupSpec", "ResolvedDesign",
+__all__ = ["DAYS_PER_MONTH", "ID_CANDIDATES", "RESPONDER_LEVELS", "TIME_CANDIDATES", "DesignError", "GroupSpec", "ResolvedDesign",
            "StudyDesign", "canonical_frame", "from_mapping", "infer_design", "nominal_visits", "parse_covariates", "parse_sites", "resolve"]
 
 #: Days per month (365.25 / 12) for times in days or dates.
@@ -60,6 +60,8 @@ TIME_CANDIDATES = {"month": "months", "months": "months", "AVISITN": "months", "
                    "years": "years", "visit_date": "date", "date": "date", "ADT": "date"}
 #: Covariates used when present and not named (``--covariates``).
 DEFAULT_COVARIATES = ("age", "sex", "bmi")
+#: The levels of responder status derived from disease activity (a ``derived`` group), reference first.
+RESPONDER_LEVELS = ("non-responder", "responder")
 #: Group levels taken as the reference without ``--reference``.
 REFERENCE_NAMES = ("placebo", "control", "reference", "standard of care", "soc", "pbo", "p")
 _SITE_COLUMN = re.compile(r"^bmd_([a-z][a-z0-9_]*)$")
@@ -408,8 +410,8 @@ def resolve(frame: pd.DataFrame, design: StudyDesign, source: str = "the data") 
             if not any(frame.loc[ok, f"bmd_{s}"].notna().any() for s in sites):
                 raise DesignError(f"{source}: group {lv!r} has no completer (no scan at month {endpoint:g})")
     elif design.group.kind == "derived":
-        levels = ("non-responder", "responder")
-        reference = reference or "non-responder"
+        levels = RESPONDER_LEVELS
+        reference = reference or RESPONDER_LEVELS[0]
     present = [c for c in DEFAULT_COVARIATES if c in frame.columns]
     covariates = tuple(present) if design.covariates is None else tuple(design.covariates)
     missing = [c for c in covariates if c not in frame.columns]

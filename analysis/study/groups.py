@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.study.clinical import ResponderRule, eular_response
+from analysis.study.design import RESPONDER_LEVELS
 
 if TYPE_CHECKING:
     from analysis.study.design import ResolvedDesign
@@ -70,7 +71,7 @@ def _classify(base: float, last: float, rule: ResponderRule) -> str | None:
     else:
         cat = eular_response([base], [last])[0]
         ok = cat in (("good",) if rule.kind == "eular_good" else ("good", "moderate"))
-    return "responder" if ok else "non-responder"
+    return RESPONDER_LEVELS[1] if ok else RESPONDER_LEVELS[0]
 
 
 def design_of(derived: pd.DataFrame, design: "ResolvedDesign | None" = None) -> "ResolvedDesign | None":
@@ -86,8 +87,8 @@ def group_levels(derived: pd.DataFrame, design: "ResolvedDesign | None" = None,
     that strategy; ``("all",)`` for a single arm)."""
     d = design_of(derived, design)
     if d is None or d.design.group.kind == "derived":
-        ref = d.reference if d is not None and d.reference else "non-responder"
-        base = (ref, *[g for g in ("non-responder", "responder") if g != ref])
+        ref = d.reference if d is not None and d.reference else RESPONDER_LEVELS[0]
+        base = (ref, *[g for g in RESPONDER_LEVELS if g != ref])
         return (*base, "unknown") if strategy == "unknown" else base
     if d.design.group.kind == "none":
         return (SINGLE_GROUP,)
