@@ -229,6 +229,18 @@ def _outcome_column(data: pd.DataFrame, site: str) -> str:
     return col
 
 
+def _columns(data: pd.DataFrame, needed: list[str]) -> pd.DataFrame:
+    """A copy of ``needed`` (string patient ids); a missing column or month is a one-line error."""
+    missing = [c for c in needed if c not in data.columns]
+    if missing:
+        raise ValueError(f"data lacks column(s) {missing}")
+    df = data[needed].copy()
+    df["patient_id"] = df["patient_id"].astype(str)
+    if df["month"].isna().any():
+        raise ValueError("month is missing for some rows")
+    return df
+
+
 def prepare_dropout_data(
     data: pd.DataFrame, site: str, *, response_month: float = 12, group: str | None = None,
     levels: tuple[str, ...] | None = None,
@@ -268,14 +280,7 @@ def prepare_dropout_data(
     outcome = _outcome_column(data, site)
     if group is not None:
         return _prepare_known(data, outcome, group, tuple(levels or ()))
-    needed = ["patient_id", "month", outcome, "das28_crp", "responder"]
-    missing = [c for c in needed if c not in data.columns]
-    if missing:
-        raise ValueError(f"data lacks column(s) {missing}")
-    df = data[needed].copy()
-    df["patient_id"] = df["patient_id"].astype(str)
-    if df["month"].isna().any():
-        raise ValueError("month is missing for some rows")
+    df = _columns(data, ["patient_id", "month", outcome, "das28_crp", "responder"])
     df = df.loc[df[outcome].notna() | df["das28_crp"].notna()]
     schedule = np.sort(df["month"].unique().astype(float))
     if schedule[0] != 0 or response_month not in schedule:
@@ -329,14 +334,7 @@ def _prepare_known(data: pd.DataFrame, outcome: str, group: str, levels: tuple[s
     if not levels:
         raise ValueError("known groups need their levels (reference first)")
     has_das = "das28_crp" in data.columns
-    needed = ["patient_id", "month", outcome, group] + (["das28_crp"] if has_das else [])
-    missing = [c for c in needed if c not in data.columns]
-    if missing:
-        raise ValueError(f"data lacks column(s) {missing}")
-    df = data[needed].copy()
-    df["patient_id"] = df["patient_id"].astype(str)
-    if df["month"].isna().any():
-        raise ValueError("month is missing for some rows")
+    df = _columns(data, ["patient_id", "month", outcome, group] + (["das28_crp"] if has_das else []))
     per = df.dropna(subset=[group]).groupby("patient_id")[group]
     if (per.nunique() > 1).any():
         raise ValueError(f"the group ({group}) varies within a patient")

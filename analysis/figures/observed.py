@@ -16,7 +16,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from analysis.figures.theme import PALETTE, group_colours, group_title, stamp, style
-from analysis.study.estimands import SITE_LABELS
+from analysis.study.estimands import site_label
 
 __all__ = ["plot_groups", "retention", "trajectories"]
 
@@ -107,7 +107,7 @@ def trajectories(derived: pd.DataFrame, sites=None, label: str | None = None, gr
                     ax.fill_between(b["month"], b["low"], b["high"], color=c, alpha=0.18, lw=0)
                     ax.plot(b["month"], b["mean"], color=c, lw=1.8, ls=":", label=f"{group_title(grp)} (posterior)")
             ax.axhline(0, color=PALETTE["black"], lw=0.7)
-            ax.set_title(SITE_LABELS.get(site, site.replace("_", " ")))
+            ax.set_title(site_label(site))
             ax.set_xlabel("month")
             ax.set_xticks(sorted(d["month"].unique()))
         axes[0][0].set_ylabel("BMD change from baseline (%)")

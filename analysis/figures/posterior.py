@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 
 from analysis.figures.output import figure_of
 from analysis.figures.theme import PALETTE, group_colours, group_title, stamp, style
-from analysis.study.estimands import SITE_LABELS
+from analysis.study.estimands import site_label
 
 __all__ = ["CI_PROB", "estimand_tree", "contrast_posteriors", "prior_posterior_tree", "prior_posterior", "ppc_change_tree",
            "ppc_change", "forest"]
@@ -432,7 +432,7 @@ def ppc_change(prepared, y_rep: np.ndarray, site: str, month: float | None = Non
         axes[0].legend(handles=[ln for ln in axes[0].get_lines() if ln.get_label() == "observed"],
                        loc="upper left")
         note = f"; no {' or '.join(missing)} at month {month:g}" if missing else ""
-        fig.suptitle(f"Posterior predictive check, {SITE_LABELS.get(site, site.replace('_', ' '))}: observed "
+        fig.suptitle(f"Posterior predictive check, {site_label(site)}: observed "
                      f"(black) vs {n_rep} replicated data sets{note}")
         stamp(fig, label)
         fig.tight_layout()

@@ -11,14 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from analysis.study.estimands import site_label  # re-exported: how a site is written in text
+
 __all__ = ["DesignWords", "design_words", "site_label"]
-
-
-def site_label(site: str) -> str:
-    """A site's name in text: ``"femoral_neck"`` -> ``"femoral neck"``."""
-    from analysis.study.estimands import SITE_LABELS
-
-    return SITE_LABELS.get(site, site.replace("_", " "))
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from analysis.bayes.fit import (MODELS, FREQUENTIST_COUNTERPART, BayesFit, analy
 from analysis.bayes.estimands import COMPARE_COLUMNS
 from analysis.study.applicability import NotApplicable, NotEstimable
 from analysis.study.groups import design_of
-from analysis.study.estimands import SITE_LABELS, difference_name, estimand_name
+from analysis.study.estimands import difference_name, estimand_name, site_label
 from analysis.common.io import atomic_copy, atomic_write_bytes
 from analysis.bayes.model_compare import loo_table
 from analysis.common.quiet import quiet_logger
@@ -131,10 +131,6 @@ def _select(ds: Any, variable: str, group: str | None, site: str) -> np.ndarray:
         dim = "contrast" if "contrast" in da.dims else "group"
         da = da.sel({dim: group})
     return np.asarray(da.values, dtype=float).ravel()
-
-
-def _site_label(site: str) -> str:
-    return SITE_LABELS.get(site, site.replace("_", " "))
 
 
 def prior_draws(built: Any, var_names: tuple[str, ...] | list[str], draws: int = PRIOR_DRAWS,
@@ -314,7 +310,7 @@ def _save_diagnostics(f: BayesFit, site: str, figures_dir: Path, label: str, sav
             continue
         name = f"{prefix}_{f.model}_{site}"
         save(DeferredFigure(make, (tree,), {"label": label}), figures_dir, name)
-        stage.figures.append((site, f"{caption}: {f.model} at {_site_label(site)}", name))
+        stage.figures.append((site, f"{caption}: {f.model} at {site_label(site)}", name))
 
 
 def run_bayes_stage(derived: pd.DataFrame, config: Any, freq_estimands: pd.DataFrame, figures_dir: Path,
@@ -397,7 +393,7 @@ def run_bayes_stage(derived: pd.DataFrame, config: Any, freq_estimands: pd.DataF
         save(trajectories(derived, (site,), label=label, bands=_bands(lmm)), figures_dir,
              f"trajectories_posterior_{site}")
         stage.figures.append((site, f"Observed trajectories with the {lmm.model} posterior mean and 95% band per "
-                                    f"group, {_site_label(site)}", f"trajectories_posterior_{site}"))
+                                    f"group, {site_label(site)}", f"trajectories_posterior_{site}"))
         for f in site_fits:
             _save_diagnostics(f, site, figures_dir, label, save, stage, log)
             def build(f=f, site=site):
@@ -408,15 +404,15 @@ def run_bayes_stage(derived: pd.DataFrame, config: Any, freq_estimands: pd.DataF
                 stage.prior_posterior += items
                 save(DeferredFigure(prior_posterior, ([(it.label, it.prior, it.posterior) for it in items],),
                                     {"title": f"Prior (dashed) vs posterior (solid): {f.model} at "
-                                              f"{_site_label(site)}, priors '{config.priors}'", "label": label}),
+                                              f"{site_label(site)}, priors '{config.priors}'", "label": label}),
                      figures_dir, f"prior_posterior_{f.model}_{site}")
                 stage.figures.append((site, f"Prior vs posterior of the key quantities of {f.model} at "
-                                            f"{_site_label(site)} ({PRIOR_DRAWS} prior draws; the posterior "
+                                            f"{site_label(site)} ({PRIOR_DRAWS} prior draws; the posterior "
                                             "is the fit's)", f"prior_posterior_{f.model}_{site}"))
         pct_items = [it for it in lmm.estimands if it.estimand.endswith("%")]
         save(DeferredFigure(contrast_posteriors, (pct_items,), {"label": label}), figures_dir, f"contrasts_{site}")
         stage.figures.append((site, f"Posterior of the key % estimands with the ROPE (DXA least significant "
-                                    f"change, where known for the site) and 95% HDI, {_site_label(site)}",
+                                    f"change, where known for the site) and 95% HDI, {site_label(site)}",
                               f"contrasts_{site}"))
         end = _endpoint(lmm)
         built = MODELS[lmm.model](frame, site, None)
@@ -425,7 +421,7 @@ def run_bayes_stage(derived: pd.DataFrame, config: Any, freq_estimands: pd.DataF
             save(DeferredFigure(ppc_change, (built.prepared, y_rep, site), {"label": label, "seed": 0, "month": end}),
                  figures_dir, f"ppc_{site}")
             stage.figures.append((site, f"Posterior predictive check of the {lmm.model} model: % change to "
-                                        f"month {end:g}, {_site_label(site)}", f"ppc_{site}"))
+                                        f"month {end:g}, {site_label(site)}", f"ppc_{site}"))
         # forest of every level - reference difference across analyses
         post = lmm.fit.posterior["posterior"].to_dataset()
         contrasts = ([str(c) for c in post["diff_pct_change_end"].coords["contrast"].values]
@@ -443,7 +439,7 @@ def run_bayes_stage(derived: pd.DataFrame, config: Any, freq_estimands: pd.DataF
             if rows:
                 fname = f"forest_{site}" if k == 0 else f"forest_{site}_{k + 1}"
                 save(forest(pd.DataFrame(rows), name, label=label), figures_dir, fname)
-                stage.figures.append((site, f"{contrast} difference across analyses, {_site_label(site)}", fname))
+                stage.figures.append((site, f"{contrast} difference across analyses, {site_label(site)}", fname))
         comparable = {f.model: f.fit for f in site_fits if "log_likelihood" in f.fit.posterior.children}
         if len(comparable) >= 1:
             stage.loo[site] = loo_table(comparable)
@@ -480,7 +476,7 @@ def bayes_sections(stage: BayesStage, config: Any) -> list[Section]:
             "rope", "p_in_rope", "bf10", "diagnostics"]
     diag = pd.DataFrame([_diagnostics_row(f) for f in stage.fits])
     drawn = {n: c for _, c, n in stage.figures}
-    skipped = [f"{model} at {_site_label(site)}: {why}" for model, site, why in stage.skipped]
+    skipped = [f"{model} at {site_label(site)}: {why}" for model, site, why in stage.skipped]
     sections = [
         Section("bayes", "Bayesian hierarchical models",
                 paragraphs=[*skipped, f"Models: {', '.join(config.bayes_models)}; priors: {config.priors}; "
@@ -503,7 +499,7 @@ def bayes_sections(stage: BayesStage, config: Any) -> list[Section]:
         failed = [f.site for f in fits if not f.fit.passed]
         tab = pp_table[pp_table["model"] == model]
         paras = [f"{model}: {MODEL_DESCRIPTIONS.get(model, model)}. Sites: "
-                 f"{', '.join(_site_label(f.site) for f in fits)}; priors '{config.priors}'."]
+                 f"{', '.join(site_label(f.site) for f in fits)}; priors '{config.priors}'."]
         if len(tab):
             weakest = tab.loc[tab["width_ratio"].idxmax()]
             paras.append(f"Prior (dashed) against posterior (solid) of each group's change and each difference "
@@ -516,12 +512,12 @@ def bayes_sections(stage: BayesStage, config: Any) -> list[Section]:
                      "posterior against the required 400, and the sampler's energy (the transition density "
                      "should be about as wide as the marginal one; E-BFMI >= 0.3 per chain).")
         if failed:
-            paras.append("FAILED diagnostics at " + ", ".join(_site_label(s) for s in failed)
+            paras.append("FAILED diagnostics at " + ", ".join(site_label(s) for s in failed)
                          + ": do not interpret these posteriors.")
         tables = ([Table(f"Prior vs posterior, {model}", tab.reset_index(drop=True), f"bayes_prior_posterior_{model}",
                          figures=[(c, n) for _, c, n in stage.figures if n.startswith(f"prior_posterior_{model}_")])]
                   if len(tab) else [])
-        tables += [Table(f"Convergence diagnostics, {model} at {_site_label(f.site)}",
+        tables += [Table(f"Convergence diagnostics, {model} at {site_label(f.site)}",
                          pd.DataFrame([_diagnostics_row(f)]),
                          figures=[(drawn[n], n) for n in diagnostic_figure_names(model, f.site) if n in drawn])
                    for f in fits]
@@ -544,8 +540,8 @@ def bayes_sections(stage: BayesStage, config: Any) -> list[Section]:
     if stage.loo:
         paras, tabs = [], []
         for site, (tab, text) in stage.loo.items():
-            paras.append(f"{_site_label(site)}: {text}")
-            tabs.append(Table(f"PSIS-LOO, {_site_label(site)}", tab, f"loo_{site}"))
+            paras.append(f"{site_label(site)}: {text}")
+            tabs.append(Table(f"PSIS-LOO, {site_label(site)}", tab, f"loo_{site}"))
         sections.append(Section("loo", "Model comparison (PSIS-LOO)", paragraphs=paras, tables=tabs,
                                 status="warning" if any("UNRELIABLE" in t for _, t in stage.loo.values()) else "ok"))
     return sections

@@ -26,12 +26,7 @@ from typing import Any
 import pandas as pd
 
 from analysis.study.applicability import NotApplicable, NotEstimable
-from analysis.study.estimands import (
-    GROUP_LABELS,
-    SITE_LABELS,
-    difference_name,
-    estimand_name,
-)
+from analysis.study.estimands import GROUP_LABELS, difference_name, estimand_name, site_label
 from analysis.study.groups import design_of, group_levels
 from analysis.study.rajak_design import RAJAK_DESIGN
 
@@ -45,11 +40,6 @@ __all__ = [
     "sensitivity_design",
     "site_label",
 ]
-
-
-def site_label(site: str) -> str:
-    """How a site is written in text (``"femoral neck"``)."""
-    return SITE_LABELS.get(site, site.replace("_", " "))
 
 
 @dataclass(frozen=True)
