@@ -21,6 +21,8 @@ Models built on it
     selection model; :mod:`models.dropout_data`, :mod:`models.dropout_latent_status`,
     :mod:`models.dropout_selection`), :mod:`models.joint` (both sites with correlated effects;
     :mod:`models.joint_data`), :mod:`models.mmrm` (the Bayesian MMRM; :mod:`models.mmrm_data`).
+Multiple imputation
+    :mod:`models.imputation_mmrm` (the MMRM of Bayesian multiple imputation, a generic design).
 Numerical building blocks
     :mod:`models.lkj` (the LKJ prior from partial correlations), :mod:`models.unrolled_cholesky`
     (log-determinants and quadratic forms of small SPD matrices), :mod:`models.runtime`.
@@ -37,9 +39,11 @@ _LAZY: dict[str, str] = {
     "Design": "models.simulate",
     "DropoutModel": "models.simulate",
     "DropoutPriors": "models.dropout",
+    "ImputationMmrmPriors": "models.imputation_mmrm",
     "MmrmPriors": "models.mmrm",
     "TrajectoryPriors": "models.trajectory",
     "build_activity_model": "models.activity",
+    "build_imputation_mmrm": "models.imputation_mmrm",
     "build_joint_model": "models.joint",
     "build_latent_status_model": "models.dropout",
     "build_mmrm_model": "models.mmrm",
@@ -56,9 +60,11 @@ __all__ = [  # configure_compile_cache and the lazily re-exported names of _LAZY
     "Design",
     "DropoutModel",
     "DropoutPriors",
+    "ImputationMmrmPriors",
     "MmrmPriors",
     "TrajectoryPriors",
     "build_activity_model",
+    "build_imputation_mmrm",
     "build_joint_model",
     "build_latent_status_model",
     "build_mmrm_model",

@@ -22,7 +22,12 @@ def test_readme_toml_plan_is_a_valid_configuration():
 
     from analysis.run.config import RunConfig
 
-    plan = re.findall(r"```toml\n(.*?)```", README.read_text(), flags=re.S)
-    assert plan
-    cfg = RunConfig(**tomllib.loads(plan[0]))
-    assert cfg.sites == ("spine",) and cfg.responder.kind == "das28_fall"
+    plans = re.findall(r"```toml\n(.*?)```", README.read_text(), flags=re.S)
+    assert len(plans) >= 2
+    configs = [RunConfig(**tomllib.loads(plan)) for plan in plans]  # every plan in the README validates
+    main = next(c for c, p in zip(configs, plans) if "das28_fall" in p)
+    assert main.sites == ("spine",) and main.responder.kind == "das28_fall"
+    est = next(c for c in configs if c.estimand is not None)  # the estimand plan
+    assert est.estimand.strategy == {"discontinued": "JR", "bone_therapy": "hypothetical:MAR",
+                                     "death": "while_on_treatment"}
+    assert est.reference_based.imputation_model == "rbmi"

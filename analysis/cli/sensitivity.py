@@ -5,6 +5,14 @@ Every analysis works on the study's design (sites, endpoint, groups and referenc
 trial) or cannot be estimated on the data is listed with its one-line reason in the output and the
 JSON, and the others run (exit status 0). Asked for by name (``--analysis NAME``), such an analysis
 ends the command with that one line and exit status 2.
+
+The ICE-strategy analysis (``--analysis reference_based``) takes the estimand's intercurrent events
+(``--ice FILE``, ``--ice-strategy TYPE=STRATEGY``, ``--delta ...``: :mod:`analysis.cli.ice_options`),
+the strategies each ICE is handled by in turn (``--strategy MAR,JR,CR,CIR,LMCF``), the inference
+methods (``--method condmean_jackknife,condmean_bootstrap,approx_bayes,bayes,bmlmi``), the analysis
+model (``--analysis-model ancova|mmrm``) and the imputation model (``--imputation-model rbmi|rajak``).
+``--strategy`` also still takes the strategy for undefined responder status (``last_observed``,
+``exclude``, ``unknown``): the two vocabularies do not overlap.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ import os
 from pathlib import Path
 from typing import Annotated
 
+import pandas as pd
 import typer
 
 from analysis.cli.common import (
@@ -26,16 +35,42 @@ from analysis.cli.common import (
     json_default,
     load_derived,
 )
+from analysis.cli.ice_options import (
+    IceFlags,
+    apply_ice,
+    flags_given,
+    ice_options,
+    load_ice,
+)
 
 __all__ = ["sensitivity"]
 
 
+RESPONDER_STRATEGIES = ("last_observed", "exclude", "unknown")
+
+
+def _split_strategy(strategy: str | None) -> tuple[tuple[str, ...] | None, str | None]:
+    """``--strategy``: ICE strategies (``MAR,JR``) or the undefined-responder strategy."""
+    if strategy is None or strategy.strip() in RESPONDER_STRATEGIES:
+        return None, strategy
+    return tuple(s.strip() for s in strategy.split(",") if s.strip()), None
+
+
+def _list(values: list[str] | None) -> tuple[str, ...] | None:
+    return tuple(v.strip() for item in values for v in item.split(",") if v.strip()) if values else None
+
+
+@ice_options
 @design_options
 def sensitivity(
     analysis: Annotated[list[str] | None, typer.Option("--analysis", help="Analysis name (repeatable); default: all available (those that do not apply to the design are listed as skipped).")] = None,
     data: Annotated[Path | None, typer.Option(help="Your data file (default: the embedded SYNTHETIC twin).")] = None,
     config: Annotated[Path | None, typer.Option(help="TOML analysis plan.")] = None,
-    strategy: Annotated[str | None, typer.Option(help="Undefined responder status strategy.")] = None,
+    strategy: Annotated[str | None, typer.Option(help="ICE strategies for --analysis reference_based, comma-separated (MAR,JR,CR,CIR,LMCF), or the undefined responder status strategy (last_observed, exclude, unknown).")] = None,
+    method: Annotated[list[str] | None, typer.Option("--method", help="Inference methods of reference_based: condmean_jackknife, condmean_bootstrap, approx_bayes, bayes, bmlmi (comma-separated or repeated).")] = None,
+    analysis_model: Annotated[str | None, typer.Option("--analysis-model", help="Analysis model of reference_based: ancova (each visit) or mmrm.")] = None,
+    imputation_model: Annotated[str | None, typer.Option("--imputation-model", help="Imputation model of reference_based: rajak (% change, one baseline slope) or rbmi (change ~ baseline*visit + group*visit, results equal R rbmi's).")] = None,
+    n_samples: Annotated[int | None, typer.Option("--n-samples", help="Bootstrap resamples or posterior draws of reference_based's methods.")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed.")] = None,
     map_: Annotated[list[str] | None, typer.Option("--map", help="Column mapping FILE_COLUMN=CONTRACT_COLUMN.")] = None,
     out: Annotated[Path | None, typer.Option(help="Write tables and figures into this directory.")] = None,
@@ -44,8 +79,9 @@ def sensitivity(
              "unchanged fits and analyses are read back.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Emit tables and text as JSON.")] = False,
     design: DesignFlags | None = None,
+    ice: IceFlags | None = None,
 ) -> None:
-    """Dropout sensitivity analyses (MAR vs MNAR); one result type each: table, text, figures."""
+    """Dropout sensitivity analyses (MAR vs MNAR, ICE strategies); one result type each: table, text, figures."""
     from analysis.common.io import atomic_write_text
     from analysis.figures.plots import save_figure
     from analysis.sensitivity.runner import available, run_sensitivity
@@ -58,8 +94,25 @@ def sensitivity(
         raise typer.Exit(EXIT_BAD_INPUT)
     explicit = bool(analysis)
     debug = os.environ.get("RAJAK_DEBUG") == "1"
+    ice_strategies, strategy = _split_strategy(strategy)
     cfg, ds, derived = load_derived(data, config, strategy, seed, map_, design)
     study_design = derived.attrs.get("design") or ds.design
+    from analysis.run.config import ConfigError
+    from analysis.study.ice_load import check_delta_rules
+    from analysis.study.problems import DataValidationError
+
+    try:
+        cfg = apply_ice(cfg, ice, {"strategies": ice_strategies, "methods": _list(method),
+                                   "analysis_model": analysis_model, "imputation_model": imputation_model,
+                                   "n_samples": n_samples})
+        if cfg.estimand is not None and "reference_based" in names:  # a bad ICE file ends here, before any fit
+            load_ice(cfg.estimand, derived, study_design, source=ds.source)
+            check_delta_rules(cfg.estimand, study_design)
+    except (ConfigError, DataValidationError) as exc:
+        err(str(exc))
+        raise typer.Exit(EXIT_BAD_INPUT)
+    if flags_given(ice) and "reference_based" not in names:
+        info("note: the intercurrent-event flags are read by --analysis reference_based only")
     results = []
     with analysis_errors(ds.source):
         for name in names:
@@ -80,8 +133,12 @@ def sensitivity(
     ran = [r for r in results if r.ran]
     skipped = [{"name": r.name, "status": r.status, "reason": r.reason} for r in results if not r.ran]
     if out is not None:
-        for r in ran:
-            atomic_write_text(out / f"sensitivity_{r.name}.csv", r.table.to_csv(index=False, lineterminator="\n"))
+        for r in ran:  # every table names its data (SYNTHETIC for the twin), as rajak run's do
+            labelled = r.table.assign(data=ds.label)
+            atomic_write_text(out / f"sensitivity_{r.name}.csv", labelled.to_csv(index=False, lineterminator="\n"))
+            if r.settings.get("estimand"):
+                est = pd.DataFrame(r.settings["estimand"]).assign(data=ds.label)
+                atomic_write_text(out / "estimand.csv", est.to_csv(index=False, lineterminator="\n"))
             for fname, fig in r.figures.items():
                 save_figure(fig, out, fname)
         info(f"wrote tables and figures to {out}")

@@ -12,11 +12,28 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from analysis.run.estimand_config import EstimandConfig
 from analysis.study.clinical import ResponderRule, TScoreReference
 
-__all__ = ["ResponderConfig", "TScoreConfig", "StudyConfig", "RunConfig", "ConfigError", "load_config"]
+__all__ = [
+    "ConfigError",
+    "EstimandConfig",
+    "ReferenceBasedConfig",
+    "ResponderConfig",
+    "RunConfig",
+    "StudyConfig",
+    "TScoreConfig",
+    "load_config",
+]
 
 
 class ConfigError(ValueError):
@@ -78,6 +95,34 @@ class StudyConfig(_Strict):
         return from_mapping(d)
 
 
+class ReferenceBasedConfig(_Strict):
+    """The ``[reference_based]`` table: how the ICE-strategy analysis runs
+    (:func:`analysis.sensitivity.reference_based.reference_based_analysis`).
+
+    ``strategies``: every ICE handled by each of these rbmi strategies in turn (``MAR``, ``JR``, ``CR``,
+    ``CIR``, ``LMCF``); unset: the estimand's own per-type strategies when the plan has an
+    ``[estimand]`` table with any, else all five. ``methods``: inference methods
+    (``condmean_jackknife``, ``condmean_bootstrap``, ``approx_bayes``, ``bayes``, ``bmlmi``).
+    ``imputation_model = "rbmi"`` is rbmi's ``change ~ baseline * visit + group * visit`` on the change in
+    g/cm^2 (results equal rbmi's); ``"rajak"`` one baseline slope on the % change.
+    """
+
+    strategies: tuple[str, ...] | None = None
+    methods: tuple[Literal["condmean_jackknife", "condmean_bootstrap", "approx_bayes", "bayes", "bmlmi"], ...] = (
+        "condmean_jackknife",)
+    analysis_model: Literal["ancova", "mmrm"] = "ancova"
+    imputation_model: Literal["rajak", "rbmi"] = "rajak"
+    n_samples: int = Field(200, ge=2, le=100_000)
+    D: int = Field(4, ge=2, le=1000)
+
+    @field_validator("strategies")
+    @classmethod
+    def _known_strategies(cls, v):
+        from analysis.sensitivity.ice.patients import normalise_strategy
+
+        return None if v is None else tuple(normalise_strategy(s) for s in v)
+
+
 class RunConfig(_Strict):
     """Everything that defines a run.
 
@@ -110,6 +155,8 @@ class RunConfig(_Strict):
     mi_imputations: int = Field(50, ge=0, le=10000)
     mmrm_covariances: tuple[Literal["us", "cs", "ar1", "csh", "ar1h"], ...] = ("us", "ar1", "cs")
     sensitivity: tuple[str, ...] = ("completers_vs_all", "delta", "delta_bayes", "tipping", "reference_based", "priors")
+    reference_based: ReferenceBasedConfig = Field(default_factory=ReferenceBasedConfig)
+    estimand: EstimandConfig | None = None
     bayes_models: tuple[str, ...] = ("lmm",)
     priors: str = "default"
     draws: int = Field(1000, ge=10)
@@ -192,7 +239,7 @@ class RunConfig(_Strict):
         """The endpoint month the user set (``endpoint_month`` or ``study.endpoint``), or ``None``."""
         return self.endpoint_month if self.endpoint_month is not None else self.study.endpoint
 
-    def bind(self, design: Any) -> "RunConfig":
+    def bind(self, design: Any) -> RunConfig:
         """This configuration on a study's resolved design (``Dataset.design``): ``sites`` and
         ``endpoint_month`` filled in from the design where unset; sites the design does not have are
         a :class:`ConfigError`."""
@@ -213,7 +260,7 @@ class RunConfig(_Strict):
 def _first_error(err: ValidationError, source: str) -> str:
     e = err.errors()[0]
     loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
-    msg = e["msg"]
+    msg = str(e["msg"]).removeprefix("Value error, ")
     if e["type"] == "extra_forbidden":
         msg = "unknown setting"
     return f"{source}: setting '{loc}': {msg} (value {e.get('input')!r})"

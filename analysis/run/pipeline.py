@@ -18,30 +18,45 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pandas as pd
 
-from analysis.study.clinical import derive
-from analysis.run.config import ConfigError, RunConfig
-from analysis.study.data import DataValidationError, Dataset, load_for_config
-from analysis.study.groups import check_groups
-from analysis.common.provenance import package_versions
 from analysis.common.io import atomic_copy, atomic_write_json, atomic_write_text
-from analysis.run.bayes_stage import bayes_sections, run_bayes_stage
-from analysis.sensitivity.runner import forest_figure, run_sensitivity
-from analysis.frequentist.primary import frequentist_analysis
-from analysis.report.figure_writer import FigureWriter
+from analysis.common.provenance import package_versions
 from analysis.figures.plots import retention, save_figure, trajectories
-from analysis.rajak.published import ANALYSIS_ASSUMPTIONS, paper_analysis, replication_by_method, replication_table
+from analysis.frequentist.primary import frequentist_analysis
+from analysis.rajak.published import (
+    ANALYSIS_ASSUMPTIONS,
+    paper_analysis,
+    replication_by_method,
+    replication_table,
+)
 from analysis.report import Report, Section, Table, render_report
-from analysis.run.methods_text import bayes_methods, covariances_text, frequentist_methods
-from analysis.run.power_stage import PowerStage, power_methods, power_section, run_power_stage
+from analysis.report.figure_writer import FigureWriter
+from analysis.run.bayes_stage import bayes_sections, run_bayes_stage
+from analysis.run.config import ConfigError, RunConfig
+from analysis.run.methods_text import (
+    bayes_methods,
+    covariances_text,
+    frequentist_methods,
+)
+from analysis.run.power_stage import (
+    PowerStage,
+    power_methods,
+    power_section,
+    run_power_stage,
+)
+from analysis.sensitivity.runner import forest_figure, run_sensitivity
+from analysis.study.clinical import derive
+from analysis.study.data import Dataset, DataValidationError, load_for_config
+from analysis.study.groups import check_groups
 
-__all__ = ["RunResult", "RunExistsError", "load_for_config", "run", "sensitivity_failures"]
+__all__ = ["RunExistsError", "RunResult", "load_for_config", "run", "sensitivity_failures"]
 
 def _check_writable(directory: Path) -> None:
     """Raise :class:`ConfigError` naming ``directory`` if run directories cannot be made in it."""
@@ -90,7 +105,7 @@ def run(config: RunConfig, *, force: bool = False, log: Callable[[str], None] | 
     say = log or (lambda msg: None)
     timings: dict[str, float] = {}
     t_all = time.perf_counter()
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     run_id = config.run_id or f"{started:%Y%m%d-%H%M%S}-{config.digest()[:6]}"
     out_root = Path(config.output_dir)
     run_dir = out_root / run_id
@@ -112,6 +127,13 @@ def run(config: RunConfig, *, force: bool = False, log: Callable[[str], None] | 
         check_groups(derived, config.undefined_responders, config.responder.rule(), dataset.design, dataset.source)
     except ValueError as exc:
         raise DataValidationError(str(exc)) from None
+    if config.estimand is not None and "reference_based" in config.sensitivity:
+        from analysis.study.ice_load import load_ice_events
+
+        from analysis.study.ice_load import check_delta_rules
+
+        load_ice_events(config.estimand, derived, dataset.design, source=dataset.source)  # a bad ICE file: exit 2
+        check_delta_rules(config.estimand, dataset.design)
     timings["derive_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -200,7 +222,8 @@ def run(config: RunConfig, *, force: bool = False, log: Callable[[str], None] | 
             report.failures += bayes.failures
             report.methods.append(bayes_methods(config, dataset.design))
         report.failures += sensitivity_failures(sens_results)
-        report.methods += [f"Sensitivity analysis - {r.title}: {r.text[0]}" for r in sens_results if r.text]
+        report.methods += [f"Sensitivity analysis - {r.title}: {' '.join(r.settings.get('methods_text') or r.text[:1])}"
+                           for r in sens_results if r.text]
         if power is not None:
             report.sections.append(power_section(power, dataset, config))
             report.methods.append(power_methods(config, power))
@@ -279,7 +302,9 @@ def sensitivity_failures(results) -> list[str]:
     for r in results:
         diag = r.settings.get("diagnostics") if isinstance(r.settings.get("diagnostics"), dict) else {}
         for name in r.settings.get("failed_fits") or []:
-            out.append(f"sensitivity analysis '{r.name}', fit {name}: {diag.get(name, 'failed its checks')}")
+            why = diag.get(name, "failed its checks")
+            why = why.get("message", "failed its checks") if isinstance(why, dict) else why
+            out.append(f"sensitivity analysis '{r.name}', fit {name}: {why}")
     return out
 
 
@@ -433,6 +458,16 @@ def _sensitivity_sections(results, freq_estimands: pd.DataFrame, config: RunConf
     if not results:
         return []
     sections = []
+    for r in results:  # the estimand in ICH E9(R1) terms heads the sensitivity analyses
+        if r.ran and r.settings.get("estimand"):
+            frame = pd.DataFrame(r.settings["estimand"])
+            sections.append(Section("estimand", "Estimand (ICH E9(R1)) and intercurrent events",
+                                    paragraphs=[p for p in r.text if p.startswith(("The estimand follows",
+                                                                                    "Intercurrent events and",
+                                                                                    "No intercurrent events",
+                                                                                    "Delta adjustment"))],
+                                    tables=[Table("The estimand's five attributes", frame, "estimand")]))
+            break
     for r in results:
         if not r.ran:  # not applicable to this design, or not estimable on these data: the reason only
             sections.append(Section(f"sensitivity_{r.name}", f"Sensitivity: {r.title}", paragraphs=list(r.text),

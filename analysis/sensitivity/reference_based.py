@@ -1,78 +1,61 @@
-r"""Reference-based multiple imputation (Carpenter, Roger & Kenward 2013), as R's ``rbmi``.
+r"""Estimands with intercurrent events: reference-based and other ICE strategies, as R's ``rbmi``.
 
-After dropout, what would a patient's bone have done? Under MAR it keeps following the patient's
-own group; reference-based strategies let it follow the design's *reference* group (placebo in a
-trial, the non-responders in a responder study: "after dropout, patients follow the reference") in
-one of several ways. The imputed datasets are analysed as the primary MI (mean % change per group,
-Welch difference of every group with the reference) and pooled with Rubin's rules. A single-arm
-study has no reference group, so the analysis does not apply there
-(:class:`~analysis.study.applicability.NotApplicable`).
+After an intercurrent event (ICE) -- stopping the study drug, starting another bone-active
+therapy, a fracture, death -- what would a patient's bone have done? The estimand names a strategy
+for each ICE type (ICH E9(R1)); per patient it becomes a handling and an imputation strategy
+(:mod:`analysis.sensitivity.ice.patients`): MAR, jump to reference (JR), copy reference (CR),
+copy increments in reference (CIR) or last mean carried forward (LMCF) as rbmi defines them
+(reference = the design's reference arm, e.g. placebo, or the non-responders of a responder study),
+hypothetical (post-ICE data discarded and imputed), treatment policy with retrieved dropouts
+(post-ICE data used, with an off-treatment term in the imputation model), or while on treatment
+(the last on-treatment value). A delta shift can be added to imputed post-ICE values of any of them.
 
-Imputation
-----------
-Per DXA site, an MMRM of the post-baseline outcomes :math:`y_i` (% change from baseline, or change
-in g/cm^2) with group-by-visit cells, the baseline BMD and optional baseline covariates,
+Pipeline per DXA site (each step its own module of :mod:`analysis.sensitivity.ice`):
 
-.. math::
+1. the site's wide data and each patient's ICE (:mod:`~analysis.sensitivity.ice.patients`): from
+   an ICE file or columns, or derived (the visit after the last scan = "discontinued");
+2. the imputation model, an MMRM with one unstructured covariance fitted by REML
+   (:mod:`~analysis.sensitivity.ice.imputation_model`; ``imputation_model="rbmi"`` is rbmi's
+   ``change ~ baseline * visit + group * visit``, ``"rajak"`` one baseline slope);
+3. imputation under each strategy (:mod:`~analysis.sensitivity.ice.imputation`);
+4. the analysis model on each completed dataset: ANCOVA at each visit (``outcome ~ group +
+   baseline + covariates``, rbmi's ``ancova`` with counterfactual LS-means) or the MMRM
+   (:mod:`~analysis.sensitivity.ice.analysis_models`);
+5. inference: conditional-mean imputation with jackknife or bootstrap, approximate Bayesian MI,
+   Bayesian MI from the MMRM posterior, or bootstrapped MI (von Hippel & Bartlett), each pooled by
+   its own rule (:mod:`~analysis.sensitivity.ice.methods`, :mod:`~analysis.sensitivity.ice.pooling`).
 
-    y_i \sim N\bigl(\mu_i(g_i), \Sigma\bigr), \qquad
-    \mu_{ij}(g) = \alpha_{gj} + \gamma\, b_i + \eta^\top x_i,
+With ``imputation_model="rbmi"`` (outcome: change in g/cm^2), the ANCOVA and a conditional-mean
+method the results are rbmi's (tests compare with rbmi 1.5 on its own data to 1e-6). Unlike rbmi,
+a design with a single post-baseline visit works (the MMRM is a regression then).
 
-:math:`\Sigma` unstructured, is fitted by REML on every observed value (MAR). Each imputation draws
-its parameters :math:`(\beta_l, \Sigma_l)` (normal approximation of the REML estimates on the
-log-Cholesky scale, or refits on stratified bootstrap resamples), sets the post-dropout means of
-each strategy from the patient's own-group means :math:`a_j` and reference-group means :math:`c_j`,
-
-=========  ==============================================  ==========================================
-strategy   :math:`j \le d_i`                               :math:`j > d_i`
-=========  ==============================================  ==========================================
-``MAR``    :math:`a_j`                                     :math:`a_j`
-``J2R``    :math:`a_j`                                     :math:`c_j` (jump to reference)
-``CR``     :math:`c_j`                                     :math:`c_j` (copy reference, whole profile)
-``CIR``    :math:`a_j`                                     :math:`a_{d} + c_j - c_{d}` (copy increments)
-``LMCF``   :math:`a_j`                                     :math:`a_{d}` (last mean carried forward)
-=========  ==============================================  ==========================================
-
-(:math:`d_i` the last observed visit) and draws every missing value from the conditional normal
-given the patient's observed values. The pieces:
-
-* :mod:`analysis.sensitivity.site_data` — the site in wide form (:class:`SiteData`);
-* :mod:`analysis.sensitivity.imputation_draws` — the MMRM and the parameter draws;
-* :mod:`analysis.sensitivity.imputation_strategies` — the strategies' means, the conditional
-  normal draw and the expected order of the strategies (J2R < CR < CIR < MAR for
-  :math:`0 < \Sigma_{21}/\Sigma_{11} < 1`);
-* :mod:`analysis.sensitivity.mmrm_imputation` — :func:`impute_reference_based`, which runs them.
-
-Analysis and pooling
---------------------
-Each completed dataset gives, at the endpoint month, the mean % change per group
-(:math:`U = s_g^2/n_g`, complete-data df :math:`n_g - 1`) and every group's difference from the
-reference (Welch), as :func:`analysis.frequentist.imputation.standard_analyses`; they are
-pooled with :func:`analysis.frequentist.imputation.rubin_pool` (Barnard-Rubin df;
-:mod:`analysis.sensitivity.mi_reporting`). Rubin's variance is known to be conservative for
-reference-based estimators (it targets the variance under the MAR model; Seaman, White & Leacy
-2014), so the intervals are, if anything, wide.
-
-The group is a fixed per-patient level of the design (:func:`analysis.study.groups.assign_groups`);
-in a responder study the ``"unknown"`` third group is not supported (patients must be in one of the
-two groups), and patients the strategy excludes (no responder status) are listed in the result.
+A single-arm study has no reference group: the reference-based strategies do not apply
+(:class:`~analysis.study.applicability.NotApplicable`); MAR, LMCF, hypothetical, treatment-policy
+and while-on-treatment strategies still run.
 
 References
 ----------
-Carpenter JR, Roger JH, Kenward MG (2013). Analysis of longitudinal trials with protocol deviation:
-a framework for relevant, accessible assumptions, and inference via multiple imputation. *J
-Biopharm Stat* 23:1352-1371. Gower-Page C, Noci A, Wolbers M (2022). rbmi: a R package for
-standard and reference-based multiple imputation methods. *JOSS* 7:4251.
+Carpenter JR, Roger JH, Kenward MG (2013). *J Biopharm Stat* 23:1352-1371. Wolbers M et al.
+(2022). *Pharm Stat* 21:1246-1257. Gower-Page C, Noci A, Wolbers M (2022). rbmi. *JOSS* 7:4251.
+ICH E9(R1) (2019). Addendum on estimands and sensitivity analysis in clinical trials.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Literal
+import re
+from collections.abc import Mapping, Sequence
+from functools import partial
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from analysis.sensitivity.design import NotApplicable, sensitivity_design, site_label
+from analysis.sensitivity.ice.analysis_models import ancova, mmrm_analysis
+from analysis.sensitivity.ice.imputation_model import IMPUTATION_MODELS
+from analysis.sensitivity.ice.methods import METHODS, MethodSettings, run_method
+from analysis.sensitivity.ice.patients import IcePatients, normalise_strategy
+from analysis.sensitivity.ice.resolve import resolve_ice
 from analysis.sensitivity.imputation_draws import DRAW_METHODS
 from analysis.sensitivity.imputation_strategies import (
     STRATEGIES,
@@ -84,27 +67,26 @@ from analysis.sensitivity.mi_reporting import (
     CI_PHRASE,
     ci_conclusion,
     endpoint_analysis,
-    endpoint_estimand_names,
     forest_rows,
     interval_figure,
     mi_options_from_config,
-    per_imputation_estimates,
-    pooled_table_rows,
 )
 from analysis.sensitivity.mmrm_imputation import (
     DEFAULT_M,
     ReferenceImputation,
-    check_imputation_args,
     impute_reference_based,
 )
 from analysis.sensitivity.result import SensitivityResult
 from analysis.sensitivity.site_data import SiteData, site_data
 from analysis.study.clinical import ResponderRule
-from analysis.study.estimands import GROUP_LABELS
+from analysis.study.estimands import GROUP_LABELS, difference_name, estimand_name
 
 __all__ = [
+    "ANALYSIS_MODELS",
     "DEFAULT_M",
     "DRAW_METHODS",
+    "IMPUTATION_MODELS",
+    "METHODS",
     "STRATEGIES",
     "STRATEGY_TEXT",
     "TABLE_COLUMNS",
@@ -119,18 +101,80 @@ __all__ = [
     "strategy_means",
 ]
 
-TABLE_COLUMNS = ["site", "strategy", "reference", "estimand", "group", "comparison", "estimate", "se", "df",
-                 "ci_low", "ci_high", "p", "fmi", "mc_se", "m", "n", "n_imputed", "method"]
+ANALYSIS_MODELS = ("ancova", "mmrm")
+#: The ICE strategy sets of a default run: every ICE handled alike (rbmi's vignette set).
+DEFAULT_STRATEGIES = ("MAR", "JR", "CR", "CIR", "LMCF")
+TEXT = {"MAR": STRATEGY_TEXT["MAR"], "JR": STRATEGY_TEXT["J2R"], "CR": STRATEGY_TEXT["CR"],
+        "CIR": STRATEGY_TEXT["CIR"], "LMCF": STRATEGY_TEXT["LMCF"]}
+METHOD_TEXT = {
+    "condmean_jackknife": "conditional-mean imputation, jackknife SE (normal CI)",
+    "condmean_bootstrap|normal": "conditional-mean imputation, bootstrap SE (normal CI)",
+    "condmean_bootstrap|percentile": "conditional-mean imputation, bootstrap percentile CI",
+    "approx_bayes": "approximate Bayesian MI (bootstrap), Rubin's rules",
+    "bayes": "Bayesian MI (MMRM posterior by MCMC), Rubin's rules",
+    "bmlmi": "bootstrapped MI (von Hippel & Bartlett)",
+}
+TABLE_COLUMNS = ["site", "strategy", "method", "estimand", "group", "comparison", "month", "estimate", "se", "df",
+                 "ci_low", "ci_high", "p", "n", "n_ice", "n_imputed", "reference", "analysis_model",
+                 "imputation_model", "outcome"]
+
+
+def _keys(levels: Sequence[str], months: Sequence[float]) -> dict[str, tuple[str, str, float]]:
+    """``{analysis key: (group, comparison, month)}`` of the analysis models' keys."""
+    out = {}
+    for t in months:
+        for lv in levels[1:]:
+            out[f"trt_{lv}_{t:g}"] = ("difference", f"{lv} - {levels[0]}", float(t))
+        for lv in levels:
+            out[f"lsm_{lv}_{t:g}"] = (lv, "", float(t))
+    return out
+
+
+def _covariate_columns(derived: pd.DataFrame, names: Sequence[str]) -> tuple[pd.DataFrame, tuple[str, ...]]:
+    """The covariates as numeric columns: numeric ones as they are, a categorical one as indicators of
+    its levels after the first (sorted), named ``<column>_<level>``. Returns a copy of ``derived`` with
+    the indicator columns added (the input is not modified) and the names the models use."""
+    if not names:
+        return derived, ()
+    out, used = derived.copy(), []
+    for c in names:
+        if c not in out.columns:
+            raise ValueError(f"covariate {c!r} is not in the data")
+        values = out[c]
+        if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+            used.append(c)
+            continue
+        levels = sorted(str(v) for v in values.dropna().unique())
+        for lv in levels[1:]:
+            name = re.sub(r"\W", "_", f"{c}_{lv}")
+            out[name] = np.where(values.isna(), np.nan, (values.astype(str) == lv).astype(float))
+            used.append(name)
+    return out, tuple(used)
+
+
+def _sets(data: SiteData, strategies: Sequence[str], ice: Mapping[str, tuple] | None,
+          delta: Sequence[Any], estimand_set: bool) -> list[IcePatients]:
+    """The strategy sets of one site: the estimand's own (per-ICE-type strategies from ``ice``) when
+    ``estimand_set``, and every ICE handled by each of ``strategies``."""
+    base = (IcePatients.from_table(data, ice, "estimand") if ice is not None
+            else IcePatients.derived_dropout(data, "MAR"))
+    sets = [base] if estimand_set else []
+    for s in strategies or ():
+        sets.append(base.with_strategy(s))
+    return [p.with_delta(delta) if delta else p for p in sets]
 
 
 def reference_based_analysis(derived: pd.DataFrame, sites: Sequence[str] | None = None,
-                             strategies: Sequence[str] = STRATEGIES, reference: str | None = None,
-                             m: int = DEFAULT_M, seed: int = 0, draws: Literal["normal", "bootstrap"] = "normal",
-                             outcome: str = "pct", undefined: str = "last_observed",
+                             strategies: Sequence[str] | None = None, reference: str | None = None,
+                             methods: Sequence[str] = ("condmean_jackknife",), analysis_model: str = "ancova",
+                             imputation_model: str = "rajak", ice: Mapping[str, tuple] | None = None,
+                             delta: Sequence[Any] = (), n_samples: int = 200, D: int = 4, seed: int = 0,
+                             outcome: str | None = None, undefined: str = "last_observed",
                              rule: ResponderRule | None = None, covariates: Sequence[str] = (),
-                             endpoint_month: float | None = None, level: float = 0.95,
-                             label: str | None = None, design: Any = None) -> SensitivityResult:
-    """Reference-based MI of every site under each strategy, pooled by Rubin's rules.
+                             endpoint_month: float | None = None, level: float = 0.95, label: str | None = None,
+                             design: Any = None, chains: int = 2, tune: int = 500,
+                             estimand_set: bool | None = None) -> SensitivityResult:
+    r"""Every site's estimands under each ICE strategy set and inference method.
 
     Parameters
     ----------
@@ -138,110 +182,243 @@ def reference_based_analysis(derived: pd.DataFrame, sites: Sequence[str] | None 
         Output of :func:`analysis.study.clinical.derive` (not modified).
     sites : sequence of str, optional
         Default: the design's.
-    strategies, m, seed, draws, outcome, undefined, rule, covariates
-        See :func:`analysis.sensitivity.mmrm_imputation.impute_reference_based`.
+    strategies : sequence of {"MAR", "JR", "CR", "CIR", "LMCF"}, optional
+        Strategy sets in which every ICE is handled by that rbmi strategy (``J2R`` = ``JR``). Default:
+        the estimand's own per-type strategies when ``ice`` is given, else all five.
     reference : str, optional
-        The group dropouts follow; default the design's reference level.
-    endpoint_month : float, optional
-        Month of the estimands (a DXA month); default the design's endpoint.
-    level : float
-        Confidence level.
-    label : str, optional
-        Printed on the figure (e.g. ``"SYNTHETIC (RAJAK digital twin)"``).
-    design : ResolvedDesign, optional
-        Default ``derived.attrs["design"]`` (none: the RAJAK default).
+        Must be the design's reference (the group reference-based strategies copy).
+    methods : sequence of str
+        :data:`~analysis.sensitivity.ice.methods.METHODS`.
+    analysis_model : {"ancova", "mmrm"}
+    imputation_model : {"rajak", "rbmi"}
+    ice : mapping, optional
+        ``{patient_id: (first affected month, ice_type, handling, strategy)}``
+        (:func:`analysis.sensitivity.ice.resolve.resolve_ice`); default: derived discontinuation.
+    delta : sequence
+        Delta rules (``value``, optional ``visit``, ``group``, ``ice_type``) added to imputed
+        post-ICE values.
+    n_samples, D : int
+        Bootstrap resamples or posterior draws; imputations per resample (``bmlmi``).
+    seed : int
+    outcome : {"pct", "change"}, optional
+        Scale of imputation and analysis; default ``"change"`` (g/cm^2) for the rbmi model and
+        ``"pct"`` for rajak's.
+    undefined, rule, covariates, endpoint_month, level, label, design
+        As the other sensitivity analyses (:mod:`analysis.sensitivity.mi_reporting`).
+    chains, tune : int
+        MCMC settings of the ``bayes`` method.
+    estimand_set : bool, optional
+        Also run the estimand's own strategy set (each patient's strategy from ``ice``, labelled
+        ``"estimand"``); default: when ``ice`` is given and ``strategies`` is not.
 
     Returns
     -------
     SensitivityResult
-        Name ``"reference_based"``; ``table`` has one row per site, strategy and estimand
-        (:data:`TABLE_COLUMNS`); ``draws`` the per-imputation estimates ``"<strategy> | <estimand>"``.
+        Name ``"reference_based"``; ``table`` has one row per site, strategy set, method, visit and
+        estimand (:data:`TABLE_COLUMNS`: ``estimate, se, ci_low, ci_high, p, method``); ``draws`` the
+        per-sample estimates ``"<strategy> | <method> | <estimand>"``.
 
     Raises
     ------
     NotApplicable
-        A single-arm study (no reference group).
+        A reference-based strategy in a single-arm study.
     """
     sd = sensitivity_design(derived, design, sites, endpoint_month)
-    if sd.single_arm:
-        raise NotApplicable("reference-based imputation (J2R, CR, CIR) needs a reference group, and a single-arm "
-                            "study has one group; the delta and tipping-point analyses probe its dropout instead")
-    sites, strategies, endpoint_month = sd.sites, tuple(strategies), sd.endpoint
-    reference = sd.reference if reference is None else reference
-    check_imputation_args(m, draws, reference, strategies, sd.levels)
-    ref_label = GROUP_LABELS.get(reference, reference)
-    others = [GROUP_LABELS.get(lv, lv) for lv in sd.levels if lv != reference]
-    rows, draws_out, notes = [], {}, []
-    excluded: dict[str, tuple[str, ...]] = {}
+    if estimand_set is None:
+        estimand_set = ice is not None and not strategies
+    if strategies is None and ice is None:
+        strategies = DEFAULT_STRATEGIES
+    strategies = tuple(normalise_strategy(s) for s in (strategies or ()))
+    if not strategies and not estimand_set:
+        raise ValueError("no strategy set to run: name strategies, or give the estimand's ICE strategies")
+    if estimand_set and ice is None:
+        raise ValueError("the estimand's strategy set needs the ICE table (ice=...)")
+    per_patient = {v[3] for v in (ice or {}).values()} if estimand_set else set()
+    if sd.single_arm and any(s in ("JR", "CR", "CIR") for s in (*strategies, *per_patient)):
+        raise NotApplicable("reference-based imputation (JR, CR, CIR) needs a reference group, and a single-arm "
+                            "study has one group; MAR, LMCF, hypothetical and while-on-treatment strategies run")
+    if reference is not None and sd.reference is not None and reference != sd.reference:
+        raise ValueError(f"reference must be the design's reference {sd.reference!r} (set it when loading the "
+                         f"study, --reference), got {reference!r}")
+    for meth in methods:
+        if meth not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {meth!r}")
+    if analysis_model not in ANALYSIS_MODELS:
+        raise ValueError(f"analysis model must be one of {ANALYSIS_MODELS}, got {analysis_model!r}")
+    if imputation_model not in IMPUTATION_MODELS:
+        raise ValueError(f"imputation model must be one of {IMPUTATION_MODELS}, got {imputation_model!r}")
+    outcome = outcome or ("change" if imputation_model == "rbmi" else "pct")
+    settings = MethodSettings(n_samples=int(n_samples), D=int(D), seed=int(seed), level=level,
+                              imputation_model=imputation_model, chains=int(chains), tune=int(tune))
+    measure = "pct" if outcome == "pct" else "abs"
+    derived, covariates = _covariate_columns(derived, covariates)
+    rows, draws_out, diagnostics, text_notes, failed = [], {}, {}, [], []
     counts: dict[str, dict[str, int]] = {}
-    for site in sites:
-        imp = impute_reference_based(derived, site, strategies, reference, m, seed, draws, outcome, undefined,
-                                     rule, covariates, sd.design)
-        d = imp.data
-        j = d.visit_index(endpoint_month)
-        imputed = ~d.observed[:, j]
-        excluded[site] = d.excluded
-        counts[site] = {lv: int((d.group == c).sum()) for c, lv in enumerate(d.levels)}
-        counts[site].update({f"{lv} imputed": int(imputed[d.group == c].sum()) for c, lv in enumerate(d.levels)})
-        notes += [f"{site}: {n}" for n in imp.notes]
-        for s in strategies:
-            pct = imp.endpoint_pct(s, endpoint_month)
-            pooled = endpoint_analysis(pct, d.group, site, endpoint_month, level, levels=d.levels)
-            method = (f"MI {s}" + ("" if s in ("MAR", "LMCF") else f" (reference {ref_label})") + f", m={m}")
-            rows += pooled_table_rows(pooled, site, endpoint_month, d.group, imputed,
-                                      {"strategy": s, "reference": reference, "method": method}, d.levels)
-            names = endpoint_estimand_names(site, endpoint_month, d.levels)
-            for key, (q, _, _) in per_imputation_estimates(pct, d.group, d.levels).items():
-                draws_out[f"{s} | {names[key]}"] = q
+    for site in sd.sites:
+        data = site_data(derived, site, undefined, rule, outcome, covariates, sd.design)
+        data.visit_index(sd.endpoint)  # the endpoint must be a post-baseline visit of the site
+        sets = _sets(data, strategies, ice, delta, estimand_set)
+        keys = _keys(data.levels, data.months)
+        fn = partial(mmrm_analysis if analysis_model == "mmrm" else ancova, months=data.months, levels=data.levels)
+
+        def analysis(y, g, cov, fn=fn):
+            return fn(y, g, cov)
+
+        counts[site] = {"patients": int(data.ids.size), "ice": int((sets[0].ice_index < sets[0].n_visits).sum()),
+                        "excluded": len(data.excluded)}
+        for meth in methods:
+            res = run_method(meth, sets, analysis, settings)
+            if meth == "bayes":  # one MCMC fit per strategy set that fits its own data: its diagnostics, loudly
+                for set_label, dg in res.diagnostics.items():
+                    if not isinstance(dg, dict):
+                        continue
+                    name = f"{site} | bayes | {set_label}"
+                    diagnostics[name] = dg
+                    text_notes.append(f"{site_label(site)}, Bayesian MI ({set_label}): MMRM posterior max R-hat "
+                                      f"{dg.get('max_rhat', float('nan')):.3f}, min bulk ESS "
+                                      f"{dg.get('min_ess_bulk', float('nan')):.0f}, min tail ESS "
+                                      f"{dg.get('min_ess_tail', float('nan')):.0f}, {dg.get('divergences', 0)} "
+                                      "divergences.")
+                    if not dg.get("ok", True):
+                        failed.append(name)
+                        text_notes.append(f"WARNING: {site_label(site)}, Bayesian MI ({set_label}): the MMRM posterior "
+                                          f"failed its convergence checks ({dg.get('message', '')}); its rows are "
+                                          "not to be trusted.")
+            else:
+                diagnostics[f"{site} | {meth}"] = res.diagnostics
+            for p in sets:
+                n_imp = (~p.observed).sum(axis=0)
+                for full_key, pooled in res.pooled[p.label].items():
+                    key, _, ci_kind = full_key.partition("|")
+                    grp, cmp, month = keys[key]
+                    j = int(np.flatnonzero(np.isclose(data.months, month))[0])
+                    name = (difference_name(site, measure, month, groups=tuple(cmp.split(" - ", 1)))
+                            if grp == "difference" else estimand_name(site, grp, measure, month))
+                    method_name = f"{meth}|{ci_kind}" if ci_kind else meth
+                    rows.append({"site": site, "strategy": p.label, "method": method_name, "estimand": name,
+                                 "group": grp, "comparison": cmp, "month": month, "estimate": pooled.estimate,
+                                 "se": pooled.se, "df": pooled.df, "ci_low": pooled.ci_low,
+                                 "ci_high": pooled.ci_high, "p": pooled.p, "n": int(data.ids.size),
+                                 "n_ice": counts[site]["ice"], "n_imputed": int(n_imp[j]),
+                                 "reference": data.levels[0], "analysis_model": analysis_model,
+                                 "imputation_model": imputation_model, "outcome": outcome})
+                for key, est in res.draws[p.label].items():
+                    grp, cmp, month = keys[key]
+                    draws_out[f"{p.label} | {meth} | {site} {key}"] = est
     table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
-    text = [f"Reference-based multiple imputation (Carpenter, Roger & Kenward 2013; as R's rbmi): per site an "
-            f"MMRM of the {'% change' if outcome == 'pct' else 'change in g/cm^2'} (baseline + visit x group, "
-            f"unstructured covariance, REML) on all observed DXA; {m} imputations with parameters drawn "
-            + ("from the large-sample normal posterior of the REML estimates"
-               if draws == "normal" else "by refitting on stratified bootstrap resamples (approximate Bayesian)")
-            + f"; missing values drawn from the conditional normal given each patient's observed values; "
-            f"Rubin's rules. After dropout, {', '.join(others)} follow the {ref_label} (reference) as each strategy "
-            "prescribes: " + "; ".join(f"{s}: {STRATEGY_TEXT[s]}" for s in strategies) + "."]
-    for site in sites:
-        c = counts[site]
-        groups = " and ".join(f"{c[lv]} {GROUP_LABELS.get(lv, lv)} ({c[f'{lv} imputed']} imputed at month "
-                              f"{endpoint_month:g})" for lv in sd.levels)
-        text.append(f"{site_label(site)}: {groups}; {len(excluded[site])} patients without a group or baseline "
-                    "excluded.")
-        keys = [("difference", cmp) for cmp in dict.fromkeys(table.loc[table["group"] == "difference",
-                                                                       "comparison"])] + \
-               [(lv, "") for lv in sd.levels]
-        for g, cmp in keys:
-            sub = table[(table["site"] == site) & (table["group"] == g) & (table["comparison"] == cmp)]
-            parts = [f"{r['strategy']} {r['estimate']:.2f} ({r['ci_low']:.2f} to {r['ci_high']:.2f})"
+    res = _result(table, sd, strategies, methods, analysis_model, imputation_model, outcome, ice, delta, settings,
+                  counts, draws_out, diagnostics, text_notes, label, undefined, covariates)
+    res.settings["failed_fits"] = failed
+    return res
+
+
+def _result(table, sd, strategies, methods, analysis_model, imputation_model, outcome, ice, delta, settings,
+            counts, draws_out, diagnostics, text_notes, label, undefined, covariates) -> SensitivityResult:
+    ref_label = GROUP_LABELS.get(sd.reference, sd.reference) if sd.reference else "none"
+    scale = "% change" if outcome == "pct" else "change in g/cm^2"
+    model_text = ("rbmi's change ~ baseline x visit + group x visit" if imputation_model == "rbmi"
+                  else "group x visit cells + baseline")
+    text = [f"Intercurrent-event strategies as R's rbmi: per site an MMRM of the {scale} ({model_text}"
+            f"{' + ' + ' + '.join(covariates) if covariates else ''}, one unstructured covariance, REML) fitted to the data each "
+            f"strategy keeps; imputation under the strategy; {analysis_model.upper()} at each visit on every completed "
+            "dataset; inference by " + "; ".join(METHOD_TEXT.get(m, m) for m in
+                                                 dict.fromkeys(table["method"])) + f". Reference: {ref_label}."]
+    if ice is None:
+        text.append("Intercurrent events: none given, so every patient with missing scans after their last one has a "
+                    "'discontinued' ICE at the visit after it (intermittent gaps before it stay MAR).")
+    elif not ice:
+        text.append("Intercurrent events: none recorded, so every missing value is imputed under MAR.")
+    for s in strategies:
+        text.append(f"{s}: {TEXT[s]}.")
+    if delta:
+        unit = "percentage points of change from baseline" if outcome == "pct" else "the site's units (e.g. g/cm^2)"
+        text.append(f"Delta adjustment: {len(delta)} rule(s) added to imputed post-ICE values, in {unit}.")
+    end = table[(table["month"] == sd.endpoint) & (table["group"] == "difference")]
+    for site in sd.sites:
+        c = counts.get(site, {})
+        left = f" ({c['excluded']} without a group or baseline left out)" if c.get("excluded") else ""
+        text.append(f"{site_label(site)}: {c.get('patients', 0)} patients analysed{left}, {c.get('ice', 0)} with an ICE.")
+        for cmp in dict.fromkeys(end.loc[end["site"] == site, "comparison"]):
+            sub = end[(end["site"] == site) & (end["comparison"] == cmp)]
+            parts = [f"{r['strategy']}/{r['method']} {r['estimate']:.3g} ({r['ci_low']:.3g} to {r['ci_high']:.3g})"
                      for _, r in sub.iterrows()]
             states = {ci_conclusion(r) for _, r in sub.iterrows()}
-            verdict = ("the 95% CI " + CI_PHRASE[next(iter(states))] + " under every strategy" if len(states) == 1
-                       else "the conclusion depends on the strategy (95% CI " + ", ".join(sorted(states)) + ")")
-            text.append(f"{sub['estimand'].iloc[0]}: " + "; ".join(parts) + f" — {verdict}.")
-    text.append("The imputation model is MAR given the group and the observed BMD only (not, for instance, the "
-                "disease-activity history a primary MI may use), so its MAR row can differ from the primary MI. "
-                "Rubin's variance is conservative for J2R/CR/CIR (Seaman, White & Leacy 2014).")
-    text += notes
-    fig = interval_figure(table, "strategy", list(strategies), sites,
-                          f"Reference-based MI (reference: {ref_label}), % change to month {endpoint_month:g}", label,
-                          levels=sd.levels)
+            verdict = ("the 95% CI " + CI_PHRASE[next(iter(states))] + (" under every strategy and method"
+                                                                          if len(sub) > 1 else "")
+                       if len(states) == 1 else "the conclusion depends on the strategy or method (95% CI "
+                       + ", ".join(sorted(states)) + ")")
+            if parts:
+                text.append(f"{sub['estimand'].iloc[0]}: " + "; ".join(parts) + f" — {verdict}.")
+    text += text_notes
+    endpoint_rows = table[table["month"] == sd.endpoint].copy()
+    endpoint_rows["analysis"] = endpoint_rows["strategy"] + " / " + endpoint_rows["method"]
+    order = list(dict.fromkeys(endpoint_rows["analysis"]))
+    figures = {}
+    if len(endpoint_rows):
+        figures["sensitivity_reference_based"] = interval_figure(
+            endpoint_rows, "analysis", order, list(sd.sites),
+            f"ICE strategies (reference: {ref_label}), {scale} to month {sd.endpoint:g}", label, levels=sd.levels)
     return SensitivityResult(
-        name="reference_based", title=f"Reference-based multiple imputation (reference: {ref_label})",
-        table=table, text=text, figures={"sensitivity_reference_based": fig},
-        forest_rows=forest_rows(table, table["method"]),
-        settings={"sites": list(sites), "strategies": list(strategies), "reference": reference, "m": int(m),
-                  "seed": int(seed), "draws": draws, "outcome": outcome, "undefined": undefined,
-                  "covariates": list(covariates), "endpoint_month": endpoint_month, "level": level,
-                  "groups": list(sd.levels), "excluded": {s: list(v) for s, v in excluded.items()},
-                  "counts": counts},
+        name="reference_based", title=f"Intercurrent events: strategies and inference (reference: {ref_label})",
+        table=table, text=text, figures=figures,
+        forest_rows=forest_rows(endpoint_rows, endpoint_rows["strategy"] + " (" + endpoint_rows["method"] + ")"),
+        settings={"sites": list(sd.sites), "strategies": list(strategies) or ["estimand"], "methods": list(methods),
+                  "analysis_model": analysis_model, "imputation_model": imputation_model, "outcome": outcome,
+                  "n_samples": settings.n_samples, "D": settings.D, "seed": settings.seed, "level": settings.level,
+                  "reference": sd.reference, "undefined": undefined, "covariates": list(covariates),
+                  "endpoint_month": sd.endpoint, "groups": list(sd.levels), "counts": counts,
+                  "diagnostics": diagnostics, "ice_source": "derived (discontinued)" if ice is None else "given",
+                  "delta": [dict(r) if isinstance(r, Mapping) else vars(r) for r in delta]},
         draws=draws_out)
 
 
 def reference_based_from_config(derived: pd.DataFrame, config: Any, design: Any = None) -> SensitivityResult:
-    """:func:`reference_based_analysis` with the sites, strategy for undefined status, responder rule,
-    number of imputations, seed and endpoint of a run configuration (for the sensitivity runner)."""
+    """:func:`reference_based_analysis` as a run configuration asks for it: its sites, strategy for
+    undefined status, responder rule, seed and endpoint; the ``[reference_based]`` table (strategies,
+    methods, models, sizes); and the ``[estimand]`` table (the ICE source, each ICE type's strategy,
+    the delta rules; without one, "discontinued" derived from missing follow-up).
+
+    Strategy sets: the estimand's own (labelled ``"estimand"``) when it names a strategy for any ICE
+    type, and each of ``[reference_based] strategies`` (default: MAR, JR, CR, CIR and LMCF when the
+    estimand names none). ``settings`` carries the estimand in ICH E9(R1) terms (``"estimand"``) and
+    the ICE table (``"ice_table"``); the text starts with the estimand."""
+    from analysis.study.estimand_words import DEFAULT_ESTIMAND, estimand_table, estimand_text
+    from analysis.study.ice_load import load_ice_events
+
     opts, notes = mi_options_from_config(config, derived, design)
-    res = reference_based_analysis(derived, **opts)
-    res.text = notes + res.text
+    opts.pop("m", None)
+    rb = getattr(config, "reference_based", None)
+    given = getattr(config, "estimand", None)
+    est = given or DEFAULT_ESTIMAND
+    resolved = design if design is not None else derived.attrs.get("design")
+    ice_table = load_ice_events(est, derived, resolved)
+    ice = resolve_ice(ice_table, est.strategy, est.default_strategy) if ice_table is not None else {}
+    if rb is not None and rb.strategies is not None:
+        strategies = list(rb.strategies)
+    else:  # a stated estimand runs as stated; without one, the five strategies side by side
+        strategies = [] if given is not None else list(DEFAULT_STRATEGIES)
+    explicit = getattr(getattr(resolved, "design", None), "covariates", None)
+    kw = {} if rb is None else {"methods": tuple(rb.methods), "analysis_model": rb.analysis_model,
+                                "imputation_model": rb.imputation_model, "n_samples": rb.n_samples, "D": rb.D}
+    res = reference_based_analysis(derived, strategies=strategies, ice=ice, estimand_set=given is not None,
+                                   delta=tuple(est.delta), chains=int(getattr(config, "chains", 2)),
+                                   tune=int(getattr(config, "tune", 500)), covariates=tuple(explicit or ()),
+                                   **kw, **opts)
+    outcome = res.settings["outcome"]
+    words_kw = {"sites": res.settings["sites"], "outcome": outcome}
+    res.settings["estimand"] = estimand_table(est, resolved, ice_table, **words_kw).to_dict(orient="records")
+    res.settings["ice_table"] = ([] if ice_table is None else
+                                 ice_table.frame.drop(columns=["where"], errors="ignore").to_dict(orient="records"))
+    res.settings["ice_source"] = "none" if ice_table is None else ice_table.source
+    words = estimand_text(est, resolved, ice_table, **words_kw)
+    if strategies:
+        words.append("Sensitivity strategy sets: " + ", ".join(strategies) + " (each handles every intercurrent event "
+                     "alike" + ("; the estimand's own strategies are the row 'estimand'" if given is not None else "")
+                     + ").")
+    unused = sorted(set(est.strategy) - set(ice_table.types if ice_table is not None else ()))
+    if unused:
+        words.append("Note: the estimand names a strategy for ICE type(s) " + ", ".join(unused) + " that no patient "
+                     "has (check the spelling of the types in the ICE data).")
+    res.settings["methods_text"] = words + res.text[:1]  # the estimand, then how it was estimated
+    res.text = notes + words + res.text
     return res

@@ -137,9 +137,12 @@ def test_every_configured_analysis_has_a_section(run_dir):
     config = json.loads((run_dir / "manifest.json").read_text())["config"]
     keys = re.findall(r'<section id="([a-z_]+)"', html)
     expected = (["data", "replication", "completers", "mixed_models"]
+                + (["estimand"] if "reference_based" in config["sensitivity"] else [])
                 + [f"sensitivity_{name}" for name in config["sensitivity"]] + ["sensitivity_forest", "bayes"]
                 + [f"bayes_{m}" for m in config["bayes_models"]] + ["ppc", "compare", "loo", "power", "methods"])
     assert keys == expected
+    estimand = _section(html, "estimand")  # the estimand in ICH E9(R1) terms heads the sensitivity analyses
+    assert "intercurrent events" in estimand and "discontinued" in estimand and "population" in estimand
     assert f"MI (m={config['mi_imputations']}" in _section(html, "mixed_models")
     assert 'data-figure="sensitivity_tipping"' in _section(html, "sensitivity_tipping")
     priors = _section(html, "sensitivity_priors")
