@@ -45,6 +45,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from functools import partial
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -152,12 +153,11 @@ def _covariate_columns(derived: pd.DataFrame, names: Sequence[str]) -> tuple[pd.
     return out, tuple(used)
 
 
-def _sets(data: SiteData, strategies: Sequence[str], ice: Mapping[str, tuple] | None,
+def _sets(data: SiteData, strategies: Sequence[str], ice: Mapping[str, tuple],
           delta: Sequence[Any], estimand_set: bool) -> list[IcePatients]:
     """The strategy sets of one site: the estimand's own (per-ICE-type strategies from ``ice``) when
     ``estimand_set``, and every ICE handled by each of ``strategies``."""
-    base = (IcePatients.from_table(data, ice, "estimand") if ice is not None
-            else IcePatients.derived_dropout(data, "MAR"))
+    base = IcePatients.from_table(data, ice, "estimand")
     sets = [base] if estimand_set else []
     for s in strategies or ():
         sets.append(base.with_strategy(s))
@@ -233,6 +233,20 @@ def reference_based_analysis(derived: pd.DataFrame, sites: Sequence[str] | None 
         raise ValueError("no strategy set to run: name strategies, or give the estimand's ICE strategies")
     if estimand_set and ice is None:
         raise ValueError("the estimand's strategy set needs the ICE table (ice=...)")
+    derived_ice = ice is None
+    if derived_ice:  # "discontinued" at the visit after the last scan at any site (as rajak sensitivity/run)
+        from analysis.study.ice_sources import derive_discontinued
+
+        # the design's sites and visits (a frame without one, the RAJAK default: its sites and months)
+        where = sd.design if sd.design is not None else SimpleNamespace(
+            sites=sd.sites, visits=tuple(sorted(float(v) for v in derived["month"].dropna().unique())))
+        ice = resolve_ice(derive_discontinued(derived, where), {}, "MAR")
+    visits = [float(v) for v in getattr(sd.design, "visits", ()) if float(v) > 0]
+    for rule in delta:
+        at = rule.get("visit") if isinstance(rule, Mapping) else getattr(rule, "visit", None)
+        if at is not None and visits and not np.isclose(visits, float(at)).any():
+            raise ValueError(f"delta visit {float(at):g} is not a post-baseline visit of the study "
+                             f"({', '.join(f'{v:g}' for v in visits)})")
     per_patient = {v[3] for v in (ice or {}).values()} if estimand_set else set()
     if sd.single_arm and any(s in ("JR", "CR", "CIR") for s in (*strategies, *per_patient)):
         raise NotApplicable("reference-based imputation (JR, CR, CIR) needs a reference group, and a single-arm "
@@ -259,10 +273,13 @@ def reference_based_analysis(derived: pd.DataFrame, sites: Sequence[str] | None 
         data.visit_index(sd.endpoint)  # the endpoint must be a post-baseline visit of the site
         sets = _sets(data, strategies, ice, delta, estimand_set)
         keys = _keys(data.levels, data.months)
-        fn = partial(mmrm_analysis if analysis_model == "mmrm" else ancova, months=data.months, levels=data.levels)
-
-        def analysis(y, g, cov, fn=fn):
-            return fn(y, g, cov)
+        analysis = partial(mmrm_analysis if analysis_model == "mmrm" else ancova, months=data.months,
+                           levels=data.levels)
+        for p in sets:
+            if "treatment_policy" in set(p.handling) and not p.has_retrieved:
+                text_notes.append(f"Note: {site_label(site)} ({p.label}): no treatment-policy patient has a value "
+                                  "observed after the event, so there is no off-treatment term to estimate and their "
+                                  "missing values are imputed under MAR on the on-treatment trajectory.")
 
         counts[site] = {"patients": int(data.ids.size), "ice": int((sets[0].ice_index < sets[0].n_visits).sum()),
                         "excluded": len(data.excluded)}
@@ -303,10 +320,10 @@ def reference_based_analysis(derived: pd.DataFrame, sites: Sequence[str] | None 
                                  "reference": data.levels[0], "analysis_model": analysis_model,
                                  "imputation_model": imputation_model, "outcome": outcome})
                 for key, est in res.draws[p.label].items():
-                    grp, cmp, month = keys[key]
                     draws_out[f"{p.label} | {meth} | {site} {key}"] = est
     table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
-    res = _result(table, sd, strategies, methods, analysis_model, imputation_model, outcome, ice, delta, settings,
+    res = _result(table, sd, strategies, methods, analysis_model, imputation_model, outcome,
+                  None if derived_ice else ice, delta, settings,
                   counts, draws_out, diagnostics, text_notes, label, undefined, covariates)
     res.settings["failed_fits"] = failed
     return res

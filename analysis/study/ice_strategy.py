@@ -39,8 +39,9 @@ ICE_TYPES_SUGGESTED = ("discontinued", "bone_therapy", "glucocorticoid", "fractu
 HYPOTHETICAL_IMPUTATIONS = ("MAR", "JR", "CR", "CIR", "LMCF")
 #: The strategies, by their canonical names (plus ``hypothetical:X`` for X in HYPOTHETICAL_IMPUTATIONS).
 STRATEGIES = ("MAR", "JR", "CR", "CIR", "LMCF", "hypothetical", "treatment_policy", "while_on_treatment")
-#: Canonical strategies that impute missing at random: two ICEs of one patient may both be of these.
-MAR_STRATEGIES = ("MAR", "hypothetical:MAR")
+#: Canonical strategies that keep every observed value and impute missing at random: two ICEs of one
+#: patient may both be of these. (``hypothetical:MAR`` sets values aside, so it is not one of them.)
+MAR_STRATEGIES = ("MAR",)
 #: One phrase per kind and imputation method, for tables and the methods text.
 STRATEGY_TEXT = {
     "MAR": "missing at random (MAR)",
@@ -129,8 +130,9 @@ def normalise_strategy(text: str) -> str:
 
 
 def is_mar(strategy: str | None) -> bool:
-    """Whether a canonical strategy imputes missing at random (``MAR``, ``hypothetical:MAR``);
-    ``None`` (not known yet) counts as MAR."""
+    """Whether a canonical strategy keeps every value and imputes missing at random (``MAR``; not
+    ``hypothetical:MAR``, which sets the values after the event aside); ``None`` (not known yet)
+    counts as MAR."""
     return strategy is None or strategy in MAR_STRATEGIES
 
 

@@ -20,10 +20,30 @@ The sensitivity analysis built on them is :mod:`analysis.sensitivity.reference_b
 
 from analysis.sensitivity.ice.analysis_models import Estimate, ancova, mmrm_analysis
 from analysis.sensitivity.ice.imputation import impute, patient_means
-from analysis.sensitivity.ice.imputation_model import IMPUTATION_MODELS, design, design_names
-from analysis.sensitivity.ice.methods import METHODS, MethodResult, MethodSettings, run_method
-from analysis.sensitivity.ice.patients import HANDLINGS, IMPUTATION_STRATEGIES, IcePatients, normalise_strategy
-from analysis.sensitivity.ice.pooling import Pooled, pool_bmlmi, pool_bootstrap, pool_jackknife, pool_rubin
+from analysis.sensitivity.ice.imputation_model import (
+    IMPUTATION_MODELS,
+    design,
+    design_names,
+)
+from analysis.sensitivity.ice.methods import (
+    METHODS,
+    MethodResult,
+    MethodSettings,
+    run_method,
+)
+from analysis.sensitivity.ice.patients import (
+    HANDLINGS,
+    IMPUTATION_STRATEGIES,
+    IcePatients,
+    normalise_strategy,
+)
+from analysis.sensitivity.ice.pooling import (
+    Pooled,
+    pool_bmlmi,
+    pool_bootstrap,
+    pool_jackknife,
+    pool_rubin,
+)
 from analysis.sensitivity.ice.reml_wide import WideFit, WideReml
 from analysis.sensitivity.ice.resolve import handling_of, resolve_ice
 

@@ -34,10 +34,6 @@ __all__ = ["IMPUTATION_MODELS", "design", "design_names"]
 IMPUTATION_MODELS = ("rbmi", "rajak")
 
 
-def _retrieved(patients: IcePatients) -> bool:
-    return patients.has_retrieved
-
-
 def design(patients: IcePatients, model: str = "rbmi", group: int | None = None) -> np.ndarray:
     r"""``(n, m, p)`` design :math:`X_i` of every patient (rows: post-baseline visits).
 
@@ -55,21 +51,19 @@ def design(patients: IcePatients, model: str = "rbmi", group: int | None = None)
     n, m = d.y.shape
     k = d.n_groups
     g = d.group if group is None else np.full(n, int(group))
-    rows = np.arange(n)
-    blocks = []
-    cells = np.zeros((n, m, k * m))
-    for j in range(m):
-        cells[rows, j, g * m + j] = 1.0
-    blocks.append(cells)
-    if model == "rbmi":
+    if model == "rajak":  # cells, one baseline slope, covariates: the reference-based MI's design
+        blocks = [d.design(g)]
+    else:
+        cells = np.zeros((n, m, k * m))
+        rows = np.arange(n)
+        for j in range(m):
+            cells[rows, j, g * m + j] = 1.0
         base = np.zeros((n, m, m))
         base[:, np.arange(m), np.arange(m)] = d.baseline[:, None]
-        blocks.append(base)
-    else:
-        blocks.append(np.broadcast_to(d.baseline[:, None, None], (n, m, 1)))
-    if d.covariates.shape[1]:
-        blocks.append(np.broadcast_to(d.covariates[:, None, :], (n, m, d.covariates.shape[1])))
-    if _retrieved(patients):
+        blocks = [cells, base]
+        if d.covariates.shape[1]:
+            blocks.append(np.broadcast_to(d.covariates[:, None, :], (n, m, d.covariates.shape[1])))
+    if patients.has_retrieved:
         u = patients.off_treatment_months
         slope = np.zeros((n, m, k))
         for c in range(k):
@@ -84,6 +78,6 @@ def design_names(patients: IcePatients, model: str = "rbmi") -> list[str]:
     names = [f"{lv}:month{t:g}" for lv in d.levels for t in d.months]
     names += ([f"baseline:month{t:g}" for t in d.months] if model == "rbmi" else ["baseline"])
     names += list(d.covariate_names)
-    if _retrieved(patients):
+    if patients.has_retrieved:
         names += [f"{lv}:months_off_treatment" for lv in d.levels]
     return names

@@ -55,12 +55,13 @@ from analysis.sensitivity.ice.pooling import (
     pool_rubin,
 )
 from analysis.sensitivity.ice.reml_wide import WideReml
+from analysis.sensitivity.imputation_draws import MAX_REDRAWS
+from analysis.sensitivity.mmrm_imputation import site_seed
 from analysis.study.applicability import NotEstimable
 
 __all__ = ["METHODS", "MethodResult", "MethodSettings", "run_method"]
 
 METHODS = ("condmean_jackknife", "condmean_bootstrap", "approx_bayes", "bayes", "bmlmi")
-MAX_REDRAWS = 20
 
 AnalysisFn = Callable[[np.ndarray, np.ndarray, np.ndarray], dict]
 
@@ -92,6 +93,14 @@ class MethodSettings:
     chains: int = 2
     tune: int = 500
 
+    def __post_init__(self) -> None:
+        if int(self.n_samples) < 2:
+            raise ValueError(f"n_samples must be at least 2 (resamples or draws), got {self.n_samples}")
+        if int(self.D) < 2:
+            raise ValueError(f"D must be at least 2 imputations per resample, got {self.D}")
+        if not 0 < self.level < 1:
+            raise ValueError(f"level must be in (0, 1), got {self.level}")
+
 
 @dataclass
 class MethodResult:
@@ -115,9 +124,10 @@ class MethodResult:
     diagnostics: dict = field(default_factory=dict)
 
 
-def _rng(settings: MethodSettings, site: str, method: str) -> np.random.Generator:
-    return np.random.default_rng(np.random.SeedSequence([int(settings.seed), zlib.crc32(site.encode()),
-                                                        zlib.crc32(method.encode())]))
+def _seed(settings: MethodSettings, site: str, method: str) -> np.random.SeedSequence:
+    """The stream of one site and method: the site's (:func:`~analysis.sensitivity.mmrm_imputation.site_seed`,
+    independent of the other sites analysed) split by the method's name."""
+    return np.random.SeedSequence([*site_seed(settings.seed, site).entropy, zlib.crc32(method.encode())])
 
 
 def _resample(rng: np.random.Generator, group: np.ndarray) -> np.ndarray:
@@ -133,8 +143,7 @@ class _FitGroup:
         self.sets = sets
         p0 = sets[0]
         self.x_own = design(p0, model)
-        ref = 0
-        self.x_ref = design(p0, model, group=ref)
+        self.x_ref = design(p0, model, group=0)  # the reference is the design's first level
         mask = p0.fit_mask
         y = np.where(mask, p0.y, np.nan)
         for c in range(self.x_own.shape[2]):
@@ -142,20 +151,29 @@ class _FitGroup:
                 raise NotEstimable(f"{p0.data.site}: no value to estimate the imputation model's term "
                                    f"{c + 1} (e.g. a treatment-policy group without BMD observed after its ICE, "
                                    "or a visit without data)")
+        self.site = p0.data.site
         try:
             self.reml = WideReml(self.x_own, y, mask)
-            self.full = self.reml.fit()
         except (ValueError, np.linalg.LinAlgError) as err:
-            raise NotEstimable(f"{p0.data.site}: the imputation MMRM cannot be fitted: {err}") from None
+            raise NotEstimable(f"{self.site}: the imputation MMRM cannot be fitted: {err}") from None
+        self.full = self._checked(lambda: self.reml.fit(), "")
+
+    def _checked(self, fit, what: str):
+        """A fit that converged, else :class:`NotEstimable` (rbmi counts a fit that did not converge as
+        failed: a bootstrap resample is redrawn, a jackknife sample stops the analysis)."""
+        try:
+            f = fit()
+        except (ValueError, RuntimeError, np.linalg.LinAlgError) as err:
+            raise NotEstimable(f"{self.site}: the imputation MMRM cannot be fitted{what}: {err}") from None
+        if not f.converged:
+            raise NotEstimable(f"{self.site}: the imputation MMRM did not converge{what} ({f.n_iter} iterations)")
+        return f
 
     def fit(self, rows: np.ndarray, what: str):
-        try:
-            return self.reml.fit(rows, start=self.full.sigma)
-        except (ValueError, np.linalg.LinAlgError) as err:
-            raise NotEstimable(f"{self.sets[0].data.site}: the imputation MMRM cannot be fitted {what}: {err}") from None
+        return self._checked(lambda: self.reml.fit(rows, start=self.full.sigma), f" {what}")
 
 
-def _fitted_resample(rng: np.random.Generator, group: np.ndarray, groups: list["_FitGroup"], b: int) -> tuple:
+def _fitted_resample(rng: np.random.Generator, group: np.ndarray, groups: list[_FitGroup], b: int) -> tuple:
     """A bootstrap resample and every fit group's fit on it; a resample that cannot be fitted (e.g. no
     retrieved dropout drawn in an arm) is redrawn, up to :data:`MAX_REDRAWS` times. Returns ``(rows,
     [fit, ..., number of redraws])``."""
@@ -215,7 +233,8 @@ def run_method(method: str, sets: Sequence[IcePatients], analysis: AnalysisFn,
     site = sets[0].data.site
     n = sets[0].data.y.shape[0]
     group = sets[0].data.group
-    rng = _rng(settings, site, method)
+    stream = _seed(settings, site, method)
+    rng = np.random.default_rng(stream)
     store: dict = {}
     diagnostics: dict = {}
     groups = _groups(sets, settings.imputation_model)
@@ -260,9 +279,10 @@ def run_method(method: str, sets: Sequence[IcePatients], analysis: AnalysisFn,
         from analysis.sensitivity.ice.bayes_draws import mmrm_posterior_draws
 
         posts = []
-        for g in groups:
+        for g, child in zip(groups, stream.spawn(len(groups))):  # one MCMC seed per site and fit group
             post = mmrm_posterior_draws(g.x_own, np.where(g.sets[0].fit_mask, g.sets[0].y, np.nan),
-                                        g.sets[0].fit_mask, int(settings.n_samples), int(settings.seed),
+                                        g.sets[0].fit_mask, int(settings.n_samples),
+                                        int(child.generate_state(1)[0] % (2 ** 31)),
                                         chains=settings.chains, tune=settings.tune)
             posts.append(post)
             diagnostics[", ".join(p.label for p in g.sets)] = dict(post.diagnostics)  # one fit, shared by these sets
@@ -296,6 +316,8 @@ def _pool(method: str, store: dict, settings: MethodSettings, diagnostics: dict)
             else:
                 se = np.asarray(per[(key, "se")])
                 df = np.asarray(per[(key, "df")])
-                out[key] = pool_rubin(est, se, float(df[0]), level)
+                # the complete-data df: the ANCOVA's are equal in every imputation; the MMRM's
+                # Satterthwaite df vary slightly, and the smallest is taken (conservative)
+                out[key] = pool_rubin(est, se, float(df.min()), level)
         pooled[label], draws[label] = out, dr
     return MethodResult(method=method, pooled=pooled, draws=draws, diagnostics=diagnostics)

@@ -18,14 +18,16 @@ handling                 post-ICE observed values                  imputation mo
 so that, with :math:`O_i` the observed visits kept in the analysis, the values that *enter the
 imputation model* are :math:`F_i = O_i \cap \{j < k_i\}` for a non-MAR strategy or a
 while-on-treatment ICE and :math:`F_i = O_i` otherwise (rbmi's ``is_mar``), and the values to
-*impute* are the visits not in :math:`O_i`. Intermittent missing values before the ICE are always
-imputed under MAR (the strategy's mean equals the own-group mean before :math:`k_i`).
+*impute* are the visits not in :math:`O_i`. Intermittent missing values before the ICE are imputed
+with the own-group mean before :math:`k_i` (MAR) under every strategy but CR, which copies the
+reference's whole profile (as rbmi).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -98,12 +100,12 @@ class IcePatients:
     def n_visits(self) -> int:
         return self.data.y.shape[1]
 
-    @property
+    @cached_property
     def post_ice(self) -> np.ndarray:
         """``(n, m)``: visit :math:`j \\ge k_i`."""
         return np.arange(self.n_visits)[None, :] >= self.ice_index[:, None]
 
-    @property
+    @cached_property
     def y(self) -> np.ndarray:
         """Outcomes kept in the analysis: post-ICE values of hypothetical and while-on-treatment
         ICEs set to ``NaN`` (the input is not modified)."""
@@ -112,23 +114,23 @@ class IcePatients:
         y[drop] = np.nan
         return y
 
-    @property
+    @cached_property
     def observed(self) -> np.ndarray:
         """``(n, m)``: :math:`O_i`, the observed values kept in the analysis."""
         return ~np.isnan(self.y)
 
-    @property
+    @cached_property
     def fit_mask(self) -> np.ndarray:
         """``(n, m)``: :math:`F_i`, the values that enter the imputation model (rbmi's ``is_mar``)."""
         pre_only = (self.strategy != "MAR") | (self.handling == "while_on_treatment")
         return self.observed & ~(self.post_ice & pre_only[:, None])
 
-    @property
+    @cached_property
     def carried(self) -> np.ndarray:
         """``(n, m)``: post-ICE visits of while-on-treatment ICEs (set to the last on-treatment value)."""
         return self.post_ice & (self.handling == "while_on_treatment")[:, None]
 
-    @property
+    @cached_property
     def off_treatment_months(self) -> np.ndarray:
         """``(n, m)``: months since the ICE visit's predecessor at post-ICE visits, 0 elsewhere (the
         retrieved-dropout covariate of treatment-policy ICEs, rbmi's ``time_since_ice``)."""
@@ -137,7 +139,7 @@ class IcePatients:
         out = np.where(self.post_ice, self.data.months[None, :] - start[:, None], 0.0)
         return np.where((self.handling == "treatment_policy")[:, None], out, 0.0)
 
-    @property
+    @cached_property
     def has_retrieved(self) -> bool:
         """Whether any treatment-policy patient has an observed post-ICE value."""
         return bool((self.observed & (self.off_treatment_months > 0)).any())
@@ -153,12 +155,8 @@ class IcePatients:
         for r in rules:
             get = (lambda k, r=r: r.get(k)) if isinstance(r, dict) else (lambda k, r=r: getattr(r, k, None))
             hit = self.post_ice.copy()
-            if get("visit") is not None:
-                at = np.isclose(d.months, float(get("visit")))
-                if not at.any():
-                    raise ValueError(f"delta visit {float(get('visit')):g} is not a post-baseline visit of {d.site} "
-                                     f"({', '.join(f'{t:g}' for t in d.months)})")
-                hit &= at[None, :]
+            if get("visit") is not None:  # a visit this site does not have: the rule shifts nothing here
+                hit &= np.isclose(d.months, float(get("visit")))[None, :]
             if get("group") is not None:
                 if get("group") not in d.levels:
                     raise ValueError(f"delta group {get('group')!r} is not a group of the design "
@@ -197,21 +195,9 @@ class IcePatients:
             if i is None:
                 continue
             ice_index[i] = int(np.searchsorted(data.months, float(month) - 1e-9))
+            if ice_index[i] == m:  # the event falls after this site's last visit: no post-ICE visit here
+                continue
             ice_type[i] = str(kind)
             handling[i] = how
             strategy[i] = normalise_strategy(strat)
         return cls(data, ice_index, ice_type, strategy, handling, label, tuple(notes))
-
-    @classmethod
-    def derived_dropout(cls, data: SiteData, strategy: str = "MAR") -> IcePatients:
-        """The ICE of every patient with missing values after the last observed visit ("discontinued"
-        at the visit after it), handled by rbmi's ``strategy``."""
-        n, m = data.y.shape
-        obs = data.observed
-        rev = obs[:, ::-1]
-        last = np.where(rev.any(axis=1), m - 1 - rev.argmax(axis=1), -1)
-        ice_index = np.where(last < m - 1, last + 1, m)
-        has = ice_index < m
-        s = normalise_strategy(strategy)
-        return cls(data, ice_index.astype(int), np.where(has, "discontinued", "").astype(object),
-                   np.where(has, s, "MAR").astype(object), np.full(n, "rbmi", dtype=object), s)

@@ -147,8 +147,10 @@ def test_fit_mask_follows_rbmi_is_mar():
     assert base.observed[0].tolist() == [True, True, False]  # ... but kept in the analysis
     mar = base.with_strategy("MAR")
     assert mar.fit_mask[0].tolist() == [True, True, False]
-    derived = IcePatients.derived_dropout(d, "JR")
-    assert derived.ice_index.tolist() == [2, 2, 0, 3] and derived.ice_type[3] == ""
+    # an event after the site's last visit affects nothing here: the patient stays MAR (CR would
+    # otherwise copy the reference's profile into the gaps before it)
+    late = IcePatients.from_table(d, {"b": (24, "discontinued", "rbmi", "CR")})
+    assert late.ice_index[1] == 3 and late.strategy[1] == "MAR" and late.ice_type[1] == ""
 
 
 def test_retrieved_dropout_term_is_added_for_treatment_policy_with_post_ice_data():
