@@ -48,13 +48,26 @@ def kenward_roger(engine_der: dict, j: np.ndarray, d2: np.ndarray, w: np.ndarray
 
     Returns ``(Phi_A, df_fun)``; ``df_fun(L)`` gives ``(scale lambda, denominator df m)`` for
     the hypothesis :math:`L\beta = 0` (formulae of Kenward & Roger 1997, as in pbkrtest).
+
+    The engine's pieces are in :math:`\psi` (``pk``: :math:`P_k`; ``qsum``: a function
+    :math:`\tilde W \mapsto \sum_{kl}\tilde W_{kl}Q_{kl}`, or ``qkl`` the (K, K, p, p) tensor),
+    so with :math:`J = \partial\psi/\partial\omega` the sums are taken in :math:`\psi` with
+    :math:`\tilde W = JWJ^\top`: :math:`\sum_{hj}W_{hj}Q_{hj} = \sum_{kl}\tilde W_{kl}Q_{kl}`,
+    :math:`\sum_{hj}W_{hj}R_{hj} = \sum_k(\sum_{hj}W_{hj}\partial_h\partial_j\psi_k)P_k`,
+    never forming :math:`O(H^2p^2)` tensors of pairs beyond :math:`\sum_{hj}W_{hj}P_h\Phi P_j`.
     """
     phi = engine_der["phi"]
-    pk = np.einsum("kh,kpq->hpq", j, engine_der["pk"])
-    qk = np.einsum("kh,lj,klpq->hjpq", j, j, engine_der["qkl"])
-    rk = np.einsum("khj,kpq->hjpq", d2, engine_der["pk"])
-    pphip = np.einsum("hpq,qr,jrs->hjps", pk, phi, pk)
-    u = np.einsum("hj,hjpq->pq", w, qk - pphip - 0.25 * rk)
+    pk = np.tensordot(j, engine_der["pk"], axes=([0], [0]))  # (H, p, p) in omega
+    wt = j @ w @ j.T
+    wt = 0.5 * (wt + wt.T)
+    if "qsum" in engine_der:
+        qsum = engine_der["qsum"](wt)
+    else:
+        qsum = np.tensordot(wt, engine_der["qkl"], axes=([0, 1], [0, 1]))
+    rsum = np.tensordot(np.einsum("khj,hj->k", d2, w), engine_der["pk"], axes=1)
+    wpk = np.tensordot(w, pk, axes=([1], [0]))  # sum_j W_hj P_j
+    psum = np.einsum("hpq,hqs->ps", pk, phi @ wpk)
+    u = qsum - psum - 0.25 * rsum
     phi_a = phi + 2.0 * phi @ u @ phi
     phi_a = 0.5 * (phi_a + phi_a.T)
 
@@ -62,11 +75,10 @@ def kenward_roger(engine_der: dict, j: np.ndarray, d2: np.ndarray, w: np.ndarray
         lmat = np.atleast_2d(lmat)
         c = lmat.shape[0]
         theta = lmat.T @ np.linalg.solve(lmat @ phi @ lmat.T, lmat)
-        mphi = [theta @ phi @ pk[h] @ phi for h in range(pk.shape[0])]
-        tr = np.array([np.trace(mm) for mm in mphi])
+        mphi = np.matmul(theta @ phi, pk) @ phi  # Theta Phi P_h Phi, (H, p, p)
+        tr = np.trace(mphi, axis1=1, axis2=2)
         a1 = float(tr @ w @ tr)
-        a2 = float(sum(w[h, k] * np.trace(mphi[h] @ mphi[k])
-                       for h in range(len(mphi)) for k in range(len(mphi))))
+        a2 = float(np.einsum("hk,hk->", w, np.einsum("hab,kba->hk", mphi, mphi)))
         b = (a1 + 6.0 * a2) / (2.0 * c)
         g = ((c + 1) * a1 - (c + 4) * a2) / ((c + 2) * a2)
         den = 3 * c + 2 * (1 - g)

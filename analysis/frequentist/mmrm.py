@@ -17,10 +17,18 @@ all subjects. Structures (``covariance=``):
 * ``"csh"``, ``"ar1h"`` heterogeneous variants :math:`\Sigma = D R(\rho) D`,
   :math:`\omega = (\sigma_1^2, \dots, \sigma_m^2, \rho)`.
 
-The REML criterion, profiled over :math:`\beta` and a scale :math:`\sigma^2`, is minimised over
-unconstrained parameters (log-Cholesky, log-SD ratios, transformed correlations) by L-BFGS-B
-with exact gradients and then a trust-region Newton method, and refined by Newton steps in
-:math:`\omega`. The reported
+The likelihood and its exact first and second derivatives are sums over missingness patterns
+(:class:`analysis.frequentist.patterns.PatternEngine`: one :math:`\Sigma_{ss}^{-1}` per pattern
+:math:`s`, batched products per patient), so a fit costs :math:`O(n m^2 p + q m^4 + K^2p^2)` for
+:math:`n` patients, :math:`q` patterns and :math:`K = m(m+1)/2`: linear in patients. For ``us``
+the fit takes Newton steps in :math:`\omega = \operatorname{vech}\Sigma` from the empirical
+covariance of OLS residuals (Fisher scoring where the observed information is not positive
+definite; :func:`analysis.frequentist.patterns.newton_reml`). For the other structures, and for
+``us`` should Newton not converge, the REML criterion profiled over :math:`\beta` and a scale
+:math:`\sigma^2` is minimised over unconstrained parameters (log-Cholesky, log-SD ratios,
+transformed correlations) by L-BFGS-B with exact gradients and then a trust-region Newton method.
+Either way the optimum is refined by Newton steps in :math:`\omega` until the Newton decrement
+is below :math:`10^{-14}`. The reported
 log-likelihood is the restricted one of lme4/mmrm (and ``nlme::gls``):
 :math:`-\tfrac12[\sum_i\log|\Sigma_i| + \log|X^\top V^{-1}X| + r^\top V^{-1}r + (N-p)\log 2\pi]`.
 
@@ -51,10 +59,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.frequentist.design import prepare_design
 from analysis.frequentist.ddf import kenward_roger
-from analysis.frequentist.reml import (RemlEngine, complex_jacobian, minimise_profiled,
-                                         newton_polish, single_threaded_blas)
+from analysis.frequentist.design import prepare_design
+from analysis.frequentist.patterns import PatternEngine, newton_reml
+from analysis.frequentist.reml import (
+    Inference,
+    complex_jacobian,
+    minimise_profiled,
+    newton_polish,
+    single_threaded_blas,
+)
 from analysis.frequentist.result import DF_METHODS, RemlFit, jsonable
 
 __all__ = ["fit_mmrm", "MmrmResult", "COVARIANCE_STRUCTURES"]
@@ -163,6 +177,16 @@ class _Structure:
     def psi_of_omega(self, w):
         return self.vech(self.sigma_of_omega(w))
 
+    def exact_psi_derivatives(self):
+        r"""``omega -> (J, d2)`` for ``us``, where :math:`\psi = \omega`: :math:`J = I`,
+        :math:`\nabla^2\psi = 0` (a broadcast view, no memory); ``None`` for the other structures
+        (complex-step Jacobian and its central differences)."""
+        if self.name != "us":
+            return None
+        k = len(self.pairs)
+        eye, zero = np.eye(k), np.broadcast_to(0.0, (k, k, k))
+        return lambda _omega: (eye, zero)
+
     def omega_names(self, labels: list[str]) -> list[str]:
         if self.name == "us":
             return [f"var({labels[i]})" if i == j else f"cov({labels[i]},{labels[j]})"
@@ -252,6 +276,40 @@ def _empirical_cov(e: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return (v * np.maximum(w, floor)) @ v.T
 
 
+def _fit_newton(engine: PatternEngine, st: _Structure, sigma_start: np.ndarray,
+                ) -> tuple[Inference | None, dict]:
+    r"""Unstructured :math:`\Sigma`: Newton / Fisher scoring in :math:`\psi = \omega = \operatorname{vech}\Sigma`
+    from ``sigma_start``, polished by :func:`newton_polish` (``None`` if the start is not
+    positive definite)."""
+    psi, info = newton_reml(engine, sigma_start)
+    if not np.isfinite(engine.loglik(psi)):
+        return None, info
+    inf = newton_polish(engine, st.psi_of_omega, psi, st.omega_scale(psi),
+                        psi_derivatives=st.exact_psi_derivatives())
+    return inf, info
+
+
+def _fit_profiled(engine: PatternEngine, st: _Structure, sigma_start: np.ndarray, covariance: str,
+                  dof: int) -> tuple[Inference, dict]:
+    r"""Any structure: minimise the REML deviance profiled over :math:`\sigma^2` in the relative
+    parameters :math:`\phi` (:func:`minimise_profiled`), then Newton-polish in :math:`\omega`."""
+    phi_start = st.start(sigma_start)
+    if phi_start.size == 0:  # one visit, one variance: profiled out in closed form, nothing to optimise
+        phi_hat = phi_start
+        info = {"n_function_evals": 0, "optimizer_message": "one visit: the variance is profiled out",
+                "optimizer_success": True}
+    else:
+        phi_hat, info = minimise_profiled(engine, st.psi0,
+                                          lambda phi: complex_jacobian(st.psi0, phi), phi_start)
+    ev = engine.evaluate(np.real(st.psi0(phi_hat)))
+    if ev is None:
+        raise RuntimeError(f"MMRM fit ({covariance!r}) failed: {info['optimizer_message']}")
+    sigma_hat = (ev.quad / dof) * np.real(st.sigma0(phi_hat))
+    omega = st.omega_from_sigma(sigma_hat)
+    return newton_polish(engine, st.psi_of_omega, omega, st.omega_scale(omega),
+                         psi_derivatives=st.exact_psi_derivatives()), info
+
+
 @single_threaded_blas
 def fit_mmrm(data: pd.DataFrame, formula: str, subject: str = "patient_id", visit: str = "month",
              covariance: str = "us", df_method: str = "satterthwaite", level: float = 0.95,
@@ -320,32 +378,18 @@ def fit_mmrm(data: pd.DataFrame, formula: str, subject: str = "patient_id", visi
     ypad[codes, pos] = design.y
     xpad = np.zeros((n, m, p))
     xpad[codes, pos] = design.x
-    mf = mask.astype(float)
-    g = np.zeros((len(st.pairs), n, m, m))
-    for k, (i, j) in enumerate(st.pairs):
-        both = mf[:, i] * mf[:, j]
-        g[k, :, i, j] = both
-        g[k, :, j, i] = both
-    engine = RemlEngine(xpad, ypad, mask, g)
+    engine = PatternEngine(xpad, ypad, mask)
 
     beta_ols = np.linalg.lstsq(design.x, design.y, rcond=None)[0]
-    e = (ypad - xpad @ beta_ols) * mf
-    phi_start = st.start(_empirical_cov(e, mask))
-
-    if phi_start.size == 0:  # one visit, one variance: profiled out in closed form, nothing to optimise
-        phi_hat = phi_start
-        info = {"n_function_evals": 0, "optimizer_message": "one visit: the variance is profiled out",
-                "optimizer_success": True}
-    else:
-        phi_hat, info = minimise_profiled(engine, st.psi0,
-                                          lambda phi: complex_jacobian(st.psi0, phi), phi_start)
-    ev = engine.evaluate(np.real(st.psi0(phi_hat)))
-    if ev is None:
-        raise RuntimeError(f"MMRM fit ({covariance!r}) failed: {info['optimizer_message']}")
-    s2 = ev.quad / (len(df) - p)
-    sigma_hat = s2 * np.real(st.sigma0(phi_hat))
-    omega = st.omega_from_sigma(sigma_hat)
-    inf = newton_polish(engine, st.psi_of_omega, omega, st.omega_scale(omega))
+    e = (ypad - xpad @ beta_ols) * mask
+    sigma_start = _empirical_cov(e, mask)
+    inf, info = None, {}
+    if covariance == "us" and m > 1:
+        inf, info = _fit_newton(engine, st, sigma_start)
+    if inf is None or not (inf.newton_decrement() < 1e-6 and inf.w is not None):
+        fallback, info_fb = _fit_profiled(engine, st, sigma_start, covariance, len(df) - p)
+        if inf is None or fallback.loglik > inf.loglik:
+            inf, info = fallback, info_fb
     dec = inf.newton_decrement()
     converged = dec < 1e-6 and inf.w is not None
     messages = []

@@ -37,7 +37,12 @@ and :math:`\partial \Phi / \partial\psi_k = \Phi P_k \Phi` with
 inference uses a smooth reparametrisation :math:`\psi = \psi(\omega)` chosen by each model: the
 Hessian in :math:`\omega` is :math:`J^\top H_\psi J + \sum_k g_{\psi,k} \nabla^2 \psi_k`, where
 :math:`J = \partial\psi/\partial\omega` is taken by complex-step differentiation (exact to rounding)
-and :math:`\nabla^2\psi_k` by central differences of that exact Jacobian.
+and :math:`\nabla^2\psi_k` by central differences of that exact Jacobian (or, where the model knows
+them, e.g. :math:`\psi = \omega` for the unstructured MMRM, exactly).
+
+:class:`RemlEngine` keeps the basis as a dense (K, n, m, m) tensor, which suits the LMM (per-subject
+times, K = 4); the MMRM, whose :math:`V_i` depend only on the missingness pattern, uses
+:class:`analysis.frequentist.patterns.PatternEngine`, which has the same interface.
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ import numpy as np
 
 __all__ = [
     "Inference",
+    "PsiDerivatives",
     "RemlEngine",
     "complex_jacobian",
     "minimise_profiled",
@@ -60,6 +66,9 @@ __all__ = [
 ]
 
 _LOG2PI = float(np.log(2.0 * np.pi))
+
+#: ``omega -> (d psi / d omega (K, H), d2 psi / d omega^2 (K, H, H))``, exact
+PsiDerivatives = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
 @dataclass
@@ -263,13 +272,23 @@ class Inference:
     d2_psi: np.ndarray
 
     @classmethod
-    def compute(cls, engine: RemlEngine, psi_of: Callable[[np.ndarray], np.ndarray],
-                omega: np.ndarray, scale: np.ndarray) -> Inference:
-        """Evaluate score, Hessian and :math:`\\partial\\Phi/\\partial\\omega` at ``omega``."""
+    def compute(cls, engine, psi_of: Callable[[np.ndarray], np.ndarray], omega: np.ndarray,
+                scale: np.ndarray, psi_derivatives: PsiDerivatives | None = None) -> Inference:
+        """Evaluate score, Hessian and :math:`\\partial\\Phi/\\partial\\omega` at ``omega``.
+
+        ``engine`` is a :class:`RemlEngine` or anything with its ``derivatives`` (e.g.
+        :class:`analysis.frequentist.patterns.PatternEngine`). ``psi_derivatives(omega)``, if
+        given, returns the exact :math:`(\\partial\\psi/\\partial\\omega,\\ \\nabla^2\\psi)`
+        (e.g. the identity and zeros when :math:`\\psi = \\omega`) instead of the complex-step
+        Jacobian and its central differences.
+        """
         psi = np.real(psi_of(omega.astype(complex)))
         der = engine.derivatives(psi)
-        jpsi = complex_jacobian(psi_of, omega)
-        d2 = second_derivatives(psi_of, omega, scale)
+        if psi_derivatives is not None:
+            jpsi, d2 = psi_derivatives(omega)
+        else:
+            jpsi = complex_jacobian(psi_of, omega)
+            d2 = second_derivatives(psi_of, omega, scale)
         grad = jpsi.T @ der["grad"]
         hess = jpsi.T @ der["hess"] @ jpsi + np.einsum("k,khj->hj", der["grad"], d2)
         hess = 0.5 * (hess + hess.T)
@@ -281,8 +300,8 @@ class Inference:
         except np.linalg.LinAlgError:
             w = None
         phi = der["phi"]
-        dphi_psi = np.einsum("pq,kqr,rs->kps", phi, der["pk"], phi)
-        jac = np.einsum("kh,kps->hps", jpsi, dphi_psi)
+        dphi_psi = np.matmul(np.matmul(phi, der["pk"]), phi)  # Phi P_k Phi
+        jac = np.tensordot(jpsi, dphi_psi, axes=([0], [0]))
         return cls(der["beta"], phi, np.asarray(omega, float), float(der["loglik"]), grad, hess,
                    w, jac, der, jpsi, d2)
 
@@ -293,14 +312,16 @@ class Inference:
         return float(self.grad @ self.w @ self.grad)
 
 
-def newton_polish(engine: RemlEngine, psi_of: Callable[[np.ndarray], np.ndarray],
-                  omega: np.ndarray, scale: np.ndarray, max_iter: int = 6) -> Inference:
+def newton_polish(engine, psi_of: Callable[[np.ndarray], np.ndarray], omega: np.ndarray,
+                  scale: np.ndarray, max_iter: int = 6,
+                  psi_derivatives: PsiDerivatives | None = None) -> Inference:
     r"""Refine an optimum with Newton steps :math:`\omega + (-H)^{-1} g` (step-halving).
 
     Stops when the Newton decrement :math:`g^\top(-H)^{-1}g < 10^{-14}`, when the Hessian is
     not negative definite (e.g. on the boundary), or when no step improves :math:`\ell_R`.
+    ``engine`` and ``psi_derivatives`` as in :meth:`Inference.compute`.
     """
-    inf = Inference.compute(engine, psi_of, omega, scale)
+    inf = Inference.compute(engine, psi_of, omega, scale, psi_derivatives)
     for _ in range(max_iter):
         if inf.w is None or inf.newton_decrement() < 1e-14:
             break
@@ -315,7 +336,7 @@ def newton_polish(engine: RemlEngine, psi_of: Callable[[np.ndarray], np.ndarray]
             t /= 2.0
         if accepted is None:
             break
-        inf = Inference.compute(engine, psi_of, accepted, scale)
+        inf = Inference.compute(engine, psi_of, accepted, scale, psi_derivatives)
     return inf
 
 
