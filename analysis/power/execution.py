@@ -7,6 +7,9 @@ process, on joblib/loky worker processes, or on a Dask distributed scheduler
 (``"tcp://HOST:PORT"``, :func:`check_scheduler`), and yields each finished chunk's raw rows as it
 completes. Results do not depend on which (:mod:`analysis.power.simulated_study`).
 
+On a Dask cluster every chunk is a task of its own, gathered as soon as it finishes; a worker that
+dies mid-study has its chunks rerun elsewhere by the scheduler, with the same rows (:func:`_dask`).
+
 Resuming
 --------
 With ``out=DIR`` every finished chunk of simulations is written atomically to
@@ -32,7 +35,7 @@ import pandas as pd
 from analysis.power.raw import POWER_FORMAT
 from analysis.power.simulated_study import Chunk, StudySpec, run_chunk
 
-__all__ = ["ProgressBar", "ResultStore", "check_scheduler", "execute"]
+__all__ = ["DASK_RETRIES", "ProgressBar", "ResultStore", "check_scheduler", "execute"]
 
 
 def check_scheduler(address: str) -> str:
@@ -98,20 +101,60 @@ def _process_pool(chunks: list[Chunk], workers: int) -> Iterator[tuple[Chunk, pd
         gen.close()
 
 
+#: Tries of a chunk whose task *raises* on a Dask worker (a failed fit is a result, not an error).
+#: A worker that dies mid-chunk is another matter: the scheduler reruns its chunks elsewhere by
+#: itself, up to ``distributed.scheduler.allowed-failures`` deaths per chunk (default 3).
+DASK_RETRIES = 2
+
+
+def _chunk_key(run: str, chunk: Chunk) -> str:
+    return f"rajak-power-chunk-{run}-n{chunk.n}-s{chunk.sims[0]}-{chunk.sims[-1]}-{len(chunk.sims)}"
+
+
 def _dask(chunks: list[Chunk], scheduler: str, timeout: float = 30.0) -> Iterator[tuple[Chunk, pd.DataFrame]]:
+    """Run ``chunks`` as tasks of the Dask scheduler at ``scheduler`` and yield each one as it finishes.
+
+    Fault tolerance: every chunk is one task with its own key (unique to this run), computed from
+    the chunk alone (seeds from the study's seed and the simulation indices,
+    :mod:`analysis.power.simulated_study`), so the scheduler may run it on any worker, in any order,
+    as often as needed. A worker that dies (killed, out of memory, its machine lost) takes its
+    running and queued chunks with it; the scheduler reruns them on the other workers (or on the
+    one its nanny restarts), with identical rows. Each result is gathered to this process as soon as
+    its task finishes and the task is then released, so a finished chunk never lives only on a
+    worker that may die later, and nothing finished is recomputed. Results are kept by chunk key:
+    a chunk is yielded at most once. A chunk whose task raises is retried :data:`DASK_RETRIES`
+    times; then (or after too many workers died running it: ``KilledWorker``) a
+    :class:`RuntimeError` names it.
+    """
+    import uuid
+
     from distributed import Client, as_completed
 
     client = Client(scheduler, timeout=f"{timeout}s", set_as_default=False)
-    futures = []
+    run = uuid.uuid4().hex[:12]
+    owner = {_chunk_key(run, c): c for c in chunks}
+    pending: dict[str, Any] = {}
     try:
-        futures = [client.submit(run_chunk, c, pure=False) for c in chunks]
-        owner = {f.key: c for f, c in zip(futures, chunks)}
-        for fut in as_completed(futures, loop=client.loop):
-            yield owner[fut.key], fut.result()
+        for key, c in owner.items():
+            pending[key] = client.submit(run_chunk, c, key=key, pure=False, retries=DASK_RETRIES)
+        done = as_completed(list(pending.values()), loop=client.loop, with_results=True, raise_errors=False)
+        for fut, value in done:
+            key = fut.key
+            if pending.pop(key, None) is None:  # already delivered (defensive: never twice)
+                continue
+            status = fut.status
+            fut.release()  # the rows are here now; the cluster may forget them
+            del fut
+            if status != "finished":
+                c = owner[key]
+                err = value[1] if isinstance(value, tuple) and len(value) == 3 else value
+                raise RuntimeError(f"simulations {c.sims[0]}..{c.sims[-1]} at n = {c.n} failed on the Dask "
+                                   f"cluster ({type(err).__name__}: {err})") from (
+                                       err if isinstance(err, BaseException) else None)
+            yield owner[key], value
     finally:
-        pending = [f for f in futures if not f.done()]
         if pending:
-            client.cancel(pending)
+            client.cancel(list(pending.values()))
         client.close()
 
 
