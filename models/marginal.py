@@ -27,7 +27,8 @@ and SD). This module holds
 - the marginal likelihood with the random effects integrated out,
   :func:`marginal_loglik_per_patient` / :func:`marginal_loglik`, and the exact conditional
   draws of the effects after sampling, :func:`draw_marginal_effects` and
-  :func:`effects_dataarray`.
+  :func:`effects_dataarray` (in :mod:`models.marginal_effects`: per patient, in chunks of draws,
+  re-exported here).
 
 Marginal likelihood
 -------------------
@@ -50,13 +51,12 @@ without rows contributes exactly zero. Given the parameters (and the weights), t
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-if TYPE_CHECKING:  # pragma: no cover
-    import xarray as xr
+from models.marginal_effects import draw_marginal_effects, effects_dataarray
 
 __all__ = [
     "as_bool_responder",
@@ -444,91 +444,3 @@ def marginal_loglik(
 
     terms = _per_patient_terms(resid, t, pidx, n_patients, l00, l10, l11, sigma, weights)
     return -0.5 * pt.sum(terms)
-
-
-def draw_marginal_effects(
-    post: xr.Dataset,
-    arrays: dict[str, np.ndarray],
-    rng: np.random.Generator,
-    *,
-    offset: np.ndarray | None = None,
-    weights: np.ndarray | None = None,
-) -> np.ndarray:
-    r"""Draws of the standardised random effects given each posterior draw of a marginal model.
-
-    Parameters
-    ----------
-    post : xarray.Dataset
-        Posterior with ``beta_std`` (chain, draw, coef), ``tau_std``, ``corr_beta``,
-        ``sigma_std`` and, with covariates, ``gamma_std``.
-    arrays : dict
-        The model's data (``y_std``, ``t``, ``patient_idx``, ``group_x``, ``x_std``; without
-        ``group_x``, a single group, ``n_patients``).
-    rng : numpy.random.Generator
-    offset : ndarray, shape (chain, draw, obs), optional
-        Further fixed part of the mean (standardised units), e.g. disease activity.
-    weights : ndarray, shape (chain, draw, obs), optional
-        Precision weights of the scale-mixture (Student-t) residuals.
-
-    Returns
-    -------
-    ndarray, shape (chain, draw, patient, 2)
-        :math:`u_i \sim N(A_i^{-1} Z_i^\top W_i r_i / \sigma^2, A_i^{-1})` per draw.
-    """
-    beta = post["beta_std"].values  # (C, D, 2 + 2 n_contrasts)
-    tau = post["tau_std"].values  # (C, D, 2)
-    rho = 2.0 * post["corr_beta"].values - 1.0
-    sigma = post["sigma_std"].values
-    t, pidx = arrays["t"], arrays["patient_idx"]
-    n_con = (beta.shape[-1] - 2) // 2
-    gx = arrays["group_x"] if n_con else None
-    n_pat = gx.shape[0] if n_con else int(arrays["n_patients"])
-    if n_con:
-        m0, m1 = group_means(beta, gx, n_con)  # (C, D, P)
-    else:
-        m0 = np.broadcast_to(beta[..., 0, None], (*beta.shape[:-1], n_pat))
-        m1 = np.broadcast_to(beta[..., 1, None], (*beta.shape[:-1], n_pat))
-    fixed = m0[..., pidx] + m1[..., pidx] * t
-    if "gamma_std" in post:
-        fixed = fixed + post["gamma_std"].values @ arrays["x_std"].T
-    if offset is not None:
-        fixed = fixed + offset
-    r = arrays["y_std"] - fixed  # (C, D, N)
-    onehot = np.zeros((t.shape[0], n_pat))
-    onehot[np.arange(t.shape[0]), pidx] = 1.0
-    if weights is None:
-        n, s1, s2 = onehot.sum(0), t @ onehot, (t * t) @ onehot
-        r0, r1 = r @ onehot, (r * t) @ onehot
-    else:
-        n, s1, s2 = weights @ onehot, (weights * t) @ onehot, (weights * t * t) @ onehot
-        r0, r1 = (weights * r) @ onehot, (weights * r * t) @ onehot
-    l00, l10, l11 = tau[..., 0], tau[..., 1] * rho, tau[..., 1] * np.sqrt(1.0 - rho**2)
-    s00, s01, s11 = l00**2, l00 * l10, l10**2 + l11**2
-    det_s = (l00 * l11) ** 2
-    inv_s2 = 1.0 / sigma**2
-    a = (s11 / det_s)[..., None] + inv_s2[..., None] * n
-    b = (-s01 / det_s)[..., None] + inv_s2[..., None] * s1
-    c = (s00 / det_s)[..., None] + inv_s2[..., None] * s2
-    det_a = a * c - b * b
-    # A^{-1} = [[c, -b], [-b, a]] / det_a; mean = A^{-1} Z^T W r / sigma^2
-    z0, z1 = inv_s2[..., None] * r0, inv_s2[..., None] * r1
-    mean0, mean1 = (c * z0 - b * z1) / det_a, (a * z1 - b * z0) / det_a
-    v00, v01, v11 = c / det_a, -b / det_a, a / det_a
-    c00 = np.sqrt(v00)
-    c10 = v01 / c00
-    c11 = np.sqrt(np.maximum(v11 - c10**2, 0.0))
-    eps = rng.standard_normal((*mean0.shape, 2))
-    u0 = mean0 + c00 * eps[..., 0]
-    u1 = mean1 + c10 * eps[..., 0] + c11 * eps[..., 1]
-    return np.stack([u0, u1], axis=-1)
-
-
-def effects_dataarray(u: np.ndarray, patient_ids: np.ndarray) -> xr.DataArray:
-    """Patient effects (chain, draw, patient, effect) on the original scale as a DataArray."""
-    import xarray as xr
-
-    return xr.DataArray(
-        u,
-        dims=("chain", "draw", "patient", "effect"),
-        coords={"patient": patient_ids, "effect": ["intercept", "slope"]},
-    )

@@ -70,8 +70,9 @@ and :math:`m_i = (b_0 + \sum_k b_{2k} g_{ik},\; b_1 + \sum_k b_{2k+1} g_{ik})` f
   :math:`y_i \sim \mathrm{MVN}(X_i b, \sigma^2 I + Z_i \Sigma Z_i^\top)` (see
   :func:`models.marginal.marginal_loglik`); the sampler sees only :math:`b, \tau, \Omega,
   \sigma, \gamma`. The patients' effects ``u`` are drawn afterwards from their exact Gaussian
-  conditional given each posterior draw (:meth:`TrajectoryModel.postprocess`), so the draws
-  are from the same joint posterior. No parameter depends on the number of patients: one
+  conditional given each posterior draw (:meth:`TrajectoryModel.postprocess`; above
+  :data:`models.marginal_effects.EAGER_PATIENT_DRAWS` patients x draws on request, see
+  :mod:`models.trajectory_patients`), so the draws are from the same joint posterior. No parameter depends on the number of patients: one
   compiled model serves any data size. With the Student-t likelihood the residuals are written
   as a scale mixture, :math:`e_{ij} \mid w_{ij} \sim N(0, \sigma^2/w_{ij})`,
   :math:`w_{ij} \sim \mathrm{Gamma}(\nu/2, \nu/2)`; given the weights the model is Gaussian
@@ -149,8 +150,6 @@ import pandas as pd
 from models.marginal import (
     covariate_term,
     data_containers,
-    draw_marginal_effects,
-    effects_dataarray,
     group_means,
     lmm_parameters,
     marginal_loglik,
@@ -167,6 +166,7 @@ from models.trajectory_data import (
     contrast_names,
     prepare_trajectory_data,
 )
+from models.trajectory_patients import PerPatientQuantities
 from models.trajectory_terms import latent_effects, student_t_weights
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -325,7 +325,7 @@ def _data_arrays(prep: PreparedData, priors: TrajectoryPriors, endpoint_month: f
 
 
 @dataclass
-class TrajectoryModel:
+class TrajectoryModel(PerPatientQuantities):
     """A built trajectory model plus what :func:`analysis.engine.sampling.sample` needs to fit it.
 
     Attributes
@@ -419,77 +419,6 @@ class TrajectoryModel:
         arrays = _data_arrays(prep, priors, self.endpoint_month)
         update_model_data(self.pymc_model, arrays, prep.n_obs, prep.patient_ids)
         self.prepared, self.priors, self.data_values = prep, priors, arrays
-
-    def postprocess(self, dt: xr.DataTree, *, seed: int = 0) -> xr.DataTree:
-        r"""Hook called by :func:`analysis.engine.sampling.sample` on the raw sampler output.
-
-        For the marginal parameterisation, adds ``u`` (patient, effect; g/cm^2 and g/cm^2/yr)
-        drawn from its exact conditional :math:`N(A_i^{-1} Z_i^\top W_i r_i / \sigma^2,
-        A_i^{-1})` given each posterior draw (and, for Student-t residuals, the draw's precision
-        weights ``w_obs``; see :func:`models.marginal.draw_marginal_effects`), with an RNG
-        seeded by ``seed``: together the draws are from the joint posterior. Then adds the
-        ``log_likelihood`` group (``bmd``, see :meth:`log_likelihood`).
-        """
-        import xarray as xr
-
-        if self.parameterisation == "marginal":
-            post = dt["posterior"].to_dataset()
-            weights = post["w_obs"].values if "w_obs" in post else None
-            u = draw_marginal_effects(
-                post, self.data_values, np.random.default_rng([seed, 7]), weights=weights
-            )
-            post["u"] = effects_dataarray(
-                u * float(self.data_values["y_scale"]), self.prepared.patient_ids
-            )
-            dt["posterior"] = post
-        dt["log_likelihood"] = xr.Dataset({"bmd": self.log_likelihood(dt["posterior"].to_dataset())})
-        return dt
-
-    def log_likelihood(self, post: xr.Dataset) -> xr.DataArray:
-        r"""Pointwise log-likelihood of each observation given the patient's effects,
-
-        .. math::
-
-            \log p(y_{ij} \mid \theta, u_i) = \log f(y_{ij};\ \mu_{ij}, \sigma[, \nu]),\quad
-            \mu_{ij} = b_0 + \sum_k b_{2k} g_{ik} + \Bigl(b_1 + \sum_k b_{2k+1} g_{ik}\Bigr) t_{ij}
-                       + (x_{ij} - \bar x)^\top\gamma + u_{0i} + u_{1i} t_{ij},
-
-        on the original scale (dims ``chain, draw, obs``), for PSIS-LOO (conditional on the
-        patient effects, as brms' default ``loo``).
-        """
-        import xarray as xr
-        from scipy import stats
-
-        prep = self.prepared
-        mu = self._mu(post)
-        sigma = post["sigma"].values[..., None]
-        if self.likelihood == "student_t":
-            ll = stats.t.logpdf(prep.y, post["nu"].values[..., None], loc=mu, scale=sigma)
-        else:
-            ll = stats.norm.logpdf(prep.y, loc=mu, scale=sigma)
-        return xr.DataArray(ll, dims=("chain", "draw", "obs"))
-
-    def _mu(self, post: xr.Dataset) -> np.ndarray:
-        prep = self.prepared
-        b = post["b"].transpose("chain", "draw", "coef").values
-        u = post["u"].transpose("chain", "draw", "patient", "effect").values
-        t = prep.t_years
-        m0, m1 = group_means(b, prep.group_x[prep.patient_idx], prep.n_contrasts)  # per row
-        mu = m0 + m1 * t + u[..., prep.patient_idx, 0] + u[..., prep.patient_idx, 1] * t
-        if prep.covariates:
-            mu = mu + post["gamma"].transpose("chain", "draw", "covariate").values @ (prep.x - prep.x_loc).T
-        return mu
-
-    def posterior_predictive(self, post: xr.Dataset, seed: int = 0) -> np.ndarray:
-        """Replicated observations (chain, draw, obs) in g/cm^2, given each draw's patient effects."""
-        rng = np.random.default_rng([seed, 11])
-        mu = self._mu(post)
-        sigma = post["sigma"].values[..., None]
-        if self.likelihood == "student_t":
-            eps = rng.standard_t(post["nu"].values[..., None], size=mu.shape)
-        else:
-            eps = rng.standard_normal(mu.shape)
-        return mu + sigma * eps
 
 
 def build_trajectory_model(

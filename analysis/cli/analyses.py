@@ -99,6 +99,17 @@ def _completers_text(table):
     return table[cols]
 
 
+def _out_of_memory_text(what: str, site: str, derived, draws: int, chains: int, saving: bool = False) -> str:
+    """The one line ``rajak fit`` ends with when memory runs out: the size and what to ask for instead."""
+    n_pat = int(derived["patient_id"].nunique()) if "patient_id" in derived.columns else 0
+    fewer = max(100, draws // 4)
+    step = "saving the fit" if saving else "fitting"
+    return (f"out of memory {step} {what} at {site} ({n_pat} patients, {chains} chains x {draws} draws): "
+            f"ask for fewer draws or chains (e.g. --draws {fewer} --chains 2), "
+            + ("or leave out --save" if saving else "one --site at a time")
+            + ", and leave RAJAK_PER_PATIENT unset (per-patient effects and log-likelihoods on request)")
+
+
 @design_options
 def fit(
     model: Annotated[str, typer.Option(help="lmm, mmrm, joint, activity or robust (leave at lmm with --formula).")] = "lmm",
@@ -166,8 +177,15 @@ def fit(
     except (DataValidationError, ConfigError) as exc:
         err(str(exc))
         raise typer.Exit(EXIT_BAD_INPUT)
+    except MemoryError:  # one line saying what to ask for instead, not a traceback
+        err(_out_of_memory_text(what, site, derived, draws, chains))
+        raise typer.Exit(EXIT_BAD_INPUT) from None
     if save is not None:
-        res.fit.save(save)
+        try:
+            res.fit.save(save)
+        except MemoryError:
+            err(_out_of_memory_text(what, site, derived, draws, chains, saving=True))
+            raise typer.Exit(EXIT_BAD_INPUT) from None
         info(f"saved fit to {save}")
     diag = res.fit.diagnostics
     if not diag.passed:

@@ -13,6 +13,7 @@ import sys
 import typer
 
 from analysis.cli.analyses import compare, fit, frequentist
+from analysis.cli.calibration import validate_methods
 from analysis.cli.common import EXIT_BAD_INPUT, PATH_ERRORS, err
 from analysis.cli.data import twin, validate
 from analysis.cli.power import power
@@ -33,6 +34,7 @@ app = typer.Typer(
 )
 for command in (validate, twin, frequentist, fit, compare, sensitivity, run, power):
     app.command()(command)
+app.command(name="validate-methods")(validate_methods)
 
 
 def main() -> None:

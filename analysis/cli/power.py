@@ -269,7 +269,9 @@ def _data_prior(pdz, prior_fits: list[Path] | None, seed: int):
 
 
 def _report(res, sims: int, seed: int, target: float, out: Path | None, as_json: bool) -> None:
-    """The result on stdout: JSON, or the design, the power table and the smallest n."""
+    """The result on stdout: JSON, or the design, the power table (each simulated row beside its
+    closed form and the z-score of their gap, with a warning line where it exceeds 3) and the
+    smallest n."""
     if out is not None:
         _info(f"wrote {out}/ (raw.parquet, summary.csv, smallest_n.csv, power_table.csv, power_curve.png/.svg)")
     failed = int((~res.raw["ok"].astype(bool)).sum())
@@ -283,11 +285,20 @@ def _report(res, sims: int, seed: int, target: float, out: Path | None, as_json:
     typer.echo(f"== {kind} by simulation: {sims} studies per n, seed {seed}, generator {res.design.generator}, "
                f"dropout {drop if drop is not None else 'as designed' if res.design.generator != 'data' else 'as observed'} ==")
     typer.echo(f"design: {res.design.describe()}")
-    fmt = {"index": False, "float_format": lambda v: f"{v:.3f}"}
-    summary = res.summary()
+    fmt = {"index": False, "float_format": lambda v: f"{v:.3f}", "na_rep": "-"}
+    summary = res.closed_form_gap()
     cols = [c for c in ["site", "contrast", "analysis", "criterion", "n", "power", "mc_se", "ci_low", "ci_high",
-                        "failed"] if c in summary.columns]
-    typer.echo(summary[cols].rename(columns={"power": kind}).to_string(**fmt))
+                        "closed_form_power", "z_gap", "failed"] if c in summary.columns]
+    typer.echo(summary[cols].rename(columns={"power": kind, "closed_form_power": "closed_form"}).to_string(**fmt))
+    if res.prior is None:
+        typer.echo("(closed_form: power of the same test on the same simulated design, analyses lmm and mmrm; "
+                   "z_gap = (simulated - closed form) / Monte-Carlo SE)")
+        from analysis.power.summary import gap_warnings
+
+        for line in gap_warnings(summary):
+            typer.echo(line)
+    else:
+        typer.echo("(closed_form: power at the design's point values; the assurance averages over the design prior)")
     typer.echo(f"\nSmallest n reaching {kind} {target:g}:")
     typer.echo(res.smallest_n(target).to_string(index=False, float_format=lambda v: f"{v:.3f}", na_rep="-"))
     typer.echo("(n_min: estimate reaches the target; n_min_sure: its lower 95% Monte-Carlo limit does; - : not in the grid)")

@@ -53,7 +53,8 @@ class FitResult:
         Seconds spent in :func:`sample` (compile + sampling + post-processing + diagnostics).
     diagnostics : Diagnostics
     timings : dict of str to float
-        ``compile``, ``sample`` and ``total`` seconds.
+        ``compile``, ``sample``, ``postprocess`` (the model's post-processing and the diagnostics)
+        and ``total`` seconds.
     """
 
     posterior: xr.DataTree

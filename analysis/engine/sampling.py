@@ -167,8 +167,10 @@ def sample(
             )
         t_sample = time.perf_counter() - t0  # includes PyMC's own compilation
         versions = {}
+    t_post = time.perf_counter()
     dt = fm.postprocess(dt, seed=seed)
     diagnostics = diagnose(dt, fm.diagnostic_vars, thresholds)
+    t_post = time.perf_counter() - t_post
 
     import pymc
 
@@ -188,7 +190,7 @@ def sample(
         "model": fm.describe(),
     }
     total = time.perf_counter() - t_start
-    timings = {"compile": info["compile_time"], "sample": t_sample, "total": total}
+    timings = {"compile": info["compile_time"], "sample": t_sample, "postprocess": t_post, "total": total}
     return FitResult(
         posterior=dt, settings=settings, wall_time=total, diagnostics=diagnostics, timings=timings
     )

@@ -26,6 +26,11 @@ Modules, in the order a study uses them:
 ``study``                       :func:`run_power`, the loop
 ``summary``, ``results``        decision rules and summaries; :class:`PowerResult`
 ``closed_form``                 Diggle et al. and Liu & Liang closed forms
+``closed_form_dropout``         Lu, Luo & Chen (MMRM) and Edland (LMM) with monotone dropout
+``closed_form_engine``          large-sample power of the LMM / MMRM tests on a design's strata
+``closed_form_model``           their analysis models and the REML limit of the working covariance
+``closed_form_completers``      the completers' Welch t-test on a design's strata
+``closed_form_design``          the closed form of a :class:`PowerDesign`, on the simulated design
 ==============================  ==================================================================
 
 Every public name below is importable from here (``from analysis.power import PowerDesign,
@@ -43,9 +48,11 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from analysis.power.analyses import ANALYSES
     from analysis.power.bayes_rule import BayesRefit, BayesRefitter
-    from analysis.power.closed_form import (PowerCalculation, closed_form_power, diggle_linear_power,
-                                            liu_liang_linear_power, random_slope_covariance, slope_difference_power,
+    from analysis.power.closed_form import (PowerCalculation, diggle_linear_power, liu_liang_linear_power,
+                                            random_slope_covariance, slope_difference_power,
                                             slope_difference_sample_size)
+    from analysis.power.closed_form_design import closed_form_power, closed_form_table
+    from analysis.power.closed_form_dropout import edland_linear_power, lu_luo_chen_phi, power_mmrm
     from analysis.power.data_generator import closed_form_data_power, simulate_from_data
     from analysis.power.data_model import DataModel, SiteModel, estimate_data_model
     from analysis.power.design import (PowerDesign, design_from_data, disease_control_slope_pct, load_power_design,
@@ -60,7 +67,7 @@ if TYPE_CHECKING:
     from analysis.power.settings import PowerSettings
     from analysis.power.simulated_study import simulation_seed_sequence
     from analysis.power.study import run_power
-    from analysis.power.summary import smallest_n, summarise, wilson_interval
+    from analysis.power.summary import closed_form_gap, smallest_n, summarise, wilson_interval
 
 # public name -> the submodule that defines it
 _HOME = MappingProxyType({
@@ -81,7 +88,12 @@ _HOME = MappingProxyType({
     "calibrate_dropout_per_visit": "dropout",
     "check_scheduler": "execution",
     "closed_form_data_power": "data_generator",
-    "closed_form_power": "closed_form",
+    "closed_form_gap": "summary",
+    "closed_form_power": "closed_form_design",
+    "closed_form_table": "closed_form_design",
+    "edland_linear_power": "closed_form_dropout",
+    "lu_luo_chen_phi": "closed_form_dropout",
+    "power_mmrm": "closed_form_dropout",
     "estimate_data_model": "data_model",
     "estimable_analyses": "data_model",
     "design_from_data": "design",

@@ -57,26 +57,22 @@ Verified values (``tests/analysis/power/test_power.py``): Diggle et al.'s table 
 
 For a power design
 ------------------
-:func:`closed_form_power` applies Liu & Liang to a :class:`~analysis.power.design.PowerDesign`
-(its Gaussian generator's model, linearised), the reference line of the simulated power curves.
+The closed form of a simulated :class:`~analysis.power.design.PowerDesign` is computed on exactly
+the design its simulator draws, with the simulated tests (:mod:`analysis.power.closed_form_design`);
+with dropout see also :mod:`analysis.power.closed_form_dropout` (Lu, Luo & Chen; Edland).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 from scipy import stats
 
-if TYPE_CHECKING:
-    from analysis.power.design import PowerDesign
-    from models.simulate import Design
-
 __all__ = [
     "PowerCalculation",
-    "closed_form_power",
     "diggle_linear_power",
     "liu_liang_linear_power",
     "random_slope_covariance",
@@ -348,57 +344,3 @@ def slope_difference_sample_size(delta: float, t: Sequence[float], V: np.ndarray
     u, v = _slope_designs(t)
     return liu_liang_linear_power(delta=delta, u=u, v=v, R=V, sig_level=sig_level, power=power,
                                   Pi=(fraction, 1.0 - fraction), alternative=alternative).n
-
-
-
-def _type_slopes_pct(design: Design, site: str, generator: str) -> dict[str, float]:
-    from analysis.power.design import disease_control_slope_pct
-
-    p = design.site(site)
-    shift = disease_control_slope_pct(design, site) if generator == "cohort" else {"responder": 0.0,
-                                                                                   "non-responder": 0.0}
-    return {"responder": p.slope_responder_pct + shift["responder"],
-            "non-responder": p.slope_nonresponder_pct + shift["non-responder"]}
-
-
-def closed_form_power(design: PowerDesign, n: Iterable[int] | None = None, site: str | None = None,
-                      alpha: float = 0.05) -> np.ndarray:
-    r"""Liu & Liang power of the LMM slope-difference test for ``design`` (linearised; no dropout).
-
-    The Gaussian generator's model (:mod:`analysis.power.gaussian`) at the DXA months: random
-    intercept SD ``baseline_sd``, slope SD :math:`m\,\omega/1200` (g/cm^2/month), residual SD
-    :math:`m\,\mathrm{CV}/100`, slope difference :math:`m(\gamma^{(1)} - \gamma^{(0)})/1200`
-    (for the cohort generator the types' mean slopes include the disease-control term), responder
-    share :math:`\mathrm{round}(n\pi)/n` (Gaussian) or :math:`\pi` (cohort). Dropout and
-    misclassification of groups are ignored.
-
-    Parameters
-    ----------
-    design : PowerDesign
-    n : iterable of int, optional
-        Sample sizes (default: the design's grid).
-    site : str, optional
-        Default: the design's first site.
-    alpha : float
-        Two-sided level.
-
-    Returns
-    -------
-    ndarray
-        Power per sample size.
-    """
-    site = site or design.sites[0]
-    d = design.design
-    p = d.site(site)
-    m = p.baseline_mean
-    t = np.asarray(d.dxa_months, dtype=float)
-    v = random_slope_covariance(t, p.baseline_sd**2, (m * p.slope_sd_pct / 1200.0) ** 2, 0.0,
-                                (m * p.precision_cv_pct / 100.0) ** 2)
-    slopes = _type_slopes_pct(d, site, design.generator)
-    delta = m * (slopes["responder"] - slopes["non-responder"]) / 1200.0
-    ns = np.asarray(list(design.n if n is None else n), dtype=float)
-    out = []
-    for nn in ns:
-        frac = round(nn * d.responder_fraction) / nn if design.generator == "gaussian" else d.responder_fraction
-        out.append(float(slope_difference_power(nn, delta, t, v, fraction=frac, sig_level=alpha)[0]))
-    return np.array(out)

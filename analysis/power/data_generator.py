@@ -16,12 +16,17 @@ post-baseline visit :math:`v` a patient still present leaves with hazard :math:`
 or ``dropout``: one number, the share without the final visit, as a constant hazard
 :math:`1 - (1 - d)^{1/V}` over the :math:`V` post-baseline visits, or one hazard per visit).
 
-:func:`closed_form_data_power` is the Liu & Liang power of the LMM test of each contrast without
-dropout: for level :math:`k` against the reference, the two-group slope-difference formula on the
-:math:`N = n(\pi_k + \pi_0)` patients of the two levels with share :math:`\pi_k / (\pi_k + \pi_0)`
-(:func:`analysis.power.closed_form.slope_difference_power`); for a single arm the GLS slope of one
-group, :math:`\mathrm{Var}(\hat b) = \xi / n`, :math:`\xi = [(X^\top V^{-1} X)^{-1}]_{22}`,
-power :math:`\Phi(|b|\sqrt{n/\xi} - z_{1-\alpha/2})`.
+:func:`closed_form_data_power` is the power of the LMM's slope test and of the MMRM's endpoint
+contrast of each contrast on exactly this design (:func:`data_strata`: the exact counts
+:func:`allocate` gives, the visits in months, the fitted moments and the monotone MCAR retention;
+:mod:`analysis.power.closed_form_engine`). Without dropout and with the normal reference
+(``test="z"``) the LMM's is Liu & Liang's (for level :math:`k` against the reference, the
+two-group formula on the :math:`n_k + n_0` patients of the two levels; a single arm: the GLS
+slope of one group, :math:`\mathrm{Var}(\hat b) = \xi / n_0`,
+:math:`\xi = [(X^\top V^{-1} X)^{-1}]_{22}`); with dropout Edland's expected information under
+monotone dropout, :math:`\sum_k p_k X_k^\top V_k^{-1} X_k` over the patterns :math:`k` (last
+visit); the MMRM's is Lu, Luo & Chen's (2008) :math:`\phi` with the covariance of the changes
+given baseline. By default (``test="t"``) the Satterthwaite t of the simulated analyses.
 """
 
 from __future__ import annotations
@@ -30,11 +35,10 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from analysis.power.data_model import DataModel
 
-__all__ = ["allocate", "closed_form_data_power", "data_hazards", "simulate_from_data"]
+__all__ = ["allocate", "closed_form_data_power", "data_hazards", "data_strata", "simulate_from_data"]
 
 
 def allocate(n: int, allocation: Sequence[float]) -> np.ndarray:
@@ -107,35 +111,87 @@ def simulate_from_data(model: DataModel, n: int, seed: int,
     return pd.DataFrame(out).loc[keep].reset_index(drop=True)
 
 
-def closed_form_data_power(model: DataModel, n: Sequence[int], site: str, alpha: float = 0.05) -> pd.DataFrame:
-    """Liu & Liang power of the LMM test of each contrast at ``site`` (module docstring; no dropout).
+def data_strata(model: DataModel, site: str, dropout: float | Sequence[float] | None = None
+                ) -> tuple[np.ndarray, list, object]:
+    r"""The design's strata at ``site`` (months, strata, allocation; module docstring).
+
+    Level :math:`k` has mean :math:`a_k + b_k m_j / 12` at month :math:`m_j` and covariance
+    :math:`Z T Z^\top + \sigma^2 I`, :math:`Z = [1, m_j/12]`; the patterns are the monotone ones
+    of :func:`data_hazards`, the counts those of :func:`allocate`.
+    """
+    from analysis.power.closed_form_engine import Allocation, Stratum
+
+    s = model.site(site)
+    months = np.asarray(model.visits, dtype=float)
+    z = np.column_stack([np.ones_like(months), months / 12.0])
+    cov = z @ s.re_cov() @ z.T + s.sigma**2 * np.eye(months.size)
+    hz = data_hazards(model, dropout)
+    patterns = []
+    alive = 1.0
+    for v, h in enumerate(hz, start=1):
+        patterns.append((tuple(bool(j < v) for j in range(months.size)), alive * h))
+        alive *= 1.0 - h
+    patterns.append((tuple([True] * months.size), alive))
+    strata = [Stratum(g, w, mask, s.intercept[lv] + s.slope[lv] * months / 12.0, cov)
+              for g, lv in enumerate(model.levels) for mask, w in patterns if w > 0]
+    alloc = tuple(model.allocation)
+    return months, strata, Allocation(alloc, lambda n: allocate(n, alloc))
+
+
+def closed_form_data_power(model: DataModel, n: Sequence[int], site: str, alpha: float = 0.05,
+                           dropout: float | Sequence[float] | None = None, analyses: Sequence[str] = ("lmm",),
+                           test: str = "t", details: bool = True) -> pd.DataFrame:
+    """Closed-form power of each contrast at ``site`` on exactly this design (module docstring).
+
+    Parameters
+    ----------
+    model : DataModel
+    n : sequence of int
+        Patients per study.
+    site : str
+    alpha : float
+        Two-sided level.
+    dropout : float or sequence of float, optional
+        Overrides the observed retention, as in :func:`simulate_from_data`.
+    analyses : sequence of str
+        ``"lmm"``, ``"mmrm"``, ``"completers"`` (the Welch t-test, row ``completers_t``).
+    test : {"t", "z"}
+        The simulated Satterthwaite t (default) or the normal large-sample formula.
+    details : bool
+        Also the estimand, its SE and the df at each ``n``.
 
     Returns
     -------
     DataFrame
-        ``site, contrast, n, closed_form_power``.
+        ``site, contrast, analysis, n, closed_form_power`` (and ``estimand, se, df``).
     """
-    from analysis.power.closed_form import (
-        random_slope_covariance,
-        slope_difference_power,
-    )
+    from analysis.power.closed_form_completers import completers_power
+    from analysis.power.closed_form_engine import contrast_power
 
+    months, strata, alloc = data_strata(model, site, dropout)
+    index = {lv: k for k, lv in enumerate(model.levels)}
+    pairs = [(index[lv], None if rf is None else index[rf]) for lv, rf in model.contrasts]
+    labels = [model.contrast_label(lv, rf) for lv, rf in model.contrasts]
+    end = int(np.flatnonzero(months == float(model.endpoint))[0])
     s = model.site(site)
-    t = np.asarray(model.visits, dtype=float) / 12.0
-    v = random_slope_covariance(t, s.sd_intercept**2, s.sd_slope**2, s.corr * s.sd_intercept * s.sd_slope,
-                                s.sigma**2)
-    alloc = dict(zip(model.levels, model.allocation))
+    z = np.column_stack([np.ones_like(months), months / 12.0])
+    truth = z @ s.re_cov() @ z.T + s.sigma**2 * np.eye(months.size)
     rows = []
-    for level, ref in model.contrasts:
-        label = model.contrast_label(level, ref)
-        for nn in n:
-            if ref is None:
-                x = np.column_stack([np.ones_like(t), t])
-                xi = float(np.linalg.inv(x.T @ np.linalg.solve(v, x))[1, 1])
-                p = float(stats.norm.cdf(abs(s.slope[level]) * np.sqrt(nn / xi) - stats.norm.ppf(1 - alpha / 2)))
-            else:
-                share = alloc[level] + alloc[ref]
-                p = float(slope_difference_power(nn * share, s.slope[level] - s.slope[ref], t, v,
-                                                 fraction=alloc[level] / share, sig_level=alpha)[0])
-            rows.append({"site": site, "contrast": label, "n": int(nn), "closed_form_power": p})
-    return pd.DataFrame(rows, columns=["site", "contrast", "n", "closed_form_power"])
+    for analysis in analyses:
+        if analysis == "lmm" and months.size < 3:
+            continue
+        if analysis == "completers":
+            res = completers_power(strata, alloc, [int(v) for v in n], pairs, endpoint=end, alpha=alpha)
+        else:
+            res = contrast_power(analysis, months, strata, alloc, [int(v) for v in n], pairs, endpoint=end,
+                                 alpha=alpha, test=test, working=truth if analysis == "lmm" else None)
+        name = "completers_t" if analysis == "completers" else analysis
+        for label, r in zip(labels, res):
+            for j, nn in enumerate(n):
+                row = {"site": site, "contrast": label, "analysis": name, "n": int(nn),
+                       "closed_form_power": float(r.power[j])}
+                if details:
+                    row.update(estimand=r.estimand, se=float(r.se[j]), df=float(r.df[j]))
+                rows.append(row)
+    cols = ["site", "contrast", "analysis", "n", "closed_form_power"] + (["estimand", "se", "df"] if details else [])
+    return pd.DataFrame(rows, columns=cols)

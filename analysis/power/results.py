@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.power.closed_form import closed_form_power
+from analysis.power.closed_form_design import closed_form_table
 from analysis.power.design import PowerDesign
 from analysis.power.prior import DesignPrior
 from analysis.power.settings import PowerSettings
-from analysis.power.summary import smallest_n, summarise
+from analysis.power.summary import closed_form_gap, smallest_n, summarise
 
 __all__ = ["PowerResult"]
 
@@ -63,18 +63,24 @@ class PowerResult:
         return smallest_n(self.summary(), target)
 
     def closed_form(self) -> pd.DataFrame:
-        """The closed-form LMM power per site and ``n`` (:func:`~analysis.power.closed_form.closed_form_power`;
-        for a design from data per contrast too, :func:`~analysis.power.data_generator.closed_form_data_power`)."""
-        if self.design.generator == "data":
-            from analysis.power.data_generator import closed_form_data_power
+        """The closed-form power of each analysis that has one (LMM, MMRM), per site (and contrast)
+        and ``n``, on exactly the simulated design and test
+        (:func:`~analysis.power.closed_form_design.closed_form_table`; at the design's point values
+        for assurance)."""
+        memo = self.__dict__.setdefault("_closed_form_memo", {})
+        key = float(self.settings.alpha)
+        if key not in memo:
+            memo[key] = closed_form_table(self.design, self.analyses, alpha=self.settings.alpha)
+        return memo[key].copy()
 
-            return pd.concat([closed_form_data_power(self.design.data_model, self.design.n, site, self.settings.alpha)
-                              for site in self.design.sites], ignore_index=True)
-        rows = []
-        for site in self.design.sites:
-            for n, p in zip(self.design.n, closed_form_power(self.design, site=site, alpha=self.settings.alpha)):
-                rows.append({"site": site, "n": int(n), "closed_form_power": p})
-        return pd.DataFrame(rows)
+    def closed_form_gap(self) -> pd.DataFrame:
+        """:meth:`summary` with the closed form beside each row and the z-score of the gap
+        (:func:`~analysis.power.summary.closed_form_gap`; no z-score for assurance, whose simulated
+        rows average over the design prior)."""
+        gap = closed_form_gap(self.summary(), self.closed_form())
+        if self.prior is not None:
+            gap["z_gap"] = np.nan
+        return gap
 
     def table(self) -> pd.DataFrame:
         """Wide table: one row per ``n``, one column per site/analysis/rule, ``power (MC SE)``."""
@@ -87,8 +93,8 @@ class PowerResult:
         return wide.reset_index()
 
     def figure(self, target: float = 0.8, label: str | None = None) -> Any:
-        """Power curves with Wilson 95% Monte-Carlo intervals and the target (dotted); for the
-        Gaussian generator without dropout also the closed-form LMM power (dashed)."""
+        """Power curves with Wilson 95% Monte-Carlo intervals and the target (dotted), and the
+        closed-form power of the LMM (dashed) and the MMRM (dotted) on the simulated design."""
         import matplotlib.pyplot as plt
 
         from analysis.figures.plots import PALETTE, style
@@ -100,9 +106,6 @@ class PowerResult:
             fig, axes = plt.subplots(1, len(self.design.sites), figsize=(5.2 * len(self.design.sites), 3.8),
                                      squeeze=False, sharey=True)
             by_contrast = "contrast" in s.columns
-            no_dropout = (not np.any(np.atleast_1d(self.design.dropout or 0.0)) if self.design.generator == "gaussian"
-                          else self.design.generator == "data" and self.design.dropout in (None, 0.0)
-                          and min(self.design.data_model.retention) == 1.0)
             for ax, site in zip(axes[0], self.design.sites):
                 ss = s[s["site"] == site]
                 keys = ["contrast", "analysis", "criterion"] if by_contrast else ["analysis", "criterion"]
@@ -114,11 +117,14 @@ class PowerResult:
                     name = f"{contrast[0]}: {name}" if contrast else name
                     ax.errorbar(g["n"], g["power"], yerr=[g["power"] - g["ci_low"], g["ci_high"] - g["power"]],
                                 color=c, marker="o", ms=3.5, lw=1.4, capsize=2, label=name)
-                cs = cf[cf["site"] == site]
-                if len(cs) and "lmm" in self.analyses and self.prior is None and no_dropout:
-                    for _, g in cs.groupby("contrast", sort=False) if by_contrast else [(None, cs)]:
-                        ax.plot(g["n"], g["closed_form_power"], color=PALETTE["black"], ls="--", lw=1,
-                                label="closed form (Liu & Liang)")
+                cs = cf[cf["site"] == site] if len(cf) else cf
+                if len(cs) and self.prior is None:
+                    keys = ["contrast", "analysis"] if by_contrast else ["analysis"]
+                    for key, g in cs.groupby(keys, sort=False):
+                        what = " ".join(np.atleast_1d(key).astype(str))
+                        ax.plot(g["n"], g["closed_form_power"], color=PALETTE["black"], lw=1,
+                                ls="--" if str(np.atleast_1d(key)[-1]) == "lmm" else ":",
+                                label=f"closed form: {what}")
                 ax.axhline(target, color=PALETTE["grey"], ls=":", lw=1)
                 ax.set_ylim(0, 1.02)
                 ax.set_xlabel("patients per study (n)")
@@ -143,6 +149,7 @@ class PowerResult:
                 "prior": None if self.prior is None else {"source": self.prior.source, "n_draws": len(self.prior.draws)},
                 "target": target, "summary": records(self.summary()), "smallest_n": records(self.smallest_n(target)),
                 "closed_form": records(self.closed_form()),
+                "closed_form_gap": records(self.closed_form_gap()),
                 "failed_fits": int((~self.raw["ok"].astype(bool)).sum()) if len(self.raw) else 0}
 
     def save(self, out: str | os.PathLike, target: float = 0.8) -> dict[str, Path]:

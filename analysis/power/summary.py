@@ -9,6 +9,12 @@ region of practical equivalence :math:`[-r, r]` (Kruschke's HDI+ROPE rule with t
 failed fit counts as no success. Power :math:`\hat p = s/K` over :math:`K` simulations has
 Monte-Carlo SE :math:`\sqrt{\hat p(1-\hat p)/K}` and a Wilson 95% interval
 (:func:`wilson_interval`).
+
+Each simulated power of an analysis with a closed form (:mod:`analysis.power.closed_form_design`)
+is checked against it (:func:`closed_form_gap`): if the closed form :math:`p_{cf}` is right, the
+number of successes is :math:`\mathrm{Binomial}(K, p_{cf})`, so
+:math:`z = (\hat p - p_{cf}) / \sqrt{p_{cf}(1 - p_{cf})/K}` is about standard normal, and
+:math:`|z| > 3` (:data:`Z_GAP_WARNING`) says that the two disagree (:func:`gap_warnings`).
 """
 
 from __future__ import annotations
@@ -20,7 +26,11 @@ import pandas as pd
 
 from analysis.power.analyses import FREQUENTIST_ROWS
 
-__all__ = ["BAYES_CRITERIA", "FREQUENTIST_CRITERION", "smallest_n", "summarise", "wilson_interval"]
+__all__ = ["BAYES_CRITERIA", "FREQUENTIST_CRITERION", "Z_GAP_WARNING", "closed_form_gap", "gap_warnings", "smallest_n",
+           "summarise", "wilson_interval"]
+
+#: ``|z_gap|`` above which :func:`gap_warnings` warns.
+Z_GAP_WARNING = 3.0
 
 #: The Bayesian decision rules, as named in the summaries.
 BAYES_CRITERIA = ("P(diff > 0) > prob", "95% CrI excludes 0", "95% CrI outside ROPE")
@@ -170,3 +180,54 @@ def smallest_n(summary: pd.DataFrame, target: float = 0.8) -> pd.DataFrame:
     for c in ("n_min", "n_min_sure"):
         out[c] = out[c].astype("Int64")
     return out
+
+
+def closed_form_gap(summary: pd.DataFrame, closed: pd.DataFrame) -> pd.DataFrame:
+    r"""The summary with the closed form beside each row and the z-score of their gap.
+
+    .. math::
+
+        z = \frac{\hat p - p_{cf}}{\sqrt{p_{cf}(1 - p_{cf})/K}}
+
+    (the Monte-Carlo SE under the closed form; where that is 0, the simulation's own ``mc_se``;
+    where both are 0, :math:`z = 0`).
+
+    Parameters
+    ----------
+    summary : DataFrame
+        A :func:`summarise` table.
+    closed : DataFrame
+        ``site, [contrast,] analysis, n, closed_form_power`` (:func:`analysis.power.closed_form_design.closed_form_table`).
+
+    Returns
+    -------
+    DataFrame
+        ``summary`` with ``closed_form_power`` and ``z_gap`` (NaN where an analysis has no closed form).
+    """
+    out = summary.copy()
+    if closed is None or closed.empty or summary.empty:
+        return out.assign(closed_form_power=np.nan, z_gap=np.nan)
+    keys = [k for k in ("site", "contrast", "analysis", "n") if k in summary.columns and k in closed.columns]
+    cf = closed[[*keys, "closed_form_power"]].drop_duplicates(keys)
+    out = out.merge(cf, on=keys, how="left")
+    p, q, k = (out[c].to_numpy(dtype=float) for c in ("power", "closed_form_power", "sims"))
+    se = np.sqrt(q * (1.0 - q) / k)
+    se = np.where(se > 0, se, out["mc_se"].to_numpy(dtype=float))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(se > 0, (p - q) / se, np.where(p == q, 0.0, np.sign(p - q) * np.inf))
+    out["z_gap"] = np.where(np.isnan(q), np.nan, z)
+    return out
+
+
+def gap_warnings(gaps: pd.DataFrame, limit: float = Z_GAP_WARNING) -> list[str]:
+    """One line per row of :func:`closed_form_gap` whose ``|z_gap|`` exceeds ``limit``."""
+    lines = []
+    for _, r in gaps.iterrows():
+        z = r.get("z_gap", np.nan)
+        if np.isfinite(z) and abs(z) <= limit or np.isnan(z):
+            continue
+        where = f"{r['site']}" + (f" {r['contrast']}" if "contrast" in gaps.columns else "")
+        lines.append(f"WARNING: {where} {r['analysis']} n={int(r['n'])}: simulated power {r['power']:.3f} is "
+                     f"{z:+.1f} Monte-Carlo SEs from the closed form {r['closed_form_power']:.3f} (|z| > {limit:g}): "
+                     "the simulation and the closed form disagree")
+    return lines

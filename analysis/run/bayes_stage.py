@@ -417,7 +417,10 @@ def run_bayes_stage(derived: pd.DataFrame, config: Any, freq_estimands: pd.DataF
         end = _endpoint(lmm)
         built = MODELS[lmm.model](frame, site, None)
         if hasattr(built, "posterior_predictive"):
-            y_rep = built.posterior_predictive(lmm.fit.posterior["posterior"].to_dataset(), seed=config.seed)
+            post = lmm.fit.posterior["posterior"].to_dataset()
+            # a large fit's patient effects are drawn on request, and its replicates kept in float32
+            y_rep = (built.posterior_predictive(post, seed=config.seed) if "u" in post else
+                     built.posterior_predictive(post, seed=config.seed, dtype=np.float32))
             save(DeferredFigure(ppc_change, (built.prepared, y_rep, site), {"label": label, "seed": 0, "month": end}),
                  figures_dir, f"ppc_{site}")
             stage.figures.append((site, f"Posterior predictive check of the {lmm.model} model: % change to "
@@ -441,6 +444,11 @@ def run_bayes_stage(derived: pd.DataFrame, config: Any, freq_estimands: pd.DataF
                 save(forest(pd.DataFrame(rows), name, label=label), figures_dir, fname)
                 stage.figures.append((site, f"{contrast} difference across analyses, {site_label(site)}", fname))
         comparable = {f.model: f.fit for f in site_fits if "log_likelihood" in f.fit.posterior.children}
+        for f in site_fits:
+            if "log_likelihood" not in f.fit.posterior.children and \
+                    f.fit.posterior["posterior"].attrs.get("rajak_per_patient") == "on request":
+                log(f"  {f.model} at {site}: PSIS-LOO left out (pointwise log-likelihoods of a study this size are "
+                    "computed on request; RAJAK_PER_PATIENT=always computes them with every fit)")
         if len(comparable) >= 1:
             stage.loo[site] = loo_table(comparable)
     return stage

@@ -172,8 +172,16 @@ def prepare_site(fit: Any, frame: pd.DataFrame, site: str, endpoint_month: float
         The model's groups, the reference first (default: the frame's).
     """
     post = fit.posterior["posterior"]
-    if "u" not in post or "b" not in post:
-        raise ValueError("the fit has no patient effects 'u' or coefficients 'b' (a trajectory LMM is needed)")
+    if "b" not in post:
+        raise ValueError("the fit has no coefficients 'b' (a trajectory LMM is needed)")
+    if "u" not in post:  # a large fit keeps no patient effects: drawn on request, as the fit would have drawn them
+        from analysis.bayes.fit import MODELS
+
+        built = MODELS["lmm"](frame, site, None)
+        if not hasattr(built, "patient_effects"):
+            raise ValueError("the fit has no patient effects 'u' (a trajectory LMM is needed)")
+        post = post.to_dataset() if hasattr(post, "to_dataset") else post
+        post = post.assign(u=built.patient_effects(post))
     if "gamma" in post:
         raise ValueError("the delta adjustment in the Bayesian model needs the LMM without covariates")
     levels = _levels_of(frame, levels)

@@ -209,10 +209,12 @@ def tscores(bmd: pd.Series, sex: pd.Series, site: str, reference: TScoreReferenc
     ref = (reference or TScoreReference())
     tab = ref.table()
     key_sex = sex.astype(str) if ref.sex_specific else pd.Series("F", index=sex.index)
-    means = pd.Series([tab.loc[(site, s), "mean"] if (site, s) in tab.index else np.nan for s in key_sex],
-                      index=bmd.index)
-    sds = pd.Series([tab.loc[(site, s), "sd"] if (site, s) in tab.index else np.nan for s in key_sex],
-                    index=bmd.index)
+    # one look-up per distinct sex, not per row (a registry has hundreds of thousands of rows)
+    keys = pd.unique(key_sex.to_numpy())
+    mean_of = {s: tab.loc[(site, s), "mean"] if (site, s) in tab.index else np.nan for s in keys}
+    sd_of = {s: tab.loc[(site, s), "sd"] if (site, s) in tab.index else np.nan for s in keys}
+    means = pd.Series(key_sex.map(mean_of).to_numpy(dtype=float), index=bmd.index)
+    sds = pd.Series(key_sex.map(sd_of).to_numpy(dtype=float), index=bmd.index)
     return (bmd - means) / sds
 
 

@@ -269,7 +269,7 @@ def _structure_problems(df: pd.DataFrame, name: str, loc: _Locate
             where = " and ".join(loc.at(i) for i in grp.index[:2])
             problems.append(Problem(f"{name}, {where}: duplicate visit for patient {pid} at month {month:g}",
                                     "month", int(grp.index[0]), str(pid), month))
-    has_base = df.groupby("patient_id", sort=False)["month"].apply(lambda m: (m == 0).any())
+    has_base = (df["month"] == 0).groupby(df["patient_id"], sort=False).any()
     for pid in has_base.index[~has_base.to_numpy()]:
         first = df.index[df["patient_id"] == pid][0]
         problems.append(Problem(f"{name}: patient {pid} has no baseline visit (month 0; first row at "
@@ -288,7 +288,12 @@ def _structure_problems(df: pd.DataFrame, name: str, loc: _Locate
     for col in BASELINE_COVARIATES:
         if col not in df.columns:
             continue
-        for pid, grp in df.groupby("patient_id", sort=False):
+        # only the patients whose value changes are looked at one by one (vectorised test first)
+        changes = df.groupby("patient_id", sort=False)[col].nunique() > 1
+        if not changes.any():
+            continue
+        changing = df[df["patient_id"].isin(changes.index[changes.to_numpy()])]
+        for pid, grp in changing.groupby("patient_id", sort=False):
             vals = grp[col].dropna()
             if vals.nunique() > 1:
                 i0 = vals.index[0]

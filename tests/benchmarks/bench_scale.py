@@ -1,0 +1,137 @@
+"""Benchmark of rajak on registry-sized studies: time and peak memory against the number of patients
+(a script, not a test; issue #18).
+
+For each size (default 500, 5,000 and 50,000 patients) a two-arm trial with four visits (months
+0, 6, 12, 24) and two sites (spine, femoral neck) is simulated with the project's own simulator
+(:func:`models.simulate_trial.simulate_trial`, seed 1) and written as CSV; then each step runs as a
+fresh ``rajak`` process (the console script next to this interpreter), so the figures are what a
+user sees (interpreter start, imports, compilation and output included):
+
+- ``validate``: ``rajak validate FILE --group arm --visit visit --time day --time-unit days``;
+- ``bayes-lmm``: ``rajak fit --data FILE <design> --site spine --draws 500 --chains 2 --tune 500
+  --json`` (the marginal-likelihood LMM: fit and summary); its JSON timings split the fit into
+  compilation, sampling and post-processing (the patients' effects, log-likelihoods and the
+  diagnostics: ``post / sample`` is the share the issue bounds by 25%);
+- ``freq-reml``: ``rajak frequentist --data FILE <design> --imputations 0 --json`` (the frequentist
+  analysis as it is; ``--skip-frequentist`` leaves it out).
+
+Each row prints wall time and peak resident memory of the process (``os.wait4``'s ``ru_maxrss``),
+and for the second and later sizes the growth of both relative to the previous size next to the
+growth of the number of patients (linear growth: time ratio ~ patient ratio)::
+
+    .venv/bin/python tests/benchmarks/bench_scale.py
+    .venv/bin/python tests/benchmarks/bench_scale.py --sizes 500,5000 --skip-frequentist
+    RAJAK_PER_PATIENT=always .venv/bin/python tests/benchmarks/bench_scale.py --sizes 5000
+
+(``RAJAK_PER_PATIENT=always`` computes every fit's per-patient quantities, as before issue #18.)
+
+Measured (2 cores shared with other jobs, so the wall times are upper bounds; seed 1)::
+
+    step       patients    rows   wall s  peak GB  detail
+    validate        500    1823      2.8     0.14
+    bayes-lmm       500    1823     12.4     0.38  compile 2.5 s, sample 1.1 s, post 0.04 s (3%)
+    freq-reml       500    1823      7.1     0.21
+    validate       5000   18037      2.6     0.16
+    bayes-lmm      5000   18037     17.0     0.40  compile 1.9 s, sample 8.2 s, post 0.06 s (1%)
+    freq-reml      5000   18037     10.4     0.29
+    validate      50000  180114      6.1     0.28
+    bayes-lmm     50000  180114     78.5     0.51  compile 0.9 s, sample 70.6 s, post 0.07 s (0%)
+    freq-reml     50000  180114     34.6     0.96
+
+Before (same machine, 5,000 patients): ``rajak fit`` 23.7 s and 2.35 GB, of which sampling 1.7 s
+and post-processing ~17 s (the dense one-hot effects and R-hat/ESS over 10,000 patient effects);
+``rajak validate`` 1.8 s; at 50,000 patients ``rajak validate`` 16.4 s and ``rajak fit`` out of
+memory (a 48.6 GiB one-hot matrix).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+DESIGN = ["--group", "arm", "--visit", "visit", "--time", "day", "--time-unit", "days"]
+FIT = ["--site", "spine", "--draws", "500", "--chains", "2", "--tune", "500", "--json"]
+
+
+def _rajak() -> str:
+    exe = Path(sys.executable).parent / "rajak"
+    if not exe.is_file():
+        raise SystemExit(f"no rajak console script next to {sys.executable}; install the package first")
+    return str(exe)
+
+
+def simulate_csv(n: int, path: Path, seed: int = 1) -> int:
+    """Write the simulated trial of ``n`` patients (two sites, four visits); return its rows."""
+    from models.simulate_trial import TrialTruth, simulate_trial
+
+    truth = TrialTruth(slopes={"spine": {"placebo": -0.012, "active": 0.010},
+                               "femoral_neck": {"placebo": -0.007, "active": 0.004}},
+                       baseline={"spine": 0.95, "femoral_neck": 0.75})
+    frame = simulate_trial(n, truth, seed=seed)
+    frame.to_csv(path, index=False)
+    return len(frame)
+
+
+def run_measured(args: list[str], cwd: Path) -> tuple[float, float, int, str, str]:
+    """Run ``rajak ARGS``; return (wall seconds, peak RSS in GB, exit status, stdout, stderr)."""
+    env = dict(os.environ, MPLBACKEND="Agg")
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen([_rajak(), *args], cwd=cwd, env=env, stdout=out, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        return wall, usage.ru_maxrss / 2**20, proc.returncode, out.read().decode(), err.read().decode()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="500,5000,50000", help="patients per study, comma-separated")
+    parser.add_argument("--skip-frequentist", action="store_true", help="leave out the frequentist row")
+    parser.add_argument("--keep", type=Path, default=None, help="directory for the CSV files and outputs")
+    opts = parser.parse_args()
+    sizes = [int(s) for s in opts.sizes.split(",")]
+    work = opts.keep or Path(tempfile.mkdtemp(prefix="rajak-scale-"))
+    work.mkdir(parents=True, exist_ok=True)
+    rows: list[dict] = []
+    print(f"{'step':10s} {'patients':>8s} {'rows':>7s} {'wall s':>8s} {'peak GB':>8s}  detail", flush=True)
+    for n in sizes:
+        csv = work / f"trial_{n}.csv"
+        n_rows = simulate_csv(n, csv)
+        steps = [("validate", ["validate", str(csv), *DESIGN]),
+                 ("bayes-lmm", ["fit", "--data", str(csv), *DESIGN, *FIT])]
+        if not opts.skip_frequentist:
+            steps.append(("freq-reml", ["frequentist", "--data", str(csv), *DESIGN, "--imputations", "0", "--json"]))
+        for name, args in steps:
+            wall, peak, code, out, err = run_measured(args, work)
+            detail = "" if code == 0 else f"EXIT {code}: {err.strip().splitlines()[-1] if err.strip() else ''}"
+            if code == 0 and name == "bayes-lmm":
+                t = json.loads(out)["timings"]
+                diag = json.loads(out)["diagnostics"]
+                post = t.get("postprocess", float("nan"))
+                detail = (f"compile {t['compile']:.1f} s, sample {t['sample']:.1f} s, post {post:.2f} s "
+                          f"(post/sample {post / t['sample']:.0%}); max R-hat {diag['max_rhat']:.3f}")
+            rows.append({"step": name, "n": n, "wall": wall, "peak": peak})
+            print(f"{name:10s} {n:8d} {n_rows:7d} {wall:8.1f} {peak:8.2f}  {detail}", flush=True)
+    print("\ngrowth per step (ratio to the previous size: patients, time, memory)")
+    for name in dict.fromkeys(r["step"] for r in rows):
+        mine = [r for r in rows if r["step"] == name]
+        for a, b in zip(mine, mine[1:]):
+            print(f"{name:10s} {a['n']:>6d} -> {b['n']:<6d} patients x{b['n'] / a['n']:.0f}  "
+                  f"time x{b['wall'] / a['wall']:.1f}  memory x{b['peak'] / a['peak']:.1f}")
+    print(f"\nfiles in {work}")
+
+
+if __name__ == "__main__":
+    main()
