@@ -14,6 +14,12 @@ estimators_frequentist, estimators_ice
     The registered estimators: REML LMM (Satterthwaite, Kenward-Roger), MMRM (us, cs, ar1),
     completers Welch test, MI under MAR, type I error under the null; reference-based imputation
     (J2R, CR, CIR) with the conditional-mean jackknife and with Rubin's rules.
+estimators_bayes
+    The Bayesian trajectory LMM and MMRM (posterior mean, SD, 95% equal-tailed interval; compiled once per
+    worker with ``setup()``), on the frequentist LMM/MMRM data sets.
+sbc
+    Simulation-based calibration (Talts et al. 2018) of the trajectory LMM and the MMRM:
+    :func:`~analysis.calibration.sbc.run_sbc` (``rajak validate-methods --sbc lmm``).
 execution, store
     Chunks run here, on local processes or on Dask; resumable results on disk.
 summary, output, study

@@ -1,14 +1,22 @@
 """The registry of estimators: the built-in ones (:mod:`~analysis.calibration.estimators_frequentist`,
-:mod:`~analysis.calibration.estimators_ice`, in table order) and any added with :func:`register`."""
+:mod:`~analysis.calibration.estimators_ice`,
+:mod:`~analysis.calibration.estimators_bayes`,
+:mod:`~analysis.calibration.estimators_sensitivity`, in table order) and any added with :func:`register`."""
 
 from __future__ import annotations
 
-from analysis.calibration import estimators_frequentist, estimators_ice
+from analysis.calibration import (
+    estimators_bayes,
+    estimators_frequentist,
+    estimators_ice,
+    estimators_sensitivity,
+)
 from analysis.calibration.spec import Estimator
 
 __all__ = ["estimator_names", "get_estimator", "register", "registered"]
 
-_REGISTRY: dict[str, Estimator] = {e.name: e for mod in (estimators_frequentist, estimators_ice)
+_REGISTRY: dict[str, Estimator] = {e.name: e for mod in (estimators_frequentist, estimators_ice, estimators_bayes,
+                                                       estimators_sensitivity)
                                    for e in mod.ESTIMATORS}
 
 

@@ -4,7 +4,9 @@
 Every estimator simulates ``--datasets`` data sets with a known truth, fits them, and the table
 (bias, empirical vs model SE, coverage with its Monte-Carlo SE, time per data set, verdict) goes to
 stdout; with ``--out DIR`` the run is resumable and writes ``calibration.csv``, ``calibration.md``,
-``raw.csv`` and ``calibration_coverage.png``/``.svg``. Register with ``app.command(name=
+``raw.csv`` and ``calibration_coverage.png``/``.svg``. ``--sbc lmm`` (or ``mmrm``) runs the
+simulation-based calibration of :mod:`analysis.calibration.sbc` instead (``--datasets`` simulations).
+Register with ``app.command(name=
 "validate-methods")(validate_methods)``. Bad input ends with one line and exit status 2.
 """
 
@@ -42,10 +44,15 @@ def validate_methods(
     seed: Annotated[int, typer.Option(help="Root seed (data set r of estimator e is seeded by (seed, e, r)).")] = 1,
     chunk_size: Annotated[int, typer.Option(help="Data sets per chunk (the unit of resumption).")] = 10,
     list_: Annotated[bool, typer.Option("--list", help="List the estimators with their designs and stop.")] = False,
+    sbc: Annotated[Optional[str], typer.Option(help="Instead: simulation-based calibration of a model (lmm or mmrm) "
+                                               "with --datasets simulations.")] = None,
 ) -> None:
     """Calibrate rajak's estimators by simulation: bias, SE, 95% coverage (with Monte-Carlo SE), run time."""
     from analysis.calibration import registered, run_calibration
 
+    if sbc is not None:
+        _run_sbc(sbc, datasets, seed, out)
+        return
     if list_:
         for name, est in registered().items():
             typer.echo(f"{name:26s} {est.family:16s} {est.design}")
@@ -76,6 +83,24 @@ def validate_methods(
     _print(res)
     if out is not None:
         info(f"wrote {out}/ (calibration.csv, calibration.md, raw.csv, calibration_coverage.png/.svg, chunks/)")
+
+
+def _run_sbc(model: str, sims: int, seed: int, out: Path | None) -> None:
+    """``--sbc MODEL``: :func:`analysis.calibration.sbc.run_sbc` with its default sampler settings."""
+    from analysis.calibration.sbc import SBC_MODELS, run_sbc
+
+    if model not in SBC_MODELS:
+        err(f"--sbc must be one of {', '.join(SBC_MODELS)}, got {model!r}")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    if sims < 1:
+        err(f"--datasets must be at least 1, got {sims}")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    info(f"simulation-based calibration of {model}: {sims} simulations ...")
+    res = run_sbc(model, sims, seed=seed, out=out)
+    typer.echo(f"== SBC {model}: {sims} simulations, rank of the truth among L = {res.n_ranks} draws, seed {seed} ==")
+    typer.echo(res.uniformity.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    if out is not None:
+        info(f"wrote {out}/ (sbc_{model}_ranks.csv, sbc_{model}_uniformity.csv, sbc_{model}_ranks.png/.svg)")
 
 
 def _print(res) -> None:

@@ -82,6 +82,13 @@ class Section:
         return [name for t in self.tables for _, name in t.figures] + [name for _, name in self.figures]
 
 
+def validation_doc_link() -> str:
+    """``file://`` link to docs/validation.md of this installation's sources (the relative path when the
+    sources are not beside the package, e.g. an installed wheel)."""
+    doc = Path(__file__).resolve().parents[2] / "docs" / "validation.md"
+    return doc.as_uri() if doc.is_file() else "docs/validation.md"
+
+
 @dataclass
 class Report:
     """Everything the template shows."""
@@ -95,6 +102,9 @@ class Report:
     failures: list[str] = field(default_factory=list)
     versions: dict[str, str | None] = field(default_factory=dict)
     run_id: str = ""
+    #: Where the calibration of rajak's estimators against known truth is documented: the sources'
+    #: docs/validation.md (a file link to this installation's copy).
+    validation_link: str = field(default_factory=lambda: validation_doc_link())
 
 
 def _env() -> jinja2.Environment:

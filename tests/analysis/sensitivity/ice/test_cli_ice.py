@@ -161,6 +161,7 @@ def test_run_with_an_estimand_plan(trial, tmp_path):
     assert "Estimand (ICH E9(R1))" in html and "copy increments" in html
     methods = html[html.index('<section id="methods"'):]
     assert "The estimand follows ICH E9(R1)" in methods and "Intercurrent-event strategies as R" in methods
+    assert 'docs/validation.md</a>' in methods and "validation.md" in methods  # the calibration is linked
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["config"]["estimand"]["strategy"] == {"discontinued": "CIR"}
     assert np.isfinite(table["estimate"]).all()
