@@ -110,6 +110,21 @@ def _out_of_memory_text(what: str, site: str, derived, draws: int, chains: int, 
             + ", and leave RAJAK_PER_PATIENT unset (per-patient effects and log-likelihoods on request)")
 
 
+def _compare_out_of_memory_text(what: str, site: str, sites: list[str], models: list[str], derived, draws: int,
+                                chains: int) -> str:
+    """The one line ``rajak compare`` ends with when memory runs out: where, the size, what to ask for instead."""
+    n_pat = int(derived["patient_id"].nunique()) if "patient_id" in derived.columns else 0
+    where = what if what == "the frequentist analysis" else f"fitting {what} at {site}"
+    asks = [f"fewer draws or chains (e.g. --draws {max(100, draws // 4)} --chains 2)"]
+    if len(sites) > 1:
+        asks.append("one --site at a time")
+    if len(models) > 1:
+        asks.append("one --model at a time")
+    return (f"out of memory {where} ({n_pat} patients, {len(sites)} site{'s' if len(sites) > 1 else ''}, "
+            f"{chains} chains x {draws} draws): ask for " + ", ".join(asks)
+            + ", and leave RAJAK_PER_PATIENT unset (per-patient effects and log-likelihoods on request)")
+
+
 @design_options
 def fit(
     model: Annotated[str, typer.Option(help="lmm, mmrm, joint, activity or robust (leave at lmm with --formula).")] = "lmm",
@@ -238,21 +253,27 @@ def compare(
         raise typer.Exit(EXIT_BAD_INPUT)
     cfg, ds, derived = load_derived(data, config, strategy, seed, map_, design)
     sites = list(cfg.sites)
-    with analysis_errors(ds.source):
-        try:
-            fits = []
-            for m in models_:
-                for s in sites:
-                    info(f"fitting {m} at {s} ...")
-                    fits.append(fit_bayes(derived, m, s, priors, cfg.undefined_responders, cfg.responder.rule(),
-                                          draws=draws, tune=tune, chains=chains, seed=seed, design=ds.design,
-                                          rope_pct=rope))
-        except (NotApplicable, NotEstimable) as exc:  # the design or the data rule the model out: one line
-            err(f"{'not applicable' if isinstance(exc, NotApplicable) else 'not estimable'}: {exc}")
-            raise typer.Exit(EXIT_BAD_INPUT) from None
-        freq = frequentist_analysis(derived, sites, cfg.undefined_responders, cfg.responder.rule(),
-                                    cfg.endpoint_month, mmrm_covariances=cfg.mmrm_covariances, design=ds.design)
-        table = compare_fits(fits, freq.estimands)
+    m, s = models_[0], sites[0]
+    try:
+        with analysis_errors(ds.source):
+            try:
+                fits = []
+                for m in models_:
+                    for s in sites:
+                        info(f"fitting {m} at {s} ...")
+                        fits.append(fit_bayes(derived, m, s, priors, cfg.undefined_responders, cfg.responder.rule(),
+                                              draws=draws, tune=tune, chains=chains, seed=seed, design=ds.design,
+                                              rope_pct=rope))
+            except (NotApplicable, NotEstimable) as exc:  # the design or the data rule the model out: one line
+                err(f"{'not applicable' if isinstance(exc, NotApplicable) else 'not estimable'}: {exc}")
+                raise typer.Exit(EXIT_BAD_INPUT) from None
+            m = "the frequentist analysis"
+            freq = frequentist_analysis(derived, sites, cfg.undefined_responders, cfg.responder.rule(),
+                                        cfg.endpoint_month, mmrm_covariances=cfg.mmrm_covariances, design=ds.design)
+            table = compare_fits(fits, freq.estimands)
+    except MemoryError:  # one line saying what to ask for instead, not a traceback
+        err(_compare_out_of_memory_text(m, s, sites, models_, derived, draws, chains))
+        raise typer.Exit(EXIT_BAD_INPUT) from None
     if as_json:
         typer.echo(json.dumps({"data_label": ds.label, "synthetic": ds.synthetic,
                                "design": None if ds.design is None else ds.design.to_dict(),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -21,7 +22,7 @@ from analysis.run.config import ConfigError, load_config
 from analysis.study.data import DataValidationError
 from analysis.study.design import DesignError
 
-__all__ = ["run"]
+__all__ = ["run", "run_out_of_memory_text"]
 
 
 @ice_options
@@ -46,6 +47,8 @@ def run(
     from analysis.run.pipeline import RunExistsError
     from analysis.run.pipeline import run as run_pipeline
 
+    cfg = None
+
     try:
         design = design or DesignFlags()
         sites = None
@@ -64,4 +67,53 @@ def run(
     except (DataValidationError, ConfigError, DesignError, RunExistsError) as exc:
         err(str(exc))
         raise typer.Exit(EXIT_BAD_INPUT)
+    except MemoryError as exc:  # one line saying what to ask for instead, not a traceback
+        err(run_out_of_memory_text(exc, cfg))
+        raise typer.Exit(EXIT_BAD_INPUT) from None
     typer.echo(str(result.run_dir))
+
+
+def run_out_of_memory_text(exc: MemoryError, cfg) -> str:
+    """The one line ``rajak run`` ends with when memory runs out: where, on what, and what to ask for instead.
+
+    Parameters
+    ----------
+    exc : MemoryError
+        The error; a :class:`analysis.run.pipeline.RunOutOfMemory` names the stage it ran out in.
+    cfg : RunConfig or None
+        The run's configuration (its draws, chains, sites, sensitivity analyses and simulations), when
+        it was read before memory ran out.
+
+    Returns
+    -------
+    str
+        ``out of memory in <stage> (<size>): ask for ...``.
+    """
+    stage = getattr(exc, "stage", None)
+    what = getattr(exc, "what", "the run")
+    n_pat = getattr(exc, "n_patients", None)
+    sites = tuple(getattr(exc, "sites", ()) or (cfg.sites if cfg is not None and cfg.sites else ()))
+    draws, chains = (cfg.draws, cfg.chains) if cfg is not None else (1000, 4)
+    size = ", ".join(x for x in (f"{n_pat} patients" if n_pat else "",
+                                 f"{len(sites)} sites" if len(sites) > 1 else "",
+                                 f"{chains} chains x {draws} draws" if stage in ("bayes", "sensitivity", None) else "")
+                     if x)
+    one_site = "one --site at a time" if len(sites) != 1 else ""
+    fewer = f"fewer draws or chains (e.g. --draws {max(100, draws // 4)} --chains 2)"
+    no_bayes = "no Bayesian models (bayes_models = [] in the plan)"
+    fewer_sens = "fewer sensitivity analyses (--sensitivity NAME, or sensitivity = [] in the plan)"
+    asks = {
+        "load": [one_site, "the data split into smaller files"],
+        "derive": [one_site],
+        "frequentist": ["no multiple imputation (mi_imputations = 0 in the plan)", one_site],
+        "figures": [one_site],
+        "bayes": [fewer, one_site, no_bayes],
+        "sensitivity": [fewer_sens, fewer, one_site],
+        "power": ["fewer simulated studies (--power-sims 50, or 0 to skip the sample-size stage)"],
+        "report": [fewer_sens, one_site],
+    }.get(stage, [fewer, one_site, fewer_sens, no_bayes])
+    asks = [a for a in asks if a]
+    text = "; ".join(asks[:-1]) + ("; or " if len(asks) > 1 else "") + asks[-1]
+    if stage in ("bayes", "sensitivity", None) and os.environ.get("RAJAK_PER_PATIENT", "").strip().lower() == "always":
+        text += "; and leave RAJAK_PER_PATIENT unset (per-patient effects and log-likelihoods on request)"
+    return f"out of memory in {what}" + (f" ({size})" if size else "") + f": ask for {text}"

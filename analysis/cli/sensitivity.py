@@ -43,7 +43,7 @@ from analysis.cli.ice_options import (
     load_ice,
 )
 
-__all__ = ["sensitivity"]
+__all__ = ["sensitivity", "sensitivity_out_of_memory_text"]
 
 
 RESPONDER_STRATEGIES = ("last_observed", "exclude", "unknown")
@@ -114,22 +114,29 @@ def sensitivity(
     if flags_given(ice) and "reference_based" not in names:
         info("note: the intercurrent-event flags are read by --analysis reference_based only")
     results = []
-    with analysis_errors(ds.source):
-        for name in names:
-            info(f"{ds.label}: sensitivity analysis {name} ...")
-            try:
-                r = run_sensitivity(name, derived, cfg, cache_dir=cache_dir, design=study_design,
-                                    errors="raise" if explicit or debug else "report")
-            except (NotApplicable, NotEstimable) as exc:
-                if debug:
-                    raise
-                status = "not applicable" if isinstance(exc, NotApplicable) else "not estimable"
-                reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-                err(f"{ds.source}: sensitivity analysis {name} is {status}: {reason}")
-                raise typer.Exit(EXIT_BAD_INPUT)
-            if not r.ran:
-                info(f"{ds.label}: sensitivity analysis {name} skipped ({r.summary})")
-            results.append(r)
+    name = names[0] if names else ""
+    try:
+        with analysis_errors(ds.source):
+            for name in names:
+                info(f"{ds.label}: sensitivity analysis {name} ...")
+                try:
+                    r = run_sensitivity(name, derived, cfg, cache_dir=cache_dir, design=study_design,
+                                        errors="raise" if explicit or debug else "report")
+                except (NotApplicable, NotEstimable) as exc:
+                    if debug:
+                        raise
+                    status = "not applicable" if isinstance(exc, NotApplicable) else "not estimable"
+                    reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                    err(f"{ds.source}: sensitivity analysis {name} is {status}: {reason}")
+                    raise typer.Exit(EXIT_BAD_INPUT)
+                if not r.ran:
+                    info(f"{ds.label}: sensitivity analysis {name} skipped ({r.summary})")
+                results.append(r)
+    except MemoryError:  # one line saying what to ask for instead, not a traceback
+        if debug:
+            raise
+        err(sensitivity_out_of_memory_text(name, names, derived, cfg))
+        raise typer.Exit(EXIT_BAD_INPUT) from None
     ran = [r for r in results if r.ran]
     skipped = [{"name": r.name, "status": r.status, "reason": r.reason} for r in results if not r.ran]
     if out is not None:
@@ -160,3 +167,38 @@ def sensitivity(
         typer.echo(f"== {ds.label}: skipped ==")
         for s in skipped:
             typer.echo(f"{s['name']}: {s['status']}: {s['reason']}")
+
+
+def sensitivity_out_of_memory_text(name: str, names: list[str], derived, cfg) -> str:
+    """The one line ``rajak sensitivity`` ends with when memory runs out.
+
+    Parameters
+    ----------
+    name : str
+        The analysis memory ran out in.
+    names : list of str
+        The analyses asked for.
+    derived : pandas.DataFrame
+        The derived data (its patients give the size).
+    cfg : RunConfig
+        The configuration (its sites, draws and chains).
+
+    Returns
+    -------
+    str
+        ``out of memory in sensitivity analysis <name> (<size>): ask for ...``.
+    """
+    n_pat = int(derived["patient_id"].nunique()) if "patient_id" in derived.columns else 0
+    sites = list(cfg.sites or ())
+    asks = []
+    if len(names) > 1:
+        others = [n for n in names if n != name]
+        asks.append(f"fewer analyses (--analysis NAME, one at a time; e.g. --analysis {others[0]} without {name})")
+    if len(sites) > 1:
+        asks.append("one --site at a time")
+    asks.append(f"fewer posterior draws or chains in the plan (e.g. draws = {max(100, cfg.draws // 4)}, chains = 2)")
+    if name == "reference_based":
+        asks.append("fewer --n-samples")
+    return (f"out of memory in sensitivity analysis {name} ({n_pat} patients, {len(sites)} "
+            f"site{'s' if len(sites) != 1 else ''}): ask for " + "; ".join(asks[:-1])
+            + ("; or " if len(asks) > 1 else "") + asks[-1])

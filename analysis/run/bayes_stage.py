@@ -42,7 +42,7 @@ from analysis.report import Section, Table
 
 __all__ = ["BayesStage", "DIAGNOSTIC_FIGURES", "PRIOR_DRAWS", "PRIOR_POSTERIOR_QUANTITIES", "PriorPosterior",
            "run_bayes_stage", "bayes_sections", "diagnostic_figure_names", "prior_draws", "prior_posterior_items",
-           "prior_posterior_table"]
+           "loo_left_out_reason", "prior_posterior_table"]
 
 #: Prior draws per fit for the prior-vs-posterior figure.
 PRIOR_DRAWS = 4000
@@ -267,6 +267,8 @@ class BayesStage:
     prior_posterior: list[PriorPosterior] = field(default_factory=list)
     #: (model, site, "not applicable: ..." / "not estimable: ...") of the fits the design rules out
     skipped: list[tuple[str, str, str]] = field(default_factory=list)
+    #: (model, site, why) of the fits PSIS-LOO leaves out: a large fit keeps no pointwise log-likelihoods
+    loo_left_out: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 def _endpoint(fit: BayesFit) -> float:
@@ -447,11 +449,43 @@ def run_bayes_stage(derived: pd.DataFrame, config: Any, freq_estimands: pd.DataF
         for f in site_fits:
             if "log_likelihood" not in f.fit.posterior.children and \
                     f.fit.posterior["posterior"].attrs.get("rajak_per_patient") == "on request":
-                log(f"  {f.model} at {site}: PSIS-LOO left out (pointwise log-likelihoods of a study this size are "
-                    "computed on request; RAJAK_PER_PATIENT=always computes them with every fit)")
+                why = loo_left_out_reason(f, int(derived["patient_id"].nunique()))
+                stage.loo_left_out.append((f.model, site, why))
+                log(f"  {f.model} at {site}: PSIS-LOO left out ({why})")
         if len(comparable) >= 1:
             stage.loo[site] = loo_table(comparable)
     return stage
+
+
+def loo_left_out_reason(f: BayesFit, n_patients: int) -> str:
+    """Why PSIS-LOO leaves out a fit whose pointwise log-likelihoods are computed on request.
+
+    Parameters
+    ----------
+    f : BayesFit
+        A fit whose posterior says ``rajak_per_patient = "on request"``.
+    n_patients : int
+        Patients in the study.
+
+    Returns
+    -------
+    str
+        One sentence: the size, the threshold (or ``RAJAK_PER_PATIENT=on_request``) and how to have it.
+    """
+    import os
+
+    from models.marginal_effects import EAGER_PATIENT_DRAWS
+
+    post = f.fit.posterior["posterior"]
+    n_draws = int(post.sizes.get("chain", 1) * post.sizes.get("draw", 1))
+    forced = os.environ.get("RAJAK_PER_PATIENT", "auto").strip().lower() == "on_request"
+    size = f"{n_patients:,} patients x {n_draws:,} posterior draws"
+    because = ("RAJAK_PER_PATIENT=on_request" if forced
+               else f"above the {EAGER_PATIENT_DRAWS:,} patients x draws up to which a fit keeps them")
+    most = EAGER_PATIENT_DRAWS // max(n_patients, 1)
+    return (f"the fit keeps no pointwise log-likelihoods at {size} ({because}), and PSIS-LOO needs them for "
+            "every observation and draw; RAJAK_PER_PATIENT=always keeps them with every fit, given the memory"
+            + (f", and so does a fit of at most {most:,} posterior draws in all" if most >= 400 and not forced else ""))
 
 
 def _diagnostics_row(f: BayesFit) -> dict[str, Any]:
@@ -545,11 +579,14 @@ def bayes_sections(stage: BayesStage, config: Any) -> list[Section]:
                             f"({', '.join(sorted({FREQUENTIST_COUNTERPART[m] for m in config.bayes_models}))})."],
                 tables=[Table("Bayesian vs frequentist", stage.comparison, "bayes_vs_frequentist")],
                 figures=[(c, n) for s, c, n in stage.figures if n.startswith("forest")]))
-    if stage.loo:
+    if stage.loo or stage.loo_left_out:
         paras, tabs = [], []
         for site, (tab, text) in stage.loo.items():
             paras.append(f"{site_label(site)}: {text}")
             tabs.append(Table(f"PSIS-LOO, {site_label(site)}", tab, f"loo_{site}"))
+        for model, site, why in stage.loo_left_out:
+            paras.append(f"NOTE: PSIS-LOO left out {model} at {site_label(site)}: {why}.")
+        unreliable = any("UNRELIABLE" in t for _, t in stage.loo.values())
         sections.append(Section("loo", "Model comparison (PSIS-LOO)", paragraphs=paras, tables=tabs,
-                                status="warning" if any("UNRELIABLE" in t for _, t in stage.loo.values()) else "ok"))
+                                status="warning" if unreliable or stage.loo_left_out else "ok"))
     return sections

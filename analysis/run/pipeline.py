@@ -56,7 +56,7 @@ from analysis.study.clinical import derive
 from analysis.study.data import Dataset, DataValidationError, load_for_config
 from analysis.study.groups import check_groups
 
-__all__ = ["RunExistsError", "RunResult", "load_for_config", "run", "sensitivity_failures"]
+__all__ = ["RunExistsError", "RunOutOfMemory", "RunResult", "load_for_config", "run", "sensitivity_failures"]
 
 def _check_writable(directory: Path) -> None:
     """Raise :class:`ConfigError` naming ``directory`` if run directories cannot be made in it."""
@@ -73,6 +73,28 @@ def _check_writable(directory: Path) -> None:
 
 class RunExistsError(FileExistsError):
     """The run directory exists and ``force`` was not given."""
+
+
+class RunOutOfMemory(MemoryError):
+    """Memory ran out during a run: which stage, on how many patients and sites (the CLI turns it into
+    one line saying what to ask for instead).
+
+    Parameters
+    ----------
+    stage : str
+        ``"load"``, ``"derive"``, ``"frequentist"``, ``"figures"``, ``"bayes"``, ``"sensitivity"``,
+        ``"power"`` or ``"report"``.
+    what : str
+        The stage in words (e.g. ``"sensitivity analysis delta_bayes"``).
+    n_patients : int or None
+        Patients in the study, when known by then.
+    sites : tuple of str
+        The sites analysed, when known by then.
+    """
+
+    def __init__(self, stage: str, what: str, n_patients: int | None = None, sites: tuple[str, ...] = ()):
+        super().__init__(f"out of memory in {what}")
+        self.stage, self.what, self.n_patients, self.sites = stage, what, n_patients, tuple(sites)
 
 
 @dataclass
@@ -101,7 +123,27 @@ def run(config: RunConfig, *, force: bool = False, log: Callable[[str], None] | 
         Replace an existing run directory of the same id.
     log
         Receives progress messages (the CLI prints them on stderr).
+
+    Raises
+    ------
+    RunOutOfMemory
+        Memory ran out (a :class:`MemoryError` naming the stage it ran out in).
     """
+    where = {"stage": "load", "what": "loading and validating the data", "n_patients": None, "sites": ()}
+    try:
+        return _run(config, force=force, log=log, where=where)
+    except RunOutOfMemory:
+        raise
+    except MemoryError:
+        raise RunOutOfMemory(where["stage"], where["what"], where["n_patients"], where["sites"]) from None
+
+
+def _run(config: RunConfig, *, force: bool, log: Callable[[str], None] | None, where: dict[str, Any]) -> RunResult:
+    """:func:`run`, noting in ``where`` the stage it is in (for :class:`RunOutOfMemory`)."""
+
+    def stage(name: str, what: str) -> None:
+        where.update(stage=name, what=what)
+
     say = log or (lambda msg: None)
     timings: dict[str, float] = {}
     t_all = time.perf_counter()
@@ -117,6 +159,8 @@ def run(config: RunConfig, *, force: bool = False, log: Callable[[str], None] | 
     dataset = load_for_config(config)
     timings["load_validate_s"] = time.perf_counter() - t
     config = config.bind(dataset.design)  # the study's sites and endpoint where the plan leaves them open
+    where.update(n_patients=dataset.report.n_patients, sites=tuple(config.sites or ()))
+    stage("derive", "deriving the analysis data")
     say(f"loaded {dataset.source} ({dataset.label}): {dataset.report.n_patients} patients, "
         f"{dataset.report.completers} completers")
 
@@ -137,6 +181,7 @@ def run(config: RunConfig, *, force: bool = False, log: Callable[[str], None] | 
     timings["derive_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
+    stage("frequentist", "the frequentist analysis")
     rajak_shaped = _rajak_shaped(dataset)
     achieved = paper_analysis(derived, config.endpoint_month) if rajak_shaped else None
     freq = frequentist_analysis(derived, config.sites, config.undefined_responders, config.responder.rule(),
@@ -168,6 +213,7 @@ def run(config: RunConfig, *, force: bool = False, log: Callable[[str], None] | 
     try:
         atomic_write_json(staging / "validation.json", dataset.report.to_dict())
         t = time.perf_counter()
+        stage("figures", "drawing the figures")
         figs = staging / "figures"
         save_figure(trajectories(derived, config.sites, label=dataset.label), figs, "trajectories_observed")
         save_figure(retention(derived, label=dataset.label), figs, "retention")
@@ -175,6 +221,7 @@ def run(config: RunConfig, *, force: bool = False, log: Callable[[str], None] | 
         t = time.perf_counter()
         bayes = None
         if config.bayes_models:
+            stage("bayes", "the Bayesian models")
             bayes = run_bayes_stage(derived, config, freq.estimands, figs, staging / "fits", dataset.label, say,
                                     cache_dir=cache_root, save=save_figure, design=dataset.design)
             tables["bayes_estimands"] = _label(bayes.estimands, dataset)
@@ -187,6 +234,7 @@ def run(config: RunConfig, *, force: bool = False, log: Callable[[str], None] | 
         t = time.perf_counter()
         sens_results = []
         for name in config.sensitivity:
+            stage("sensitivity", f"sensitivity analysis {name}")
             r = run_sensitivity(name, derived, config, cache_dir=cache_root, design=dataset.design)
             sens_results.append(r)
             say(f"sensitivity analysis {r.name} " + ("done" if r.ran else r.summary))
@@ -197,11 +245,13 @@ def run(config: RunConfig, *, force: bool = False, log: Callable[[str], None] | 
             for src in r.settings.get("fit_files") or []:  # its Bayesian fits, beside the main ones
                 if Path(src).is_file():
                     atomic_copy(src, staging / "fits" / f"sensitivity_{r.name}" / Path(src).name)
+        stage("report", "writing the report")
         report_sections = _sensitivity_sections(sens_results, freq.estimands, config, figs, dataset.label,
                                                 None if bayes is None else bayes.estimands, save_figure,
                                                 design=dataset.design)
         timings["sensitivity_s"] = time.perf_counter() - t
         t = time.perf_counter()
+        stage("power", "the sample-size stage")
         lmm_fits = {} if bayes is None else {f.site: f.fit for f in bayes.fits if f.model == "lmm"}
         power = (run_power_stage(config, cache_root, say, prior_fits=lmm_fits, derived=derived, dataset=dataset)
                  if config.power_enabled else None)
@@ -210,6 +260,7 @@ def run(config: RunConfig, *, force: bool = False, log: Callable[[str], None] | 
             tables["power_smallest_n"] = _label(power.smallest_n, dataset)
             save_figure(power.result.figure(config.power_target, label=dataset.label), figs, "power_curve")
         timings["power_s"] = time.perf_counter() - t
+        stage("report", "writing the report")
         report = _report(run_id, dataset, config, tables, completers.strategy, freq.notes,
                          derived.attrs.get("notes", []))
         report.sections += report_sections
@@ -236,6 +287,7 @@ def run(config: RunConfig, *, force: bool = False, log: Callable[[str], None] | 
         skipped = [f"sensitivity analysis {r.name}: {r.summary}" for r in sens_results if not r.ran]
         if bayes is not None:
             skipped += [f"Bayesian {m} at {site}: {why}" for m, site, why in bayes.skipped]
+            skipped += [f"PSIS-LOO of {m} at {site}: {why}" for m, site, why in bayes.loo_left_out]
         if power is not None:
             skipped += [f"sample size: {why}" for why in power.not_applicable]
         atomic_write_text(staging / "summary.txt", _summary_text(dataset, config, tables.get("replication"),
@@ -261,6 +313,8 @@ def run(config: RunConfig, *, force: bool = False, log: Callable[[str], None] | 
                       **({"power": power.seed} if power is not None else {})},
             "fit_cache": {} if bayes is None else {f"{f.model}_{f.site}": f.extra for f in bayes.fits},
             "bayes_skipped": [] if bayes is None else [{"model": m, "site": s, "reason": r} for m, s, r in bayes.skipped],
+            "loo_left_out": [] if bayes is None else [{"model": m, "site": s, "reason": r}
+                                                      for m, s, r in bayes.loo_left_out],
             "figure_cache": dict(writer.cache_stats),  # figures copied from the cache / drawn
             "power": None if power is None else power.manifest(),
             "timings": {k: round(v, 4) for k, v in timings.items()},

@@ -24,6 +24,8 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections.abc import Iterable, Iterator
+from itertools import islice
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -178,7 +180,7 @@ def read_file(path: str | Path, *, encoding: str = "utf-8", sheet: str | int | N
     if (delimiter or decimal) and ext not in TEXT_EXTENSIONS:
         raise DataValidationError(f"{name}: a delimiter or decimal mark was given, but this is not a text file")
     raw = p.read_bytes()
-    if not raw.strip():
+    if not raw or raw.isspace():  # (raw.strip() would copy the file)
         raise DataValidationError(f"{name}: empty file")
     if ext in TEXT_EXTENSIONS:
         table = _read_text(raw, name, ext, encoding, delimiter, decimal)
@@ -220,18 +222,47 @@ def _decode(raw: bytes, name: str, encoding: str) -> str:
     return text
 
 
-def _records(text: str, delimiter: str, limit: int | None = None) -> list[list[str]]:
-    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
-    out: list[list[str]] = []
+def _iter_records(text: str, delimiter: str) -> Iterator[list[str]]:
+    """The non-empty records of delimited text, one at a time (a whole file's records as Python lists
+    would take some fifteen times the file's size)."""
+    reader = csv.reader(_TextFile(text), delimiter=delimiter)
     try:
         for rec in reader:
             if rec and any(cell.strip() for cell in rec):
-                out.append(rec)
-            if limit is not None and len(out) >= limit:
-                break
+                yield rec
     except csv.Error:
-        pass  # an unterminated quote: the records before it decide
-    return out
+        return  # an unterminated quote: the records before it decide
+
+
+class _TextFile:
+    """Decoded text as a read-only file, read in slices of the one string (``io.StringIO`` would
+    keep a copy of four bytes a character while pandas reads it)."""
+
+    def __init__(self, text: str):
+        self.text, self.pos = text, 0
+
+    def read(self, size: int | None = -1) -> str:
+        end = len(self.text) if size is None or size < 0 else self.pos + size
+        out = self.text[self.pos:end]
+        self.pos += len(out)
+        return out
+
+    def readline(self, size: int | None = -1) -> str:
+        nl = self.text.find("\n", self.pos)
+        end = len(self.text) if nl < 0 else nl + 1
+        if size is not None and size >= 0:
+            end = min(end, self.pos + size)
+        out = self.text[self.pos:end]
+        self.pos += len(out)
+        return out
+
+    def __iter__(self) -> Iterator[str]:
+        while line := self.readline():
+            yield line
+
+
+def _records(text: str, delimiter: str, limit: int | None = None) -> list[list[str]]:
+    return list(_iter_records(text, delimiter) if limit is None else islice(_iter_records(text, delimiter), limit))
 
 
 def detect_delimiter(text: str, name: str, ext: str) -> str:
@@ -281,14 +312,14 @@ def detect_delimiter(text: str, name: str, ext: str) -> str:
     raise DataValidationError(f"{name}: ambiguous delimiter: {shown} {why} (give it, e.g. --delimiter ';')")
 
 
-def detect_decimal(records: list[list[str]], delimiter: str, name: str) -> str:
+def detect_decimal(records: Iterable[list[str]], delimiter: str, name: str) -> str:
     """The decimal mark of delimited text: ``.``, or ``,`` when the numeric-looking cells use
     commas and none uses a point.
 
     Parameters
     ----------
     records
-        The parsed records, header first.
+        The parsed records, header first (a list, or an iterator read one record at a time).
     delimiter
         The delimiter (a comma delimiter means a decimal point).
     name
@@ -304,11 +335,14 @@ def detect_decimal(records: list[list[str]], delimiter: str, name: str) -> str:
     DataValidationError
         Where some numbers use a point and others a comma.
     """
-    if delimiter == "," or not records:
+    if delimiter == ",":
         return "."
-    header = records[0]
+    records = iter(records)
+    header = next(records, None)
+    if header is None:
+        return "."
     first: dict[str, tuple[str, int, str]] = {}
-    for line, rec in enumerate(records[1:], start=2):
+    for line, rec in enumerate(records, start=2):
         for j, cell in enumerate(rec):
             c = cell.strip()
             kind = "." if _POINT_NUMBER.match(c) else "," if _COMMA_NUMBER.match(c) else None
@@ -334,9 +368,9 @@ def _read_text(raw: bytes, name: str, ext: str, encoding: str, delimiter: str | 
     delim = delimiter or detect_delimiter(text, name, ext)
     if decimal == "," and delim == ",":
         raise DataValidationError(f"{name}: a comma cannot be both the delimiter and the decimal mark")
-    mark = decimal or detect_decimal(_records(text, delim), delim, name)
+    mark = decimal or detect_decimal(_iter_records(text, delim), delim, name)
     try:
-        df = pd.read_csv(io.StringIO(text), sep=delim, dtype=str, keep_default_na=False, skipinitialspace=True)
+        df = pd.read_csv(_TextFile(text), sep=delim, dtype=str, keep_default_na=False, skipinitialspace=True)
     except pd.errors.EmptyDataError:
         raise DataValidationError(f"{name}: empty file") from None
     except pd.errors.ParserError as err:
