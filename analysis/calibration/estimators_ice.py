@@ -40,15 +40,8 @@ def ice_patients(sim: dict, strategy: str):
     """The :class:`~analysis.sensitivity.ice.IcePatients` of a simulated trial, every event under
     ``strategy`` (rbmi's name)."""
     from analysis.sensitivity.ice import IcePatients
-    from analysis.sensitivity.site_data import SiteData
 
-    n, m = sim["y"].shape
-    data = SiteData(site="spine", outcome="change", ids=np.array([f"P{i:04d}" for i in range(n)]),
-                    months=sim["months"], y=sim["y"], baseline=sim["baseline"], group=sim["group"],
-                    levels=("placebo", "active"), covariates=np.zeros((n, 0)), covariate_names=())
-    has = sim["ice_index"] < m
-    return IcePatients(data, sim["ice_index"], np.where(has, "discontinued", "").astype(object),
-                       np.where(has, strategy, "MAR").astype(object), np.full(n, "rbmi", dtype=object), strategy)
+    return IcePatients.from_simulation(sim, strategy)
 
 
 def _simulate(strategy: str, rng: np.random.Generator):

@@ -23,7 +23,6 @@ import numpy as np
 from analysis.sensitivity.ice.analysis_models import ancova
 from analysis.sensitivity.ice.methods import MethodSettings, run_method
 from analysis.sensitivity.ice.patients import IcePatients
-from analysis.sensitivity.site_data import SiteData
 from models.simulate_ice import IceTruth, simulate_ice_trial, true_effect
 
 FIVE = IceTruth(months=(3.0, 6.0, 9.0, 12.0, 18.0),
@@ -33,13 +32,7 @@ FIVE = IceTruth(months=(3.0, 6.0, 9.0, 12.0, 18.0),
 
 
 def patients(sim: dict, strategy: str = "JR") -> IcePatients:
-    n, m = sim["y"].shape
-    data = SiteData(site="spine", outcome="change", ids=np.array([f"P{i:04d}" for i in range(n)]),
-                    months=sim["months"], y=sim["y"], baseline=sim["baseline"], group=sim["group"],
-                    levels=("placebo", "active"), covariates=np.zeros((n, 0)), covariate_names=())
-    has = sim["ice_index"] < m
-    return IcePatients(data, sim["ice_index"], np.where(has, "discontinued", "").astype(object),
-                       np.where(has, strategy, "MAR").astype(object), np.full(n, "rbmi", dtype=object), strategy)
+    return IcePatients.from_simulation(sim, strategy)
 
 
 def analyse(p: IcePatients, method: str, n_samples: int = 100):

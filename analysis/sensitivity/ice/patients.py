@@ -176,6 +176,22 @@ class IcePatients:
                            np.full(self.ice_index.shape, "rbmi", dtype=object), label or s, self.notes, self.delta)
 
     @classmethod
+    def from_simulation(cls, sim: dict, strategy: str, site: str = "spine",
+                        levels: tuple[str, str] = ("placebo", "active")) -> IcePatients:
+        """The patients of a wide simulated trial (:func:`models.simulate_ice.simulate_ice_trial`: ``y``,
+        ``baseline``, ``group``, ``ice_index``, ``months``), every event under rbmi's ``strategy``."""
+        n, m = sim["y"].shape
+        data = SiteData(site=site, outcome="change", ids=np.array([f"P{i:04d}" for i in range(n)]),
+                        months=np.asarray(sim["months"], dtype=float), y=sim["y"], baseline=sim["baseline"],
+                        group=np.asarray(sim["group"], dtype=int), levels=tuple(levels),
+                        covariates=np.zeros((n, 0)), covariate_names=())
+        ice_index = np.asarray(sim["ice_index"], dtype=int)
+        has = ice_index < m
+        s = normalise_strategy(strategy)
+        return cls(data, ice_index, np.where(has, "discontinued", "").astype(object),
+                   np.where(has, s, "MAR").astype(object), np.full(n, "rbmi", dtype=object), s)
+
+    @classmethod
     def from_table(cls, data: SiteData, ice: dict[str, tuple[float, str, str, str]] | None,
                    label: str = "estimand", notes: tuple[str, ...] = ()) -> IcePatients:
         """From ``{patient_id: (first affected month, ice_type, handling, strategy)}``.

@@ -197,7 +197,6 @@ def test_reduced_coverage_under_a_jump_to_reference_truth():
     from analysis.sensitivity.ice.analysis_models import ancova
     from analysis.sensitivity.ice.methods import MethodSettings, run_method
     from analysis.sensitivity.ice.patients import IcePatients
-    from analysis.sensitivity.site_data import SiteData
     from models.simulate_ice import IceTruth, simulate_ice_trial, true_effect
 
     truth = IceTruth()
@@ -205,13 +204,8 @@ def test_reduced_coverage_under_a_jump_to_reference_truth():
     hits, ratio = [], []
     for r in range(40):
         sim = simulate_ice_trial(160, truth, seed=300 + r)
-        n, m = sim["y"].shape
-        data = SiteData(site="spine", outcome="change", ids=np.arange(n).astype(str), months=sim["months"], y=sim["y"],
-                        baseline=sim["baseline"], group=sim["group"], levels=("placebo", "active"),
-                        covariates=np.zeros((n, 0)), covariate_names=())
-        has = sim["ice_index"] < m
-        p = IcePatients(data, sim["ice_index"], np.where(has, "x", "").astype(object),
-                        np.where(has, "JR", "MAR").astype(object), np.full(n, "rbmi", dtype=object), "JR")
+        p = IcePatients.from_simulation(sim, "JR")
+        data = p.data
         fn = partial(ancova, months=data.months, levels=data.levels)
         out = {meth: run_method(meth, [p], lambda y, g, c: fn(y, g, c),
                                 MethodSettings(n_samples=20, imputation_model="rbmi", seed=r)).pooled["JR"]["trt_active_12"]
