@@ -87,6 +87,7 @@ from models.marginal import (
     standardised_arrays,
     update_model_data,
 )
+from models.marginal_effects import ON_REQUEST_ATTR, SEED_ATTR, per_patient_eager
 from models.trajectory import TrajectoryPriors
 from models.trajectory_data import COEF_NAMES, GROUP_NAMES, PreparedData
 
@@ -250,6 +251,16 @@ class ActivityModel:
             offset = post["b_activity_std"].values[..., None] * arrays["activity_x"]
         return draw_marginal_effects(post, arrays, np.random.default_rng([seed, 7]), offset=offset)
 
+    def patient_effects(self, post: xr.Dataset, seed: int | None = None, dtype: Any = np.float64) -> xr.DataArray:
+        """The patient effects ``u`` (chain, draw, patient, effect) on the original scale: the
+        posterior's own, or drawn on request as :meth:`postprocess` draws them (same draws for the same
+        ``seed``, default the posterior's ``rajak_effects_seed``), stored as ``dtype``."""
+        if "u" in post:
+            return post["u"].astype(dtype, copy=False)
+        seed = int(post.attrs.get(SEED_ATTR, 0)) if seed is None else int(seed)
+        u = self._effects_std(post, seed) * float(self.data_values["y_scale"])
+        return effects_dataarray(u.astype(dtype, copy=False), self.prepared.patient_ids)
+
     def log_likelihood(self, post: xr.Dataset, u_std: np.ndarray) -> np.ndarray:
         r"""Pointwise log-likelihood (chain, draw, obs) of each observation on the original scale
         given the patient's effects (as :meth:`TrajectoryModel.log_likelihood`, for PSIS-LOO).
@@ -271,10 +282,21 @@ class ActivityModel:
 
     def postprocess(self, dt: xr.DataTree, *, seed: int = 0) -> xr.DataTree:
         """Add ``u`` (patient, effect; g/cm^2 and g/cm^2/yr) drawn from its exact Gaussian
-        conditional given each posterior draw, and the ``log_likelihood`` group (``bmd``)."""
+        conditional given each posterior draw, and the ``log_likelihood`` group (``bmd``).
+
+        As the trajectory LMM (:mod:`models.trajectory_patients`): above
+        :data:`models.marginal_effects.EAGER_PATIENT_DRAWS` patients x draws
+        (:func:`models.marginal_effects.per_patient_eager`) neither is added, the posterior's
+        attributes say so (``rajak_per_patient = "on request"``, ``rajak_effects_seed``) and
+        :meth:`patient_effects` draws the same effects on request.
+        """
         import xarray as xr
 
         post = dt["posterior"].to_dataset()
+        if not per_patient_eager(self.prepared.n_patients, int(post.sizes["chain"] * post.sizes["draw"])):
+            post.attrs.update({ON_REQUEST_ATTR: "on request", SEED_ATTR: int(seed)})
+            dt["posterior"] = post
+            return dt
         u = self._effects_std(post, seed)
         post["u"] = effects_dataarray(u * float(self.data_values["y_scale"]),
                                       self.prepared.patient_ids)

@@ -134,6 +134,7 @@ from models.joint_data import (
 )
 from models.lkj import lkj_corr_cholesky
 from models.marginal import update_model_data
+from models.marginal_effects import ON_REQUEST_ATTR, SEED_ATTR, per_patient_eager
 from models.trajectory import TrajectoryPriors
 from models.trajectory_data import COEF_NAMES, coef_names, contrast_names
 from models.unrolled_cholesky import unrolled_logdet_quad
@@ -303,22 +304,29 @@ class JointModel:
     def postprocess(self, dt: xr.DataTree, *, seed: int = 0) -> xr.DataTree:
         r"""Add ``u`` (patient, site, effect; g/cm^2 and g/cm^2/yr), drawn from its exact
         conditional :math:`N(A_i^{-1} c_i, A_i^{-1})` given each posterior draw, with an RNG
-        seeded by ``seed``."""
-        import xarray as xr
-
+        seeded by ``seed``; above :func:`models.marginal_effects.per_patient_eager`'s size, not: the
+        posterior's attributes say so and :meth:`patient_effects` draws them on request (as the LMM)."""
         post = dt["posterior"].to_dataset()
-        u = _draw_effects(post, self.data_values, np.random.default_rng([seed, 11]))
-        post["u"] = xr.DataArray(
-            u,
-            dims=("chain", "draw", "patient", "site", "effect"),
-            coords={
-                "patient": self.prepared.patient_ids,
-                "site": list(self.sites),
-                "effect": list(EFFECT_NAMES),
-            },
-        )
+        if not per_patient_eager(self.prepared.n_patients, int(post.sizes["chain"] * post.sizes["draw"])):
+            post.attrs.update({ON_REQUEST_ATTR: "on request", SEED_ATTR: int(seed)})
+        else:
+            post["u"] = self.patient_effects(post, seed=seed)
         dt["posterior"] = post
         return dt
+
+    def patient_effects(self, post: xr.Dataset, seed: int | None = None, dtype: Any = np.float64) -> xr.DataArray:
+        """The patient effects ``u`` (chain, draw, patient, site, effect): the posterior's own, or drawn
+        on request as :meth:`postprocess` draws them (same draws for the same ``seed``, default the
+        posterior's ``rajak_effects_seed``), stored as ``dtype``."""
+        import xarray as xr
+
+        if "u" in post:
+            return post["u"].astype(dtype, copy=False)
+        seed = int(post.attrs.get(SEED_ATTR, 0)) if seed is None else int(seed)
+        u = _draw_effects(post, self.data_values, np.random.default_rng([seed, 11]))
+        return xr.DataArray(u.astype(dtype, copy=False), dims=("chain", "draw", "patient", "site", "effect"),
+                            coords={"patient": self.prepared.patient_ids, "site": list(self.sites),
+                                    "effect": list(EFFECT_NAMES)})
 
 
 def _sums(values: Any, pidx: Any, sidx: Any, n_patients: Any, n_sites: int = 2) -> Any:

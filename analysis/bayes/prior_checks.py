@@ -53,10 +53,12 @@ from matplotlib.figure import Figure
 from analysis.bayes.study_frame import model_options
 from analysis.figures.plots import PALETTE, group_colours, group_title, stamp, style
 from analysis.common.quiet import quiet_logger
+from analysis.bayes.prior_sample import observed_arrays, patient_sample
 from analysis.engine.prior_predictive import prior_predictive_sampler
 from analysis.study.estimands import difference_name, estimand_name
 from models.priors import PRIOR_SET_NAMES, prior_set
 from models.trajectory import build_trajectory_model
+from models.trajectory_data import prepare_trajectory_data
 
 __all__ = [
     "CONTRASTS",
@@ -121,16 +123,6 @@ def _quantile_row(x: np.ndarray, lo: float = np.nan, hi: float = np.nan) -> dict
             "p_in_observed_range": inside}
 
 
-def _pct_change_pairs(months: np.ndarray, pidx: np.ndarray, endpoint: float
-                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Row indices of month 0 and the endpoint month for patients with both, and those patients."""
-    base = {p: i for i, (p, m) in enumerate(zip(pidx, months)) if m == 0}
-    end = {p: i for i, (p, m) in enumerate(zip(pidx, months)) if m == endpoint}
-    pats = np.array(sorted(set(base) & set(end)), dtype=int)
-    return (np.array([base[p] for p in pats], dtype=int),
-            np.array([end[p] for p in pats], dtype=int), pats)
-
-
 def _priors(data: pd.DataFrame, site: str, name: str) -> Any:
     """Prior set ``name`` at ``site`` (``sceptical`` at a site without a published reference BMD
     scales to the data's mean baseline there, as in :func:`analysis.bayes.fit.prior_object`)."""
@@ -138,10 +130,13 @@ def _priors(data: pd.DataFrame, site: str, name: str) -> Any:
     return prior_set(name, site, reference_bmd=float(base.mean()) if len(base) else None)
 
 
-def _model(data: pd.DataFrame, site: str, name: str, **kwargs: Any) -> Any:
-    """The trajectory model on the analysis frame's design (:func:`model_options`) under set ``name``."""
+def _model(data: pd.DataFrame, site: str, name: str, prior_data: pd.DataFrame | None = None,
+           **kwargs: Any) -> Any:
+    """The trajectory model on the analysis frame's design (:func:`model_options`) under set ``name``
+    (its data-scaled priors from ``prior_data``, default ``data``)."""
     o = model_options(data)
-    return build_trajectory_model(data, site, priors=_priors(data, site, name), levels=o["levels"],
+    priors = _priors(data if prior_data is None else prior_data, site, name)
+    return build_trajectory_model(data, site, priors=priors, levels=o["levels"],
                                   group_column=o["group_column"], time=o["time"],
                                   endpoint_month=o["endpoint_month"], **kwargs)
 
@@ -153,8 +148,14 @@ def prior_predictive(
     *,
     draws: int = 1000,
     seed: int = 0,
+    max_patients: int | None = None,
 ) -> tuple[pd.DataFrame, dict[str, dict[str, np.ndarray]]]:
     """Prior predictive summaries of each prior set on the study's design.
+
+    Above ``max_patients`` patients (default
+    :data:`~analysis.bayes.prior_sample.PRIOR_PREDICTIVE_MAX_PATIENTS`) the draws are made for a
+    seeded random sample of that many, stratified by group; the observed ranges stay the whole
+    study's (:func:`~analysis.bayes.prior_sample.patient_sample`).
 
     Parameters
     ----------
@@ -169,16 +170,18 @@ def prior_predictive(
         Prior predictive draws per set.
     seed : int
         Set ``k`` uses ``numpy.random.default_rng([seed, k])``.
+    max_patients : int, optional
+        Cap on the patients drawn for.
 
     Returns
     -------
     table : DataFrame
-        See :attr:`PriorCheckResult.table`.
+        See :attr:`PriorCheckResult.table`; ``attrs["sample"]`` says when a sample was drawn for.
     samples : dict
         Per set: ``baseline`` (draws x month-0 rows), ``pct_change`` (draws x patients with
         month 0 and the endpoint), ``pct_group`` (draws x group), ``observed_baseline``,
         ``observed_pct_change``, ``group`` (the level's position, reference 0, per column of
-        ``pct_change``), ``levels`` and ``endpoint``.
+        ``pct_change``), ``levels``, ``endpoint`` and ``sample`` (the sample's note, or ``None``).
     """
     site = model_options(data)["sites"][0] if site is None else site
     if f"bmd_{site}" not in data.columns:
@@ -190,15 +193,16 @@ def prior_predictive(
         raise ValueError("sets must name at least one prior set")
     for name in sets:
         prior_set(name, site, reference_bmd=1.0)  # validates the name
-    tm = _model(data, site, sets[0], parameterisation="noncentred")
+    o = model_options(data)
+    drawn, note = patient_sample(data, site, o["group_column"], seed, max_patients)
+    tm = _model(drawn, site, sets[0], prior_data=data, parameterisation="noncentred")
     prep = tm.prepared
     levels, end = prep.levels, tm.endpoint_month
-    nominal = data.loc[data[f"bmd_{site}"].notna(), "month"].to_numpy(dtype=float)  # the rows prep kept
-    i0, i_end, pats = _pct_change_pairs(nominal, prep.patient_idx, end)
-    gx = prep.group_x
-    grp = (np.where(gx.any(axis=1), gx.argmax(axis=1) + 1, 0) if gx.shape[1] else np.zeros(prep.n_patients, int))[pats]
-    obs_pct = 100.0 * (prep.y[i_end] - prep.y[i0]) / prep.y[i0]
-    obs_base = prep.y[nominal == 0]
+    nominal, i0, i_end, grp, obs_pct, obs_base = observed_arrays(prep, drawn, site, end)
+    ogrp = grp
+    if note is not None:  # the observed ranges: the whole study's
+        whole = prepare_trajectory_data(data, site, levels=o["levels"], group_column=o["group_column"], time=o["time"])
+        ogrp, obs_pct, obs_base = observed_arrays(whole, data, site, end)[3:]
     rows: list[dict[str, Any]] = []
     samples: dict[str, dict[str, np.ndarray]] = {}
     draw_prior = prior_predictive_sampler(tm.pymc_model, ("y", "pct_change_end", "sigma", "sd_patient"))
@@ -214,7 +218,7 @@ def prior_predictive(
         pct_group = pp["pct_change_end"].reshape(draws, -1)
         samples[name] = {"baseline": base_pp, "pct_change": pct_pp, "pct_group": pct_group,
                          "observed_baseline": obs_base, "observed_pct_change": obs_pct,
-                         "group": grp, "levels": levels, "endpoint": end}
+                         "group": grp, "levels": levels, "endpoint": end, "sample": note}
 
         def add(quantity: str, kind: str, group: str, unit: str, row: dict[str, float]) -> None:
             if kind == "parameter":  # a reference value at most, not a range to fall into
@@ -225,13 +229,13 @@ def prior_predictive(
         add("baseline BMD", "data", "all", "g/cm^2",
             _quantile_row(base_pp, obs_base.min(), obs_base.max()))
         for g, label in enumerate(levels):
-            o = obs_pct[grp == g]
-            lo, hi = (o.min(), o.max()) if o.size else (np.nan, np.nan)
+            ob = obs_pct[ogrp == g]
+            lo, hi = (ob.min(), ob.max()) if ob.size else (np.nan, np.nan)
             add(f"{change}, patient", "data", label, "%",
                 _quantile_row(pct_pp[:, grp == g], lo, hi))
         for g, label in enumerate(levels):
-            o = obs_pct[grp == g]
-            mean = float(o.mean()) if o.size else np.nan
+            ob = obs_pct[ogrp == g]
+            mean = float(ob.mean()) if ob.size else np.nan
             add(f"{change}, group mean (pct_change_end)", "parameter", label, "%",
                 _quantile_row(pct_group[:, g], mean, mean))
         for g, label in enumerate(levels[1:], start=1):
@@ -243,7 +247,9 @@ def prior_predictive(
             _quantile_row(sd[:, effects.index("intercept")]))
         add("between-patient SD, annual change", "parameter", "all", "g/cm^2/yr",
             _quantile_row(sd[:, effects.index("slope")]))
-    return pd.DataFrame(rows), samples
+    table = pd.DataFrame(rows)
+    table.attrs["sample"] = note
+    return table, samples
 
 
 def _interval_rows(ax: Any, rows: list[tuple[str, np.ndarray, str]], lo: float, hi: float,
@@ -298,8 +304,9 @@ def prior_predictive_figure(
         lo, hi = (obs_p.min(), obs_p.max()) if obs_p.size else (0.0, 0.0)
         _interval_rows(axes[1], rows, lo, hi, f"{change} (%)",
                        f"Implied {change} per patient", linthresh=10.0)
+        drawn = f"; {first['sample']}" if first.get("sample") else ""
         fig.suptitle("Prior predictive check: median, 50% and 95% intervals; shaded: observed "
-                     "range\n(axes linear near the observed values, logarithmic beyond)")
+                     f"range\n(axes linear near the observed values, logarithmic beyond{drawn})")
         stamp(fig, label)
         fig.tight_layout()
     return fig
@@ -605,7 +612,7 @@ def prior_checks(
 
 
 def _summary_text(table: pd.DataFrame, sensitivity: pd.DataFrame, site: str, endpoint: float) -> str:
-    lines = [f"Prior checks, {site}."]
+    lines = [f"Prior checks, {site}" + (f" ({table.attrs['sample']})." if table.attrs.get("sample") else ".")]
     change = f"{endpoint:g}-month change"
     for name, t in table.groupby("set", sort=False):
         b = t[t["quantity"] == "baseline BMD"].iloc[0]

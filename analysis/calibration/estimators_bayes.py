@@ -12,6 +12,10 @@ shared (:mod:`analysis.calibration.designs`):
 * ``bayes_mmrm``: the Bayesian MMRM (:func:`models.mmrm.build_mmrm_model`, change from baseline
   in g/cm^2, unstructured covariance, default :class:`~models.mmrm.MmrmPriors`), estimate the
   posterior mean of ``diff_change_end`` at month 24, truth :math:`(\beta_1 - \beta_0)\,24/12`.
+* ``bayes_lmm_null``: the trajectory LMM on the null trials of the frequentist type I error rows
+  (stream ``trial_null``, no arm difference), truth 0. The share of 95% intervals that exclude 0 is
+  the type I error of the Bayesian decision rule :math:`\max(P(\theta > 0 \mid y), P(\theta < 0 \mid y))
+  > 0.975`, to be compared with its nominal 5%.
 
 Each reports the posterior mean :math:`\hat\theta = \bar\theta^{(s)}`, the posterior SD as the
 ``se`` and the 95% equal-tailed interval :math:`[q_{0.025}, q_{0.975}]` of the draws. The model
@@ -32,6 +36,7 @@ import pandas as pd
 
 from analysis.calibration.designs import (
     ENDPOINT,
+    NULL_TRUTH,
     TRIAL_TRUTH,
     simulate_trial_frame,
     slope_difference,
@@ -46,6 +51,7 @@ LEVELS = ("placebo", "active")
 #: Default sampler settings of the registered estimators (per chain; one core per worker).
 SAMPLER = {"draws": 1000, "tune": 1000, "chains": 4, "cores": 1, "target_accept": 0.9}
 _TRIAL = "80 patients 1:1, spine at months 0/6/12/24, random intercept and slope, MCAR dropout 7%/visit"
+_NULL = _TRIAL.replace("random intercept", "no arm difference, random intercept")
 
 
 def bayes_frame(frame: pd.DataFrame) -> pd.DataFrame:
@@ -101,6 +107,10 @@ def _simulate_endpoint(rng: np.random.Generator) -> tuple[pd.DataFrame, float]:
     return bayes_frame(simulate_trial_frame(rng)), slope_difference(TRIAL_TRUTH) * ENDPOINT / 12.0
 
 
+def _simulate_slope_null(rng: np.random.Generator) -> tuple[pd.DataFrame, float]:
+    return bayes_frame(simulate_trial_frame(rng, NULL_TRUTH)), 0.0
+
+
 def fit_lmm(frame: pd.DataFrame, refitter: Any) -> tuple[float, float, float, float]:
     """Posterior mean, SD and 95% equal-tailed interval of the slope difference ``b[time:active]``."""
     r = refitter.refit(frame, seed=data_seed(frame))
@@ -121,6 +131,9 @@ def bayes_estimators(suffix: str = "", **sampler: Any) -> tuple[Estimator, ...]:
     settings = {**SAMPLER, **sampler}
     note = (f"nutpie {settings['chains']} chains x {settings['draws']} draws after {settings['tune']} tuning; "
             "posterior mean, SD, 95% equal-tailed interval")
+    rule = ("decision rule: the 95% equal-tailed interval excludes 0, i.e. P(difference > 0) > 0.975 or "
+            "P(difference < 0) > 0.975 (rajak power's posterior-probability rule at prob 0.975, either "
+            "direction); coverage of 0 = 1 - its type I error")
     return (
         Estimator(f"bayes_lmm{suffix}", "bayesian", _simulate_slope, fit_lmm, _TRIAL,
                   "slope difference active - placebo (g/cm^2/yr)",
@@ -130,6 +143,9 @@ def bayes_estimators(suffix: str = "", **sampler: Any) -> tuple[Estimator, ...]:
                   f"difference in mean change to month {ENDPOINT:g} (g/cm^2)",
                   "Bayesian MMRM (unstructured), default priors; " + note,
                   setup=partial(setup_mmrm, **sampler), stream="trial_mcar"),
+        Estimator(f"bayes_lmm_null{suffix}", "type I error", _simulate_slope_null, fit_lmm, _NULL,
+                  "0 (no slope difference)", "trajectory LMM (marginal), default priors; " + note + "; " + rule,
+                  setup=partial(setup_lmm, **sampler), stream="trial_null"),
     )
 
 

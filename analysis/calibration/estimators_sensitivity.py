@@ -39,7 +39,8 @@ of :mod:`analysis.calibration.estimators_ice` (stream ``ice_mcar``), conditional
 with :data:`BOOT_B` bootstrap resamples, normal interval from the bootstrap SE (Wolbers et al. 2022),
 next to ``j2r_condmean_jackknife``.
 
-The Bayesian delta model (:mod:`analysis.sensitivity.bayes_delta`) is not calibrated here yet.
+The Bayesian delta model (:mod:`analysis.sensitivity.bayes_delta`) is calibrated on the same data
+sets by :mod:`analysis.calibration.estimators_bayes_delta`.
 """
 
 from __future__ import annotations

@@ -1,12 +1,18 @@
 """The registry of estimators: the built-in ones (:mod:`~analysis.calibration.estimators_frequentist`,
 :mod:`~analysis.calibration.estimators_ice`,
 :mod:`~analysis.calibration.estimators_bayes`,
-:mod:`~analysis.calibration.estimators_sensitivity`, in table order) and any added with :func:`register`."""
+:mod:`~analysis.calibration.estimators_bayes_models`,
+:mod:`~analysis.calibration.estimators_sensitivity`,
+:mod:`~analysis.calibration.estimators_dropout_models`,
+:mod:`~analysis.calibration.estimators_bayes_delta`, in table order) and any added with :func:`register`."""
 
 from __future__ import annotations
 
 from analysis.calibration import (
     estimators_bayes,
+    estimators_bayes_delta,
+    estimators_bayes_models,
+    estimators_dropout_models,
     estimators_frequentist,
     estimators_ice,
     estimators_sensitivity,
@@ -16,7 +22,8 @@ from analysis.calibration.spec import Estimator
 __all__ = ["estimator_names", "get_estimator", "register", "registered"]
 
 _REGISTRY: dict[str, Estimator] = {e.name: e for mod in (estimators_frequentist, estimators_ice, estimators_bayes,
-                                                       estimators_sensitivity)
+                                                       estimators_bayes_models, estimators_sensitivity,
+                                                       estimators_dropout_models, estimators_bayes_delta)
                                    for e in mod.ESTIMATORS}
 
 

@@ -19,7 +19,7 @@ import typer
 
 from analysis.cli.common import EXIT_BAD_INPUT, DesignFlags, design_options
 
-__all__ = ["power"]
+__all__ = ["power", "power_out_of_memory_text"]
 
 
 def _err(msg: str) -> None:
@@ -200,7 +200,46 @@ def power(
     except OSError as err:
         _err(f"cannot run the power study: {err}")
         raise typer.Exit(EXIT_BAD_INPUT)
+    except MemoryError as err:  # one line saying what to ask for instead, not a traceback
+        _err(power_out_of_memory_text(err, sims, workers, n, analysis))
+        raise typer.Exit(EXIT_BAD_INPUT) from None
     _report(res, sims, seed, target, out, as_json)
+
+
+def power_out_of_memory_text(exc: MemoryError, sims: int, workers: int | None, n: str,
+                             analysis: list[str] | None = None) -> str:
+    """The one line ``rajak power`` ends with when memory runs out: where, and what to ask for instead.
+
+    Parameters
+    ----------
+    exc : MemoryError
+        The error; an :class:`analysis.common.memory.WorkerOutOfMemory` says it ran out in (or killed)
+        a worker process.
+    sims : int
+        Simulated studies per sample size asked for.
+    workers : int or None
+        ``--workers`` as given (``None``: one per CPU).
+    n : str
+        ``--n`` as given.
+    analysis : list of str, optional
+        ``--analysis`` as given.
+
+    Returns
+    -------
+    str
+        ``out of memory in <where> (<size>): ask for ...``.
+    """
+    from analysis.common.memory import WorkerOutOfMemory
+
+    worker = isinstance(exc, WorkerOutOfMemory)
+    where = exc.what if worker else "the power study"
+    asks = (["one worker process (--workers 1)"] if worker and workers != 1 else []) + [
+        f"fewer simulated studies per sample size (--sims {max(1, sims // 4)})",
+        f"smaller sample sizes (--n, now {n})"]
+    if any("bayes" in a for a in analysis or ()):
+        asks.append("no Bayesian analysis of each simulated study (--analysis lmm)")
+    return (f"out of memory in {where} ({sims} simulated studies per n): ask for "
+            + "; ".join(asks[:-1]) + "; or " + asks[-1])
 
 
 def _twin_design(design_file: Path | None, grid: tuple[int, ...], design: DesignFlags, generator: str | None,

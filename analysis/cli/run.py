@@ -94,9 +94,11 @@ def run_out_of_memory_text(exc: MemoryError, cfg) -> str:
     n_pat = getattr(exc, "n_patients", None)
     sites = tuple(getattr(exc, "sites", ()) or (cfg.sites if cfg is not None and cfg.sites else ()))
     draws, chains = (cfg.draws, cfg.chains) if cfg is not None else (1000, 4)
+    worker = bool(getattr(exc, "worker", False))  # in a worker process: fewer of them first
     size = ", ".join(x for x in (f"{n_pat} patients" if n_pat else "",
                                  f"{len(sites)} sites" if len(sites) > 1 else "",
-                                 f"{chains} chains x {draws} draws" if stage in ("bayes", "sensitivity", None) else "")
+                                 f"{chains} chains x {draws} draws"
+                                 if stage in ("bayes", "sensitivity", None) or (stage == "figures" and worker) else "")
                      if x)
     one_site = "one --site at a time" if len(sites) != 1 else ""
     fewer = f"fewer draws or chains (e.g. --draws {max(100, draws // 4)} --chains 2)"
@@ -106,10 +108,12 @@ def run_out_of_memory_text(exc: MemoryError, cfg) -> str:
         "load": [one_site, "the data split into smaller files"],
         "derive": [one_site],
         "frequentist": ["no multiple imputation (mi_imputations = 0 in the plan)", one_site],
-        "figures": [one_site],
+        "figures": (["the figures drawn one at a time in the run's own process (figure_workers = 0 in the plan)",
+                     fewer, one_site] if worker else [one_site]),
         "bayes": [fewer, one_site, no_bayes],
         "sensitivity": [fewer_sens, fewer, one_site],
-        "power": ["fewer simulated studies (--power-sims 50, or 0 to skip the sample-size stage)"],
+        "power": ((["one worker process (power_workers = 1 in the plan)"] if worker else [])
+                  + ["fewer simulated studies (--power-sims 50, or 0 to skip the sample-size stage)"]),
         "report": [fewer_sens, one_site],
     }.get(stage, [fewer, one_site, fewer_sens, no_bayes])
     asks = [a for a in asks if a]

@@ -1,4 +1,5 @@
-"""The few utilities every room uses: atomic file writes (``io``), the packaged data files
+"""The few utilities every room uses: atomic file writes (``io``), memory that ran out in a worker
+process (``memory``), the packaged data files
 (``resources``), provenance of a result (library versions and a digest of rajak's source,
 ``provenance``) and silencing a chatty library logger (``quiet``).
 
@@ -17,6 +18,8 @@ _EXPORTS = {
     "atomic_write_text": "analysis.common.io",
     "atomic_write_bytes": "analysis.common.io",
     "atomic_write_json": "analysis.common.io",
+    "WorkerOutOfMemory": "analysis.common.memory",
+    "worker_died": "analysis.common.memory",
     "PACKAGES": "analysis.common.provenance",
     "code_digest": "analysis.common.provenance",
     "package_versions": "analysis.common.provenance",

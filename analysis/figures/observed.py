@@ -18,10 +18,25 @@ from matplotlib.figure import Figure
 from analysis.figures.theme import PALETTE, group_colours, group_title, stamp, style
 from analysis.study.estimands import site_label
 
-__all__ = ["plot_groups", "retention", "trajectories"]
+__all__ = ["MAX_PATIENT_LINES", "plot_groups", "retention", "trajectories"]
 
 #: The single group of a frame without groups.
 _ALL = "all"
+
+#: Patients drawn as lines per panel of :func:`trajectories`: a larger study draws a seeded random
+#: sample of this many (the group means are over every patient). One line per patient of a registry
+#: (50,000) costs ~1 GB of matplotlib artists per panel and draws an unreadable blot.
+MAX_PATIENT_LINES = 1000
+
+
+def _line_patients(d: pd.DataFrame, most: int, seed: int = 0) -> tuple[pd.DataFrame, int]:
+    """The rows of the patients drawn as lines (all, or a seeded random ``most`` of them, in the
+    frame's order) and the number of patients in ``d``."""
+    ids = pd.unique(d["patient_id"])
+    if ids.size <= most:
+        return d, int(ids.size)
+    keep = np.random.default_rng(seed).choice(ids.size, size=most, replace=False)
+    return d[d["patient_id"].isin(ids[np.sort(keep)])], int(ids.size)
 
 
 def plot_groups(derived: pd.DataFrame, group_column: str | None = None) -> tuple[str | None, list[str]]:
@@ -55,7 +70,7 @@ def _sites(derived: pd.DataFrame, sites) -> tuple[str, ...]:
 
 
 def trajectories(derived: pd.DataFrame, sites=None, label: str | None = None, group_column: str | None = None,
-                 bands: pd.DataFrame | None = None) -> Figure:
+                 bands: pd.DataFrame | None = None, max_lines: int = MAX_PATIENT_LINES) -> Figure:
     """Observed % change of BMD per patient, coloured by group, dashed for dropouts, with group means.
 
     Parameters
@@ -73,12 +88,15 @@ def trajectories(derived: pd.DataFrame, sites=None, label: str | None = None, gr
     bands : DataFrame, optional
         Columns ``site, group, month, mean, low, high``: posterior mean trajectories (dotted) and
         their credible bands per group and site.
+    max_lines : int
+        Most patients drawn as lines per panel (:data:`MAX_PATIENT_LINES`); a panel with more draws
+        a seeded random sample of them, and the title says so.
 
     Returns
     -------
     Figure
-        One thin line per patient (solid: completer, dashed: dropout), one thick line with markers
-        per group mean, the bands if given.
+        One thin line per patient (solid: completer, dashed: dropout; at most ``max_lines`` per
+        panel), one thick line with markers per group mean (over every patient), the bands if given.
     """
     sites = _sites(derived, sites)
     column, groups = plot_groups(derived, group_column)
@@ -87,10 +105,14 @@ def trajectories(derived: pd.DataFrame, sites=None, label: str | None = None, gr
     colours = group_colours(groups + ([] if bands is None else sorted(set(bands["group"]) - set(groups))))
     with style():
         fig, axes = plt.subplots(1, len(sites), figsize=(4.2 * len(sites), 3.6), squeeze=False, sharey=True)
+        sampled = []
         for ax, site in zip(axes[0], sites):
             col = f"pct_change_{site}"
             d = derived[derived[f"bmd_{site}"].notna()]
-            for pid, g in d.groupby("patient_id", sort=False):
+            lines, n_patients = _line_patients(d, max_lines)
+            if len(lines) < len(d):
+                sampled.append(n_patients)
+            for pid, g in lines.groupby("patient_id", sort=False):
                 grp = g[column].iloc[0]
                 ax.plot(g["month"], g[col], color=colours.get(grp, PALETTE["grey"]), alpha=0.45, lw=0.9,
                         ls="-" if bool(g["completer"].iloc[0]) else "--")
@@ -115,7 +137,8 @@ def trajectories(derived: pd.DataFrame, sites=None, label: str | None = None, gr
         handles += [plt.Line2D([], [], color=PALETTE["grey"], ls="-"), plt.Line2D([], [], color=PALETTE["grey"], ls="--")]
         labels += ["completer", "dropout"]
         fig.legend(handles, labels, loc="lower center", ncol=3, bbox_to_anchor=(0.5, -0.12))
-        fig.suptitle("Observed BMD trajectories per patient")
+        fig.suptitle("Observed BMD trajectories per patient" + (
+            f" (lines: a random {max_lines:,} of {max(sampled):,} patients; means: all)" if sampled else ""))
         stamp(fig, label)
         fig.tight_layout()
     return fig

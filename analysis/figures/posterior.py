@@ -26,8 +26,8 @@ from analysis.figures.output import figure_of
 from analysis.figures.theme import PALETTE, group_colours, group_title, stamp, style
 from analysis.study.estimands import site_label
 
-__all__ = ["CI_PROB", "estimand_tree", "contrast_posteriors", "prior_posterior_tree", "prior_posterior", "ppc_change_tree",
-           "ppc_change", "forest"]
+__all__ = ["CI_PROB", "PPC_DRAWS", "estimand_tree", "contrast_posteriors", "prior_posterior_tree", "prior_posterior",
+           "ppc_posterior", "ppc_change_tree", "ppc_change", "forest"]
 
 #: Probability mass of the credible intervals drawn.
 CI_PROB = 0.95
@@ -313,6 +313,44 @@ def _patient_levels(prepared) -> tuple[tuple[str, ...], np.ndarray]:
 
 #: How far (months) a scan may lie from the endpoint and still count as the endpoint visit in the PPC.
 ENDPOINT_WINDOW_MONTHS = 1.5
+
+
+#: Posterior draws replicated for the posterior predictive check (the figure's replicated data sets).
+PPC_DRAWS = 60
+
+
+def ppc_posterior(post: Any, draws: int = PPC_DRAWS, seed: int = 0) -> Any:
+    """The posterior thinned to the draws a posterior predictive check replicates.
+
+    Parameters
+    ----------
+    post : xarray.Dataset
+        A posterior (dims ``chain``, ``draw``, ...); its attributes are kept (a large fit's
+        ``rajak_per_patient`` and effects seed, :mod:`models.trajectory_patients`).
+    draws : int
+        Draws kept: a seeded random choice without replacement among all chains' draws, in their
+        order; a posterior of at most ``draws`` draws is returned as it is.
+    seed : int
+        Seed of the choice.
+
+    Returns
+    -------
+    xarray.Dataset
+        One chain of ``min(draws, chains x draws)`` draws, so that the replicates cost
+        ``draws x observations`` whatever the number of posterior draws.
+    """
+    n_chain, n_draw = int(post.sizes["chain"]), int(post.sizes["draw"])
+    if n_chain * n_draw <= draws:
+        return post
+    pick = np.sort(np.random.default_rng(seed).choice(n_chain * n_draw, size=draws, replace=False))
+    chain, draw = np.divmod(pick, n_draw)
+    thin = post.isel(chain=xr.DataArray(chain, dims="_ppc"), draw=xr.DataArray(draw, dims="_ppc"))
+    thin = thin.drop_vars([c for c in ("chain", "draw") if c in thin.coords])
+    thin = thin.rename({"_ppc": "draw"}).expand_dims(chain=1)
+    thin = thin.assign_coords(chain=[0], draw=np.arange(draws)).transpose("chain", "draw", ...)
+    thin.attrs = dict(post.attrs)
+    return thin
+
 
 
 def ppc_change_tree(prepared, y_rep: np.ndarray, month: float | None = None, n_lines: int = 60,

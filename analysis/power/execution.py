@@ -10,6 +10,10 @@ completes. Results do not depend on which (:mod:`analysis.power.simulated_study`
 On a Dask cluster every chunk is a task of its own, gathered as soon as it finishes; a worker that
 dies mid-study has its chunks rerun elsewhere by the scheduler, with the same rows (:func:`_dask`).
 
+A :class:`MemoryError` in a local worker process, or a worker killed by the system (most often for its
+memory), ends the study with :class:`~analysis.common.memory.WorkerOutOfMemory` (stage ``"power"``),
+which the commands turn into one line saying what to ask for instead.
+
 Resuming
 --------
 With ``out=DIR`` every finished chunk of simulations is written atomically to
@@ -32,6 +36,7 @@ from typing import Any
 
 import pandas as pd
 
+from analysis.common.memory import WorkerOutOfMemory, worker_died
 from analysis.power.raw import POWER_FORMAT
 from analysis.power.simulated_study import Chunk, StudySpec, run_chunk
 
@@ -97,6 +102,14 @@ def _process_pool(chunks: list[Chunk], workers: int) -> Iterator[tuple[Chunk, pd
     try:
         for n, sims, df in gen:
             yield by_key[(n, sims)], df
+    except Exception as exc:  # noqa: BLE001 -- memory that ran out in a worker: one line, not a traceback
+        if not (isinstance(exc, MemoryError) or worker_died(exc)):
+            raise
+        ns = sorted({c.n for c in chunks})
+        raise WorkerOutOfMemory("power", f"the sample-size simulations' worker processes ({workers} processes, "
+                                         f"n = {ns[0]}..{ns[-1]})" if len(ns) > 1 else
+                                f"the sample-size simulations' worker processes ({workers} processes, n = {ns[0]})",
+                                killed=not isinstance(exc, MemoryError)) from None
     finally:
         gen.close()
 

@@ -6,7 +6,9 @@ about 26 figures, each drawn twice (PNG and SVG) by matplotlib's pure-Python lay
 and hands it to a worker process, which draws and writes it with :func:`analysis.figures.output.save_figure`
 (rajak's style, atomic writes), so the drawing overlaps the statistics on the second core.
 :meth:`FigureWriter.wait` blocks until every figure is on disk and re-raises the first error;
-the pipeline calls it before it builds the report, which embeds the PNGs.
+the pipeline calls it before it builds the report, which embeds the PNGs. A worker that runs out of
+memory (or is killed for it) is :class:`~analysis.common.memory.WorkerOutOfMemory` naming the figure,
+which the commands turn into one line.
 
 A standard-library :class:`concurrent.futures.ProcessPoolExecutor` with the ``spawn`` start
 method does the work: a fresh interpreter (no forked copies of the sampler's threads or of
@@ -46,10 +48,11 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from analysis.common.io import FigureWriteError, atomic_copy
+from analysis.common.memory import WorkerOutOfMemory, worker_died
 from analysis.common.provenance import code_digest
 from analysis.figures.output import FIGURE_FORMATS, DeferredFigure
 
-__all__ = ["FigureWriteError", "FigureWriter", "content_key"]
+__all__ = ["FigureWriteError", "FigureWriter", "WorkerOutOfMemory", "content_key"]
 
 _CACHE_FORMAT = 2  # 2: keys by dask's tokenize
 
@@ -104,6 +107,11 @@ def content_key(fig: DeferredFigure) -> str | None:
                         _canonical(fig.kwargs), ensure_deterministic=True)
     except TokenizationError:
         return None
+
+
+def _out_of_memory(name: str, killed: bool) -> WorkerOutOfMemory:
+    """The error of a figure whose worker ran out of memory (or was killed)."""
+    return WorkerOutOfMemory("figures", f"drawing the figure {name!r} in a figure worker process", killed=killed)
 
 
 def _render(payload: bytes, directory: str, name: str) -> list[str]:
@@ -205,19 +213,32 @@ class FigureWriter:
         if self._pool is None:
             self._pool = ProcessPoolExecutor(max_workers=self.workers,
                                              mp_context=multiprocessing.get_context("spawn"))
-        self._pending.append((name, self._pool.submit(_render, payload, str(directory), name), entry))
+        try:
+            future = self._pool.submit(_render, payload, str(directory), name)
+        except Exception as exc:  # noqa: BLE001 -- a worker died earlier (killed for its memory)
+            if worker_died(exc):
+                raise _out_of_memory(name, killed=True) from None
+            raise
+        self._pending.append((name, future, entry))
         return paths
 
     def wait(self) -> list[Path]:
         """Block until every queued figure is written; the paths written. A figure that failed
-        raises :class:`FigureWriteError` naming it (after the others have finished)."""
-        done, error = [], None
+        raises :class:`FigureWriteError` naming it (after the others have finished); one whose worker
+        ran out of memory (a :class:`MemoryError` there, or the worker killed) raises
+        :class:`~analysis.common.memory.WorkerOutOfMemory` (stage ``"figures"``) naming it instead."""
+        done: list[Path] = []
+        error: Exception | None = None
         pending, self._pending = self._pending, []
         for name, fut, entry in pending:
             try:
                 written = [Path(p) for p in fut.result()]
             except Exception as exc:  # noqa: BLE001 -- reported below with the figure's name
-                error = error or FigureWriteError(f"figure {name!r} could not be written: {exc}")
+                if isinstance(exc, MemoryError) or worker_died(exc):
+                    if not isinstance(error, WorkerOutOfMemory):
+                        error = _out_of_memory(name, killed=not isinstance(exc, MemoryError))
+                else:
+                    error = error or FigureWriteError(f"figure {name!r} could not be written: {exc}")
                 continue
             done += written
             if entry is not None:

@@ -37,7 +37,8 @@ from analysis.common.quiet import quiet_logger
 from analysis.figures.diagnostics import diagnostics_tree, energy_plot, ess_plot, rank_plot
 from analysis.figures.observed import trajectories
 from analysis.figures.output import DeferredFigure, save_figure
-from analysis.figures.posterior import contrast_posteriors, forest, ppc_change, prior_posterior
+from analysis.figures.posterior import (PPC_DRAWS, contrast_posteriors, forest, ppc_change, ppc_posterior,
+                                        prior_posterior)
 from analysis.report import Section, Table
 
 __all__ = ["BayesStage", "DIAGNOSTIC_FIGURES", "PRIOR_DRAWS", "PRIOR_POSTERIOR_QUANTITIES", "PriorPosterior",
@@ -419,11 +420,13 @@ def run_bayes_stage(derived: pd.DataFrame, config: Any, freq_estimands: pd.DataF
         end = _endpoint(lmm)
         built = MODELS[lmm.model](frame, site, None)
         if hasattr(built, "posterior_predictive"):
-            post = lmm.fit.posterior["posterior"].to_dataset()
+            # only the draws the figure shows are replicated (PPC_DRAWS, not every draw x observation);
             # a large fit's patient effects are drawn on request, and its replicates kept in float32
+            post = ppc_posterior(lmm.fit.posterior["posterior"].to_dataset(), PPC_DRAWS, seed=0)
             y_rep = (built.posterior_predictive(post, seed=config.seed) if "u" in post else
                      built.posterior_predictive(post, seed=config.seed, dtype=np.float32))
-            save(DeferredFigure(ppc_change, (built.prepared, y_rep, site), {"label": label, "seed": 0, "month": end}),
+            save(DeferredFigure(ppc_change, (built.prepared, y_rep, site),
+                                {"label": label, "seed": 0, "month": end, "n_lines": PPC_DRAWS}),
                  figures_dir, f"ppc_{site}")
             stage.figures.append((site, f"Posterior predictive check of the {lmm.model} model: % change to "
                                         f"month {end:g}, {site_label(site)}", f"ppc_{site}"))

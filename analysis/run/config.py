@@ -102,14 +102,16 @@ class ReferenceBasedConfig(_Strict):
     ``strategies``: every ICE handled by each of these rbmi strategies in turn (``MAR``, ``JR``, ``CR``,
     ``CIR``, ``LMCF``); unset: the estimand's own per-type strategies when the plan has an
     ``[estimand]`` table with any, else all five. ``methods``: inference methods
-    (``condmean_jackknife``, ``condmean_bootstrap``, ``approx_bayes``, ``bayes``, ``bmlmi``).
+    (``condmean_jackknife``, ``condmean_bootstrap``, ``approx_bayes``, ``bayes``, ``bmlmi``); unset:
+    the jackknife, replaced by the conditional-mean bootstrap (``n_samples`` resamples) at a site with
+    more than :data:`analysis.sensitivity.reference_based.JACKKNIFE_MAX_PATIENTS` patients (the
+    jackknife refits the imputation model once per patient); a jackknife named here always runs.
     ``imputation_model = "rbmi"`` is rbmi's ``change ~ baseline * visit + group * visit`` on the change in
     g/cm^2 (results equal rbmi's); ``"rajak"`` one baseline slope on the % change.
     """
 
     strategies: tuple[str, ...] | None = None
-    methods: tuple[Literal["condmean_jackknife", "condmean_bootstrap", "approx_bayes", "bayes", "bmlmi"], ...] = (
-        "condmean_jackknife",)
+    methods: tuple[Literal["condmean_jackknife", "condmean_bootstrap", "approx_bayes", "bayes", "bmlmi"], ...] | None = None
     analysis_model: Literal["ancova", "mmrm"] = "ancova"
     imputation_model: Literal["rajak", "rbmi"] = "rajak"
     n_samples: int = Field(200, ge=2, le=100_000)

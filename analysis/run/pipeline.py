@@ -27,6 +27,7 @@ from typing import Any
 import pandas as pd
 
 from analysis.common.io import atomic_copy, atomic_write_json, atomic_write_text
+from analysis.common.memory import WorkerOutOfMemory
 from analysis.common.provenance import package_versions
 from analysis.figures.plots import retention, save_figure, trajectories
 from analysis.frequentist.primary import frequentist_analysis
@@ -90,11 +91,16 @@ class RunOutOfMemory(MemoryError):
         Patients in the study, when known by then.
     sites : tuple of str
         The sites analysed, when known by then.
+    worker : bool
+        It ran out in a worker process (:class:`analysis.common.memory.WorkerOutOfMemory`: the
+        figure writer's or the sample-size stage's).
     """
 
-    def __init__(self, stage: str, what: str, n_patients: int | None = None, sites: tuple[str, ...] = ()):
+    def __init__(self, stage: str, what: str, n_patients: int | None = None, sites: tuple[str, ...] = (),
+                 worker: bool = False):
         super().__init__(f"out of memory in {what}")
         self.stage, self.what, self.n_patients, self.sites = stage, what, n_patients, tuple(sites)
+        self.worker = bool(worker)
 
 
 @dataclass
@@ -134,8 +140,10 @@ def run(config: RunConfig, *, force: bool = False, log: Callable[[str], None] | 
         return _run(config, force=force, log=log, where=where)
     except RunOutOfMemory:
         raise
-    except MemoryError:
-        raise RunOutOfMemory(where["stage"], where["what"], where["n_patients"], where["sites"]) from None
+    except MemoryError as exc:  # a worker's names its own stage (the figures drawn in the background)
+        stage, what = (exc.stage, exc.what) if isinstance(exc, WorkerOutOfMemory) else (where["stage"], where["what"])
+        raise RunOutOfMemory(stage, what, where["n_patients"], where["sites"], worker=isinstance(
+            exc, WorkerOutOfMemory)) from None
 
 
 def _run(config: RunConfig, *, force: bool, log: Callable[[str], None] | None, where: dict[str, Any]) -> RunResult:

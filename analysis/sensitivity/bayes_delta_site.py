@@ -174,14 +174,14 @@ def prepare_site(fit: Any, frame: pd.DataFrame, site: str, endpoint_month: float
     post = fit.posterior["posterior"]
     if "b" not in post:
         raise ValueError("the fit has no coefficients 'b' (a trajectory LMM is needed)")
+    built = None
     if "u" not in post:  # a large fit keeps no patient effects: drawn on request, as the fit would have drawn them
         from analysis.bayes.fit import MODELS
 
         built = MODELS["lmm"](frame, site, None)
-        if not hasattr(built, "patient_effects"):
+        if not hasattr(built, "iter_patient_effects"):
             raise ValueError("the fit has no patient effects 'u' (a trajectory LMM is needed)")
         post = post.to_dataset() if hasattr(post, "to_dataset") else post
-        post = post.assign(u=built.patient_effects(post))
     if "gamma" in post:
         raise ValueError("the delta adjustment in the Bayesian model needs the LMM without covariates")
     levels = _levels_of(frame, levels)
@@ -190,7 +190,7 @@ def prepare_site(fit: Any, frame: pd.DataFrame, site: str, endpoint_month: float
     col = f"bmd_{site}"
     obs = frame.loc[frame[col].notna(), ["patient_id", "month", col]].copy()
     obs["patient_id"] = obs["patient_id"].astype(str)
-    ids = np.asarray(post["u"].coords["patient"].values).astype(str)
+    ids = np.asarray(post["u"].coords["patient"].values if built is None else built.prepared.patient_ids).astype(str)
     if not np.array_equal(ids, np.sort(obs["patient_id"].unique())):
         raise ValueError("the fit's patients differ from the frame's")
     per = frame.assign(patient_id=frame["patient_id"].astype(str)).groupby("patient_id").first().reindex(ids)
@@ -206,13 +206,17 @@ def prepare_site(fit: Any, frame: pd.DataFrame, site: str, endpoint_month: float
     k = len(levels)
     if b.shape[1] != 2 * k:
         raise ValueError(f"the fit has {b.shape[1]} coefficients; {2 * k} expected for groups {levels}")
-    u = stack(post["u"])  # (S, n, 2)
     sigma = stack(post["sigma"]).reshape(-1)
     T = endpoint_month / 12.0
     shift0, shift1 = np.zeros((b.shape[0], k)), np.zeros((b.shape[0], k))
     shift0[:, 1:], shift1[:, 1:] = b[:, 2::2], b[:, 3::2]
-    a0 = b[:, [0]] + shift0[:, g] + u[:, :, 0]
-    a1 = b[:, [1]] + shift1[:, g] + u[:, :, 1]
+    # a_0i + a_1i T per draw, chunk by chunk over the draws: never every draw's patient effects (S x n x 2)
+    # and their temporaries at once (a 50,000-patient fit held ~4 GB here; issue #18)
+    expected_end = np.empty((b.shape[0], ids.size))
+    for lo, hi, u in _effect_chunks(post, built):
+        a0 = b[lo:hi, [0]] + shift0[lo:hi][:, g] + u[:, :, 0]
+        a1 = b[lo:hi, [1]] + shift1[lo:hi][:, g] + u[:, :, 1]
+        expected_end[lo:hi] = a0 + a1 * T
     change = (b[:, [1]] + shift1) * T
     base_mean = b[:, [0]] + shift0
     wide = obs.pivot_table(index="patient_id", columns="month", values=col, aggfunc="first").reindex(ids)
@@ -226,7 +230,24 @@ def prepare_site(fit: Any, frame: pd.DataFrame, site: str, endpoint_month: float
     return BayesDeltaSite(site=site, patient_ids=ids, group=g, levels=levels, dropout=dropout, baseline=baseline,
                           observed_end=end, years_after=np.where(dropout, (endpoint_month - last) / 12.0, 0.0),
                           fixed={"abs": change, "pct": 100.0 * change / base_mean},
-                          expected_end=a0 + a1 * T, sigma=sigma, endpoint_month=float(endpoint_month))
+                          expected_end=expected_end, sigma=sigma, endpoint_month=float(endpoint_month))
+
+
+def _effect_chunks(post: Any, built: Any = None):
+    """The patient effects ``(lo, hi, u)`` (``u``: draws ``lo:hi`` of the chain-major flattened draws,
+    patient, effect; g/cm^2 and g/cm^2/yr) in chunks: views of the posterior's ``u``, or, without it,
+    drawn on request by ``built`` (:meth:`models.trajectory.TrajectoryModel.iter_patient_effects`,
+    the same draws as ``patient_effects``)."""
+    if built is not None:
+        yield from built.iter_patient_effects(post)
+        return
+    from models.marginal_effects import chunk_draws
+
+    u = np.asarray(post["u"].transpose("chain", "draw", "patient", "effect").values, dtype=float)
+    u = u.reshape(-1, *u.shape[2:])
+    step = chunk_draws(u.shape[0], u.shape[1] * 2)
+    for lo in range(0, u.shape[0], step):
+        yield lo, min(u.shape[0], lo + step), u[lo:lo + step]
 
 
 def tipping_points(data: BayesDeltaSite, unit: str, grid: np.ndarray, names: dict[str, str]

@@ -64,7 +64,9 @@ def prior_sensitivity_analysis(derived: pd.DataFrame, config: Any, label: str | 
     Returns
     -------
     SensitivityResult
-        ``name="priors"``; ``settings["fit_cache"]`` counts cache hits and new fits.
+        ``name="priors"``; ``settings["fit_cache"]`` counts cache hits and new fits;
+        ``settings["prior_predictive_sample"]`` says per site when the prior predictive was drawn for
+        a random sample of patients (:mod:`analysis.bayes.prior_sample`), else ``None``.
     """
     from analysis.bayes.fit import prior_object
     from analysis.bayes.prior_checks import prior_checks
@@ -75,6 +77,7 @@ def prior_sensitivity_analysis(derived: pd.DataFrame, config: Any, label: str | 
     tables, sens, texts, figures = [], [], [], {}
     cache = FitCache(None if cache_dir is None else Path(cache_dir))
     fits: dict[str, Any] = {}
+    drawn: dict[str, str | None] = {}
     for site in sd.sites:
         sets = []
         for name in PRIOR_SET_NAMES:  # a set stated for other sites only (literature values) is left out
@@ -87,6 +90,7 @@ def prior_sensitivity_analysis(derived: pd.DataFrame, config: Any, label: str | 
         res = prior_checks(frame, site, sets=sets, draws=config.draws, tune=config.tune, chains=config.chains,
                            seed=config.seed, label=label, sample=caching_sampler(cache, "sens-priors-lmm", site))
         fits.update({f"{site}, priors {k}": f for k, f in res.fits.items()})
+        drawn[site] = res.table.attrs.get("sample")  # a random sample of a large study's patients
         tables.append(res.table.assign(site=site))
         sens.append(res.sensitivity.assign(site=site))
         texts.append(f"{site}: {res.text}")
@@ -105,6 +109,7 @@ def prior_sensitivity_analysis(derived: pd.DataFrame, config: Any, label: str | 
                              settings={"sets": sorted(keep["set"].unique()), "draws": config.draws,
                                        "sites": list(sd.sites), "groups": list(sd.levels),
                                        "endpoint_month": sd.endpoint, "fit_cache": cache.summary(),
+                                       "prior_predictive_sample": drawn,
                                        "diagnostics": {k: str(f.diagnostics) for k, f in fits.items()},
                                        "failed_fits": [k for k, f in fits.items() if not f.passed],
                                        "fit_files": list(dict.fromkeys(cache.paths))},

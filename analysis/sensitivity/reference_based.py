@@ -85,8 +85,10 @@ from analysis.study.estimands import GROUP_LABELS, difference_name, estimand_nam
 __all__ = [
     "ANALYSIS_MODELS",
     "DEFAULT_M",
+    "DEFAULT_METHODS",
     "DRAW_METHODS",
     "IMPUTATION_MODELS",
+    "JACKKNIFE_MAX_PATIENTS",
     "METHODS",
     "STRATEGIES",
     "STRATEGY_TEXT",
@@ -103,6 +105,12 @@ __all__ = [
 ]
 
 ANALYSIS_MODELS = ("ancova", "mmrm")
+#: The inference of a default run: conditional-mean imputation with the jackknife (rbmi's default).
+DEFAULT_METHODS = ("condmean_jackknife",)
+#: Above this many patients at a site a default run's jackknife (n + 1 REML refits: hours at 50,000
+#: patients) is replaced by the conditional-mean bootstrap (``n_samples`` + 1 refits); a jackknife
+#: asked for by name still runs (issue #18).
+JACKKNIFE_MAX_PATIENTS = 5000
 #: The ICE strategy sets of a default run: every ICE handled alike (rbmi's vignette set).
 DEFAULT_STRATEGIES = ("MAR", "JR", "CR", "CIR", "LMCF")
 TEXT = {"MAR": STRATEGY_TEXT["MAR"], "JR": STRATEGY_TEXT["J2R"], "CR": STRATEGY_TEXT["CR"],
@@ -166,14 +174,15 @@ def _sets(data: SiteData, strategies: Sequence[str], ice: Mapping[str, tuple],
 
 def reference_based_analysis(derived: pd.DataFrame, sites: Sequence[str] | None = None,
                              strategies: Sequence[str] | None = None, reference: str | None = None,
-                             methods: Sequence[str] = ("condmean_jackknife",), analysis_model: str = "ancova",
+                             methods: Sequence[str] | None = None, analysis_model: str = "ancova",
                              imputation_model: str = "rajak", ice: Mapping[str, tuple] | None = None,
                              delta: Sequence[Any] = (), n_samples: int = 200, D: int = 4, seed: int = 0,
                              outcome: str | None = None, undefined: str = "last_observed",
                              rule: ResponderRule | None = None, covariates: Sequence[str] = (),
                              endpoint_month: float | None = None, level: float = 0.95, label: str | None = None,
                              design: Any = None, chains: int = 2, tune: int = 500,
-                             estimand_set: bool | None = None) -> SensitivityResult:
+                             estimand_set: bool | None = None,
+                             jackknife_max_patients: int | None = None) -> SensitivityResult:
     r"""Every site's estimands under each ICE strategy set and inference method.
 
     Parameters
@@ -187,8 +196,11 @@ def reference_based_analysis(derived: pd.DataFrame, sites: Sequence[str] | None 
         the estimand's own per-type strategies when ``ice`` is given, else all five.
     reference : str, optional
         Must be the design's reference (the group reference-based strategies copy).
-    methods : sequence of str
-        :data:`~analysis.sensitivity.ice.methods.METHODS`.
+    methods : sequence of str, optional
+        :data:`~analysis.sensitivity.ice.methods.METHODS`. Default :data:`DEFAULT_METHODS` (the
+        jackknife), except at a site with more than ``jackknife_max_patients`` patients, where the
+        jackknife's n + 1 refits are replaced by the conditional-mean bootstrap (``n_samples``
+        resamples), as the text says. Methods given by name always run as given.
     analysis_model : {"ancova", "mmrm"}
     imputation_model : {"rajak", "rbmi"}
     ice : mapping, optional
@@ -210,13 +222,16 @@ def reference_based_analysis(derived: pd.DataFrame, sites: Sequence[str] | None 
     estimand_set : bool, optional
         Also run the estimand's own strategy set (each patient's strategy from ``ice``, labelled
         ``"estimand"``); default: when ``ice`` is given and ``strategies`` is not.
+    jackknife_max_patients : int, optional
+        The size rule's cap; default :data:`JACKKNIFE_MAX_PATIENTS`.
 
     Returns
     -------
     SensitivityResult
         Name ``"reference_based"``; ``table`` has one row per site, strategy set, method, visit and
         estimand (:data:`TABLE_COLUMNS`: ``estimate, se, ci_low, ci_high, p, method``); ``draws`` the
-        per-sample estimates ``"<strategy> | <method> | <estimand>"``.
+        per-sample estimates ``"<strategy> | <method> | <estimand>"``; ``settings["methods_used"]``
+        the methods run at each site.
 
     Raises
     ------
@@ -254,6 +269,9 @@ def reference_based_analysis(derived: pd.DataFrame, sites: Sequence[str] | None 
     if reference is not None and sd.reference is not None and reference != sd.reference:
         raise ValueError(f"reference must be the design's reference {sd.reference!r} (set it when loading the "
                          f"study, --reference), got {reference!r}")
+    by_default = methods is None
+    methods = DEFAULT_METHODS if by_default else tuple(methods)
+    cap = int(JACKKNIFE_MAX_PATIENTS if jackknife_max_patients is None else jackknife_max_patients)
     for meth in methods:
         if meth not in METHODS:
             raise ValueError(f"method must be one of {', '.join(METHODS)}, got {meth!r}")
@@ -268,6 +286,7 @@ def reference_based_analysis(derived: pd.DataFrame, sites: Sequence[str] | None 
     derived, covariates = _covariate_columns(derived, covariates)
     rows, draws_out, diagnostics, text_notes, failed = [], {}, {}, [], []
     counts: dict[str, dict[str, int]] = {}
+    used: dict[str, list[str]] = {}
     for site in sd.sites:
         data = site_data(derived, site, undefined, rule, outcome, covariates, sd.design)
         data.visit_index(sd.endpoint)  # the endpoint must be a post-baseline visit of the site
@@ -283,7 +302,15 @@ def reference_based_analysis(derived: pd.DataFrame, sites: Sequence[str] | None 
 
         counts[site] = {"patients": int(data.ids.size), "ice": int((sets[0].ice_index < sets[0].n_visits).sum()),
                         "excluded": len(data.excluded)}
-        for meth in methods:
+        site_methods = methods
+        if by_default and data.ids.size > cap and "condmean_jackknife" in methods:
+            site_methods = tuple(dict.fromkeys("condmean_bootstrap" if m == "condmean_jackknife" else m
+                                               for m in methods))
+            text_notes.append(f"{site_label(site)}: jackknife replaced by bootstrap (B = {settings.n_samples}) above "
+                              f"{cap:,} patients ({data.ids.size:,} here): the jackknife needs n + 1 refits (ask for "
+                              "condmean_jackknife by name to run it).")
+        used[site] = list(site_methods)
+        for meth in site_methods:
             res = run_method(meth, sets, analysis, settings)
             if meth == "bayes":  # one MCMC fit per strategy set that fits its own data: its diagnostics, loudly
                 for set_label, dg in res.diagnostics.items():
@@ -326,6 +353,7 @@ def reference_based_analysis(derived: pd.DataFrame, sites: Sequence[str] | None 
                   None if derived_ice else ice, delta, settings,
                   counts, draws_out, diagnostics, text_notes, label, undefined, covariates)
     res.settings["failed_fits"] = failed
+    res.settings["methods_used"] = used
     return res
 
 
@@ -415,7 +443,8 @@ def reference_based_from_config(derived: pd.DataFrame, config: Any, design: Any 
     else:  # a stated estimand runs as stated; without one, the five strategies side by side
         strategies = [] if given is not None else list(DEFAULT_STRATEGIES)
     explicit = getattr(getattr(resolved, "design", None), "covariates", None)
-    kw = {} if rb is None else {"methods": tuple(rb.methods), "analysis_model": rb.analysis_model,
+    kw = {} if rb is None else {"methods": None if rb.methods is None else tuple(rb.methods),
+                                "analysis_model": rb.analysis_model,
                                 "imputation_model": rb.imputation_model, "n_samples": rb.n_samples, "D": rb.D}
     res = reference_based_analysis(derived, strategies=strategies, ice=ice, estimand_set=given is not None,
                                    delta=tuple(est.delta), chains=int(getattr(config, "chains", 2)),

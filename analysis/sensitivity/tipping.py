@@ -251,7 +251,7 @@ def tipping_surface(derived: pd.DataFrame, site: str, base_strategy: str = "MAR"
     if endpoint_month is None:
         endpoint_month = sensitivity_design(derived, design, (site,)).endpoint
     imp = impute_reference_based(derived, site, (base_strategy,), reference, m, seed, draws, outcome, undefined,
-                                 rule, covariates, design)
+                                 rule, covariates, design, keep_month=endpoint_month)
     d = imp.data
     j = d.visit_index(endpoint_month)
     return TippingSurface(data=d, pct=imp.endpoint_pct(base_strategy, endpoint_month),

@@ -32,7 +32,7 @@ from analysis.study.contract import (
     spec,
 )
 from analysis.study.design import (TIME_CANDIDATES, DesignError, GroupSpec, ResolvedDesign, StudyDesign,
-                                   canonical_frame, infer_design, resolve)
+                                   canonical_frame, canonical_months, infer_design, resolve)
 from analysis.study.problems import DataValidationError, ExcludedRow, Problem
 from analysis.study.readers import RawTable, read_file
 from analysis.study.validation_report import ValidationReport, build_report
@@ -195,7 +195,7 @@ def _apply_value_labels(df: pd.DataFrame, loc: _Locate) -> pd.DataFrame:
 
 def _normalise_text(df: pd.DataFrame, name: str, loc: _Locate) -> tuple[pd.DataFrame, list[Problem]]:
     problems: list[Problem] = []
-    out = _apply_value_labels(df, loc).copy()
+    out = _apply_value_labels(df, loc).copy(deep=False)  # copy-on-write: columns copied when replaced
     if "patient_id" in out.columns:
         pid = out["patient_id"]
         empty = pid.isna() | (pid.astype(str).str.strip() == "")
@@ -279,9 +279,10 @@ def _structure_problems(df: pd.DataFrame, name: str, loc: _Locate
         within, follows, baseline_age = _age_at_visits(df)
         at_visits = follows.index[follows.to_numpy()]
         if len(at_visits):
-            df = df.copy()
             rows = df["patient_id"].isin(at_visits)
-            df.loc[rows, "age"] = df.loc[rows, "patient_id"].map(baseline_age)
+            age = df["age"].copy()  # a new frame with a new age column: the others are not copied
+            age.loc[rows] = df.loc[rows, "patient_id"].map(baseline_age)
+            df = df.assign(age=age)
             notes.append(f"age changes with the visits: taken at baseline ({loc.col('age')} is the age at each "
                          f"visit in {len(at_visits)} of {df['patient_id'].nunique()} patients; each patient's "
                          f"age at their first visit is used)")
@@ -539,7 +540,7 @@ def _rename_to_canonical(df: pd.DataFrame, design: StudyDesign, name: str) -> tu
         renames[design.time] = "month"
     else:
         try:
-            months = canonical_frame(df, design)["month"].to_numpy()
+            months = canonical_months(df, design).to_numpy()
         except DesignError as exc:
             raise _design_error(exc, name) from None
     taken = set(renames.values())

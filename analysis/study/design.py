@@ -48,7 +48,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = ["DAYS_PER_MONTH", "ID_CANDIDATES", "RESPONDER_LEVELS", "TIME_CANDIDATES", "DesignError", "GroupSpec", "ResolvedDesign",
-           "StudyDesign", "canonical_frame", "from_mapping", "infer_design", "nominal_visits", "parse_covariates", "parse_sites", "resolve"]
+           "StudyDesign", "canonical_frame", "canonical_months", "from_mapping", "infer_design", "nominal_visits", "parse_covariates", "parse_sites", "resolve"]
 
 #: Days per month (365.25 / 12) for times in days or dates.
 DAYS_PER_MONTH = 30.4375
@@ -325,34 +325,61 @@ def nominal_visits(months: pd.Series, subject: pd.Series) -> pd.Series:
     return pd.Series(visit, index=months.index)
 
 
+def _visits(frame: pd.DataFrame, design: StudyDesign, months: pd.Series) -> pd.Series:
+    """The nominal visit (month) of each row: the design's visit column placed at the whole month of
+    its scans, else windows of the times (:func:`nominal_visits`).
+
+    Raises
+    ------
+    DesignError
+        An empty visit label, or two visits at the same month.
+    """
+    if design.visit is None:
+        return nominal_visits(months, frame[design.id])
+    label = frame[design.visit]
+    if label.isna().any():
+        raise DesignError(f"column {design.visit!r}: empty at row {int(np.flatnonzero(label.isna())[0]) + 1}")
+    # each visit (a month, an index such as VISITNUM 0-3, or a name) at the whole month its
+    # scans were taken at, by the median: an index 0, 1, 2, 3 at months 0, 6, 12, 24 is 0, 6, 12, 24
+    nominal = months.groupby(label.to_numpy()).median().round()
+    visit = label.map(nominal).astype(float)
+    if pd.Series(label.to_numpy()).groupby(visit.to_numpy()).nunique().gt(1).any():
+        raise DesignError(f"column {design.visit!r}: two visits fall at the same month "
+                          f"({', '.join(map(str, nominal.index))} at months {', '.join(f'{m:g}' for m in nominal)})")
+    return visit
+
+
+def canonical_months(frame: pd.DataFrame, design: StudyDesign) -> pd.Series:
+    """The ``month`` column :func:`canonical_frame` gives (actual months since the subject's baseline),
+    with the same checks of the time and visit columns, without building the rest of the frame.
+
+    Raises
+    ------
+    DesignError
+        A time that is not a number (or a date), an empty visit label, two visits at the same month.
+    """
+    months = _months(frame, design)
+    _visits(frame, design, months)
+    return months
+
+
 def canonical_frame(frame: pd.DataFrame, design: StudyDesign) -> pd.DataFrame:
     """The file in rajak's canonical long form (the input is not modified).
 
     ``patient_id`` (string), ``month`` (actual months since the subject's baseline), ``visit``
     (nominal month), ``bmd_<site>`` per design site, ``group`` (lower-cased level, when the design
-    groups by a column); every other column passes through unchanged.
+    groups by a column); every other column passes through unchanged. The other columns are not
+    copied: the result shares them with ``frame`` (pandas' copy-on-write keeps ``frame`` as it is
+    whatever is done to the result), so only the new columns cost memory.
     """
-    out = frame.copy()
     months = _months(frame, design)
-    if design.visit is not None:
-        label = frame[design.visit]
-        if label.isna().any():
-            raise DesignError(f"column {design.visit!r}: empty at row {int(np.flatnonzero(label.isna())[0]) + 1}")
-        # each visit (a month, an index such as VISITNUM 0-3, or a name) at the whole month its
-        # scans were taken at, by the median: an index 0, 1, 2, 3 at months 0, 6, 12, 24 is 0, 6, 12, 24
-        nominal = months.groupby(label.to_numpy()).median().round()
-        visit = label.map(nominal).astype(float)
-        if visit.groupby(visit).apply(lambda v: label[v.index].nunique()).gt(1).any():
-            raise DesignError(f"column {design.visit!r}: two visits fall at the same month "
-                              f"({', '.join(map(str, nominal.index))} at months {', '.join(f'{m:g}' for m in nominal)})")
-    else:
-        visit = nominal_visits(months, frame[design.id])
+    visit = _visits(frame, design, months)
     renames = {design.id: "patient_id"}
     for site, col in design.sites.items():
         renames[col] = f"bmd_{site}"
     taken = set(renames.values())
-    clashes = [c for c in out.columns if c in taken and c not in renames]
-    out = out.drop(columns=clashes).rename(columns=renames)
+    clashes = [c for c in frame.columns if c in taken and c not in renames]
+    out = frame.drop(columns=clashes).rename(columns=renames)  # lazy copies (copy-on-write)
     out["patient_id"] = out["patient_id"].astype(str)
     out["month"] = months.to_numpy()
     out["visit"] = visit.to_numpy(dtype=float)

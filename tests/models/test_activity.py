@@ -254,3 +254,29 @@ def test_mean_improvement_variant_also_separates_the_designs(control, type_only)
                                                  activity="mean_improvement", **FAST).remaining
     assert results["control"] < 0.5 < 0.7 < results["type"]
     assert ACTIVITY_KINDS == ("cumulative", "mean_improvement", "none")
+
+
+def test_a_large_fit_draws_its_patient_effects_on_request(control, monkeypatch):
+    """Above EAGER_PATIENT_DRAWS patients x draws (or RAJAK_PER_PATIENT=on_request) the activity LMM
+    stores neither ``u`` nor the log-likelihood, says so, and draws the same ``u`` on request (as the
+    trajectory LMM; issue #18)."""
+    import xarray as xr
+
+    from models.marginal_effects import ON_REQUEST_ATTR, SEED_ATTR
+
+    _, _, cmp = control
+    model, fit = cmp.models["with"], cmp.fits["with"]
+    raw = fit.posterior["posterior"].to_dataset().drop_vars("u")
+    raw.attrs = {}
+    monkeypatch.setenv("RAJAK_PER_PATIENT", "on_request")
+    lazy = model.postprocess(xr.DataTree.from_dict({"posterior": raw.copy()}), seed=9)
+    post = lazy["posterior"].to_dataset()
+    assert "u" not in post and "log_likelihood" not in lazy.children
+    assert post.attrs[ON_REQUEST_ATTR] == "on request" and post.attrs[SEED_ATTR] == 9
+    monkeypatch.setenv("RAJAK_PER_PATIENT", "always")
+    eager = model.postprocess(xr.DataTree.from_dict({"posterior": raw.copy()}), seed=9)["posterior"].to_dataset()
+    u = model.patient_effects(post)
+    assert u.dims == ("chain", "draw", "patient", "effect")
+    np.testing.assert_array_equal(u.values, eager["u"].values)
+    assert model.patient_effects(post, dtype=np.float32).dtype == np.float32
+    np.testing.assert_array_equal(model.patient_effects(eager).values, eager["u"].values)

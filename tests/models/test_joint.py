@@ -427,3 +427,23 @@ def test_cold_and_warm_compile_caches_give_the_same_draws(tmp_path, full_studies
     cold = _child_digest(tmp_path, model)
     warm = _child_digest(tmp_path, model)
     assert cold == warm
+
+
+def test_a_large_fit_draws_its_patient_effects_on_request(sim, model, monkeypatch):
+    """Above EAGER_PATIENT_DRAWS patients x draws (or RAJAK_PER_PATIENT=on_request) the joint LMM stores
+    no ``u``, says so, and draws the same ``u`` on request (as the trajectory LMM; issue #18)."""
+    from models.marginal_effects import ON_REQUEST_ATTR, SEED_ATTR
+
+    model.set_data(sim)
+    monkeypatch.setenv("RAJAK_PER_PATIENT", "on_request")
+    fit = sample(model, seed=5, draws=100, tune=200, chains=2, cores=2)
+    post = fit.posterior["posterior"].to_dataset()
+    assert "u" not in post and post.attrs[ON_REQUEST_ATTR] == "on request"
+    assert "u" not in fit.diagnostics.var_names
+    raw = post.copy()
+    raw.attrs = {}
+    monkeypatch.setenv("RAJAK_PER_PATIENT", "always")
+    eager = model.postprocess(xr.DataTree.from_dict({"posterior": raw}), seed=post.attrs[SEED_ATTR])
+    u = model.patient_effects(post)
+    assert u.dims == ("chain", "draw", "patient", "site", "effect")
+    np.testing.assert_array_equal(u.values, eager["posterior"]["u"].values)

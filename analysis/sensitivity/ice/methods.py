@@ -37,8 +37,9 @@ posterior draws. *Stat Sci* 36:400-420.
 
 from __future__ import annotations
 
+import itertools
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -195,6 +196,17 @@ def _groups(sets: Sequence[IcePatients], model: str) -> list[_FitGroup]:
     return [_FitGroup(v, model) for v in keyed.values()]
 
 
+def _condmean_samples(method: str, n: int, n_samples: int) -> tuple[Iterator[np.ndarray | None], int]:
+    """The rows of each conditional-mean sample, made one at a time, and how many there are: every
+    patient, then each patient left out (jackknife: ``n`` more, each made when it is analysed: the
+    ``n`` index arrays at once are ``8 n^2`` bytes, 20 GB at 50,000 patients), or ``n_samples``
+    ``None`` (bootstrap: drawn by the caller, redrawn when they cannot be fitted)."""
+    everyone = np.arange(n)
+    if method == "condmean_jackknife":
+        return itertools.chain([everyone], (np.delete(everyone, i) for i in range(n))), n + 1
+    return itertools.chain([everyone], itertools.repeat(None, n_samples)), n_samples + 1
+
+
 def _analyse(analysis: AnalysisFn, p: IcePatients, completed: np.ndarray, rows: np.ndarray) -> dict:
     d = p.data
     cov = np.column_stack([d.baseline[rows], d.covariates[rows]])
@@ -240,12 +252,7 @@ def run_method(method: str, sets: Sequence[IcePatients], analysis: AnalysisFn,
     groups = _groups(sets, settings.imputation_model)
     m = sets[0].n_visits
     if method in ("condmean_jackknife", "condmean_bootstrap"):
-        everyone = np.arange(n)
-        samples = [everyone]
-        if method == "condmean_jackknife":
-            samples += [np.delete(everyone, i) for i in range(n)]
-        else:
-            samples += [None] * int(settings.n_samples)  # drawn below, redrawn when they cannot be fitted
+        samples, n_samples = _condmean_samples(method, n, int(settings.n_samples))
         failures = 0
         for s, rows in enumerate(samples):
             if rows is None:
@@ -257,7 +264,7 @@ def run_method(method: str, sets: Sequence[IcePatients], analysis: AnalysisFn,
                 for p in g.sets:
                     done = impute(p, f.beta, f.sigma, g.x_own, g.x_ref, rows)
                     _collect(store, p.label, _analyse(analysis, p, done, rows))
-        diagnostics["refits"] = (len(samples) - 1) * len(groups)
+        diagnostics["refits"] = (n_samples - 1) * len(groups)
         diagnostics["failed_resamples"] = failures
     elif method in ("approx_bayes", "bmlmi"):
         reps = int(settings.D) if method == "bmlmi" else 1

@@ -92,3 +92,15 @@ def test_validate_methods_sbc_flag(tmp_path):
     assert (tmp_path / "sbc_mmrm_uniformity.csv").is_file()
     bad = runner.invoke(app, ["validate-methods", "--sbc", "joint"])
     assert bad.exit_code == 2 and "--sbc must be one of" in bad.output
+
+
+def test_bayes_null_row_shares_the_frequentist_null_trials():
+    est, ref = get_estimator("bayes_lmm_null"), get_estimator("lmm_satterthwaite_null")
+    assert est.family == "type I error" and est.seed_stream == ref.seed_stream == "trial_null"
+    data, truth = est.simulate(dataset_rng(5, est, 2))
+    ref_data, ref_truth = ref.simulate(dataset_rng(5, ref, 2))
+    assert truth == ref_truth == 0.0
+    pd.testing.assert_frame_equal(data[ref_data.columns], ref_data)
+    # a null trial: both arms have the same true slope
+    arms = data.groupby("arm")["bmd_spine"].size()
+    assert set(arms.index) == {"placebo", "active"}

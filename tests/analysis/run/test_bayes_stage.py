@@ -202,3 +202,16 @@ def test_posterior_figures_are_drawn_in_the_figure_writer(all_models):
     for name in ("contrasts_spine", "ppc_spine", "prior_posterior_lmm_spine"):
         assert isinstance(saved[name], DeferredFigure), name
         assert content_key(saved[name]) is not None, name
+
+
+def test_ppc_replicates_only_the_draws_it_shows(all_models, tiny):
+    """The posterior predictive check replicates PPC_DRAWS draws, not every draw x observation (a
+    50,000-patient run built chains x draws x 180,000 replicates; issue #18)."""
+    from analysis.figures.posterior import PPC_DRAWS
+
+    *_, saved = all_models
+    prepared, y_rep, site = saved["ppc_spine"].args
+    post = tiny.fit.posterior["posterior"]
+    assert post.sizes["chain"] * post.sizes["draw"] > PPC_DRAWS
+    assert y_rep.shape == (1, PPC_DRAWS, prepared.n_obs) and site == "spine"
+    assert saved["ppc_spine"].kwargs["n_lines"] == PPC_DRAWS

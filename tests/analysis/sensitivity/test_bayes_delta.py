@@ -171,3 +171,33 @@ def test_errors(twin):
     with pytest.raises(ValueError, match="delta_sd"):
         bayes_delta_analysis(twin, sites=("spine",), delta_sd=-1.0)
 
+
+
+def test_a_fit_without_patient_effects_is_adjusted_chunk_by_chunk_with_the_same_draws(twin_site, twin, monkeypatch):
+    """A large fit keeps no ``u``: prepare_site draws the effects chunk by chunk over the draws instead of
+    holding every draw's effects and their temporaries (~4 GB at 50,000 patients; issue #18), and gets
+    what the effects drawn whole (``patient_effects``) give."""
+    from types import SimpleNamespace
+
+    import models.marginal_effects as me
+    from analysis.bayes.fit import MODELS
+    from models.marginal_effects import ON_REQUEST_ATTR, SEED_ATTR
+
+    bf, _, _ = twin_site
+    frame, _ = analysis_frame(twin, "last_observed")
+    lazy = bf.fit.posterior["posterior"].to_dataset().drop_vars("u")
+    lazy.attrs.update({ON_REQUEST_ATTR: "on request", SEED_ATTR: 11})
+    whole = lazy.assign(u=MODELS["lmm"](frame, "spine", None).patient_effects(lazy))
+    expected = prepare_site(SimpleNamespace(posterior={"posterior": whole}), frame, "spine")
+    monkeypatch.setattr(me, "chunk_draws", lambda n_draws, n_rows, chunk_bytes=None: 7)  # many chunks
+
+    def whole_array(*args, **kwargs):
+        raise AssertionError("every draw's patient effects were drawn at once")
+
+    monkeypatch.setattr(type(MODELS["lmm"](frame, "spine", None)), "patient_effects", whole_array)
+    got = prepare_site(SimpleNamespace(posterior={"posterior": lazy}), frame, "spine")
+    assert got.expected_end.shape == (800, got.patient_ids.size)
+    np.testing.assert_allclose(got.expected_end, expected.expected_end, rtol=1e-12, atol=1e-15)
+    np.testing.assert_array_equal(got.patient_ids, expected.patient_ids)
+    again = prepare_site(SimpleNamespace(posterior={"posterior": whole}), frame, "spine")  # u held: views by chunk
+    np.testing.assert_array_equal(again.expected_end, expected.expected_end)

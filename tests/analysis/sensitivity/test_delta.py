@@ -59,6 +59,21 @@ def test_shift_and_adjustment_by_hand():
     assert completed[0, 1, 1] == 0.2  # input not modified
 
 
+@pytest.mark.parametrize("unit", ["pct", "abs"])
+def test_adjusting_one_visit_equals_that_visit_of_the_whole_adjustment(unit):
+    """``visit=j`` adjusts the M x n values of one visit exactly as the whole M x n x m array's column
+    j (the analysis of the endpoint no longer adjusts, nor holds, every visit's; issue #18)."""
+    d = _tiny()
+    completed = np.random.default_rng(2).normal(size=(5, 3, 2))
+    for sc in (DeltaScenario(reference=-2.0, others=-1.0, unit=unit), DeltaScenario(-2.0, 0.5, scale_reference=2.0,
+                                                                                      scale_others=1.5, unit=unit)):
+        whole = apply_delta(completed, d, sc)
+        for j in range(2):
+            np.testing.assert_array_equal(apply_delta(completed[:, :, j], d, sc, visit=j), whole[:, :, j])
+    with pytest.raises(ValueError, match=r"values must end in the data's shape \(3,\)"):
+        apply_delta(completed, d, DeltaScenario(reference=-1.0), visit=1)
+
+
 def test_delta_zero_equals_the_mar_analysis(twin):
     """Delta 0 is the MAR MI of the same imputations, pooled by Rubin's rules."""
     kw = dict(sites=("spine", "femoral_neck"), m=30, seed=11)

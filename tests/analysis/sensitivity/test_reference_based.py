@@ -171,6 +171,23 @@ def test_engine_gls_reproduces_the_reml_fit(study, covariates):
         assert beta[cell] + beta[4:] @ means == pytest.approx(r["estimate"], abs=1e-6)
 
 
+def test_keeping_the_endpoint_only_keeps_the_same_numbers(study):
+    """``keep_month``: the completed values of one visit, m x n per strategy instead of m x n x visits
+    (an analysis of the endpoint needs no other; 0.6 GB at 50,000 patients; issue #18), equal to
+    that visit of the whole imputation."""
+    frame, _, _ = study
+    whole = impute_reference_based(frame, "spine", ("MAR", "J2R"), m=6, seed=3)
+    kept = impute_reference_based(frame, "spine", ("MAR", "J2R"), m=6, seed=3, keep_month=12.0)
+    n = whole.data.y.shape[0]
+    assert kept.values["MAR"].shape == (6, n, 1) and kept.kept_month == 12.0
+    for s in ("MAR", "J2R"):
+        np.testing.assert_array_equal(kept.at_visit(s), whole.at_visit(s, 12.0))
+        np.testing.assert_array_equal(kept.endpoint_pct(s, 12.0), whole.endpoint_pct(s, 12.0))
+    np.testing.assert_array_equal(whole.at_visit("MAR", 6.0), whole.values["MAR"][:, :, 0])
+    with pytest.raises(ValueError, match="month 6 was not kept; the imputation kept month 12 only"):
+        kept.at_visit("MAR", 6.0)
+
+
 def test_engine_orders_strategies_for_responder_dropouts(study):
     """Responders who dropped out after month 6: per imputation, CR - J2R = b_l D_l and
     CIR - CR = (1 - b_l) D_l exactly (b_l = Sigma_l[12, 6]/Sigma_l[6, 6], D_l the responders'
@@ -276,3 +293,31 @@ def test_methods_agree_under_mar(twin):
 def test_reference_based_errors(twin, kwargs, message):
     with pytest.raises(ValueError, match=message):
         reference_based_analysis(twin, **{"sites": ("spine",), **kwargs})
+
+
+# ------------------------------------------------------------------ the jackknife's size rule (issue #18)
+def test_default_jackknife_becomes_bootstrap_above_the_cap_unless_asked_for(twin, monkeypatch):
+    import analysis.sensitivity.reference_based as rb
+    from analysis.cli.ice_options import apply_ice
+    from analysis.run.config import RunConfig
+
+    kw = {"sites": ("spine",), "strategies": ("MAR",), "seed": 3, "n_samples": 8}
+    below = reference_based_analysis(twin, **kw)
+    assert set(below.table["method"]) == {"condmean_jackknife"}
+    monkeypatch.setattr(rb, "JACKKNIFE_MAX_PATIENTS", 10)
+    above = reference_based_analysis(twin, **kw)
+    assert set(above.table["method"]) == {"condmean_bootstrap|normal", "condmean_bootstrap|percentile"}
+    assert above.settings["methods_used"] == {"spine": ["condmean_bootstrap"]}
+    assert above.settings["diagnostics"]["spine | condmean_bootstrap"]["refits"] == 8
+    assert any("jackknife replaced by bootstrap (B = 8) above 10 patients" in t and "n + 1 refits" in t
+               for t in above.text)
+    asked = reference_based_analysis(twin, methods=("condmean_jackknife",), **kw)  # named: honoured
+    assert set(asked.table["method"]) == {"condmean_jackknife"}
+    assert not any("jackknife replaced" in t for t in asked.text)
+    assert reference_based_analysis(twin, jackknife_max_patients=1000, **kw).settings["methods_used"] == \
+        {"spine": ["condmean_jackknife"]}
+    # the plan: unset methods take the size rule; --method condmean_jackknife is a name
+    cfg = RunConfig()
+    assert cfg.reference_based.methods is None
+    assert apply_ice(cfg, None, {"n_samples": 50}).reference_based.methods is None
+    assert apply_ice(cfg, None, {"methods": ["condmean_jackknife"]}).reference_based.methods == ("condmean_jackknife",)

@@ -165,3 +165,34 @@ def test_visit_index_is_placed_at_the_month_of_its_scans():
     clash.loc[clash["VISITNUM"] == 9, "VISDT"] = clash.loc[clash["VISITNUM"] == 9, "VISDT"] + pd.Timedelta(days=183)
     with pytest.raises(DesignError, match="two visits fall at the same month"):
         canonical_frame(clash, design)
+
+
+def test_canonical_frame_shares_the_other_columns_and_leaves_the_input_as_it_is():
+    """The canonical form adds its columns without copying the file's others (a large file was held
+    three times over while loading; issue #18), and the input frame is not modified."""
+    raw = _trial()
+    before = raw.copy()
+    design = infer_design(list(raw.columns), id="SUBJ", time="VISDT", time_unit="date", visit="VISITNUM",
+                          sites={"spine": "bmd"}, group="TRT")
+    f = canonical_frame(raw, design)
+    if int(pd.__version__.split(".")[0]) >= 3:  # copy-on-write: shared until written
+        assert np.shares_memory(f["age"].to_numpy(), raw["age"].to_numpy())  # passed through, not copied
+        assert np.shares_memory(f["bmd_spine"].to_numpy(), raw["bmd"].to_numpy())  # renamed, not copied
+    f.loc[0, "age"] = -1.0  # what is done to the result stays there
+    f["bmd_spine"] = 0.0
+    pd.testing.assert_frame_equal(raw, before)
+    assert list(f["group"].unique()) == ["p", "c"] and f["visit"].tolist()[:4] == [0.0, 6.0, 12.0, 24.0]
+
+
+def test_canonical_months_are_the_canonical_frames_with_its_checks():
+    """The loader converts a time in days or dates with :func:`canonical_months` alone (not the whole
+    canonical frame, issue #18): the same months, and the same visit errors."""
+    from analysis.study.design import canonical_months
+
+    raw = _trial()
+    design = infer_design(list(raw.columns), id="SUBJ", time="VISDT", time_unit="date", visit="VISITNUM",
+                          sites={"spine": "bmd"})
+    np.testing.assert_array_equal(canonical_months(raw, design).to_numpy(), canonical_frame(raw, design)["month"])
+    empty = raw.assign(VISITNUM=raw["VISITNUM"].where(raw.index != 5))
+    with pytest.raises(DesignError, match="column 'VISITNUM': empty at row 6"):
+        canonical_months(empty, design)
