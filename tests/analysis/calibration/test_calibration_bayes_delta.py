@@ -35,6 +35,7 @@ from analysis.calibration.estimators_sensitivity import (
 )
 from analysis.calibration.execution import Chunk, run_chunk
 from analysis.calibration.spec import dataset_rng
+from tests.calibration_rows import assert_sane_rows
 
 TINY = {"draws": 100, "tune": 100, "chains": 2}
 SEED = 19
@@ -118,11 +119,7 @@ def rows(tiny):
 
 @pytest.mark.parametrize("index", [0, 1])
 def test_reduced_run_chunk(tiny, rows, index):
-    r = rows[tiny[index].name]
-    assert (r["error"] == "").all(), r["error"].tolist()
-    assert np.isfinite(r[["truth", "estimate", "se", "ci_low", "ci_high"]].to_numpy()).all()
-    assert ((r["ci_low"] < r["estimate"]) & (r["estimate"] < r["ci_high"]) & (r["se"] > 0)).all()
-    assert (np.abs(r["estimate"] - r["truth"]) < 5 * r["se"]).all()
+    assert_sane_rows(rows[tiny[index].name])
 
 
 def _observed_shift(derived) -> float:

@@ -27,6 +27,7 @@ from analysis.calibration.estimators_bayes_models import (
 from analysis.calibration.execution import Chunk, estimator_state, run_chunk
 from analysis.calibration.spec import dataset_rng
 from models.simulate import simulate
+from tests.calibration_rows import assert_sane_rows
 
 TINY = {"draws": 100, "tune": 100, "chains": 2}
 BIG = 200_000
@@ -130,11 +131,7 @@ def test_simulated_data_are_what_the_models_take():
 def test_bayes_model_estimator_reduced(index):
     est = bayes_model_estimators("_test", **TINY)[index]
     rows = run_chunk(Chunk(est, seed=19, indices=(0, 1)))
-    assert (rows["error"] == "").all(), rows["error"].tolist()
-    assert np.isfinite(rows[["truth", "estimate", "se", "ci_low", "ci_high"]].to_numpy()).all()
-    assert ((rows["ci_low"] < rows["estimate"]) & (rows["estimate"] < rows["ci_high"])).all()
-    assert (rows["se"] > 0).all()
-    assert (np.abs(rows["estimate"] - rows["truth"]) < 5 * rows["se"]).all()
+    assert_sane_rows(rows)
 
 
 @pytest.mark.parametrize("index", [0, 1])

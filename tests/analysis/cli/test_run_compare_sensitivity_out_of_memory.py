@@ -10,20 +10,13 @@ from analysis.cli.app import app
 from analysis.cli.run import run_out_of_memory_text
 from analysis.run.config import RunConfig
 from analysis.run.pipeline import RunOutOfMemory
+from tests.cli_error_lines import one_memory_error_line
 
 runner = CliRunner()
 
 
 def _no_memory(*args, **kwargs):
     raise MemoryError("Unable to allocate 48.6 GiB for an array with shape (180114, 50000)")
-
-
-def _one_error_line(res) -> str:
-    assert res.exit_code == 2, res.output
-    lines = [ln for ln in res.stderr.splitlines() if ln.startswith("rajak: error:")]
-    assert len(lines) == 1 and "Traceback" not in res.output, res.output
-    assert "out of memory" in lines[0]
-    return lines[0]
 
 
 @pytest.mark.parametrize("where", ["load", "frequentist", "bayes", "sensitivity"])
@@ -38,7 +31,7 @@ def test_run_memory_error_is_one_line_with_what_to_ask_for(monkeypatch, tmp_path
                     + ('sensitivity = ["delta"]\nbayes_models = []\n' if where == "sensitivity" else "sensitivity = []\n"))
     res = runner.invoke(app, ["run", "--config", str(plan), "--output-dir", str(tmp_path / "out"), "--run-id", "r",
                               "--draws", "400", "--chains", "4"])
-    line = _one_error_line(res)
+    line = one_memory_error_line(res)
     expected = {"load": "loading and validating the data", "frequentist": "the frequentist analysis",
                 "bayes": "the Bayesian models", "sensitivity": "sensitivity analysis delta"}[where]
     assert f"out of memory in {expected}" in line
@@ -81,7 +74,7 @@ def test_compare_memory_error_is_one_line_with_what_to_ask_for(monkeypatch, wher
         monkeypatch.setattr(bayes_fit, "fit_bayes", lambda *a, **k: object())
         monkeypatch.setattr(primary, "frequentist_analysis", _no_memory)
     res = runner.invoke(app, ["compare", "--model", "lmm", "--model", "mmrm", "--draws", "400", "--chains", "4"])
-    line = _one_error_line(res)
+    line = one_memory_error_line(res)
     assert "--draws 100 --chains 2" in line and "one --model at a time" in line
     assert ("fitting lmm at" in line) == (where == "fit")
     assert ("the frequentist analysis" in line) == (where == "frequentist")
@@ -92,6 +85,6 @@ def test_sensitivity_memory_error_is_one_line_with_what_to_ask_for(monkeypatch):
 
     monkeypatch.setattr(runner_mod, "run_sensitivity", _no_memory)
     res = runner.invoke(app, ["sensitivity", "--analysis", "delta", "--analysis", "tipping"])
-    line = _one_error_line(res)
+    line = one_memory_error_line(res)
     assert "in sensitivity analysis delta" in line and "--analysis tipping without delta" in line
     assert "draws = " in line and "chains = 2" in line

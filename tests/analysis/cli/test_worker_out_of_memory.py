@@ -11,16 +11,9 @@ import pytest
 from typer.testing import CliRunner
 
 from analysis.cli.app import app
+from tests.cli_error_lines import one_memory_error_line
 
 runner = CliRunner()
-
-
-def _one_error_line(res) -> str:
-    assert res.exit_code == 2, res.output
-    lines = [ln for ln in res.stderr.splitlines() if ln.startswith("rajak: error:")]
-    assert len(lines) == 1 and "Traceback" not in res.output, res.output
-    assert "out of memory" in lines[0]
-    return lines[0]
 
 
 class _FailingPool:
@@ -50,7 +43,7 @@ def test_run_figure_worker_out_of_memory_is_one_line(monkeypatch, tmp_path, kill
     plan.write_text("power_sims = 0\nmi_imputations = 0\nfigure_workers = 1\nsensitivity = []\nbayes_models = []\n")
     res = runner.invoke(app, ["run", "--config", str(plan), "--output-dir", str(tmp_path / "out"), "--run-id", "r",
                               "--draws", "400", "--chains", "4"])
-    line = _one_error_line(res)
+    line = one_memory_error_line(res)
     assert "out of memory in drawing the figure 'trajectories_observed' in a figure worker process" in line
     assert ("the worker process was killed, most likely out of memory" in line) == killed
     assert "patients" in line and "4 chains x 400 draws" in line
@@ -91,7 +84,7 @@ def test_power_worker_out_of_memory_is_one_line(monkeypatch, tmp_path, killed):
     monkeypatch.setattr(joblib, "Parallel", _FailingParallel)
     res = runner.invoke(app, ["power", "--n", "20,40", "--sims", "8", "--workers", "2", "--no-progress",
                               "--generator", "gaussian"])
-    line = _one_error_line(res)
+    line = one_memory_error_line(res)
     assert line.startswith("rajak: error: out of memory in the sample-size simulations' worker processes "
                            "(2 processes, n = 20..40")
     assert ("killed, most likely out of memory" in line) == killed
@@ -108,7 +101,7 @@ def test_run_power_worker_out_of_memory_is_one_line(monkeypatch, tmp_path):
     plan.write_text("power_sims = 4\npower_workers = 2\nmi_imputations = 0\nfigure_workers = 0\n"
                     "sensitivity = []\nbayes_models = []\n")
     res = runner.invoke(app, ["run", "--config", str(plan), "--output-dir", str(tmp_path / "out"), "--run-id", "r"])
-    line = _one_error_line(res)
+    line = one_memory_error_line(res)
     assert "out of memory in the sample-size simulations' worker processes (2 processes" in line
     assert "power_workers = 1 in the plan" in line and "--power-sims 50" in line
     assert not (tmp_path / "out" / "r").exists()
