@@ -229,17 +229,16 @@ def patient_status(frame: pd.DataFrame, endpoint_month: float = 12, *, time: str
     """
     bmd_cols = bmd_columns if bmd_columns is not None else [f"bmd_{s}" for s in SITES if f"bmd_{s}" in frame.columns]
     schedule = np.sort(frame[time].dropna().unique())
-    at_end = frame.loc[frame[time] == endpoint_month, ["patient_id", *bmd_cols]]
-    completer_ids = set(at_end.loc[at_end[bmd_cols].notna().any(axis=1), "patient_id"])
-    last = frame.groupby("patient_id", sort=False)[time].max()
-    out = pd.DataFrame({"patient_id": last.index, "last_visit": last.to_numpy()})
-    out["completer"] = out["patient_id"].isin(completer_ids)
-
-    def _next(m: float) -> float:
-        later = schedule[schedule > m]
-        return float(later[0]) if later.size else np.nan
-
-    out["dropout_month"] = [np.nan if c else _next(m) for c, m in zip(out["completer"], out["last_visit"])]
+    end_scan = (frame[time] == endpoint_month) & frame[bmd_cols].notna().any(axis=1)
+    by_patient = frame[time].groupby(frame["patient_id"], sort=False)  # one pass over the ids per column
+    last = by_patient.max()
+    completer = end_scan.groupby(frame["patient_id"], sort=False).any().reindex(last.index)
+    out = pd.DataFrame({"patient_id": last.index, "last_visit": last.to_numpy(),
+                        "completer": completer.to_numpy(dtype=bool)})
+    # the first scheduled month after the last visit (none after the last scheduled month, or no visit)
+    nxt = np.searchsorted(schedule, out["last_visit"].to_numpy(dtype=float), side="right")
+    later = np.append(schedule.astype(float), np.nan)[nxt]
+    out["dropout_month"] = np.where(out["completer"].to_numpy(), np.nan, later)
     return out
 
 

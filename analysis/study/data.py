@@ -3,7 +3,13 @@ validation report.
 
 The file is read by ``readers`` (delimited text with its delimiter and decimal mark detected,
 Excel, Parquet, SAS, SPSS, Stata) and, when it is a CDISC ADaM BDS file, pivoted by ``adam``; this
-module validates what they return. Every problem becomes one line that names the file, the line
+module validates what they return. Delimited text -- the format of large registry exports -- is
+validated as a stream: its cells are parsed and checked row by row (``row_checks``) a chunk of
+:data:`~analysis.study.readers.CHUNK_ROWS` rows at a time, so only the validated, typed columns are
+held for the whole file; the checks that need a patient's rows together (duplicates, baselines,
+covariates, the design) then run on those, grouping patients by integer codes. A time in days, years
+or dates takes one more pass over the subject, time and visit columns (months since each subject's
+baseline). The problems and the result do not depend on the chunking (tested). Every problem becomes one line that names the file, the line
 (text; "row" for other formats), the patient, the column (with its label where the file has one)
 and the value. Nothing is dropped silently: rows excluded by a rule (a visit with no recorded value
 at all; an ADaM record not flagged for analysis) are listed in the report. The input file is only
@@ -13,13 +19,13 @@ read.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
-import pandera.pandas as pa
 
 from analysis.study.contract import (
     ACTIVITY_COLUMNS,
@@ -27,31 +33,35 @@ from analysis.study.contract import (
     CDAI_COMPONENTS,
     DAS28_COMPONENTS,
     MEASUREMENT_COLUMNS,
-    coercion_schema,
-    range_schema,
-    spec,
 )
-from analysis.study.design import (TIME_CANDIDATES, DesignError, GroupSpec, ResolvedDesign, StudyDesign,
-                                   canonical_frame, canonical_months, infer_design, resolve)
+from analysis.study.design import (
+    TIME_CANDIDATES,
+    DesignError,
+    GroupSpec,
+    ResolvedDesign,
+    StudyDesign,
+    canonical_frame,
+    canonical_months,
+    infer_design,
+    resolve,
+)
 from analysis.study.problems import DataValidationError, ExcludedRow, Problem
 from analysis.study.readers import RawTable, read_file
+from analysis.study.row_checks import Locate, check_rows, show_value
 from analysis.study.validation_report import ValidationReport, build_report
 
 __all__ = [
     "DataValidationError",
-    "Problem",
-    "ExcludedRow",
-    "ValidationReport",
     "Dataset",
+    "ExcludedRow",
+    "Problem",
+    "ValidationReport",
     "load_dataset",
-    "load_twin",
     "load_for_config",
+    "load_twin",
     "read_table",
 ]
 
-_SEX_ALIASES = {"f": "F", "female": "F", "w": "F", "woman": "F", "m": "M", "male": "M", "man": "M"}
-_TRUE = {"true", "yes", "1", "responder", "y", "t"}
-_FALSE = {"false", "no", "0", "non-responder", "nonresponder", "n", "f"}
 
 
 @dataclass
@@ -69,33 +79,6 @@ class Dataset:
     def label(self) -> str:
         """How results on this dataset are labelled."""
         return "SYNTHETIC (RAJAK digital twin)" if self.synthetic else f"data: {Path(self.source).name}"
-
-
-@dataclass(frozen=True)
-class _Locate:
-    """Names rows and columns as the file has them: the reader's table knows where each row is
-    (line, row, ADaM record) and each column's label; ``inverse`` undoes the column mapping."""
-
-    table: RawTable
-    inverse: dict[str, str]
-
-    def at(self, idx: int, column: str | None = None) -> str:
-        return self.table.where(idx, self.inverse.get(column, column) if column is not None else None)
-
-    def col(self, column: str) -> str:
-        return self.table.describe(self.inverse.get(column, column), as_=column)
-
-
-def _show(value: Any) -> str:
-    """A value as the user wrote it: numbers plainly (``-2.5``, not ``np.float64(-2.5)``), text
-    quoted, a missing value as ``(empty)``."""
-    if value is None or (not isinstance(value, str) and pd.isna(value)):
-        return "(empty)"
-    if isinstance(value, (bool, np.bool_)):
-        return str(bool(value))
-    if isinstance(value, (int, float, np.integer, np.floating)):
-        return f"{float(value):g}"
-    return repr(str(value))
 
 
 def read_table(path: str | Path, encoding: str = "utf-8", *, sheet: str | int | None = None
@@ -143,157 +126,75 @@ def _apply_mapping(df: pd.DataFrame, mapping: Mapping[str, str], name: str, adam
     return out
 
 
-def _schema_problems(err: pa.errors.SchemaErrors, df: pd.DataFrame, loc: _Locate, name: str,
-                     kind: str, sites: tuple[str, ...] = ()) -> list[Problem]:
-    problems: list[Problem] = []
-    fc = err.failure_cases
-    fc = fc[fc["index"].notna()] if "index" in fc else fc
-    seen: set[tuple[str, int]] = set()
-    for _, r in fc.sort_values(["index", "column"], key=lambda s: s.astype(str) if s.name == "column" else s).iterrows():
-        col, idx = str(r["column"]), int(r["index"])
-        if (col, idx) in seen:
-            continue
-        seen.add((col, idx))
-        raw_value = df.at[idx, col] if col in df.columns else r["failure_case"]
-        pid = df.at[idx, "patient_id"] if "patient_id" in df.columns else None
-        s = spec(col, sites)
-        shown = _show(raw_value)
-        if col == "month" and shown == "(empty)":
-            what = "missing month (every row needs one; 0 = baseline)"
-        elif kind == "coerce":
-            what = f"non-numeric value {shown}"
-        elif s is not None and s.kind == "sex":
-            what = f"value {shown} is not a sex (expected F or M)"
-        elif col == "month":
-            what = f"value {shown} is not a valid month (must be >= 0)"
-        elif s is not None and col.startswith("bmd_"):
-            what = f"value {shown} outside the physiological range {s.range_text()}"
-        elif s is not None and col == "prednisolone_mg" and float(raw_value) < 0:
-            what = f"negative dose {shown}"
-        elif s is not None:
-            what = f"value {shown} outside the allowed range {s.range_text()}"
-        else:
-            what = f"invalid value {shown}"
-        who = f" (patient {pid})" if pid is not None and not pd.isna(pid) else ""
-        problems.append(Problem(f"{name}, {loc.at(idx, col)}{who}: {loc.col(col)}: {what}",
-                                col, idx, None if pid is None else str(pid), raw_value))
-    return problems
-
-
-def _apply_value_labels(df: pd.DataFrame, loc: _Locate) -> pd.DataFrame:
-    """SPSS/Stata codes of the contract's text columns (sex 1/2 with labels) as their labels."""
-    out = df
-    for col in df.columns:
-        s = spec(col)
-        codes = loc.table.value_labels.get(loc.inverse.get(col, col))
-        if s is None or s.kind not in ("sex", "bool", "text") or not codes:
-            continue
-        out = out.copy() if out is df else out
-        out[col] = df[col].map(lambda v: codes.get(v, v) if not pd.isna(v) else v)
-    return out
-
-
-def _normalise_text(df: pd.DataFrame, name: str, loc: _Locate) -> tuple[pd.DataFrame, list[Problem]]:
-    problems: list[Problem] = []
-    out = _apply_value_labels(df, loc).copy(deep=False)  # copy-on-write: columns copied when replaced
-    if "patient_id" in out.columns:
-        pid = out["patient_id"]
-        empty = pid.isna() | (pid.astype(str).str.strip() == "")
-        for idx in out.index[empty]:
-            problems.append(Problem(f"{name}, {loc.at(idx, 'patient_id')}: {loc.col('patient_id')}: empty patient id",
-                                    "patient_id", idx))
-        out["patient_id"] = pid.astype(str).str.strip().where(~empty, None)
-        if pd.api.types.is_float_dtype(pid):  # parquet ids stored as numbers
-            out["patient_id"] = pid.map(lambda v: None if pd.isna(v) else f"{v:g}")
-    if "sex" in out.columns:
-        def _sex(v):
-            if pd.isna(v):
-                return v
-            return _SEX_ALIASES.get(str(v).strip().lower(), str(v).strip())
-        out["sex"] = out["sex"].map(_sex)
-    if "responder" in out.columns:
-        def _bool(v):
-            if pd.isna(v) or isinstance(v, (bool, np.bool_)):
-                return v
-            s = str(v).strip().lower()
-            return True if s in _TRUE else False if s in _FALSE else ("?", v)
-        mapped = out["responder"].map(_bool)
-        for idx, v in mapped.items():
-            if isinstance(v, tuple):
-                pidv = out.at[idx, "patient_id"] if "patient_id" in out.columns else None
-                problems.append(Problem(
-                    f"{name}, {loc.at(idx, 'responder')} (patient {pidv}): {loc.col('responder')}: value "
-                    f"{_show(v[1])} is not a responder flag (expected true/false, yes/no, 1/0)",
-                    "responder", idx, pidv, v[1]))
-        out["responder"] = pd.array([None if isinstance(v, tuple) or pd.isna(v) else bool(v) for v in mapped],
-                                    dtype="boolean")
-    return out, problems
-
-
 #: An ``age`` that changes within a subject is age at each visit, and taken at baseline, when every
 #: value is within this many years of the baseline age plus the time since baseline.
 AGE_AT_VISIT_TOLERANCE = 1.0
 
 
-def _age_at_visits(df: pd.DataFrame) -> tuple[pd.Series, pd.Series, pd.Series]:
+def _age_at_visits(df: pd.DataFrame, codes: np.ndarray) -> tuple[pd.Series, pd.Series, pd.Series]:
     """An ``age`` at each visit: per row with an age, whether it is within
     :data:`AGE_AT_VISIT_TOLERANCE` years of the patient's baseline age (at their earliest visit with
     an age) plus the years since that visit, |age_j - age_0 - (month_j - month_0)/12| <= 1; per
-    patient whose age changes, whether every row is; and each patient's baseline age."""
+    patient whose age changes (by patient code, ``codes`` numbering ``df``'s patients), whether every
+    row is; and each patient's baseline age (by code)."""
     ages = pd.to_numeric(df["age"], errors="coerce")
-    known = pd.DataFrame({"patient_id": df["patient_id"], "month": pd.to_numeric(df["month"], errors="coerce"),
-                          "age": ages.astype("float64")})[ages.notna()]
+    known = pd.DataFrame({"code": codes, "month": pd.to_numeric(df["month"], errors="coerce"),
+                          "age": ages.astype("float64")}, index=df.index)[ages.notna()]
     if known.empty:
         none = pd.Series(dtype=bool)
         return none, none, pd.Series(dtype="float64")
-    first = known.sort_values("month", kind="stable").groupby("patient_id", sort=False).first()
-    age0 = known["patient_id"].map(first["age"])
-    month0 = known["patient_id"].map(first["month"])
-    within = (known["age"] - age0 - (known["month"] - month0) / 12.0).abs() <= AGE_AT_VISIT_TOLERANCE + 1e-9
-    changes = known.groupby("patient_id", sort=False)["age"].nunique() > 1
-    follows = within.groupby(known["patient_id"], sort=False).all()
-    return within, follows.reindex(changes.index[changes.to_numpy()]), first["age"]
+    by_time = known.sort_values("month", kind="stable").groupby("code", sort=False)
+    first = by_time[["age", "month"]].transform("first").reindex(known.index)
+    within = (known["age"] - first["age"] - (known["month"] - first["month"]) / 12.0).abs() \
+        <= AGE_AT_VISIT_TOLERANCE + 1e-9
+    changes = known.groupby("code")["age"].nunique() > 1
+    follows = within.groupby(known["code"]).all()
+    baseline_age = first["age"].groupby(known["code"]).first()
+    return within, follows.reindex(changes.index[changes.to_numpy()]), baseline_age
 
 
-def _structure_problems(df: pd.DataFrame, name: str, loc: _Locate
+def _structure_problems(df: pd.DataFrame, name: str, loc: Locate
                         ) -> tuple[pd.DataFrame, list[Problem], list[str]]:
     """Duplicate visits, patients without a baseline visit, and baseline covariates that change
     within a patient (one problem each); an ``age`` that grows with the visits (age at each visit)
     is not one: it is replaced by the age at baseline, with a note. Returns the frame, the
-    problems and the notes."""
+    problems and the notes. The patients are grouped by integer codes (numbered in order of first
+    appearance), not by their id text, which costs several times the memory and time at scale."""
     problems: list[Problem] = []
     notes: list[str] = []
-    dup = df.duplicated(["patient_id", "month"], keep=False)
+    codes, ids = pd.factorize(df["patient_id"], use_na_sentinel=False)
+    dup = pd.DataFrame({"code": codes, "month": df["month"].to_numpy()}, index=df.index).duplicated(keep=False)
     if dup.any():
         for (pid, month), grp in df[dup].groupby(["patient_id", "month"], sort=False):
             where = " and ".join(loc.at(i) for i in grp.index[:2])
             problems.append(Problem(f"{name}, {where}: duplicate visit for patient {pid} at month {month:g}",
                                     "month", int(grp.index[0]), str(pid), month))
-    has_base = (df["month"] == 0).groupby(df["patient_id"], sort=False).any()
-    for pid in has_base.index[~has_base.to_numpy()]:
-        first = df.index[df["patient_id"] == pid][0]
+    has_base = (df["month"] == 0).groupby(codes).any().to_numpy()
+    for code in np.flatnonzero(~has_base):
+        pid = ids[code]
+        first = df.index[np.flatnonzero(codes == code)[0]]
         problems.append(Problem(f"{name}: patient {pid} has no baseline visit (month 0; first row at "
                                 f"{loc.at(first)})", "month", int(first), str(pid)))
     within = None
     if "age" in df.columns:
-        within, follows, baseline_age = _age_at_visits(df)
-        at_visits = follows.index[follows.to_numpy()]
+        within, follows, baseline_age = _age_at_visits(df, codes)
+        at_visits = follows.index[follows.to_numpy()].to_numpy()
         if len(at_visits):
-            rows = df["patient_id"].isin(at_visits)
+            rows = np.isin(codes, at_visits)
             age = df["age"].copy()  # a new frame with a new age column: the others are not copied
-            age.loc[rows] = df.loc[rows, "patient_id"].map(baseline_age)
+            age[rows] = baseline_age.reindex(codes[rows]).to_numpy()
             df = df.assign(age=age)
             notes.append(f"age changes with the visits: taken at baseline ({loc.col('age')} is the age at each "
-                         f"visit in {len(at_visits)} of {df['patient_id'].nunique()} patients; each patient's "
+                         f"visit in {len(at_visits)} of {len(ids)} patients; each patient's "
                          f"age at their first visit is used)")
     for col in BASELINE_COVARIATES:
         if col not in df.columns:
             continue
         # only the patients whose value changes are looked at one by one (vectorised test first)
-        changes = df.groupby("patient_id", sort=False)[col].nunique() > 1
+        changes = df[col].groupby(codes).nunique().to_numpy() > 1
         if not changes.any():
             continue
-        changing = df[df["patient_id"].isin(changes.index[changes.to_numpy()])]
+        changing = df[np.isin(codes, np.flatnonzero(changes))]
         for pid, grp in changing.groupby("patient_id", sort=False):
             vals = grp[col].dropna()
             if vals.nunique() > 1:
@@ -307,7 +208,7 @@ def _structure_problems(df: pd.DataFrame, name: str, loc: _Locate
                            f"{AGE_AT_VISIT_TOLERANCE:g} year)")
                 problems.append(Problem(
                     f"{name}, {loc.at(i1, col)}: {loc.col(col)} changes within patient {pid} "
-                    f"({_show(vals.at[i0])} at {loc.at(i0, col)}, {_show(vals.at[i1])} at {loc.at(i1, col)})"
+                    f"({show_value(vals.at[i0])} at {loc.at(i0, col)}, {show_value(vals.at[i1])} at {loc.at(i1, col)})"
                     + why, col, int(i1), str(pid), vals.at[i1]))
     return df, problems, notes
 
@@ -368,34 +269,44 @@ def load_dataset(path: str | Path, column_map: Mapping[str, str] | None = None, 
     if unknown:
         raise TypeError(f"load_dataset() got an unexpected keyword argument {unknown[0]!r}")
     name = str(path)
-    table = read_file(path, encoding=encoding, sheet=sheet, delimiter=delimiter, decimal=decimal)
+    table = read_file(path, encoding=encoding, sheet=sheet, delimiter=delimiter, decimal=decimal, stream=True)
     if is_adam_bds(table.frame.columns):
-        table = adam_table(table, name, param_map)
+        table = adam_table(table.whole(), name, param_map)
     elif param_map:
         raise DataValidationError(f"{name}: --param maps ADaM parameters, but this is not an ADaM BDS file "
                                   f"(it needs USUBJID, PARAMCD and AVAL)")
     mapping = dict(column_map or {})
-    df = _apply_mapping(table.frame, mapping, name, adam=table.fmt == "adam")
-    study = _design_for(df, design, design_flags, endpoint_month, name, table.hint)
-    df, renames = _rename_to_canonical(df, study, name)
+    adam = table.fmt == "adam"
+    header = _apply_mapping(table.frame.iloc[:0], mapping, name, adam=adam)
+    study = _design_for(header, design, design_flags, endpoint_month, name, table.hint)
+    months = _file_months(table, mapping, study, name)
     inverse = {v: k for k, v in mapping.items()}
+    renames = _canonical_names(header, study)
     inverse.update({canon: inverse.get(orig, orig) for orig, canon in renames.items()})
-    loc = _Locate(table, inverse)
+    loc = Locate(table, inverse)
     sites = tuple(study.sites)
 
-    df, problems = _normalise_text(df, name, loc)
-    try:
-        df = coercion_schema(list(df.columns), sites).validate(df, lazy=True)
-    except pa.errors.SchemaErrors as err:
-        problems += _schema_problems(err, df, loc, name, "coerce", sites)
-    if problems:
-        raise DataValidationError(problems)
-    try:
-        range_schema(list(df.columns), sites).validate(df, lazy=True)
-    except pa.errors.SchemaErrors as err:
-        problems += _schema_problems(err, df, loc, name, "range", sites)
-    if problems:
-        raise DataValidationError(problems)
+    # row by row, a chunk of the file at a time (the cells of one chunk as text at once)
+    problems: list[Problem] = []
+    out_of_range: list[Problem] = []
+    parts: list[pd.DataFrame] = []
+    for chunk in table.chunks():
+        part = _rename_to_canonical(_apply_mapping(chunk, mapping, name, adam=adam), study, months)
+        checked = check_rows(part, loc, name, sites, ranges=not problems)
+        problems += checked.problems
+        out_of_range += checked.range_problems
+        if not problems:
+            parts.append(checked.frame)
+    if problems:  # in the file's order, however it was chunked (a row's text problems before its values')
+        raise DataValidationError(sorted(problems, key=lambda p: -1 if p.row is None else p.row))
+    if out_of_range:
+        raise DataValidationError(out_of_range)
+    sha256 = hashlib.sha256(table.raw).hexdigest()
+    if table.streamed:  # the file's bytes and text are no longer needed: only where its rows are
+        table = replace(table, raw=b"", parse=None)
+        loc = Locate(table, inverse)
+    df = pd.concat(parts) if len(parts) > 1 else parts[0]
+    del parts
     df, structure, notes = _structure_problems(df, name, loc)
     problems += structure
     if problems:
@@ -425,6 +336,7 @@ def load_dataset(path: str | Path, column_map: Mapping[str, str] | None = None, 
                 *(ExcludedRow(loc.at(i), str(df.at[i, "patient_id"]), float(df.at[i, "month"]),
                               "no value recorded at this visit") for i in df.index[empty])]
     frame = df.loc[~empty].sort_values(["patient_id", "month"], kind="stable").reset_index(drop=True)
+    del df, empty
     try:
         frame = canonical_frame(frame, canon)
         _check_nominal_visits(frame, name)
@@ -435,7 +347,7 @@ def load_dataset(path: str | Path, column_map: Mapping[str, str] | None = None, 
     if resolved.design.group.kind == "none" and design_flags.get("group") is None and design is None:
         notes += _group_candidates(frame)
     report = build_report(frame, name, mapping, excluded, resolved, synthetic, table, notes)
-    return Dataset(frame=frame, source=name, sha256=hashlib.sha256(table.raw).hexdigest(), report=report,
+    return Dataset(frame=frame, source=name, sha256=sha256, report=report,
                    synthetic=synthetic, design=resolved)
 
 
@@ -530,24 +442,42 @@ def _design_for(df: pd.DataFrame, design: StudyDesign | None, flags: Mapping[str
         raise _design_error(exc, name) from None
 
 
-def _rename_to_canonical(df: pd.DataFrame, design: StudyDesign, name: str) -> tuple[pd.DataFrame, dict[str, str]]:
-    """The subject, time and site columns under their canonical names (``patient_id``, ``month``,
-    ``bmd_<site>``); a time in days, years or dates becomes months since the subject's baseline
-    (:func:`analysis.study.design.canonical_frame`), a time in months is checked row by row below.
-    Returns the frame and ``{file column: canonical column}``."""
+def _canonical_names(df: pd.DataFrame, design: StudyDesign) -> dict[str, str]:
+    """``{file column: canonical column}`` for the subject, time and site columns that are renamed."""
     renames = {design.id: "patient_id", **{c: f"bmd_{s}" for s, c in design.sites.items()}}
     if design.time_unit == "months":
         renames[design.time] = "month"
-    else:
-        try:
-            months = canonical_months(df, design).to_numpy()
-        except DesignError as exc:
-            raise _design_error(exc, name) from None
+    return {k: v for k, v in renames.items() if k != v}
+
+
+def _file_months(table: RawTable, mapping: Mapping[str, str], design: StudyDesign, name: str) -> pd.Series | None:
+    """A time in days, years or dates as months since the subject's baseline
+    (:func:`analysis.study.design.canonical_months`), from a pass over the subject, time and visit
+    columns only; ``None`` for a time in months (checked row by row)."""
+    if design.time_unit == "months":
+        return None
+    wanted = [c for c in dict.fromkeys([design.id, design.time, design.visit]) if c is not None]
+    inverse = {v: k for k, v in mapping.items()}
+    cols = [inverse.get(c, c) for c in wanted]
+    frame = pd.concat(list(table.chunks(cols))).rename(columns=dict(mapping))
+    try:
+        return canonical_months(frame, design)
+    except DesignError as exc:
+        raise _design_error(exc, name) from None
+
+
+def _rename_to_canonical(df: pd.DataFrame, design: StudyDesign, months: pd.Series | None) -> pd.DataFrame:
+    """Rows with the subject, time and site columns under their canonical names (``patient_id``,
+    ``month``, ``bmd_<site>``); ``months`` (:func:`_file_months`) is the ``month`` of a time in days,
+    years or dates, by row position."""
+    renames = {design.id: "patient_id", **{c: f"bmd_{s}" for s, c in design.sites.items()}}
+    if months is None:
+        renames[design.time] = "month"
     taken = set(renames.values())
     out = df.drop(columns=[c for c in df.columns if c in taken and c not in renames]).rename(columns=renames)
-    if design.time_unit != "months":
-        out["month"] = months
-    return out, {k: v for k, v in renames.items() if k != v}
+    if months is not None:
+        out["month"] = months.reindex(df.index).to_numpy()
+    return out
 
 
 def load_twin(encoding: str = "utf-8") -> Dataset:

@@ -341,9 +341,12 @@ def _visits(frame: pd.DataFrame, design: StudyDesign, months: pd.Series) -> pd.S
         raise DesignError(f"column {design.visit!r}: empty at row {int(np.flatnonzero(label.isna())[0]) + 1}")
     # each visit (a month, an index such as VISITNUM 0-3, or a name) at the whole month its
     # scans were taken at, by the median: an index 0, 1, 2, 3 at months 0, 6, 12, 24 is 0, 6, 12, 24
-    nominal = months.groupby(label.to_numpy()).median().round()
-    visit = label.map(nominal).astype(float)
-    if pd.Series(label.to_numpy()).groupby(visit.to_numpy()).nunique().gt(1).any():
+    codes, uniques = pd.factorize(label)  # by code, not by label: mapping text labels row by row is slow
+    by_code = months.groupby(codes).median().round().reindex(range(len(uniques))).to_numpy(dtype=float)
+    visit = pd.Series(by_code[codes], index=label.index)
+    nominal = pd.Series(by_code, index=uniques).sort_index()
+    placed = by_code[~np.isnan(by_code)]
+    if np.unique(placed).size < placed.size:  # two labels at one month
         raise DesignError(f"column {design.visit!r}: two visits fall at the same month "
                           f"({', '.join(map(str, nominal.index))} at months {', '.join(f'{m:g}' for m in nominal)})")
     return visit
@@ -431,10 +434,12 @@ def resolve(frame: pd.DataFrame, design: StudyDesign, source: str = "the data") 
         elif reference not in levels:
             raise DesignError(f"{source}: --reference {reference!r} is not a level of {col!r} "
                               f"(levels: {', '.join(levels)})")
+        # each row under its subject's group (a row may leave it empty), then the levels with a scan at the endpoint
+        subject_group = frame["group"].groupby(frame["patient_id"], sort=False).transform("first")
+        scanned = at_end & frame[[f"bmd_{s}" for s in sites]].notna().any(axis=1)
+        with_completer = set(subject_group[scanned].dropna().unique())
         for lv in levels:
-            ids = frame.loc[frame["group"] == lv, "patient_id"].unique()
-            ok = frame["patient_id"].isin(ids) & at_end
-            if not any(frame.loc[ok, f"bmd_{s}"].notna().any() for s in sites):
+            if lv not in with_completer:
                 raise DesignError(f"{source}: group {lv!r} has no completer (no scan at month {endpoint:g})")
     elif design.group.kind == "derived":
         levels = RESPONDER_LEVELS

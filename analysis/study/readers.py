@@ -24,9 +24,9 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
 from itertools import islice
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,12 @@ import pandas as pd
 
 from analysis.study.problems import DataValidationError, ExcludedRow
 
-__all__ = ["DELIMITERS", "EXTENSIONS", "RawTable", "detect_decimal", "detect_delimiter", "read_file"]
+__all__ = ["CHUNK_ROWS", "DELIMITERS", "EXTENSIONS", "RawTable", "detect_decimal", "detect_delimiter", "read_file"]
+
+#: Rows per chunk when delimited text is read as a stream (``read_file(..., stream=True)``): the cells
+#: of one chunk are held as text at a time, so reading and validating a file costs memory for its
+#: validated columns plus one chunk, not for every cell as text.
+CHUNK_ROWS = 50_000
 
 TEXT_EXTENSIONS = (".csv", ".tsv", ".txt")
 STAT_FORMATS = {  # extension -> (pyreadstat reader, what the file is, short format name)
@@ -84,6 +89,9 @@ class RawTable:
         Added to a "missing required column" error (what the file offered instead).
     row_numbers
         The file's number of each row, where rows were skipped (empty sheet rows); else ``first``.
+    parse
+        A streamed table (delimited text read with ``stream=True``): ``parse(columns)`` yields the
+        rows in chunks (:meth:`chunks`), and ``frame`` holds the header only (no rows).
     """
 
     frame: pd.DataFrame
@@ -97,6 +105,38 @@ class RawTable:
     excluded: list[ExcludedRow] = field(default_factory=list)
     hint: str = ""
     row_numbers: list[int] | None = None
+    parse: Callable[[list[str] | None], Iterator[pd.DataFrame]] | None = field(default=None, repr=False)
+
+    @property
+    def streamed(self) -> bool:
+        """Whether the rows are read chunk by chunk (:meth:`chunks`) rather than held in ``frame``."""
+        return self.parse is not None
+
+    def chunks(self, columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
+        """The rows in chunks (one, ``frame``, unless the table is streamed), each indexed by the rows'
+        positions in the whole table, so that :meth:`where` names them; a new pass over the file each
+        call.
+
+        Parameters
+        ----------
+        columns
+            Only these columns (the file's names).
+
+        Raises
+        ------
+        DataValidationError
+            Where the file stops being readable (a record with too many fields).
+        """
+        if self.parse is None:
+            yield self.frame if columns is None else self.frame[columns]
+        else:
+            yield from self.parse(columns)
+
+    def whole(self) -> RawTable:
+        """This table with every row in ``frame`` (itself when it is not streamed)."""
+        if self.parse is None:
+            return self
+        return replace(self, frame=pd.concat(list(self.chunks())), parse=None)
 
     def where(self, idx: int, column: str | None = None) -> str:
         """Where row ``idx`` of the frame is in the file.
@@ -137,7 +177,7 @@ class RawTable:
 
 
 def read_file(path: str | Path, *, encoding: str = "utf-8", sheet: str | int | None = None,
-              delimiter: str | None = None, decimal: str | None = None) -> RawTable:
+              delimiter: str | None = None, decimal: str | None = None, stream: bool = False) -> RawTable:
     """Read a study file of any supported format.
 
     Parameters
@@ -152,6 +192,9 @@ def read_file(path: str | Path, *, encoding: str = "utf-8", sheet: str | int | N
         not a sheet's name is an index.
     delimiter, decimal
         Delimited text only: the field delimiter and the decimal mark, instead of detecting them.
+    stream
+        Delimited text: parse the cells in chunks of :data:`CHUNK_ROWS` rows when asked
+        (:meth:`RawTable.chunks`) instead of all at once; other formats are read whole.
 
     Returns
     -------
@@ -183,14 +226,14 @@ def read_file(path: str | Path, *, encoding: str = "utf-8", sheet: str | int | N
     if not raw or raw.isspace():  # (raw.strip() would copy the file)
         raise DataValidationError(f"{name}: empty file")
     if ext in TEXT_EXTENSIONS:
-        table = _read_text(raw, name, ext, encoding, delimiter, decimal)
+        table = _read_text(raw, name, ext, encoding, delimiter, decimal, stream)
     elif ext in (".xlsx", ".xlsm"):
         table = _read_xlsx(raw, name, sheet)
     elif ext in (".parquet", ".pq"):
         table = _read_parquet(raw, name)
     else:
         table = _read_stat(p, raw, name, ext)
-    if table.frame.shape[0] == 0:
+    if table.frame.shape[0] == 0 and (table.parse is None or next(table.chunks(), table.frame).shape[0] == 0):
         raise DataValidationError(f"{name}: empty file (a header but no data rows)")
     unnamed = [c for c in table.frame.columns if str(c).startswith("Unnamed:")]
     if unnamed:
@@ -357,7 +400,7 @@ def detect_decimal(records: Iterable[list[str]], delimiter: str, name: str) -> s
 
 
 def _read_text(raw: bytes, name: str, ext: str, encoding: str, delimiter: str | None,
-               decimal: str | None) -> RawTable:
+               decimal: str | None, stream: bool = False) -> RawTable:
     text = _decode(raw, name, encoding)
     if delimiter is not None and delimiter not in DELIMITERS:
         delimiter = {"tab": "\t", "\\t": "\t"}.get(delimiter.lower(), delimiter)
@@ -369,12 +412,33 @@ def _read_text(raw: bytes, name: str, ext: str, encoding: str, delimiter: str | 
     if decimal == "," and delim == ",":
         raise DataValidationError(f"{name}: a comma cannot be both the delimiter and the decimal mark")
     mark = decimal or detect_decimal(_iter_records(text, delim), delim, name)
-    try:
-        df = pd.read_csv(_TextFile(text), sep=delim, dtype=str, keep_default_na=False, skipinitialspace=True)
-    except pd.errors.EmptyDataError:
-        raise DataValidationError(f"{name}: empty file") from None
-    except pd.errors.ParserError as err:
-        raise DataValidationError(f"{name}: not a readable CSV file ({str(err).strip().splitlines()[-1]})") from None
+    notes = []
+    if delim != "," or mark == ",":
+        notes.append(f"read as {_show_delim(delim)}-separated text with a decimal "
+                     f"{'comma' if mark == ',' else 'point'}" + (" (detected)" if not (delimiter and decimal) else ""))
+
+    def parse(columns: list[str] | None = None, chunksize: int | None = -1,
+              nrows: int | None = None) -> Iterator[pd.DataFrame]:
+        chunksize = CHUNK_ROWS if chunksize == -1 else chunksize  # read when parsing (tests make it small)
+        try:
+            reader = pd.read_csv(_TextFile(text), sep=delim, dtype=str, keep_default_na=False, skipinitialspace=True,
+                                 usecols=columns, chunksize=chunksize, nrows=nrows)
+            for chunk in ([reader] if chunksize is None else reader):
+                yield _cells(chunk, mark)
+        except pd.errors.EmptyDataError:
+            raise DataValidationError(f"{name}: empty file") from None
+        except pd.errors.ParserError as err:
+            raise DataValidationError(
+                f"{name}: not a readable CSV file ({str(err).strip().splitlines()[-1]})") from None
+
+    if stream:
+        header = next(parse(nrows=0, chunksize=None))
+        return RawTable(header, "csv", raw, notes=notes, unit="line", first=2, parse=parse)
+    return RawTable(next(parse(chunksize=None)), "csv", raw, notes=notes, unit="line", first=2)
+
+
+def _cells(df: pd.DataFrame, mark: str) -> pd.DataFrame:
+    """Parsed text cells with the missing-value words as missing and decimal commas as points."""
     df = df.replace({v: np.nan for v in _NA_TEXT})
     if mark == ",":
         def _point(s: pd.Series) -> pd.Series:
@@ -382,11 +446,7 @@ def _read_text(raw: bytes, name: str, ext: str, encoding: str, delimiter: str | 
             hit = t.map(lambda v: isinstance(v, str) and bool(_COMMA_NUMBER.match(v.strip())))
             return t.where(~hit, t[hit].map(lambda v: v.strip().replace(",", ".")))
         df = df.apply(_point)
-    notes = []
-    if delim != "," or mark == ",":
-        notes.append(f"read as {_show_delim(delim)}-separated text with a decimal "
-                     f"{'comma' if mark == ',' else 'point'}" + (" (detected)" if not (delimiter and decimal) else ""))
-    return RawTable(df, "csv", raw, notes=notes, unit="line", first=2)
+    return df
 
 
 # --- Excel ------------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ growth of the number of patients (linear growth: time ratio ~ patient ratio)::
 
     .venv/bin/python tests/benchmarks/bench_scale.py
     .venv/bin/python tests/benchmarks/bench_scale.py --sizes 500,5000 --skip-frequentist
+    .venv/bin/python tests/benchmarks/bench_scale.py --sizes 50000,200000 --only validate
     RAJAK_PER_PATIENT=always .venv/bin/python tests/benchmarks/bench_scale.py --sizes 5000
 
 (``RAJAK_PER_PATIENT=always`` computes every fit's per-patient quantities, as before issue #18.)
@@ -185,8 +186,10 @@ def main() -> None:
     parser.add_argument("--run", action="store_true",
                         help="add a row for the whole `rajak run` (default analyses; 2 chains x 500 draws; "
                              "peak of its process tree)")
+    parser.add_argument("--only", default=None, help="only these steps, comma-separated (e.g. validate)")
     opts = parser.parse_args()
     sizes = [int(s) for s in opts.sizes.split(",")]
+    only = None if opts.only is None else set(opts.only.split(","))
     work = opts.keep or Path(tempfile.mkdtemp(prefix="rajak-scale-"))
     work.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
@@ -202,6 +205,8 @@ def main() -> None:
             steps.append(("run", ["run", "--data", str(csv), *DESIGN, *RUN, "--output-dir", str(work / "runs"),
                                   "--run-id", f"run_{n}"]))
         for name, args in steps:
+            if only is not None and name not in only:
+                continue
             if name == "run":
                 wall, peak, single, code, err = run_tree_measured(args, work)
                 detail = (f"largest process {single:.2f} GB" if code == 0 else
