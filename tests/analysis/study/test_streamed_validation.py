@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 import analysis.study.data as data_module
-import analysis.study.readers as readers
 from analysis.common.resources import data_path
+from analysis.study import readers
 from analysis.study.clinical import patient_status
 from analysis.study.data import DataValidationError, load_dataset
 from analysis.study.readers import read_file
@@ -53,8 +53,8 @@ def _trial(n: int = 40, seed: int = 1) -> pd.DataFrame:
                          "hip": np.round(0.8 + 0.05 * rng.standard_normal(months.size), 4)})
 
 
-TRIAL = dict(column_map={"LS": "bmd_spine"}, id="SUBJ", time="ADY", time_unit="days", visit="AVISITN",
-             group="TRT", sites={"spine": "bmd_spine", "total_hip": "hip"})
+TRIAL = {"column_map": {"LS": "bmd_spine"}, "id": "SUBJ", "time": "ADY", "time_unit": "days", "visit": "AVISITN",
+         "group": "TRT", "sites": {"spine": "bmd_spine", "total_hip": "hip"}}
 
 
 @pytest.mark.parametrize("rows", [1, 7, 50])
