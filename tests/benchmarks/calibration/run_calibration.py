@@ -10,6 +10,10 @@ It is ``rajak validate-methods`` with the study's defaults, resumable in ``--out
 command after an interruption), and prints per estimator the cost: seconds per data set, the CPU
 seconds this run spent on it, and the projected cost of 200 data sets. Target: the whole study
 within 3 hours on 2 cores. Copy ``--out``/calibration.md into docs/validation.md with the date.
+
+Measured 2026-12-07 (seed 1, 2 workers, 2 cores): all 29 estimators x 200 data sets in 12,642 CPU s,
+wall time 6,335 s (1 h 46 min); the selection-model rows 31 and 13 s per data set, the other 27 rows
+3,760 CPU s together.
 """
 
 from __future__ import annotations
