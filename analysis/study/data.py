@@ -281,7 +281,7 @@ def load_dataset(path: str | Path, column_map: Mapping[str, str] | None = None, 
     study = _design_for(header, design, design_flags, endpoint_month, name, table.hint)
     months = _file_months(table, mapping, study, name)
     inverse = {v: k for k, v in mapping.items()}
-    renames = _canonical_names(header, study)
+    renames = {k: v for k, v in _canonical_names(study).items() if k != v}
     inverse.update({canon: inverse.get(orig, orig) for orig, canon in renames.items()})
     loc = Locate(table, inverse)
     sites = tuple(study.sites)
@@ -442,12 +442,12 @@ def _design_for(df: pd.DataFrame, design: StudyDesign | None, flags: Mapping[str
         raise _design_error(exc, name) from None
 
 
-def _canonical_names(df: pd.DataFrame, design: StudyDesign) -> dict[str, str]:
-    """``{file column: canonical column}`` for the subject, time and site columns that are renamed."""
+def _canonical_names(design: StudyDesign) -> dict[str, str]:
+    """``{file column: canonical column}`` for the subject, site and (a time in months) time columns."""
     renames = {design.id: "patient_id", **{c: f"bmd_{s}" for s, c in design.sites.items()}}
     if design.time_unit == "months":
         renames[design.time] = "month"
-    return {k: v for k, v in renames.items() if k != v}
+    return renames
 
 
 def _file_months(table: RawTable, mapping: Mapping[str, str], design: StudyDesign, name: str) -> pd.Series | None:
@@ -470,9 +470,7 @@ def _rename_to_canonical(df: pd.DataFrame, design: StudyDesign, months: pd.Serie
     """Rows with the subject, time and site columns under their canonical names (``patient_id``,
     ``month``, ``bmd_<site>``); ``months`` (:func:`_file_months`) is the ``month`` of a time in days,
     years or dates, by row position."""
-    renames = {design.id: "patient_id", **{c: f"bmd_{s}" for s, c in design.sites.items()}}
-    if months is None:
-        renames[design.time] = "month"
+    renames = _canonical_names(design)
     taken = set(renames.values())
     out = df.drop(columns=[c for c in df.columns if c in taken and c not in renames]).rename(columns=renames)
     if months is not None:

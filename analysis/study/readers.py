@@ -233,7 +233,7 @@ def read_file(path: str | Path, *, encoding: str = "utf-8", sheet: str | int | N
         table = _read_parquet(raw, name)
     else:
         table = _read_stat(p, raw, name, ext)
-    if table.frame.shape[0] == 0 and (table.parse is None or next(table.chunks(), table.frame).shape[0] == 0):
+    if table.frame.shape[0] == 0 and table.parse is None:
         raise DataValidationError(f"{name}: empty file (a header but no data rows)")
     unnamed = [c for c in table.frame.columns if str(c).startswith("Unnamed:")]
     if unnamed:
@@ -432,8 +432,10 @@ def _read_text(raw: bytes, name: str, ext: str, encoding: str, delimiter: str | 
                 f"{name}: not a readable CSV file ({str(err).strip().splitlines()[-1]})") from None
 
     if stream:
-        header = next(parse(nrows=0, chunksize=None))
-        return RawTable(header, "csv", raw, notes=notes, unit="line", first=2, parse=parse)
+        first = next(parse(nrows=1, chunksize=None))
+        if first.shape[0] == 0:
+            raise DataValidationError(f"{name}: empty file (a header but no data rows)")
+        return RawTable(first.iloc[:0], "csv", raw, notes=notes, unit="line", first=2, parse=parse)
     return RawTable(next(parse(chunksize=None)), "csv", raw, notes=notes, unit="line", first=2)
 
 
